@@ -1,0 +1,166 @@
+/**
+ * The client: start workflows, wait for results, read state, cancel. It speaks the wire contract
+ * only (publish to workflow.start.<type>, read WORKFLOW_STATES), like any other NATS program could.
+ */
+import type { Config } from "../config.js";
+import { loadConfig } from "../config.js";
+import { AbortedError, ValidationError, WorkflowFailedError, WorkflowNotFoundError } from "../errors.js";
+import { newWorkflowId, validateName, validateWorkflowId } from "../ids.js";
+import { createConsoleLogger, type Logger } from "../logger.js";
+import { connectNats, type NatsConnection } from "../nats/connect.js";
+import { createNames } from "../nats/names.js";
+import { ensureTopology, type Topology } from "../nats/topology.js";
+import { encode, type CancelMessage, type StartMessage } from "../protocol.js";
+import { isTerminal, type WorkflowState, type WorkflowStatus } from "../state.js";
+import type { WorkflowFunction } from "../workflow-api.js";
+
+export interface StartOptions {
+  /** Idempotency: starting the same id twice runs the workflow once. Default: a new UUID-based id. */
+  id?: string;
+}
+
+export interface ResultOptions {
+  signal?: AbortSignal;
+}
+
+export interface WorkflowHandle<O = unknown> {
+  id: string;
+  workflow: string;
+  /** Wait until the workflow ends: its result, or WorkflowFailedError (failed, cancelled, timed out). */
+  result(options?: ResultOptions): Promise<O>;
+  describe(): Promise<WorkflowState>;
+  cancel(reason?: string): Promise<void>;
+}
+
+export interface WorkflowSummary {
+  id: string;
+  workflow: string;
+  status: WorkflowStatus;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface WorkflowClient {
+  start<F extends WorkflowFunction = WorkflowFunction>(workflow: string, input?: Parameters<F>[1], options?: StartOptions): Promise<WorkflowHandle<Awaited<ReturnType<F>>>>;
+  getHandle<O = unknown>(id: string): WorkflowHandle<O>;
+  result<O = unknown>(id: string, options?: ResultOptions): Promise<O>;
+  /** The state document; WorkflowNotFoundError when there is none. */
+  describe(id: string): Promise<WorkflowState>;
+  cancel(id: string, reason?: string): Promise<void>;
+  list(options?: { status?: WorkflowStatus; workflow?: string; limit?: number }): Promise<WorkflowSummary[]>;
+  /** Watch a workflow's state changes until it ends (for live progress). */
+  watch(id: string, options?: ResultOptions): AsyncIterable<WorkflowState>;
+  close(): Promise<void>;
+  readonly topology: Topology;
+}
+
+export interface ClientOptions {
+  config?: Config;
+  connection?: NatsConnection;
+  logger?: Logger;
+  /** Wait for NATS to come up instead of failing at once (default false). */
+  waitForServer?: boolean;
+}
+
+export async function createClient(options: ClientOptions = {}): Promise<WorkflowClient> {
+  const config = options.config ?? loadConfig();
+  const logger = options.logger ?? createConsoleLogger({ level: config.log.level });
+  const nc = options.connection ?? (await connectNats(config.nats, { name: "jetflow client", logger, waitForServer: options.waitForServer ?? false }));
+  const names = createNames(config.namespace);
+  const topology = await ensureTopology(nc, { names, replicas: config.replicas, storage: config.storage, orchestratorAckWaitMs: config.orchestrator.ackWaitMs });
+
+  async function describe(id: string): Promise<WorkflowState> {
+    validateWorkflowId(id);
+    const entry = await topology.states.get(id);
+    if (!entry || entry.operation !== "PUT" || entry.length === 0) {
+      throw new WorkflowNotFoundError("WF_WORKFLOW_NOT_FOUND", `no workflow with id ${id}${config.namespace ? ` in namespace "${config.namespace}"` : ""}`, {
+        hint: "Check the id (`wf list` shows recent ones) and that NATS_URL / namespace point where it was started.",
+      });
+    }
+    return entry.json<WorkflowState>();
+  }
+
+  async function* watch(id: string, opts: ResultOptions = {}): AsyncIterable<WorkflowState> {
+    validateWorkflowId(id);
+    const watcher = await topology.states.watch({ key: id });
+    const onAbort = () => watcher.stop();
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for await (const entry of watcher) {
+        if (entry.operation !== "PUT" || entry.length === 0) continue;
+        const state = entry.json<WorkflowState>();
+        yield state;
+        if (isTerminal(state.status)) return;
+      }
+      if (opts.signal?.aborted) throw new AbortedError("WF_ABORTED", `stopped waiting for workflow ${id}: ${String(opts.signal.reason)}`);
+    } finally {
+      opts.signal?.removeEventListener("abort", onAbort);
+      watcher.stop();
+    }
+  }
+
+  async function result<O>(id: string, opts: ResultOptions = {}): Promise<O> {
+    opts.signal?.throwIfAborted();
+    for await (const state of watch(id, opts)) {
+      if (state.status === "completed") return state.result as O;
+      if (isTerminal(state.status)) throw new WorkflowFailedError(id, state.status, state.error);
+    }
+    throw new AbortedError("WF_ABORTED", `stopped waiting for workflow ${id}`);
+  }
+
+  async function cancel(id: string, reason?: string): Promise<void> {
+    validateWorkflowId(id);
+    const state = await describe(id);
+    if (isTerminal(state.status)) return;
+    const message: CancelMessage = { workflowId: id, ...(reason ? { reason } : {}) };
+    await topology.js.publish(names.cancelSubject(id), encode(message), { msgID: `${id}/cancel` });
+  }
+
+  const getHandle = <O>(id: string, workflow = ""): WorkflowHandle<O> => ({
+    id,
+    workflow,
+    result: (opts) => result<O>(id, opts),
+    describe: () => describe(id),
+    cancel: (reason) => cancel(id, reason),
+  });
+
+  return {
+    topology,
+    async start(workflow, input, startOptions = {}) {
+      validateName("workflow name", workflow);
+      const id = startOptions.id === undefined ? newWorkflowId(workflow) : validateWorkflowId(startOptions.id);
+      const message: StartMessage = { id, input: input === undefined ? null : input };
+      const data = encode(message);
+      if (data.length > config.limits.maxInputBytes) {
+        throw new ValidationError("WF_INPUT_TOO_LARGE", `input of ${workflow} is ${data.length} bytes; limits.maxInputBytes is ${config.limits.maxInputBytes}`, {
+          hint: "Pass a reference (an object store key, a URL) instead of the data, or raise limits.maxInputBytes.",
+        });
+      }
+      // Same id, same Nats-Msg-Id: a retried publish is dropped by JetStream; a later one is a no-op
+      // in the orchestrator because the state exists.
+      await topology.js.publish(names.startSubject(workflow), data, { msgID: `${id}/start` });
+      return getHandle(id, workflow);
+    },
+    getHandle: (id) => getHandle(id),
+    result,
+    describe,
+    cancel,
+    watch,
+    async list(listOptions = {}) {
+      const limit = listOptions.limit ?? 50;
+      const keys: string[] = [];
+      for await (const key of await topology.states.keys()) keys.push(key);
+      const states = await Promise.all(keys.map((k) => topology.states.get(k)));
+      return states
+        .filter((e): e is NonNullable<typeof e> => !!e && e.operation === "PUT" && e.length > 0)
+        .map((e) => e.json<WorkflowState>())
+        .filter((s) => (!listOptions.status || s.status === listOptions.status) && (!listOptions.workflow || s.workflow === listOptions.workflow))
+        .sort((a, b) => b.createdAt.localeCompare(a.createdAt))
+        .slice(0, limit)
+        .map((s) => ({ id: s.id, workflow: s.workflow, status: s.status, createdAt: s.createdAt, updatedAt: s.updatedAt }));
+    },
+    async close() {
+      if (!options.connection) await nc.drain().catch(() => nc.close());
+    },
+  };
+}

@@ -1,0 +1,322 @@
+/**
+ * The one configuration schema. Precedence: defaults, then wf.config.json (or WF_CONFIG), then the
+ * environment, then flags. Unknown keys and wrong types fail at start with the key and the file
+ * named. The result is compiled once into a frozen `Config`; nothing else reads process.env.
+ */
+import convict from "convict";
+import { existsSync, readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { resolve } from "node:path";
+import { parseDuration } from "./duration.js";
+import { ConfigError } from "./errors.js";
+import type { LogLevel } from "./logger.js";
+import type { RetryPolicy } from "./retry-policy.js";
+
+export const DEFAULT_CONFIG_FILE = "wf.config.json";
+
+convict.addFormat({
+  name: "duration",
+  validate(value: unknown) {
+    parseDuration(value as string | number);
+  },
+  coerce(value: string) {
+    return /^\d+$/.test(value) ? Number(value) : value;
+  },
+});
+
+convict.addFormat({
+  name: "string-list",
+  validate(value: unknown) {
+    if (!Array.isArray(value) || value.some((v) => typeof v !== "string")) {
+      throw new Error("must be an array of strings, or a comma-separated string in the environment");
+    }
+  },
+  coerce(value: string) {
+    return value.split(",").map((s) => s.trim()).filter(Boolean);
+  },
+});
+
+convict.addFormat({
+  name: "namespace",
+  validate(value: unknown) {
+    if (typeof value !== "string" || !/^[A-Za-z0-9_-]{0,32}$/.test(value)) {
+      throw new Error("must be empty or up to 32 letters, digits, '_' or '-'");
+    }
+  },
+});
+
+export const configSchema = {
+  nats: {
+    servers: {
+      doc: "NATS server URL(s); a comma-separated list for a cluster.",
+      format: "string-list",
+      default: ["nats://localhost:4222"],
+      env: "NATS_URL",
+    },
+    user: { doc: "NATS user name.", format: String, default: "", env: "NATS_USER" },
+    password: { doc: "NATS password.", format: String, default: "", env: "NATS_PASSWORD", sensitive: true },
+    token: { doc: "NATS auth token.", format: String, default: "", env: "NATS_TOKEN", sensitive: true },
+    creds: { doc: "Path of a NATS .creds file (JWT + NKey).", format: String, default: "", env: "NATS_CREDS" },
+    tls: {
+      ca: { doc: "Path of the CA certificate that signed the server's certificate.", format: String, default: "", env: "NATS_TLS_CA" },
+      cert: { doc: "Path of the client certificate (mutual TLS).", format: String, default: "", env: "NATS_TLS_CERT" },
+      key: { doc: "Path of the client certificate's key (mutual TLS).", format: String, default: "", env: "NATS_TLS_KEY" },
+    },
+  },
+  namespace: {
+    doc: "Prefix for every stream, consumer, bucket and subject, so several applications share one NATS.",
+    format: "namespace",
+    default: "",
+    env: "WF_NAMESPACE",
+  },
+  replicas: { doc: "Replicas of every stream and bucket: 1, or 3 on a NATS cluster.", format: [1, 3, 5], default: 1, env: "WF_REPLICAS" },
+  storage: { doc: "JetStream storage of streams and buckets.", format: ["file", "memory"], default: "file", env: "WF_STORAGE" },
+  functions: {
+    dir: { doc: "Folder with activities/ and workflows/.", format: String, default: "functions", env: "WF_FUNCTIONS_DIR" },
+  },
+  worker: {
+    id: { doc: "This runtime's id in logs and step records (default: host-pid).", format: String, default: "", env: "WORKER_ID" },
+    slots: { doc: "Activities this runtime runs at once.", format: "nat", default: 16, env: "WF_WORKER_SLOTS" },
+    activities: {
+      doc: "Activity types this runtime pulls (empty: every type it has code for).",
+      format: "string-list",
+      default: [] as string[],
+      env: "WF_ACTIVITIES",
+    },
+    ackWait: {
+      doc: "How long a task may go unacknowledged before JetStream redelivers it; running activities extend it automatically.",
+      format: "duration",
+      default: "30s" as string | number,
+      env: "WF_ACK_WAIT",
+    },
+    maxDeliveries: {
+      doc: "Deliveries of one attempt (each one a runtime that died running it) before the attempt fails as a crash loop.",
+      format: "nat",
+      default: 5,
+    },
+    shutdownGrace: {
+      doc: "On SIGTERM, how long in-flight activities may run before they are released to other runtimes.",
+      format: "duration",
+      default: "30s" as string | number,
+    },
+  },
+  orchestrator: {
+    ackWait: { doc: "Redelivery delay of an event whose runtime died while applying it.", format: "duration", default: "30s" as string | number },
+    concurrency: { doc: "Events applied at once by one runtime.", format: "nat", default: 128 },
+    cacheSize: { doc: "Workflows whose state and live instance a runtime keeps in memory.", format: "nat", default: 5_000 },
+  },
+  defaults: {
+    activityTimeout: { doc: "Start-to-close timeout of an activity attempt.", format: "duration", default: "1m" as string | number },
+    workflowTimeout: { doc: "Timeout of a whole workflow (0: none).", format: "duration", default: 0 as string | number },
+    retry: {
+      maxRetries: { doc: "Retries after the first attempt.", format: "nat", default: 3 },
+      initialInterval: { doc: "Delay before the first retry.", format: "duration", default: "1s" as string | number },
+      backoffFactor: { doc: "Each retry's delay is the previous one times this.", format: Number, default: 2 },
+      maxInterval: { doc: "Upper bound of a retry's delay.", format: "duration", default: "1m" as string | number },
+      nonRetryableErrors: { doc: "Error types (error.name) that are never retried.", format: "string-list", default: [] as string[] },
+    },
+  },
+  limits: {
+    maxInputBytes: { doc: "Largest accepted workflow input, in bytes of JSON.", format: "nat", default: 256 * 1024 },
+  },
+  log: {
+    level: { doc: "Log level.", format: ["debug", "info", "warn", "error", "silent"], default: "info", env: "WF_LOG_LEVEL" },
+    format: { doc: "Log line format.", format: ["text", "json"], default: "text", env: "WF_LOG_FORMAT" },
+  },
+};
+
+export interface NatsConnectionConfig {
+  servers: string[];
+  user?: string;
+  password?: string;
+  token?: string;
+  creds?: string;
+  tls?: { ca?: string; cert?: string; key?: string };
+}
+
+export interface Config {
+  /** The file the values came from, if any. */
+  file: string | undefined;
+  nats: NatsConnectionConfig;
+  namespace: string;
+  replicas: number;
+  storage: "file" | "memory";
+  functionsDir: string;
+  worker: {
+    id: string;
+    slots: number;
+    activities: string[];
+    ackWaitMs: number;
+    maxDeliveries: number;
+    shutdownGraceMs: number;
+  };
+  orchestrator: { ackWaitMs: number; concurrency: number; cacheSize: number };
+  defaults: { activityTimeoutMs: number; workflowTimeoutMs: number; retry: RetryPolicy };
+  limits: { maxInputBytes: number };
+  log: { level: LogLevel; format: "text" | "json" };
+}
+
+/** A nested partial of wf.config.json's shape, for flags and programmatic overrides. */
+export type ConfigOverrides = { [key: string]: unknown };
+
+export interface LoadConfigOptions {
+  /** Path of the config file; default WF_CONFIG, else ./wf.config.json when it exists. */
+  file?: string;
+  /** Environment to read; default process.env. Tests pass {}. */
+  env?: Record<string, string | undefined>;
+  /** Highest precedence: values from flags or code, in the file's shape. */
+  overrides?: ConfigOverrides;
+  cwd?: string;
+}
+
+export function loadConfig(options: LoadConfigOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const explicit = options.file ?? env.WF_CONFIG;
+  const file = explicit ? resolve(cwd, explicit) : existsSync(resolve(cwd, DEFAULT_CONFIG_FILE)) ? resolve(cwd, DEFAULT_CONFIG_FILE) : undefined;
+  const label = file ?? "configuration";
+
+  const config = convict(configSchema, { env: env as NodeJS.ProcessEnv, args: [] });
+  try {
+    if (file) {
+      if (!existsSync(file)) {
+        throw new ConfigError("WF_CONFIG_FILE_NOT_FOUND", `config file ${file} does not exist`, {
+          hint: "Create it (`wf init` writes one) or point WF_CONFIG / --config at an existing file.",
+        });
+      }
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(readFileSync(file, "utf8"));
+      } catch (err) {
+        throw new ConfigError("WF_CONFIG_INVALID_JSON", `${file} is not valid JSON: ${(err as Error).message}`, {
+          hint: "Fix the JSON syntax (no comments or trailing commas).",
+        });
+      }
+      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+        throw new ConfigError("WF_CONFIG_INVALID_JSON", `${file} must hold a JSON object`, { hint: 'Start from `{ "namespace": "" }`.' });
+      }
+      config.load(parsed as object);
+    }
+    if (options.overrides) config.load(options.overrides);
+    config.validate({ allowed: "strict" });
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw explainConvictError(err as Error, label);
+  }
+
+  const raw = config.getProperties();
+  const tls = raw.nats.tls;
+  return deepFreeze({
+    file,
+    nats: {
+      servers: raw.nats.servers,
+      ...(raw.nats.user ? { user: raw.nats.user } : {}),
+      ...(raw.nats.password ? { password: raw.nats.password } : {}),
+      ...(raw.nats.token ? { token: raw.nats.token } : {}),
+      ...(raw.nats.creds ? { creds: resolve(cwd, raw.nats.creds) } : {}),
+      ...(tls.ca || tls.cert || tls.key
+        ? {
+            tls: {
+              ...(tls.ca ? { ca: resolve(cwd, tls.ca) } : {}),
+              ...(tls.cert ? { cert: resolve(cwd, tls.cert) } : {}),
+              ...(tls.key ? { key: resolve(cwd, tls.key) } : {}),
+            },
+          }
+        : {}),
+    },
+    namespace: raw.namespace,
+    replicas: raw.replicas,
+    storage: raw.storage as "file" | "memory",
+    functionsDir: resolve(cwd, raw.functions.dir),
+    worker: {
+      id: raw.worker.id || `${hostname()}-${process.pid}`,
+      slots: raw.worker.slots,
+      activities: raw.worker.activities,
+      ackWaitMs: parseDuration(raw.worker.ackWait, "worker.ackWait"),
+      maxDeliveries: raw.worker.maxDeliveries,
+      shutdownGraceMs: parseDuration(raw.worker.shutdownGrace, "worker.shutdownGrace"),
+    },
+    orchestrator: {
+      ackWaitMs: parseDuration(raw.orchestrator.ackWait, "orchestrator.ackWait"),
+      concurrency: Math.max(1, raw.orchestrator.concurrency),
+      cacheSize: raw.orchestrator.cacheSize,
+    },
+    defaults: {
+      activityTimeoutMs: parseDuration(raw.defaults.activityTimeout, "defaults.activityTimeout"),
+      workflowTimeoutMs: parseDuration(raw.defaults.workflowTimeout, "defaults.workflowTimeout"),
+      retry: {
+        maxRetries: raw.defaults.retry.maxRetries,
+        initialIntervalMs: parseDuration(raw.defaults.retry.initialInterval, "defaults.retry.initialInterval"),
+        backoffFactor: raw.defaults.retry.backoffFactor,
+        maxIntervalMs: parseDuration(raw.defaults.retry.maxInterval, "defaults.retry.maxInterval"),
+        nonRetryableErrors: raw.defaults.retry.nonRetryableErrors,
+      },
+    },
+    limits: { maxInputBytes: raw.limits.maxInputBytes },
+    log: { level: raw.log.level as LogLevel, format: raw.log.format as "text" | "json" },
+  });
+}
+
+/** Every key of the schema as "a.b.c", for suggestions and `wf run --print-config`. */
+export function configKeys(schema: object = configSchema, prefix = ""): string[] {
+  const keys: string[] = [];
+  for (const [name, value] of Object.entries(schema)) {
+    const path = prefix ? `${prefix}.${name}` : name;
+    if (value && typeof value === "object" && "default" in value) keys.push(path);
+    else keys.push(...configKeys(value as object, path));
+  }
+  return keys;
+}
+
+/** Convict's messages name the key but not the file or the fix; restate them. */
+function explainConvictError(err: Error, label: string): ConfigError {
+  const lines = err.message.split("\n").map((l) => l.trim()).filter(Boolean);
+  const problems = lines.map((line) => {
+    const unknown = /configuration param '([^']+)' not declared in the schema/.exec(line);
+    if (unknown) {
+      const key = unknown[1]!;
+      const suggestion = closestKey(key);
+      return `unknown key "${key}"` + (suggestion ? ` (did you mean "${suggestion}"?)` : "");
+    }
+    return line.replace(/^([\w.]+): /, (_, key: string) => `"${key}": `);
+  });
+  const unknownKey = problems.some((p) => p.startsWith("unknown key"));
+  return new ConfigError(unknownKey ? "WF_CONFIG_UNKNOWN_KEY" : "WF_CONFIG_INVALID_VALUE", `${label}: ${problems.join("; ")}`, {
+    hint: unknownKey
+      ? "Rename or remove it; `wf run --print-config` lists every valid key, docs/config.md explains them."
+      : "Fix the value; docs/config.md gives each key's type and default.",
+    cause: err,
+  });
+}
+
+function closestKey(key: string): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of configKeys()) {
+    const d = editDistance(key, candidate);
+    if (d < bestDistance) [best, bestDistance] = [candidate, d];
+  }
+  return bestDistance <= Math.max(2, Math.floor(key.length / 4)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length]!;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object") {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

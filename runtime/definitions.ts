@@ -1,0 +1,238 @@
+/**
+ * What a runtime can run: workflows (code functions and DAG definitions) and activities, checked
+ * once when they are loaded. DAG definitions are validated here and run by `dagWorkflow`, a
+ * built-in workflow function, so both kinds share one engine.
+ */
+import { parseDuration } from "./duration.js";
+import { DefinitionError, ValidationError } from "./errors.js";
+import { validateName } from "./ids.js";
+import type { WorkflowRealm } from "./journal/execution.js";
+import {
+  DAG_MARKER,
+  WORKFLOW_OPTIONS,
+  type ActivityFunction,
+  type DagActivity,
+  type DagDefinition,
+  type WorkflowFunction,
+  type WorkflowOptions,
+} from "./workflow-api.js";
+
+export interface RegisteredWorkflow {
+  name: string;
+  kind: "code" | "dag";
+  fn: WorkflowFunction;
+  timeoutMs: number | undefined;
+  /** The validated definition, for kind "dag". */
+  dag?: DagDefinition;
+  realm: WorkflowRealm;
+  /** Where it came from, for error messages. */
+  source?: string;
+}
+
+export interface Registry {
+  /** Version of the code: a content hash for bundles, a label for programmatic registries. */
+  version: string;
+  workflows: Map<string, RegisteredWorkflow>;
+  activities: Map<string, ActivityFunction>;
+}
+
+export interface RegistryInput {
+  version: string;
+  workflows: Record<string, unknown>;
+  activities: Record<string, unknown>;
+  realm: WorkflowRealm;
+  /** File each export came from, by export name, for error messages. */
+  sources?: Record<string, string>;
+  /** Check that DAG steps name known activities (off for an orchestrator-only runtime without activity code). */
+  checkActivityTypes?: boolean;
+}
+
+export function isDagDefinition(value: unknown): value is DagDefinition {
+  return typeof value === "object" && value !== null && ((value as Record<string, unknown>)[DAG_MARKER] === true || Array.isArray((value as DagDefinition).activities));
+}
+
+export function createRegistry(input: RegistryInput): Registry {
+  const activities = new Map<string, ActivityFunction>();
+  for (const [name, value] of Object.entries(input.activities)) {
+    if (typeof value !== "function") continue; // constants and types exported beside activities
+    validateName("activity type", name);
+    activities.set(name, value as ActivityFunction);
+  }
+
+  const workflows = new Map<string, RegisteredWorkflow>();
+  const add = (entry: RegisteredWorkflow) => {
+    const existing = workflows.get(entry.name);
+    if (existing) {
+      throw new DefinitionError("WF_DUPLICATE_WORKFLOW", `workflow "${entry.name}" is defined twice (${existing.source ?? "?"} and ${entry.source ?? "?"})`, {
+        hint: "Workflow names must be unique across functions/workflows; rename one of them.",
+      });
+    }
+    workflows.set(entry.name, entry);
+  };
+
+  for (const [exportName, value] of Object.entries(input.workflows)) {
+    const source = input.sources?.[exportName];
+    if (isDagDefinition(value)) {
+      const dag = validateDag(value, {
+        source,
+        ...(input.checkActivityTypes === false ? {} : { activityTypes: new Set(activities.keys()) }),
+      });
+      add({ name: dag.name, kind: "dag", fn: dagWorkflow(dag), timeoutMs: dag.timeout === undefined ? undefined : parseDuration(dag.timeout), dag, realm: input.realm, ...(source ? { source } : {}) });
+    } else if (typeof value === "function") {
+      validateName("workflow name", exportName);
+      const options = (value as unknown as Record<string, unknown>)[WORKFLOW_OPTIONS] as WorkflowOptions | undefined;
+      add({
+        name: exportName,
+        kind: "code",
+        fn: value as WorkflowFunction,
+        timeoutMs: options?.timeout === undefined ? undefined : parseDuration(options.timeout, `workflow ${exportName} timeout`),
+        realm: input.realm,
+        ...(source ? { source } : {}),
+      });
+    }
+  }
+  return { version: input.version, workflows, activities };
+}
+
+/** Check a DAG definition; every error names the workflow and the step. Returns a plain-data copy. */
+export function validateDag(definition: DagDefinition, options: { source?: string | undefined; activityTypes?: Set<string> } = {}): DagDefinition {
+  const where = options.source ? ` (${options.source})` : "";
+  const fail = (code: string, message: string, hint: string): never => {
+    throw new DefinitionError(code, message + where, { hint });
+  };
+  let dag: DagDefinition;
+  try {
+    dag = JSON.parse(JSON.stringify(definition)) as DagDefinition;
+  } catch (err) {
+    return fail("WF_DAG_INVALID", `DAG definition is not plain data: ${(err as Error).message}`, "A DAG definition holds only names, types, durations and policies.");
+  }
+  if (typeof dag.name !== "string") return fail("WF_DAG_INVALID", `DAG definition has no name`, 'Add name: "my_workflow".');
+  try {
+    validateName("workflow name", dag.name);
+  } catch (err) {
+    return fail("WF_DAG_INVALID", `workflow "${dag.name}": ${(err as Error).message}`, "Rename the workflow.");
+  }
+  const wf = `workflow "${dag.name}"`;
+  if (!Array.isArray(dag.activities) || dag.activities.length === 0) {
+    return fail("WF_DAG_EMPTY", `${wf} has no activities`, "List at least one activity: { name, type }.");
+  }
+  if (dag.timeout !== undefined) durationOrFail(dag.timeout, `${wf}: timeout`, fail);
+
+  const byName = new Map<string, DagActivity>();
+  for (const step of dag.activities) {
+    if (!step || typeof step.name !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(step.name)) {
+      return fail("WF_DAG_INVALID_STEP", `${wf}: step name ${JSON.stringify(step?.name)} is not valid`, "Step names are 1-100 characters of A-Z a-z 0-9 _ -.");
+    }
+    if (byName.has(step.name)) return fail("WF_DAG_DUPLICATE_STEP", `${wf}: step "${step.name}" is defined twice`, "Give every step a unique name.");
+    byName.set(step.name, step);
+    if (typeof step.type !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(step.type)) {
+      return fail("WF_DAG_INVALID_STEP", `${wf}, step "${step.name}": activity type ${JSON.stringify(step.type)} is not valid`, "Set type to the export name of an activity.");
+    }
+    if (options.activityTypes && !options.activityTypes.has(step.type)) {
+      const known = [...options.activityTypes].sort().join(", ") || "none";
+      return fail("WF_DAG_UNKNOWN_ACTIVITY", `${wf}, step "${step.name}": unknown activity type "${step.type}" (known: ${known})`, "Export an async function with that name from functions/activities, or fix the type.");
+    }
+    if (step.timeout !== undefined) durationOrFail(step.timeout, `${wf}, step "${step.name}": timeout`, fail);
+    if (step.retryPolicy !== undefined) {
+      const p = step.retryPolicy;
+      if (typeof p !== "object" || p === null) return fail("WF_DAG_INVALID_STEP", `${wf}, step "${step.name}": retryPolicy must be an object`, "Use { maxRetries, initialInterval, backoffFactor, maxInterval }.");
+      if (p.maxRetries !== undefined && (!Number.isInteger(p.maxRetries) || p.maxRetries < 0)) {
+        return fail("WF_DAG_INVALID_STEP", `${wf}, step "${step.name}": retryPolicy.maxRetries must be a whole number ≥ 0, got ${JSON.stringify(p.maxRetries)}`, "Use 0 for no retries.");
+      }
+      if (p.backoffFactor !== undefined && !(typeof p.backoffFactor === "number" && p.backoffFactor >= 1)) {
+        return fail("WF_DAG_INVALID_STEP", `${wf}, step "${step.name}": retryPolicy.backoffFactor must be a number ≥ 1, got ${JSON.stringify(p.backoffFactor)}`, "Use 2 to double the delay each retry.");
+      }
+      if (p.initialInterval !== undefined) durationOrFail(p.initialInterval, `${wf}, step "${step.name}": retryPolicy.initialInterval`, fail);
+      if (p.maxInterval !== undefined) durationOrFail(p.maxInterval, `${wf}, step "${step.name}": retryPolicy.maxInterval`, fail);
+    }
+    if (step.dependencies !== undefined && !(Array.isArray(step.dependencies) && step.dependencies.every((d) => typeof d === "string"))) {
+      return fail("WF_DAG_INVALID_STEP", `${wf}, step "${step.name}": dependencies must be an array of step names`, 'Use dependencies: ["validate_order"].');
+    }
+  }
+  for (const step of dag.activities) {
+    for (const dep of step.dependencies ?? []) {
+      if (dep === step.name) return fail("WF_DAG_CYCLE", `${wf}, step "${step.name}" depends on itself`, "Remove the self-dependency.");
+      if (!byName.has(dep)) {
+        return fail("WF_DAG_UNKNOWN_DEPENDENCY", `${wf}, step "${step.name}" depends on unknown step "${dep}"`, `Steps are: ${[...byName.keys()].join(", ")}.`);
+      }
+    }
+  }
+  const cycle = findCycle(dag.activities);
+  if (cycle) return fail("WF_DAG_CYCLE", `${wf} has a dependency cycle: ${cycle.join(" → ")}`, "A DAG cannot loop; remove one of these dependencies.");
+  return dag;
+}
+
+function durationOrFail(value: unknown, what: string, fail: (code: string, message: string, hint: string) => never): void {
+  try {
+    parseDuration(value as string, what);
+  } catch (err) {
+    fail("WF_DAG_INVALID_DURATION", (err as ValidationError).message, (err as ValidationError).hint ?? "");
+  }
+}
+
+function findCycle(steps: DagActivity[]): string[] | undefined {
+  const deps = new Map(steps.map((s) => [s.name, s.dependencies ?? []]));
+  const state = new Map<string, "visiting" | "done">();
+  const path: string[] = [];
+  const visit = (name: string): string[] | undefined => {
+    if (state.get(name) === "done") return undefined;
+    if (state.get(name) === "visiting") return [...path.slice(path.indexOf(name)), name];
+    state.set(name, "visiting");
+    path.push(name);
+    for (const dep of deps.get(name) ?? []) {
+      const cycle = visit(dep);
+      if (cycle) return cycle;
+    }
+    path.pop();
+    state.set(name, "done");
+    return undefined;
+  };
+  for (const step of steps) {
+    const cycle = visit(step.name);
+    if (cycle) return cycle.reverse();
+  }
+  return undefined;
+}
+
+/**
+ * The built-in workflow that runs a DAG. Each step starts when its dependencies completed; its
+ * input is `{ ...workflowInput, [dependency]: output }` (a non-object workflow input is passed as
+ * `{ input }`). The result is `{ [step]: output }` in definition order. Commands are issued in
+ * promise-resolution order, which replay reproduces, so this is deterministic.
+ */
+export function dagWorkflow(dag: DagDefinition): WorkflowFunction {
+  const byName = new Map(dag.activities.map((a) => [a.name, a]));
+  return async (ctx, input) => {
+    const base: Record<string, unknown> = isPlainObject(input) ? input : input === undefined || input === null ? {} : { input };
+    const outputs: Record<string, unknown> = {};
+    const started = new Map<string, Promise<unknown>>();
+    const run = (step: DagActivity): Promise<unknown> => {
+      let promise = started.get(step.name);
+      if (!promise) {
+        const dependencies = step.dependencies ?? [];
+        promise = Promise.all(dependencies.map((d) => run(byName.get(d)!)))
+          .then(() => {
+            const stepInput: Record<string, unknown> = { ...base };
+            for (const d of dependencies) stepInput[d] = outputs[d];
+            return ctx.activity(step.type, stepInput, {
+              name: step.name,
+              ...(step.timeout !== undefined ? { timeout: step.timeout } : {}),
+              ...(step.retryPolicy !== undefined ? { retry: step.retryPolicy } : {}),
+            });
+          })
+          .then((output) => {
+            outputs[step.name] = output;
+            return output;
+          });
+        started.set(step.name, promise);
+      }
+      return promise;
+    };
+    await Promise.all(dag.activities.map(run));
+    return Object.fromEntries(dag.activities.map((a) => [a.name, outputs[a.name]]));
+  };
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,35 @@
+import { ValidationError } from "./errors.js";
+
+/** A duration as users write it: milliseconds, or a string such as "250ms", "30s", "10m", "1h", "2d", "1h30m". */
+export type Duration = number | string;
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/g;
+
+/** Parse a Duration into milliseconds. Throws a ValidationError naming `what` on anything else. */
+export function parseDuration(value: Duration, what = "duration"): number {
+  if (typeof value === "number") {
+    if (Number.isFinite(value) && value >= 0) return Math.round(value);
+  } else if (typeof value === "string") {
+    const text = value.trim();
+    if (/^\d+$/.test(text)) return Number(text);
+    if (/^((\d+(\.\d+)?)(ms|s|m|h|d))+$/.test(text)) {
+      let total = 0;
+      for (const match of text.matchAll(PART)) total += Number(match[1]) * UNIT_MS[match[2]!]!;
+      return Math.round(total);
+    }
+  }
+  throw new ValidationError(
+    "WF_INVALID_DURATION",
+    `${what}: ${JSON.stringify(value)} is not a duration`,
+    { hint: 'Use milliseconds (30000) or a string such as "250ms", "30s", "10m", "1h", "1h30m".' },
+  );
+}
+
+/** Human form for logs and `wf show`: 1234 → "1.2s". */
+export function formatDuration(ms: number): string {
+  if (ms < 1_000) return `${Math.round(ms)}ms`;
+  if (ms < 60_000) return `${(ms / 1_000).toFixed(ms < 10_000 ? 1 : 0)}s`;
+  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1_000)}s`;
+  return `${Math.floor(ms / 3_600_000)}h${Math.round((ms % 3_600_000) / 60_000)}m`;
+}

@@ -1,0 +1,118 @@
+/**
+ * Every error jetflow raises lives here. Each has a stable `code` (documented in docs/errors.md),
+ * a message that states what happened with the offending value, and, where there is one, a `hint`
+ * that says what to do next.
+ */
+
+export interface JetflowErrorOptions {
+  cause?: unknown;
+  hint?: string;
+}
+
+export class JetflowError extends Error {
+  readonly code: string;
+  readonly hint: string | undefined;
+
+  constructor(code: string, message: string, options: JetflowErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.hint = options.hint;
+  }
+}
+
+/** wf.config.json, an environment variable or a flag has a wrong key or value. */
+export class ConfigError extends JetflowError {}
+
+/** A workflow id, workflow type, step name or duration is not of the accepted form. */
+export class ValidationError extends JetflowError {}
+
+/** A DAG definition is inconsistent: unknown dependency, cycle, duplicate step, unknown activity. */
+export class DefinitionError extends JetflowError {}
+
+/** functions/ could not be bundled or loaded (syntax error, forbidden import in workflow code). */
+export class BundleError extends JetflowError {}
+
+/** NATS could not be reached or refused an operation jetflow needs. */
+export class ConnectionError extends JetflowError {}
+
+/** The named workflow (id) does not exist in WORKFLOW_STATES. */
+export class WorkflowNotFoundError extends JetflowError {}
+
+/** A workflow ended in `failed`, `cancelled` or `timed_out`; `result()` rejects with this. */
+export class WorkflowFailedError extends JetflowError {
+  readonly workflowId: string;
+  readonly status: string;
+  readonly failure: { message: string; type: string } | undefined;
+
+  constructor(workflowId: string, status: string, failure: { message: string; type: string } | undefined) {
+    super(
+      "WF_WORKFLOW_" + status.toUpperCase(),
+      `workflow ${workflowId} ${status.replace("_", " ")}` + (failure ? `: ${failure.type}: ${failure.message}` : ""),
+      { hint: `Run \`wf show ${workflowId}\` for its steps and errors.` },
+    );
+    this.workflowId = workflowId;
+    this.status = status;
+    this.failure = failure;
+  }
+}
+
+/**
+ * A replay issued a different command than the journal recorded: the workflow's code changed in a
+ * way that is not compatible with runs already in flight, or it is not deterministic.
+ */
+export class NonDeterminismError extends JetflowError {
+  constructor(message: string) {
+    super("WF_NON_DETERMINISM", message, {
+      hint:
+        "Workflow code must issue the same commands in the same order on every replay. Keep the old " +
+        "code for running workflows (deploy a new workflow name or version) and use ctx.now()/ctx.random() " +
+        "instead of Date and Math.random.",
+    });
+  }
+}
+
+/** Thrown inside workflow code for things the sandbox forbids (timers, I/O). */
+export class DeterminismViolationError extends JetflowError {}
+
+/** An operation was given up on because its AbortSignal fired. */
+export class AbortedError extends JetflowError {}
+
+/** Internal: a KV compare-and-set lost against a concurrent writer. Never seen by users. */
+export class RevisionConflictError extends JetflowError {
+  constructor(key: string, cause?: unknown) {
+    super("WF_REVISION_CONFLICT", `state of ${key} changed concurrently`, { cause });
+  }
+}
+
+/** Turn anything thrown (including non-Error values and errors from another realm) into a plain record. */
+export interface ErrorRecord {
+  message: string;
+  type: string;
+  stack?: string;
+  nonRetryable?: boolean;
+  details?: unknown;
+}
+
+export function toErrorRecord(thrown: unknown): ErrorRecord {
+  if (thrown !== null && typeof thrown === "object") {
+    const e = thrown as { message?: unknown; name?: unknown; stack?: unknown; nonRetryable?: unknown; details?: unknown; type?: unknown };
+    const record: ErrorRecord = {
+      message: typeof e.message === "string" ? e.message : safeStringify(thrown),
+      type: typeof e.type === "string" ? e.type : typeof e.name === "string" ? e.name : "Error",
+    };
+    if (typeof e.stack === "string") record.stack = e.stack;
+    if (e.nonRetryable === true) record.nonRetryable = true;
+    if (e.details !== undefined) record.details = e.details;
+    return record;
+  }
+  return { message: `non-Error value thrown: ${safeStringify(thrown)}`, type: "Error" };
+}
+
+function safeStringify(value: unknown): string {
+  try {
+    return typeof value === "string" ? value : JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

@@ -1,0 +1,39 @@
+/** jetflow's public API. Every export is named; types apart. */
+export { createRuntime } from "./runtime.js";
+export type { Runtime, RuntimeOptions, RuntimeRole } from "./runtime.js";
+export { createClient } from "./client/client.js";
+export type { ClientOptions, ResultOptions, StartOptions, WorkflowClient, WorkflowHandle, WorkflowSummary } from "./client/client.js";
+export { loadConfig, configSchema, configKeys, DEFAULT_CONFIG_FILE } from "./config.js";
+export type { Config, ConfigOverrides, LoadConfigOptions, NatsConnectionConfig } from "./config.js";
+export { createConsoleLogger, silentLogger } from "./logger.js";
+export type { Logger, LogLevel, LogMeta } from "./logger.js";
+export {
+  JetflowError,
+  ConfigError,
+  ValidationError,
+  DefinitionError,
+  BundleError,
+  ConnectionError,
+  WorkflowNotFoundError,
+  WorkflowFailedError,
+  NonDeterminismError,
+  DeterminismViolationError,
+  AbortedError,
+} from "./errors.js";
+export type { ErrorRecord, JetflowErrorOptions } from "./errors.js";
+export { NonRetryableError, ActivityFailure, defineDag, defineWorkflow } from "./workflow-api.js";
+export type {
+  ActivityContext,
+  ActivityFunction,
+  ActivityOptions,
+  ActivityProxy,
+  DagActivity,
+  DagDefinition,
+  WorkflowContext,
+  WorkflowFunction,
+  WorkflowOptions,
+} from "./workflow-api.js";
+export { validateDag } from "./definitions.js";
+export type { WorkflowState, StepState, WorkflowStatus, StepStatus } from "./state.js";
+export type { Duration } from "./duration.js";
+export type { RetryPolicy, RetryPolicyInput } from "./retry-policy.js";

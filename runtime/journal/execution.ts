@@ -1,0 +1,272 @@
+/**
+ * A live workflow execution: the user's workflow function, suspended on the promises it awaits.
+ *
+ * The orchestrator keeps executions in memory while their state's revision is current, so a new
+ * event costs one activation (resolve one promise, let the code run to its next await) instead
+ * of a replay from the start. Replay (replay.ts) rebuilds an execution from the journal when a
+ * runtime does not hold it.
+ *
+ * Activations are serialized process-wide: the sandbox's Date and Math.random read "the current
+ * activation", so two executions must never run workflow code at the same time.
+ */
+import { parseDuration, type Duration } from "../duration.js";
+import { toErrorRecord, type ErrorRecord } from "../errors.js";
+import type { Logger } from "../logger.js";
+import type { ActivityOptions, WorkflowContext, WorkflowFunction } from "../workflow-api.js";
+
+/** A command the workflow code issued: it becomes a step. */
+export type Command =
+  | { kind: "activity"; seq: number; name: string; activity: string; input: unknown; options: ActivityOptions }
+  | { kind: "sleep"; seq: number; name: string; durationMs: number };
+
+export type StepResult = { ok: true; value: unknown } | { ok: false; error: ErrorRecord; attempts: number; activity: string };
+
+export type Outcome = { ok: true; value: unknown } | { ok: false; error: ErrorRecord };
+
+/** The realm workflow code runs in: a node:vm sandbox (bundles) or the host (programmatic API). */
+export interface WorkflowRealm {
+  /** Make Date and Math.random inside the realm answer for this activation. */
+  enter(clock: { now(): number; random(): number }): void;
+  exit(): void;
+  /** The realm's own ActivityFailure, so `err instanceof ActivityFailure` holds in workflow code. */
+  activityFailure(step: string, activityType: string, attempts: number, failure: { message: string; type: string }): unknown;
+}
+
+export interface ExecutionOptions {
+  workflowId: string;
+  workflow: string;
+  fn: WorkflowFunction;
+  input: unknown;
+  realm: WorkflowRealm;
+  logger: Logger;
+}
+
+interface Waiter {
+  kind: Command["kind"];
+  activity?: string;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
+export class WorkflowExecution {
+  readonly workflowId: string;
+  readonly workflow: string;
+  /** The activation time: what ctx.now() and Date.now() return. */
+  now = 0;
+  /** True while replaying recorded history: workflow logs are dropped. */
+  replaying = false;
+  outcome: Outcome | undefined;
+
+  private readonly options: ExecutionOptions;
+  private nextSeq = 0;
+  private readonly names = new Set<string>();
+  private readonly nameCounts = new Map<string, number>();
+  private readonly waiters = new Map<string, Waiter>();
+  private issued: Command[] = [];
+  private readonly random: () => number;
+  readonly ctx: WorkflowContext;
+
+  constructor(options: ExecutionOptions) {
+    this.options = options;
+    this.workflowId = options.workflowId;
+    this.workflow = options.workflow;
+    this.random = seededRandom(options.workflowId);
+    this.ctx = this.createContext();
+  }
+
+  /** Start the workflow function. Call inside `activate`. */
+  begin(): void {
+    const { fn, input } = this.options;
+    let result: Promise<unknown>;
+    try {
+      result = Promise.resolve(fn(this.ctx, input));
+    } catch (err) {
+      result = Promise.reject(err);
+    }
+    result.then(
+      (value) => {
+        this.outcome ??= { ok: true, value };
+      },
+      (err) => {
+        this.outcome ??= { ok: false, error: toErrorRecord(err) };
+      },
+    );
+  }
+
+  /** Deliver a step's result to the code awaiting it. Call inside `activate`. */
+  deliver(step: string, result: StepResult): boolean {
+    const waiter = this.waiters.get(step);
+    if (!waiter) return false;
+    this.waiters.delete(step);
+    if (result.ok) waiter.resolve(result.value);
+    else waiter.reject(this.options.realm.activityFailure(step, result.activity, result.attempts, result.error));
+    return true;
+  }
+
+  /** Commands issued since the last call. */
+  takeIssued(): Command[] {
+    const out = this.issued;
+    this.issued = [];
+    return out;
+  }
+
+  /** Steps the code awaits and that have not been delivered. */
+  get awaiting(): string[] {
+    return [...this.waiters.keys()];
+  }
+
+  private command(kind: Command["kind"], name: string, extra: object): Promise<unknown> {
+    const seq = this.nextSeq++;
+    return new Promise((resolve, reject) => {
+      this.waiters.set(name, { kind, ...("activity" in extra ? { activity: (extra as { activity: string }).activity } : {}), resolve, reject });
+      this.issued.push({ kind, seq, name, ...extra } as Command);
+    });
+  }
+
+  private stepName(base: string, explicit: string | undefined): string {
+    if (explicit !== undefined) {
+      if (typeof explicit !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(explicit)) {
+        throw new TypeError(`step name ${JSON.stringify(explicit)} is not valid: use 1-100 characters of A-Z a-z 0-9 _ -`);
+      }
+      if (this.names.has(explicit)) throw new TypeError(`step name "${explicit}" is used twice in workflow ${this.workflow}; names must be unique`);
+      this.names.add(explicit);
+      return explicit;
+    }
+    let n = this.nameCounts.get(base) ?? 0;
+    let name: string;
+    do {
+      n += 1;
+      name = n === 1 ? base : `${base}-${n}`;
+    } while (this.names.has(name));
+    this.nameCounts.set(base, n);
+    this.names.add(name);
+    return name;
+  }
+
+  private createContext(): WorkflowContext {
+    const self = this;
+    const activity = (type: string, input?: unknown, options: ActivityOptions = {}): Promise<never> => {
+      try {
+        if (typeof type !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(type)) {
+          throw new TypeError(`activity type ${JSON.stringify(type)} is not valid`);
+        }
+        // Fail bad options and unserializable input here, at the call, where the user can catch it.
+        if (options?.timeout !== undefined) parseDuration(options.timeout, `ctx.activity("${type}") timeout`);
+        if (options?.retry?.initialInterval !== undefined) parseDuration(options.retry.initialInterval, `ctx.activity("${type}") retry.initialInterval`);
+        if (options?.retry?.maxInterval !== undefined) parseDuration(options.retry.maxInterval, `ctx.activity("${type}") retry.maxInterval`);
+        const json = toJson(input === undefined ? null : input, `input of activity "${type}"`);
+        const name = self.stepName(type, options?.name);
+        return self.command("activity", name, { activity: type, input: json, options: options ?? {} }) as Promise<never>;
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    };
+    const log = (level: "info" | "warn" | "error") => (message: string, meta?: Record<string, unknown>) => {
+      if (!self.replaying) self.options.logger[level](message, { component: "workflow", workflowId: self.workflowId, ...meta });
+    };
+    return {
+      workflowId: this.workflowId,
+      workflow: this.workflow,
+      activity,
+      activities: new Proxy({}, {
+        get: (_target, prop) => (typeof prop === "string" ? (input: unknown, options?: ActivityOptions) => activity(prop, input, options) : undefined),
+      }) as WorkflowContext["activities"],
+      sleep(duration: Duration): Promise<void> {
+        try {
+          const durationMs = parseDuration(duration, "ctx.sleep()");
+          const name = self.stepName("sleep", undefined);
+          return self.command("sleep", name, { durationMs }) as Promise<void>;
+        } catch (err) {
+          return Promise.reject(err);
+        }
+      },
+      now: () => self.now,
+      random: () => self.random(),
+      uuid: () => uuidFrom(self.random),
+      log: { info: log("info"), warn: log("warn"), error: log("error") },
+    };
+  }
+
+  /** Clock handed to the realm while this execution is active. */
+  clock(): { now(): number; random(): number } {
+    return { now: () => this.now, random: () => this.random() };
+  }
+
+  get realm(): WorkflowRealm {
+    return this.options.realm;
+  }
+}
+
+/** A plain-JSON copy (host realm), or a TypeError naming what could not be serialized. */
+export function toJson(value: unknown, what: string): unknown {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (err) {
+    throw new TypeError(`${what} is not JSON-serializable: ${(err as Error).message}`);
+  }
+  return text === undefined ? null : JSON.parse(text);
+}
+
+let activationChain: Promise<void> = Promise.resolve();
+
+/**
+ * Run `action` (which starts the function or delivers a result) at time `at`, then let the
+ * workflow code run until every promise it can settle has settled. Workflow code cannot use
+ * timers, so once a macrotask turn has passed, it is waiting on commands only.
+ */
+export function activate(execution: WorkflowExecution, at: number, action: () => void): Promise<void> {
+  const run = async () => {
+    execution.now = at;
+    execution.realm.enter(execution.clock());
+    try {
+      action();
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    } finally {
+      execution.realm.exit();
+    }
+  };
+  const result = activationChain.then(run);
+  activationChain = result.catch(() => undefined);
+  return result;
+}
+
+/** The host realm: for workflows passed as functions to createRuntime (no sandbox). */
+export function hostRealm(ActivityFailureClass: new (step: string, type: string, attempts: number, failure: { message: string; type: string }) => unknown): WorkflowRealm {
+  return {
+    enter() {},
+    exit() {},
+    activityFailure: (step, type, attempts, failure) => new ActivityFailureClass(step, type, attempts, failure),
+  };
+}
+
+/** sfc32 seeded from the workflow id: the same sequence on every replay. */
+function seededRandom(seedText: string): () => number {
+  let h = 2166136261 >>> 0;
+  const seeds: number[] = [];
+  for (let round = 0; round < 4; round++) {
+    for (let i = 0; i < seedText.length; i++) h = Math.imul(h ^ seedText.charCodeAt(i), 16777619) >>> 0;
+    h = Math.imul(h ^ (round + 0x9e3779b9), 16777619) >>> 0;
+    seeds.push(h);
+  }
+  let [a, b, c, d] = seeds as [number, number, number, number];
+  return () => {
+    a >>>= 0; b >>>= 0; c >>>= 0; d >>>= 0;
+    let t = (a + b) | 0;
+    a = b ^ (b >>> 9);
+    b = (c + (c << 3)) | 0;
+    c = (c << 21) | (c >>> 11);
+    d = (d + 1) | 0;
+    t = (t + d) | 0;
+    c = (c + t) | 0;
+    return (t >>> 0) / 4294967296;
+  };
+}
+
+function uuidFrom(random: () => number): string {
+  const bytes = Array.from({ length: 16 }, () => Math.floor(random() * 256));
+  bytes[6] = (bytes[6]! & 0x0f) | 0x40;
+  bytes[8] = (bytes[8]! & 0x3f) | 0x80;
+  const hex = bytes.map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}

@@ -1,0 +1,98 @@
+/**
+ * Rebuild a live execution from a workflow's journal: run the function from the start, deliver
+ * every recorded result in the recorded order, and check that the code issues exactly the commands
+ * the journal holds. Any difference is a NonDeterminismError naming the step and both commands.
+ */
+import { NonDeterminismError } from "../errors.js";
+import type { Logger } from "../logger.js";
+import type { StepState, WorkflowState } from "../state.js";
+import { activate, WorkflowExecution, type Command, type StepResult, type WorkflowRealm } from "./execution.js";
+import type { WorkflowFunction } from "../workflow-api.js";
+
+export interface ReplayOptions {
+  fn: WorkflowFunction;
+  realm: WorkflowRealm;
+  logger: Logger;
+}
+
+export async function replayWorkflow(state: WorkflowState, options: ReplayOptions): Promise<WorkflowExecution> {
+  const execution = new WorkflowExecution({
+    workflowId: state.id,
+    workflow: state.workflow,
+    fn: options.fn,
+    input: state.input,
+    realm: options.realm,
+    logger: options.logger,
+  });
+  const bySeq = new Map<number, [string, StepState]>();
+  for (const [name, step] of Object.entries(state.steps)) bySeq.set(step.seq, [name, step]);
+  const issued = new Set<string>();
+
+  const check = (commands: Command[]) => {
+    for (const command of commands) {
+      const recorded = bySeq.get(command.seq);
+      if (!recorded) {
+        throw new NonDeterminismError(
+          `workflow ${state.workflow} (id ${state.id}) diverged at command #${command.seq + 1}: the code now issues ${describeCommand(command)}, ` +
+            `but the journal recorded no command there`,
+        );
+      }
+      const [name, step] = recorded;
+      if (name !== command.name || step.kind !== command.kind || (command.kind === "activity" && step.activity !== command.activity)) {
+        throw new NonDeterminismError(
+          `workflow ${state.workflow} (id ${state.id}) diverged at step "${name}" (command #${command.seq + 1}): ` +
+            `the journal recorded ${describeStep(name, step)}, but the code now issues ${describeCommand(command)}`,
+        );
+      }
+      issued.add(name);
+    }
+  };
+
+  execution.replaying = true;
+  await activate(execution, Date.parse(state.createdAt), () => execution.begin());
+  check(execution.takeIssued());
+  for (const name of state.journal) {
+    const step = state.steps[name];
+    if (!step) throw new NonDeterminismError(`journal of ${state.id} names step "${name}" that has no record; the state document is corrupt`);
+    let delivered = false;
+    await activate(execution, step.resolvedAt ?? Date.parse(state.updatedAt), () => {
+      delivered = execution.deliver(name, stepResult(step));
+    });
+    if (!delivered) {
+      throw new NonDeterminismError(
+        `workflow ${state.workflow} (id ${state.id}) diverged at step "${name}": the journal delivered the result of ${describeStep(name, step)}, ` +
+          `but the code no longer waits for it`,
+      );
+    }
+    check(execution.takeIssued());
+  }
+  for (const [name, step] of Object.entries(state.steps)) {
+    if (!issued.has(name)) {
+      throw new NonDeterminismError(
+        `workflow ${state.workflow} (id ${state.id}) diverged at step "${name}": the journal recorded ${describeStep(name, step)}, ` +
+          `but the code did not issue it on replay` + (execution.outcome ? " (the code returned before reaching it)" : ""),
+      );
+    }
+  }
+  execution.replaying = false;
+  return execution;
+}
+
+/** The result a completed or failed step delivers to the code. */
+export function stepResult(step: StepState): StepResult {
+  if (step.status === "completed") return { ok: true, value: step.kind === "sleep" ? undefined : step.output };
+  return {
+    ok: false,
+    error: step.error ?? { message: "step failed", type: "Error" },
+    attempts: step.attempt,
+    activity: step.activity ?? step.kind,
+  };
+}
+
+function describeCommand(command: Command): string {
+  return command.kind === "activity" ? `activity ${command.activity} (step "${command.name}")` : `sleep (step "${command.name}", ${command.durationMs}ms)`;
+}
+
+function describeStep(name: string, step: StepState): string {
+  return step.kind === "activity" ? `activity ${step.activity} (step "${name}")` : `sleep (step "${name}")`;
+}

@@ -1,0 +1,77 @@
+/**
+ * Every stream, consumer, bucket and subject name, derived from the namespace. The default names
+ * (empty namespace) are the seed's and part of the wire contract in docs/protocol.md.
+ */
+
+export interface Names {
+  namespace: string;
+  eventsStream: string;
+  tasksStream: string;
+  timersStream: string;
+  deadLettersStream: string;
+  statesBucket: string;
+  orchestratorConsumer: string;
+  timersConsumer: string;
+  /** Durable consumer of one activity type's tasks, shared by every runtime that hosts it. */
+  activityConsumer(activityType: string): string;
+  startSubject(workflowType: string): string;
+  /** Filter for every start subject. */
+  startFilter: string;
+  completedSubject(workflowId: string, step: string): string;
+  timerFiredSubject(workflowId: string, timerKey: string): string;
+  signalSubject(workflowId: string, name: string): string;
+  cancelSubject(workflowId: string): string;
+  taskSubject(activityType: string): string;
+  timerScheduleSubject(workflowId: string): string;
+  deadLetterSubject(reason: string): string;
+  /** The event kind of a subject on the events stream, or undefined when it is not one of ours. */
+  eventKind(subject: string): "start" | "completed" | "timer" | "signal" | "cancel" | undefined;
+  /** The workflow type of a start subject. */
+  workflowTypeOfStart(subject: string): string;
+}
+
+export function createNames(namespace = ""): Names {
+  const s = namespace ? `${namespace}.` : ""; // subject prefix
+  const n = namespace ? `${namespace}_` : ""; // stream / bucket / consumer prefix
+  // Ids may contain dots; subjects carry them for routing and observation only. Consumers of the
+  // events read the id from the payload, never by splitting the subject.
+  const token = (id: string) => id;
+  const eventsPrefix = `${s}workflow.`;
+  return {
+    namespace,
+    eventsStream: `${n}WORKFLOW_EVENTS`,
+    tasksStream: `${n}ACTIVITY_TASKS`,
+    timersStream: `${n}WORKFLOW_TIMERS`,
+    deadLettersStream: `${n}WORKFLOW_DEAD_LETTERS`,
+    statesBucket: `${n}WORKFLOW_STATES`,
+    orchestratorConsumer: `${n}orchestrator`,
+    timersConsumer: `${n}timers`,
+    activityConsumer: (type) => `${n}activity_${type}`,
+    startSubject: (type) => `${eventsPrefix}start.${type}`,
+    startFilter: `${eventsPrefix}start.>`,
+    completedSubject: (id, step) => `${eventsPrefix}activity.completed.${token(id)}.${step}`,
+    timerFiredSubject: (id, key) => `${eventsPrefix}timer.${token(id)}.${key}`,
+    signalSubject: (id, name) => `${eventsPrefix}signal.${token(id)}.${name}`,
+    cancelSubject: (id) => `${eventsPrefix}cancel.${token(id)}`,
+    taskSubject: (type) => `${s}activity.tasks.${type}`,
+    timerScheduleSubject: (id) => `${eventsPrefix}delay.${token(id)}`,
+    deadLetterSubject: (reason) => `${eventsPrefix}deadletter.${reason}`,
+    eventKind(subject) {
+      if (!subject.startsWith(eventsPrefix)) return undefined;
+      const rest = subject.slice(eventsPrefix.length);
+      if (rest.startsWith("start.")) return "start";
+      if (rest.startsWith("activity.completed.")) return "completed";
+      if (rest.startsWith("timer.")) return "timer";
+      if (rest.startsWith("signal.")) return "signal";
+      if (rest.startsWith("cancel.")) return "cancel";
+      return undefined;
+    },
+    workflowTypeOfStart: (subject) => subject.slice(`${eventsPrefix}start.`.length),
+  };
+}
+
+/** Subjects of the events stream: every event kind, but not delays or dead letters (their own streams). */
+export function eventSubjects(names: Names): string[] {
+  const p = names.namespace ? `${names.namespace}.workflow.` : "workflow.";
+  return [`${p}start.>`, `${p}activity.>`, `${p}timer.>`, `${p}signal.>`, `${p}cancel.>`];
+}

@@ -1,0 +1,177 @@
+/**
+ * Streams, consumers and the state bucket, created idempotently by every runtime and client that
+ * needs them: a second runtime starting against the same NATS finds them and joins.
+ */
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  jetstream,
+  jetstreamManager,
+  type ConsumerConfig,
+  type JetStreamClient,
+  type JetStreamManager,
+  type StreamConfig,
+} from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Config } from "../config.js";
+import { eventSubjects, type Names } from "./names.js";
+
+const NANOS_PER_MS = 1_000_000;
+export const nanos = (ms: number): number => ms * NANOS_PER_MS;
+
+/** How long JetStream remembers a Nats-Msg-Id. Outbox re-publishes within it are dropped as duplicates. */
+export const DEFAULT_DUPLICATE_WINDOW_MS = 120_000;
+/** A parked timer is redelivered at most this long after a NATS restart forgot its NAK delay. */
+export const DEFAULT_TIMER_ACK_WAIT_MS = 30_000;
+export const DEFAULT_DEAD_LETTER_MAX_AGE_MS = 30 * 86_400_000;
+
+export interface Topology {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  names: Names;
+  states: KV;
+}
+
+export interface TopologyOptions {
+  names: Names;
+  replicas: number;
+  storage: Config["storage"];
+  orchestratorAckWaitMs: number;
+}
+
+export async function ensureTopology(nc: NatsConnection, options: TopologyOptions): Promise<Topology> {
+  const { names, replicas } = options;
+  const storage = options.storage === "memory" ? StorageType.Memory : StorageType.File;
+  const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc);
+
+  await Promise.all([
+    ensureStream(jsm, {
+      name: names.eventsStream,
+      subjects: eventSubjects(names),
+      retention: RetentionPolicy.Workqueue,
+      storage,
+      num_replicas: replicas,
+      duplicate_window: nanos(DEFAULT_DUPLICATE_WINDOW_MS),
+    }),
+    ensureStream(jsm, {
+      name: names.tasksStream,
+      subjects: [names.taskSubject(">")],
+      retention: RetentionPolicy.Workqueue,
+      storage,
+      num_replicas: replicas,
+      duplicate_window: nanos(DEFAULT_DUPLICATE_WINDOW_MS),
+    }),
+    ensureStream(jsm, {
+      name: names.timersStream,
+      subjects: [names.timerScheduleSubject(">")],
+      retention: RetentionPolicy.Workqueue,
+      storage,
+      num_replicas: replicas,
+      duplicate_window: nanos(DEFAULT_DUPLICATE_WINDOW_MS),
+    }),
+    ensureStream(jsm, {
+      name: names.deadLettersStream,
+      subjects: [names.deadLetterSubject(">")],
+      retention: RetentionPolicy.Limits,
+      storage,
+      num_replicas: replicas,
+      max_age: nanos(DEFAULT_DEAD_LETTER_MAX_AGE_MS),
+      max_msgs: 100_000,
+      discard: DiscardPolicy.Old,
+    }),
+  ]);
+
+  await Promise.all([
+    ensureConsumer(jsm, names.eventsStream, {
+      durable_name: names.orchestratorConsumer,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: nanos(options.orchestratorAckWaitMs),
+      max_deliver: -1,
+      max_ack_pending: 20_000,
+    }),
+    ensureConsumer(jsm, names.timersStream, {
+      durable_name: names.timersConsumer,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: nanos(DEFAULT_TIMER_ACK_WAIT_MS),
+      max_deliver: -1,
+      // Parked timers (NAK'd with a delay) hold an ack-pending slot each until they fire: this
+      // bounds how many workflows may sleep or wait on a retry backoff at once. Unlimited.
+      max_ack_pending: -1,
+    }),
+  ]);
+
+  const kvm = new Kvm(js);
+  const states = await kvm.create(names.statesBucket, {
+    replicas,
+    history: 1,
+    storage,
+  });
+
+  return { nc, js, jsm, names, states };
+}
+
+/** The durable consumer of one activity type's tasks; every runtime hosting the type shares it. */
+export async function ensureActivityConsumer(topology: Topology, activityType: string, ackWaitMs: number): Promise<void> {
+  const { names, jsm } = topology;
+  await ensureConsumer(jsm, names.tasksStream, {
+    durable_name: names.activityConsumer(activityType),
+    filter_subject: names.taskSubject(activityType),
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: nanos(ackWaitMs),
+    // Crash loops are counted by the worker (worker.maxDeliveries), which then fails the attempt
+    // with a clear error; a server-side limit would only leave the task stuck in the stream.
+    max_deliver: -1,
+    max_ack_pending: 10_000,
+  });
+}
+
+async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
+  try {
+    const info = await jsm.streams.info(config.name);
+    const current = info.config;
+    const drift =
+      JSON.stringify([...(current.subjects ?? [])].sort()) !== JSON.stringify([...(config.subjects ?? [])].sort()) ||
+      (config.duplicate_window !== undefined && current.duplicate_window !== config.duplicate_window);
+    if (drift) await jsm.streams.update(config.name, { ...current, ...config } as StreamConfig);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    try {
+      await jsm.streams.add(config);
+    } catch (addErr) {
+      // Another runtime created it between our info and add: that is the idempotent outcome.
+      if (!/already in use/i.test((addErr as Error).message)) throw addErr;
+    }
+  }
+}
+
+async function ensureConsumer(jsm: JetStreamManager, stream: string, config: Partial<ConsumerConfig> & { durable_name: string }): Promise<void> {
+  try {
+    const info = await jsm.consumers.info(stream, config.durable_name);
+    const c = info.config;
+    if (c.ack_wait !== config.ack_wait || c.max_ack_pending !== config.max_ack_pending) {
+      await jsm.consumers.update(stream, config.durable_name, { ack_wait: config.ack_wait!, max_ack_pending: config.max_ack_pending! });
+    }
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    try {
+      await jsm.consumers.add(stream, config);
+    } catch (addErr) {
+      if (!/already (in use|exists)/i.test((addErr as Error).message)) throw addErr;
+    }
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  if (err instanceof JetStreamApiError) return err.code === 10059 || err.code === 10014 || err.status === 404;
+  return /not found/i.test((err as Error)?.message ?? "");
+}

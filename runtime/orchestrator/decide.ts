@@ -1,0 +1,253 @@
+/**
+ * Decisions: given a workflow's current state and one event, the next state and the effects
+ * (tasks, timers) it needs. Nothing here writes to NATS; the loop writes the state by CAS first
+ * and publishes the effects after, so a crash in between is repaired by re-publishing.
+ *
+ * Every event is idempotent against the state: a start for an existing id, a completion for an
+ * attempt that is not the step's current one, a timer whose condition has passed — each is a
+ * no-op ("duplicate"), which is what makes redelivered and duplicated events harmless.
+ */
+import type { Config } from "../config.js";
+import type { Registry, RegisteredWorkflow } from "../definitions.js";
+import { formatDuration, parseDuration } from "../duration.js";
+import { NonDeterminismError, toErrorRecord, type ErrorRecord } from "../errors.js";
+import { activate, toJson, WorkflowExecution, type Command } from "../journal/execution.js";
+import { replayWorkflow, stepResult } from "../journal/replay.js";
+import type { Logger } from "../logger.js";
+import type { CancelMessage, CompletionMessage, TimerMessage } from "../protocol.js";
+import { backoffDelayMs, resolveRetryPolicy, shouldRetry } from "../retry-policy.js";
+import { STATE_SCHEMA_VERSION, type WorkflowState } from "../state.js";
+import { retryTimer, sleepTimer, timeoutTimer, type Effect } from "./outbox.js";
+import type { StoredWorkflow } from "./state-store.js";
+
+export interface DecideEnv {
+  /** The code a workflow runs on: its recorded version if still loadable, else the current one. */
+  registryFor(version: string | undefined): Registry;
+  defaults: Config["defaults"];
+  logger: Logger;
+  now(): number;
+}
+
+export type Decision =
+  | { kind: "write"; state: WorkflowState; effects: Effect[]; execution: WorkflowExecution | undefined }
+  | { kind: "noop"; reason: string };
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** A new workflow: run its code until it waits, and record the commands it issued. */
+export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow, version: string, id: string, input: unknown): Promise<Decision & { kind: "write" }> {
+  const now = env.now();
+  const state: WorkflowState = {
+    v: STATE_SCHEMA_VERSION,
+    id,
+    workflow: definition.name,
+    status: "running",
+    input: input === undefined ? null : input,
+    createdAt: iso(now),
+    updatedAt: iso(now),
+    bundle: version,
+    kind: definition.kind,
+    steps: {},
+    journal: [],
+  };
+  const effects: Effect[] = [];
+  const timeoutMs = definition.timeoutMs ?? env.defaults.workflowTimeoutMs;
+  if (timeoutMs > 0) {
+    state.timeoutMs = timeoutMs;
+    state.deadline = iso(now + timeoutMs);
+    effects.push({ kind: "timer", timer: timeoutTimer(id, now + timeoutMs) });
+  }
+  const execution = new WorkflowExecution({ workflowId: id, workflow: definition.name, fn: definition.fn, input: state.input, realm: definition.realm, logger: env.logger });
+  await activate(execution, now, () => execution.begin());
+  record(env, state, execution, now, effects);
+  return { kind: "write", state, effects, execution };
+}
+
+export async function decideCompletion(env: DecideEnv, stored: StoredWorkflow, event: CompletionMessage): Promise<Decision> {
+  const current = stored.state;
+  if (current.status !== "running") return { kind: "noop", reason: `workflow is ${current.status}` };
+  const existing = current.steps[event.step];
+  if (!existing || existing.kind !== "activity") return { kind: "noop", reason: `no activity step "${event.step}"` };
+  if (existing.status !== "scheduled" || existing.attempt !== event.attempt) {
+    return { kind: "noop", reason: `attempt ${event.attempt} of step "${event.step}" is already settled (step is ${existing.status}, attempt ${existing.attempt})` };
+  }
+  const now = env.now();
+  const state = clone(current);
+  const step = state.steps[event.step]!;
+  step.startedAt = event.startedAt;
+  step.finishedAt = event.finishedAt;
+  step.worker = event.worker;
+  const effects: Effect[] = [];
+
+  if (event.ok) {
+    step.status = "completed";
+    step.output = event.output === undefined ? null : event.output;
+    delete step.lastError;
+  } else {
+    const error = event.error;
+    step.lastError = trimError(error);
+    const policy = step.retry ?? env.defaults.retry;
+    if (shouldRetry(policy, step.attempt, error)) {
+      // The retry is recorded here and armed by a durable timer: a runtime that dies during the
+      // backoff loses nothing; another one fires the timer and dispatches the next attempt.
+      const fireAt = now + backoffDelayMs(policy, step.attempt + 1);
+      step.status = "retrying";
+      step.nextAttemptAt = iso(fireAt);
+      effects.push({ kind: "timer", timer: retryTimer(state.id, event.step, step.attempt + 1, fireAt) });
+      state.updatedAt = iso(now);
+      return { kind: "write", state, effects, execution: stored.execution };
+    }
+    step.status = "failed";
+    step.error = trimError(error);
+  }
+  return deliver(env, stored, state, event.step, now, effects);
+}
+
+export async function decideTimer(env: DecideEnv, stored: StoredWorkflow, timer: TimerMessage): Promise<Decision> {
+  const current = stored.state;
+  if (current.status !== "running") return { kind: "noop", reason: `workflow is ${current.status}` };
+  const now = env.now();
+  if (timer.kind === "timeout") {
+    const state = clone(current);
+    state.status = "timed_out";
+    state.error = { message: `workflow ${state.workflow} timed out after ${formatDuration(state.timeoutMs ?? 0)}`, type: "WorkflowTimeoutError" };
+    finish(state, now);
+    return { kind: "write", state, effects: [], execution: undefined };
+  }
+  const name = timer.step ?? "";
+  const existing = current.steps[name];
+  if (timer.kind === "retry") {
+    if (!existing || existing.status !== "retrying" || existing.attempt + 1 !== timer.attempt) {
+      return { kind: "noop", reason: `retry ${timer.attempt} of "${name}" no longer pending` };
+    }
+    const state = clone(current);
+    const step = state.steps[name]!;
+    step.attempt = timer.attempt;
+    step.status = "scheduled";
+    step.scheduledAt = iso(now);
+    delete step.nextAttemptAt;
+    delete step.startedAt;
+    delete step.finishedAt;
+    state.updatedAt = iso(now);
+    return { kind: "write", state, effects: [{ kind: "task", step: name }], execution: stored.execution };
+  }
+  if (!existing || existing.kind !== "sleep" || existing.status !== "waiting") return { kind: "noop", reason: `sleep "${name}" no longer pending` };
+  const state = clone(current);
+  const step = state.steps[name]!;
+  step.status = "completed";
+  step.finishedAt = iso(now);
+  return deliver(env, stored, state, name, now, []);
+}
+
+export function decideCancel(env: DecideEnv, stored: StoredWorkflow, message: CancelMessage): Decision {
+  if (stored.state.status !== "running") return { kind: "noop", reason: `workflow is ${stored.state.status}` };
+  const state = clone(stored.state);
+  state.status = "cancelled";
+  state.error = { message: message.reason ? `cancelled: ${message.reason}` : "cancelled", type: "CancelledError" };
+  finish(state, env.now());
+  return { kind: "write", state, effects: [], execution: undefined };
+}
+
+/** Give a settled step's result to the workflow code, and record what the code does next. */
+async function deliver(env: DecideEnv, stored: StoredWorkflow, state: WorkflowState, stepName: string, now: number, effects: Effect[]): Promise<Decision> {
+  const step = state.steps[stepName]!;
+  step.resolvedAt = now;
+  state.journal.push(stepName);
+  let execution: WorkflowExecution;
+  try {
+    execution = stored.execution ?? (await replay(env, stored.state));
+  } catch (err) {
+    return failWorkflow(state, now, err, env.logger);
+  }
+  let delivered = false;
+  await activate(execution, now, () => {
+    delivered = execution.deliver(stepName, stepResult(step));
+  });
+  if (!delivered) {
+    // The code stopped waiting for this step (a Promise.race it lost); the result stays recorded.
+    env.logger.debug(`step ${stepName} settled but the workflow no longer awaits it`, { component: "orchestrator", workflowId: state.id });
+  }
+  record(env, state, execution, now, effects);
+  return { kind: "write", state, effects, execution };
+}
+
+async function replay(env: DecideEnv, state: WorkflowState): Promise<WorkflowExecution> {
+  const registry = env.registryFor(state.bundle);
+  const definition = registry.workflows.get(state.workflow);
+  if (!definition) {
+    throw Object.assign(new Error(`workflow type "${state.workflow}" is not in the loaded code (version ${registry.version})`), { name: "UnknownWorkflowError" });
+  }
+  return replayWorkflow(state, { fn: definition.fn, realm: definition.realm, logger: env.logger });
+}
+
+/** Turn the commands issued in the last activation into steps, and settle the workflow if it returned. */
+function record(env: DecideEnv, state: WorkflowState, execution: WorkflowExecution, now: number, effects: Effect[]): void {
+  for (const command of execution.takeIssued()) addStep(env, state, command, now, effects);
+  state.updatedAt = iso(now);
+  const outcome = execution.outcome;
+  if (!outcome) return;
+  if (outcome.ok) {
+    try {
+      state.result = toJson(outcome.value, `result of workflow ${state.workflow}`);
+      state.status = "completed";
+    } catch (err) {
+      state.status = "failed";
+      state.error = { message: (err as Error).message, type: "TypeError" };
+    }
+  } else {
+    state.status = "failed";
+    state.error = { message: outcome.error.message, type: outcome.error.type };
+  }
+  finish(state, now);
+}
+
+function addStep(env: DecideEnv, state: WorkflowState, command: Command, now: number, effects: Effect[]): void {
+  if (command.kind === "sleep") {
+    const fireAt = now + command.durationMs;
+    state.steps[command.name] = { seq: command.seq, kind: "sleep", status: "waiting", attempt: 0, scheduledAt: iso(now), fireAt: iso(fireAt) };
+    effects.push({ kind: "timer", timer: sleepTimer(state.id, command.name, fireAt) });
+    return;
+  }
+  const retry = resolveRetryPolicy(command.options.retry, env.defaults.retry, `step ${command.name} retry`);
+  const timeoutMs = command.options.timeout === undefined ? env.defaults.activityTimeoutMs : parseDuration(command.options.timeout);
+  state.steps[command.name] = {
+    seq: command.seq,
+    kind: "activity",
+    activity: command.activity,
+    status: "scheduled",
+    attempt: 1,
+    maxAttempts: retry.maxRetries + 1,
+    input: command.input,
+    timeoutMs,
+    retry,
+    scheduledAt: iso(now),
+  };
+  effects.push({ kind: "task", step: command.name });
+}
+
+function failWorkflow(state: WorkflowState, now: number, err: unknown, logger: Logger): Decision {
+  const record = toErrorRecord(err);
+  if (err instanceof NonDeterminismError) logger.error(record.message, { component: "orchestrator", workflowId: state.id });
+  state.status = "failed";
+  state.error = { message: record.message, type: record.type };
+  finish(state, now);
+  return { kind: "write", state, effects: [], execution: undefined };
+}
+
+function finish(state: WorkflowState, now: number): void {
+  state.updatedAt = iso(now);
+  state.completedAt = iso(now);
+}
+
+/** Stacks are useful in `wf show` but must not bloat the state: keep the first lines. */
+function trimError(error: ErrorRecord): ErrorRecord {
+  const out: ErrorRecord = { message: error.message.slice(0, 4_000), type: error.type };
+  if (error.stack) out.stack = error.stack.split("\n").slice(0, 12).join("\n");
+  if (error.nonRetryable) out.nonRetryable = true;
+  if (error.details !== undefined) out.details = error.details;
+  return out;
+}
+
+function clone<T>(value: T): T {
+  return structuredClone(value);
+}

@@ -1,0 +1,277 @@
+/**
+ * The orchestrator: a pull consumer on WORKFLOW_EVENTS shared by every runtime (no leader, no
+ * partitions). For each event it loads the workflow's state, decides, writes the new state by CAS,
+ * publishes the effects, and only then acks. A crash at any point leaves the event unacked; its
+ * redelivery finds the state already written (a no-op) and re-publishes the pending effects.
+ */
+import type { JsMsg } from "@nats-io/jetstream";
+import type { Config } from "../config.js";
+import { recordDeadLetter } from "../dead-letters.js";
+import type { Registry } from "../definitions.js";
+import { RevisionConflictError, ValidationError } from "../errors.js";
+import { validateWorkflowId } from "../ids.js";
+import type { Logger } from "../logger.js";
+import type { Topology } from "../nats/topology.js";
+import { parseCancel, parseCompletion, parseJson, parseStart, parseTimer, ProtocolError } from "../protocol.js";
+import { STATE_SCHEMA_VERSION, type WorkflowState } from "../state.js";
+import { decideCancel, decideCompletion, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
+import { pendingEffects, publishEffects } from "./outbox.js";
+import { StateStore, type StoredWorkflow } from "./state-store.js";
+
+export interface Orchestrator {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface OrchestratorOptions {
+  topology: Topology;
+  config: Config;
+  logger: Logger;
+  /** The code a workflow runs on, by the version it recorded (undefined: current). */
+  registryFor(version: string | undefined): Registry;
+  /** The current code, for new starts. */
+  currentRegistry(): Registry;
+  now?: () => number;
+}
+
+const MAX_CAS_ATTEMPTS = 20;
+const RETRY_DELAY_MS = 1_000;
+
+export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
+  const { topology, config, logger: baseLogger } = options;
+  const logger = baseLogger.child({ component: "orchestrator" });
+  const store = new StateStore(topology.states, config.orchestrator.cacheSize);
+  const env: DecideEnv = { registryFor: options.registryFor, defaults: config.defaults, logger: baseLogger, now: options.now ?? Date.now };
+  const chains = new Map<string, Promise<void>>();
+  const inFlight = new Set<Promise<void>>();
+  let messages: Awaited<ReturnType<Awaited<ReturnType<Topology["js"]["consumers"]["get"]>>["consume"]>> | undefined;
+  let loop: Promise<void> | undefined;
+  let stopping = false;
+  const slotWaiters: Array<() => void> = [];
+
+  /** Events of one workflow are applied one at a time in this runtime; other runtimes are fenced by CAS. */
+  function serialize(id: string, work: () => Promise<void>): Promise<void> {
+    const previous = chains.get(id) ?? Promise.resolve();
+    const next = previous.then(work, work);
+    chains.set(id, next);
+    void next.finally(() => {
+      if (chains.get(id) === next) chains.delete(id);
+    });
+    return next;
+  }
+
+  async function handle(msg: JsMsg): Promise<void> {
+    const kind = topology.names.eventKind(msg.subject);
+    let body: unknown;
+    try {
+      body = parseJson(msg.data);
+    } catch (err) {
+      return deadLetter(msg, "invalid_json", (err as Error).message);
+    }
+    try {
+      switch (kind) {
+        case "start":
+          return await handleStart(msg, body);
+        case "completed": {
+          const event = parseCompletion(body);
+          return await serialize(event.workflowId, () => apply(msg, event.workflowId, (stored) => decideCompletion(env, stored, event)));
+        }
+        case "timer": {
+          const timer = parseTimer(body);
+          return await serialize(timer.workflowId, () => apply(msg, timer.workflowId, (stored) => decideTimer(env, stored, timer)));
+        }
+        case "cancel": {
+          const cancel = parseCancel(body);
+          return await serialize(cancel.workflowId, () => apply(msg, cancel.workflowId, async (stored) => decideCancel(env, stored, cancel)));
+        }
+        default:
+          return deadLetter(msg, "invalid_event", `no handler for subject ${msg.subject}`);
+      }
+    } catch (err) {
+      if (err instanceof ProtocolError) return deadLetter(msg, "invalid_message", err.message);
+      throw err;
+    }
+  }
+
+  async function handleStart(msg: JsMsg, body: unknown): Promise<void> {
+    const workflowType = topology.names.workflowTypeOfStart(msg.subject);
+    let start;
+    try {
+      start = parseStart(body);
+    } catch (err) {
+      const id = readableId(body);
+      return deadLetter(msg, "invalid_message", (err as Error).message, id, workflowType);
+    }
+    // Without an id the engine makes one; it must be the same on every redelivery of this message.
+    const id = start.id ?? `${workflowType}-${msg.info.timestampNanos.toString(36)}-${msg.seq}`;
+    try {
+      validateWorkflowId(id);
+    } catch (err) {
+      return deadLetter(msg, "invalid_id", (err as ValidationError).message);
+    }
+    const inputBytes = msg.data.length;
+    if (inputBytes > config.limits.maxInputBytes) {
+      return deadLetter(msg, "input_too_large", `start message of ${inputBytes} bytes exceeds limits.maxInputBytes (${config.limits.maxInputBytes})`, id, workflowType);
+    }
+    const registry = options.currentRegistry();
+    const definition = registry.workflows.get(workflowType);
+    if (!definition) {
+      const known = [...registry.workflows.keys()].sort().join(", ") || "none";
+      return deadLetter(msg, "unknown_workflow", `unknown workflow type "${workflowType}" (this runtime has: ${known})`, id, workflowType);
+    }
+    await serialize(id, async () => {
+      const existing = await store.load(id);
+      if (existing) return duplicate(msg, existing, `workflow ${id} already exists`);
+      const decision = await decideStart(env, definition, registry.version, id, start.input);
+      let stored: StoredWorkflow;
+      try {
+        stored = await store.create(decision.state, decision.execution);
+      } catch (err) {
+        if (err instanceof RevisionConflictError) {
+          const winner = await store.load(id, true);
+          return winner ? duplicate(msg, winner, `workflow ${id} was started concurrently`) : retryLater(msg, err);
+        }
+        throw err;
+      }
+      logger.debug(`started ${workflowType}`, { workflowId: id });
+      await publishEffects(topology, stored.state, decision.effects);
+      msg.ack();
+    });
+  }
+
+  /** Load, decide, CAS, publish, ack; on a lost CAS, re-read and decide again. */
+  async function apply(msg: JsMsg, id: string, decide: (stored: StoredWorkflow) => Promise<Decision>): Promise<void> {
+    for (let attempt = 1; attempt <= MAX_CAS_ATTEMPTS; attempt++) {
+      const stored = await store.load(id, attempt > 1);
+      if (!stored) {
+        logger.warn(`event for unknown workflow ${id} on ${msg.subject}; dropped`, { workflowId: id });
+        msg.ack();
+        return;
+      }
+      let decision: Decision;
+      try {
+        decision = await decide(stored);
+      } catch (err) {
+        store.forget(id); // the cached execution may be half-advanced
+        throw err;
+      }
+      if (decision.kind === "noop") return duplicate(msg, stored, decision.reason);
+      try {
+        const next = await store.update(decision.state, stored.revision, decision.execution);
+        await publishEffects(topology, next.state, decision.effects);
+        msg.ack();
+        return;
+      } catch (err) {
+        store.forget(id);
+        if (!(err instanceof RevisionConflictError)) throw err;
+        logger.debug(`lost a CAS on ${id}; re-reading`, { workflowId: id, attempt });
+      }
+    }
+    retryLater(msg, new Error(`gave up after ${MAX_CAS_ATTEMPTS} CAS conflicts`));
+  }
+
+  /**
+   * An event the state already reflects. If it is a redelivery, the runtime that applied it may
+   * have died before publishing the effects: publish every pending one again (deduplicated by
+   * Nats-Msg-Id), then ack.
+   */
+  async function duplicate(msg: JsMsg, stored: StoredWorkflow, reason: string): Promise<void> {
+    if (msg.redelivered) {
+      const effects = pendingEffects(stored.state);
+      logger.debug(`redelivered event already applied (${reason}); re-publishing ${effects.length} pending effect(s)`, { workflowId: stored.state.id });
+      await publishEffects(topology, stored.state, effects);
+    } else {
+      logger.debug(`duplicate event ignored: ${reason}`, { workflowId: stored.state.id });
+    }
+    msg.ack();
+  }
+
+  function retryLater(msg: JsMsg, err: unknown): void {
+    logger.warn(`applying ${msg.subject} failed, retrying in ${RETRY_DELAY_MS}ms: ${(err as Error)?.message ?? err}`);
+    msg.nak(RETRY_DELAY_MS);
+  }
+
+  async function deadLetter(msg: JsMsg, reason: Parameters<typeof recordDeadLetter>[2]["reason"], message: string, workflowId?: string, workflowType?: string): Promise<void> {
+    await recordDeadLetter(topology, logger, { reason, message, subject: msg.subject, data: msg.data, ...(workflowId ? { workflowId } : {}) });
+    if (workflowId && workflowType) await recordFailedStart(workflowId, workflowType, reason, message);
+    msg.ack();
+  }
+
+  /** A start we refused, but whose id we can read: its state says why, so `wf show` and result() can tell. */
+  async function recordFailedStart(id: string, workflowType: string, reason: string, message: string): Promise<void> {
+    try {
+      validateWorkflowId(id);
+    } catch {
+      return;
+    }
+    const now = new Date().toISOString();
+    const state: WorkflowState = {
+      v: STATE_SCHEMA_VERSION,
+      id,
+      workflow: workflowType,
+      status: "failed",
+      input: null,
+      error: { message, type: reason === "unknown_workflow" ? "UnknownWorkflowError" : "InvalidStartError" },
+      createdAt: now,
+      updatedAt: now,
+      completedAt: now,
+      bundle: options.currentRegistry().version,
+      kind: "code",
+      steps: {},
+      journal: [],
+    };
+    try {
+      await store.create(state);
+    } catch (err) {
+      if (!(err instanceof RevisionConflictError)) throw err; // an existing workflow keeps its state
+    }
+  }
+
+  async function acquireSlot(): Promise<void> {
+    if (inFlight.size < config.orchestrator.concurrency) return;
+    await new Promise<void>((resolve) => slotWaiters.push(resolve));
+  }
+
+  async function run(): Promise<void> {
+    const consumer = await topology.js.consumers.get(topology.names.eventsStream, topology.names.orchestratorConsumer);
+    messages = await consumer.consume({ max_messages: Math.min(1_000, config.orchestrator.concurrency * 2) });
+    for await (const msg of messages) {
+      await acquireSlot();
+      const task = handle(msg)
+        .catch((err) => {
+          logger.error(`event on ${msg.subject} failed: ${(err as Error)?.stack ?? err}`);
+          try {
+            msg.nak(RETRY_DELAY_MS);
+          } catch {
+            /* connection gone: JetStream redelivers after ack wait */
+          }
+        })
+        .finally(() => {
+          inFlight.delete(task);
+          slotWaiters.shift()?.();
+        });
+      inFlight.add(task);
+      if (stopping) break;
+    }
+  }
+
+  return {
+    async start() {
+      stopping = false;
+      loop = run().catch((err) => {
+        if (!stopping) logger.error(`orchestrator loop ended: ${(err as Error)?.stack ?? err}`);
+      });
+    },
+    async stop() {
+      stopping = true;
+      messages?.stop();
+      await loop;
+      await Promise.allSettled([...inFlight]);
+    },
+  };
+}
+
+function readableId(body: unknown): string | undefined {
+  if (typeof body === "object" && body !== null && typeof (body as { id?: unknown }).id === "string") return (body as { id: string }).id;
+  return undefined;
+}

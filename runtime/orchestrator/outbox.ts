@@ -1,0 +1,65 @@
+/**
+ * Commands leave the orchestrator only after they are in the workflow's state (the outbox is the
+ * state itself). Each is published with a deterministic Nats-Msg-Id, so a re-publish after a crash
+ * (between the state write and the publish, or before the event's ack) is dropped by JetStream's
+ * duplicate window; past that window, a duplicate task is harmless because only the first
+ * completion of a step's attempt is recorded.
+ */
+import { headers } from "@nats-io/nats-core";
+import type { Topology } from "../nats/topology.js";
+import { encode, MSG_ID, TIMER_KEY, type TaskMessage, type TimerMessage } from "../protocol.js";
+import type { WorkflowState } from "../state.js";
+
+export type Effect = { kind: "task"; step: string } | { kind: "timer"; timer: TimerMessage };
+
+/** Publish the effects of one decision; resolves when JetStream has stored every one. */
+export async function publishEffects(topology: Topology, state: WorkflowState, effects: Effect[]): Promise<void> {
+  await Promise.all(effects.map((effect) => (effect.kind === "task" ? publishTask(topology, state, effect.step) : publishTimer(topology, effect.timer))));
+}
+
+/** Every effect a state still waits on: what a recovering runtime re-publishes. */
+export function pendingEffects(state: WorkflowState): Effect[] {
+  if (state.status !== "running") return [];
+  const effects: Effect[] = [];
+  for (const [name, step] of Object.entries(state.steps)) {
+    if (step.status === "scheduled") effects.push({ kind: "task", step: name });
+    else if (step.status === "retrying" && step.nextAttemptAt) effects.push({ kind: "timer", timer: retryTimer(state.id, name, step.attempt + 1, Date.parse(step.nextAttemptAt)) });
+    else if (step.status === "waiting" && step.fireAt) effects.push({ kind: "timer", timer: sleepTimer(state.id, name, Date.parse(step.fireAt)) });
+  }
+  if (state.deadline) effects.push({ kind: "timer", timer: timeoutTimer(state.id, Date.parse(state.deadline)) });
+  return effects;
+}
+
+export const retryTimer = (workflowId: string, step: string, attempt: number, fireAt: number): TimerMessage => ({
+  workflowId,
+  key: TIMER_KEY.retry(step, attempt),
+  kind: "retry",
+  fireAt,
+  step,
+  attempt,
+});
+
+export const sleepTimer = (workflowId: string, step: string, fireAt: number): TimerMessage => ({ workflowId, key: TIMER_KEY.sleep(step), kind: "sleep", fireAt, step });
+
+export const timeoutTimer = (workflowId: string, fireAt: number): TimerMessage => ({ workflowId, key: TIMER_KEY.timeout(), kind: "timeout", fireAt });
+
+async function publishTask(topology: Topology, state: WorkflowState, stepName: string): Promise<void> {
+  const step = state.steps[stepName]!;
+  const task: TaskMessage = {
+    workflowId: state.id,
+    workflow: state.workflow,
+    step: stepName,
+    activity: step.activity!,
+    attempt: step.attempt,
+    input: step.input,
+    timeoutMs: step.timeoutMs!,
+    scheduledAt: step.scheduledAt,
+  };
+  await topology.js.publish(topology.names.taskSubject(task.activity), encode(task), { msgID: MSG_ID.task(state.id, stepName, step.attempt) });
+}
+
+async function publishTimer(topology: Topology, timer: TimerMessage): Promise<void> {
+  const h = headers();
+  h.set("Jetflow-Fire-At", new Date(timer.fireAt).toISOString());
+  await topology.js.publish(topology.names.timerScheduleSubject(timer.workflowId), encode(timer), { msgID: MSG_ID.timer(timer.workflowId, timer.key), headers: h });
+}

@@ -1,0 +1,101 @@
+/**
+ * Workflow states in KV, written only by compare-and-set on the revision. A bounded cache keeps
+ * each recently used workflow's state, revision and live execution, so applying an event usually
+ * costs one write and no read; a stale cache entry costs one failed CAS and a re-read, never a
+ * wrong decision.
+ */
+import { JetStreamApiError } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { RevisionConflictError } from "../errors.js";
+import type { WorkflowExecution } from "../journal/execution.js";
+import type { WorkflowState } from "../state.js";
+
+export interface StoredWorkflow {
+  state: WorkflowState;
+  revision: number;
+  /** The execution whose code has seen exactly this state's journal, if this runtime holds one. */
+  execution?: WorkflowExecution | undefined;
+}
+
+const WRONG_LAST_SEQUENCE = new Set([10071, 10164]);
+
+export class StateStore {
+  private readonly cache = new Map<string, StoredWorkflow>();
+
+  constructor(
+    private readonly kv: KV,
+    private readonly capacity: number,
+  ) {}
+
+  /** Cached state if held, else a read. `fresh` skips the cache (after a conflict). */
+  async load(id: string, fresh = false): Promise<StoredWorkflow | undefined> {
+    if (!fresh) {
+      const cached = this.cache.get(id);
+      if (cached) {
+        this.touch(id, cached);
+        return cached;
+      }
+    }
+    const entry = await this.kv.get(id);
+    if (!entry || entry.operation !== "PUT" || entry.length === 0) {
+      this.cache.delete(id);
+      return undefined;
+    }
+    const stored: StoredWorkflow = { state: entry.json<WorkflowState>(), revision: entry.revision };
+    this.remember(id, stored);
+    return stored;
+  }
+
+  /** Create the state; RevisionConflictError when the id exists. */
+  async create(state: WorkflowState, execution?: WorkflowExecution): Promise<StoredWorkflow> {
+    try {
+      const revision = await this.kv.create(state.id, JSON.stringify(state));
+      const stored = { state, revision, execution };
+      this.remember(state.id, stored);
+      return stored;
+    } catch (err) {
+      if (isWrongLastSequence(err) || /exists/i.test((err as Error).message)) throw new RevisionConflictError(state.id, err);
+      throw err;
+    }
+  }
+
+  /** Replace the state if it is still at `revision`; RevisionConflictError otherwise. */
+  async update(state: WorkflowState, revision: number, execution?: WorkflowExecution): Promise<StoredWorkflow> {
+    try {
+      const next = await this.kv.update(state.id, JSON.stringify(state), revision);
+      const stored = { state, revision: next, execution };
+      this.remember(state.id, stored);
+      return stored;
+    } catch (err) {
+      this.cache.delete(state.id);
+      if (isWrongLastSequence(err)) throw new RevisionConflictError(state.id, err);
+      throw err;
+    }
+  }
+
+  forget(id: string): void {
+    this.cache.delete(id);
+  }
+
+  get size(): number {
+    return this.cache.size;
+  }
+
+  private remember(id: string, stored: StoredWorkflow): void {
+    this.cache.delete(id);
+    this.cache.set(id, stored);
+    while (this.cache.size > this.capacity) {
+      const oldest = this.cache.keys().next().value as string;
+      this.cache.delete(oldest);
+    }
+  }
+
+  private touch(id: string, stored: StoredWorkflow): void {
+    this.cache.delete(id);
+    this.cache.set(id, stored);
+  }
+}
+
+export function isWrongLastSequence(err: unknown): boolean {
+  return (err instanceof JetStreamApiError && WRONG_LAST_SEQUENCE.has(err.code)) || /wrong last sequence/i.test((err as Error)?.message ?? "");
+}

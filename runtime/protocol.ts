@@ -1,0 +1,135 @@
+/**
+ * The messages that cross NATS, as documented in docs/protocol.md. Anything read off the wire is
+ * checked here; a message that fails the check goes to the dead letters, never crashes a runtime.
+ */
+import type { ErrorRecord } from "./errors.js";
+
+/** `workflow.start.<type>`: published by any NATS client. */
+export interface StartMessage {
+  id?: string;
+  input?: unknown;
+}
+
+/** `activity.tasks.<activity>`: published by the orchestrator, Nats-Msg-Id `<id>/<step>/<attempt>`. */
+export interface TaskMessage {
+  workflowId: string;
+  workflow: string;
+  step: string;
+  activity: string;
+  attempt: number;
+  input: unknown;
+  timeoutMs: number;
+  scheduledAt: string;
+}
+
+/** `workflow.activity.completed.<id>.<step>`: published by a worker, Nats-Msg-Id `<id>/<step>/<attempt>/completed`. */
+export type CompletionMessage = {
+  workflowId: string;
+  step: string;
+  attempt: number;
+  startedAt: string;
+  finishedAt: string;
+  worker: string;
+} & ({ ok: true; output: unknown } | { ok: false; error: ErrorRecord });
+
+export type TimerKind = "retry" | "sleep" | "timeout";
+
+/**
+ * `workflow.delay.<id>` (parked until due) and then `workflow.timer.<id>.<key>` (fired), both with
+ * this body. Nats-Msg-Id `<id>/timer/<key>` and `<id>/fired/<key>`.
+ */
+export interface TimerMessage {
+  workflowId: string;
+  key: string;
+  kind: TimerKind;
+  /** Epoch milliseconds. */
+  fireAt: number;
+  step?: string;
+  /** kind "retry": the attempt the timer dispatches. */
+  attempt?: number;
+}
+
+/** `workflow.cancel.<id>`. */
+export interface CancelMessage {
+  workflowId: string;
+  reason?: string;
+}
+
+export const MSG_ID = {
+  task: (id: string, step: string, attempt: number) => `${id}/${step}/${attempt}`,
+  completion: (id: string, step: string, attempt: number) => `${id}/${step}/${attempt}/completed`,
+  timer: (id: string, key: string) => `${id}/timer/${key}`,
+  fired: (id: string, key: string) => `${id}/fired/${key}`,
+};
+
+export const TIMER_KEY = {
+  retry: (step: string, attempt: number) => `retry_${attempt}_${step}`,
+  sleep: (step: string) => `sleep_${step}`,
+  timeout: () => "timeout",
+};
+
+export class ProtocolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ProtocolError";
+  }
+}
+
+export function parseJson(data: Uint8Array): unknown {
+  const text = new TextDecoder().decode(data);
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new ProtocolError(`body is not JSON (${(err as Error).message}): ${text.slice(0, 80)}`);
+  }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+export function parseStart(body: unknown): StartMessage {
+  if (!isObject(body)) throw new ProtocolError(`start message must be a JSON object {"id"?: string, "input"?: any}, got ${typeName(body)}`);
+  const unknownKeys = Object.keys(body).filter((k) => k !== "id" && k !== "input");
+  if (unknownKeys.length) throw new ProtocolError(`start message has unknown field(s) ${unknownKeys.map((k) => `"${k}"`).join(", ")}; only "id" and "input" are accepted`);
+  if (body.id !== undefined && body.id !== null && typeof body.id !== "string") throw new ProtocolError(`start message "id" must be a string, got ${typeName(body.id)}`);
+  return body.id === undefined || body.id === null ? { input: body.input } : { id: body.id as string, input: body.input };
+}
+
+export function parseCompletion(body: unknown): CompletionMessage {
+  if (!isObject(body)) throw new ProtocolError(`completion must be a JSON object, got ${typeName(body)}`);
+  if (typeof body.workflowId !== "string" || typeof body.step !== "string") throw new ProtocolError(`completion needs string "workflowId" and "step"`);
+  if (!Number.isInteger(body.attempt) || (body.attempt as number) < 1) throw new ProtocolError(`completion needs "attempt" ≥ 1`);
+  if (typeof body.ok !== "boolean") throw new ProtocolError(`completion needs boolean "ok"`);
+  if (body.ok === false && !(isObject(body.error) && typeof body.error.message === "string")) throw new ProtocolError(`failed completion needs "error": {"message", "type"}`);
+  const error = body.error as ErrorRecord | undefined;
+  if (error && typeof error.type !== "string") error.type = "Error";
+  return body as unknown as CompletionMessage;
+}
+
+export function parseTimer(body: unknown): TimerMessage {
+  if (!isObject(body) || typeof body.workflowId !== "string" || typeof body.key !== "string" || typeof body.fireAt !== "number") {
+    throw new ProtocolError(`timer message needs "workflowId", "key" and numeric "fireAt"`);
+  }
+  if (body.kind !== "retry" && body.kind !== "sleep" && body.kind !== "timeout") throw new ProtocolError(`timer kind ${JSON.stringify(body.kind)} is unknown`);
+  return body as unknown as TimerMessage;
+}
+
+export function parseCancel(body: unknown): CancelMessage {
+  if (!isObject(body) || typeof body.workflowId !== "string") throw new ProtocolError(`cancel message needs "workflowId"`);
+  if (body.reason !== undefined && typeof body.reason !== "string") throw new ProtocolError(`cancel "reason" must be a string`);
+  return body as unknown as CancelMessage;
+}
+
+export function parseTask(body: unknown): TaskMessage {
+  if (!isObject(body) || typeof body.workflowId !== "string" || typeof body.step !== "string" || typeof body.activity !== "string" || !Number.isInteger(body.attempt)) {
+    throw new ProtocolError(`task needs "workflowId", "step", "activity" and integer "attempt"`);
+  }
+  return body as unknown as TaskMessage;
+}
+
+function typeName(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return typeof value === "object" ? "an object" : `a ${typeof value}`;
+}
+
+export const encode = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value));

@@ -1,0 +1,87 @@
+/**
+ * The workflow state document: the value of key `<id>` in WORKFLOW_STATES. Part of the wire
+ * contract (docs/protocol.md): any NATS client may read it. Every change is a compare-and-set on
+ * the key's revision, so the document is also the workflow's journal.
+ */
+import type { ErrorRecord } from "./errors.js";
+import type { RetryPolicy } from "./retry-policy.js";
+
+export const STATE_SCHEMA_VERSION = 1;
+
+export type WorkflowStatus = "running" | "completed" | "failed" | "cancelled" | "timed_out";
+export const TERMINAL_STATUSES: readonly WorkflowStatus[] = ["completed", "failed", "cancelled", "timed_out"];
+
+/**
+ * scheduled: its task is published (queued or running); retrying: an attempt failed and the next
+ * one waits on a durable backoff timer; waiting: a sleep that has not fired.
+ */
+export type StepStatus = "scheduled" | "retrying" | "waiting" | "completed" | "failed";
+
+export interface StepState {
+  /** Position in the order the workflow issued its commands (0-based). */
+  seq: number;
+  kind: "activity" | "sleep";
+  /** Activity type (export name) for kind "activity". */
+  activity?: string;
+  status: StepStatus;
+  /** Current attempt, 1-based (the one running, or the last one). */
+  attempt: number;
+  /** Attempts allowed by the retry policy. */
+  maxAttempts?: number;
+  input?: unknown;
+  output?: unknown;
+  /** The error that failed the step (terminal). */
+  error?: ErrorRecord;
+  /** The last failed attempt's error, kept while retrying and after. */
+  lastError?: ErrorRecord;
+  timeoutMs?: number;
+  retry?: RetryPolicy;
+  scheduledAt: string;
+  /** When the current/last attempt started on a worker (reported with its completion). */
+  startedAt?: string;
+  finishedAt?: string;
+  /** The runtime that ran the last attempt. */
+  worker?: string;
+  /** status "retrying": when the next attempt is dispatched. */
+  nextAttemptAt?: string;
+  /** kind "sleep": when it fires. */
+  fireAt?: string;
+  /** Epoch ms at which the workflow code received the result; replay's clock for that activation. */
+  resolvedAt?: number;
+}
+
+export interface WorkflowState {
+  /** Schema version of this document. */
+  v: number;
+  id: string;
+  workflow: string;
+  status: WorkflowStatus;
+  input: unknown;
+  result?: unknown;
+  error?: { message: string; type: string };
+  createdAt: string;
+  updatedAt: string;
+  completedAt?: string;
+  /** Version (content hash) of the code the workflow runs on. */
+  bundle: string;
+  kind: "code" | "dag";
+  /** Whole-workflow timeout, if any, and when it fires. */
+  timeoutMs?: number;
+  deadline?: string;
+  /** Steps by name, each with its own record. */
+  steps: Record<string, StepState>;
+  /**
+   * Step names in the order their results were delivered to the workflow code. Replay delivers them
+   * again in this order, which makes Promise.all / Promise.race deterministic.
+   */
+  journal: string[];
+}
+
+export function isTerminal(status: WorkflowStatus): boolean {
+  return TERMINAL_STATUSES.includes(status);
+}
+
+/** Steps sorted by the order the workflow issued them. */
+export function stepsInOrder(state: WorkflowState): Array<[string, StepState]> {
+  return Object.entries(state.steps).sort((a, b) => a[1].seq - b[1].seq);
+}

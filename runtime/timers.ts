@@ -1,0 +1,78 @@
+/**
+ * Durable timers: retry backoffs, sleeps and workflow timeouts. A timer is a message on
+ * WORKFLOW_TIMERS, written before anything relies on it. Any runtime's timer service pulls it and,
+ * until it is due, parks it with a NAK delay; when due, it publishes the "fired" event to the
+ * orchestrator and acks. Timers have their own stream and consumer (unlimited ack-pending) because
+ * a parked message holds an ack-pending slot: on the events consumer, enough sleeping workflows
+ * would stop all event delivery.
+ */
+import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
+import type { Logger } from "./logger.js";
+import type { Topology } from "./nats/topology.js";
+import { encode, MSG_ID, parseJson, parseTimer } from "./protocol.js";
+import { recordDeadLetter } from "./dead-letters.js";
+
+/** Firing this early is fine: the orchestrator re-checks each timer's condition against the state. */
+const EARLY_FIRE_TOLERANCE_MS = 5;
+
+export interface TimerService {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface Clock {
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };
+
+export function createTimerService(options: { topology: Topology; logger: Logger; clock?: Clock }): TimerService {
+  const { topology } = options;
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger.child({ component: "timers" });
+  let messages: ConsumerMessages | undefined;
+  let loop: Promise<void> | undefined;
+
+  async function handle(msg: JsMsg): Promise<void> {
+    let timer;
+    try {
+      timer = parseTimer(parseJson(msg.data));
+    } catch (err) {
+      await recordDeadLetter(topology, logger, { reason: "invalid_message", message: (err as Error).message, subject: msg.subject, data: msg.data });
+      msg.ack();
+      return;
+    }
+    const wait = timer.fireAt - clock.now();
+    if (wait > EARLY_FIRE_TOLERANCE_MS) {
+      msg.nak(wait);
+      return;
+    }
+    await topology.js.publish(topology.names.timerFiredSubject(timer.workflowId, timer.key), encode(timer), { msgID: MSG_ID.fired(timer.workflowId, timer.key) });
+    msg.ack();
+  }
+
+  async function run(): Promise<void> {
+    const consumer = await topology.js.consumers.get(topology.names.timersStream, topology.names.timersConsumer);
+    messages = await consumer.consume({ max_messages: 500 });
+    for await (const msg of messages) {
+      handle(msg).catch((err) => {
+        logger.warn(`timer on ${msg.subject} could not fire yet: ${(err as Error)?.message ?? err}`);
+        try {
+          msg.nak(1_000);
+        } catch {
+          /* redelivered after ack wait */
+        }
+      });
+    }
+  }
+
+  return {
+    async start() {
+      loop = run().catch((err) => logger.error(`timer loop ended: ${(err as Error)?.stack ?? err}`));
+    },
+    async stop() {
+      messages?.stop();
+      await loop;
+    },
+  };
+}

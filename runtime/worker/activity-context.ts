@@ -1,0 +1,24 @@
+/** The `ctx` every activity call receives. */
+import type { Logger } from "../logger.js";
+import type { TaskMessage } from "../protocol.js";
+import type { ActivityContext } from "../workflow-api.js";
+
+export function createActivityContext(task: TaskMessage, signal: AbortSignal, heartbeat: (details?: unknown) => void, logger: Logger): ActivityContext {
+  const log = logger.child({ component: "activity", workflowId: task.workflowId, step: task.step, attempt: task.attempt });
+  return {
+    workflowId: task.workflowId,
+    workflow: task.workflow,
+    activityId: task.step,
+    activityType: task.activity,
+    attempt: task.attempt,
+    idempotencyKey: `${task.workflowId}/${task.step}`,
+    signal,
+    heartbeat,
+    log: {
+      debug: (m, meta) => log.debug(m, meta),
+      info: (m, meta) => log.info(m, meta),
+      warn: (m, meta) => log.warn(m, meta),
+      error: (m, meta) => log.error(m, meta),
+    },
+  };
+}

@@ -1,0 +1,264 @@
+/**
+ * The worker pool: a fixed number of activity slots fed by one pull loop per activity type this
+ * runtime hosts. Each loop reserves slots before it pulls, so a task is only taken from JetStream
+ * when it can start at once (a task waiting in our memory would burn its ack wait). An idle type
+ * reserves one slot, so its first task is picked up immediately; a busy type takes what is free.
+ *
+ * Per task: check the crash-loop count, run the activity with an AbortSignal (timeout, shutdown),
+ * keep JetStream's ack deadline moving while it runs, publish the completion (durable), then ack.
+ * A crash anywhere before the ack redelivers the task to some runtime after the ack wait.
+ */
+import type { Consumer, JsMsg } from "@nats-io/jetstream";
+import pRetry from "p-retry";
+import type { Config } from "../config.js";
+import type { Registry } from "../definitions.js";
+import { toErrorRecord, type ErrorRecord } from "../errors.js";
+import type { Logger } from "../logger.js";
+import { ensureActivityConsumer, type Topology } from "../nats/topology.js";
+import { encode, MSG_ID, parseJson, parseTask, type CompletionMessage, type TaskMessage } from "../protocol.js";
+import { recordDeadLetter } from "../dead-letters.js";
+import { createActivityContext } from "./activity-context.js";
+import { Slots } from "./slots.js";
+
+export interface WorkerPool {
+  start(): Promise<void>;
+  /** Stop pulling; let running activities finish within the grace period, then release the rest. */
+  stop(reason?: string): Promise<void>;
+  /** Activity types this pool pulls. */
+  readonly activityTypes: string[];
+  readonly running: number;
+}
+
+export interface WorkerPoolOptions {
+  topology: Topology;
+  config: Config;
+  logger: Logger;
+  registry(): Registry;
+  /** Test-only hook: called at named points so crash tests can kill the process there. */
+  crashPoint?: (name: string) => void;
+}
+
+const FETCH_EXPIRES_MS = 2_000;
+const MAX_OUTPUT_BYTES = 900 * 1024;
+
+class ShutdownError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = "ShutdownError";
+  }
+}
+
+export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
+  const { topology, config } = options;
+  const logger = options.logger.child({ component: "worker" });
+  const slots = new Slots(Math.max(1, config.worker.slots));
+  const pulling = new AbortController(); // stops the pull loops
+  const running = new AbortController(); // aborts running activities at the end of the grace period
+  const tasks = new Set<Promise<void>>();
+  const loops: Promise<void>[] = [];
+  const registry = options.registry();
+  const hosted = [...registry.activities.keys()];
+  const activityTypes = config.worker.activities.length ? config.worker.activities.filter((t) => hosted.includes(t)) : hosted;
+  for (const wanted of config.worker.activities) {
+    if (!hosted.includes(wanted)) logger.warn(`worker.activities names "${wanted}", but the loaded code has no such activity; not pulling it`);
+  }
+  const heartbeatMs = Math.max(200, Math.floor(config.worker.ackWaitMs / 3));
+
+  async function pullLoop(activityType: string): Promise<void> {
+    await ensureActivityConsumer(topology, activityType, config.worker.ackWaitMs);
+    const consumer: Consumer = await topology.js.consumers.get(topology.names.tasksStream, topology.names.activityConsumer(activityType));
+    let idle = true;
+    while (!pulling.signal.aborted) {
+      let granted: number;
+      try {
+        granted = await slots.acquireUpTo(idle ? 1 : slots.total, pulling.signal);
+      } catch {
+        return;
+      }
+      let used = 0;
+      try {
+        const batch = await consumer.fetch({ max_messages: granted, expires: FETCH_EXPIRES_MS });
+        const stop = () => batch.stop();
+        pulling.signal.addEventListener("abort", stop, { once: true });
+        for await (const msg of batch) {
+          if (pulling.signal.aborted) {
+            msg.nak(); // pulled while stopping: hand it straight to another runtime
+            continue;
+          }
+          used += 1;
+          const task = runTask(msg).finally(() => {
+            tasks.delete(task);
+            slots.release(1);
+          });
+          tasks.add(task);
+        }
+        pulling.signal.removeEventListener("abort", stop);
+      } catch (err) {
+        if (!pulling.signal.aborted) {
+          logger.warn(`pulling ${activityType} tasks failed: ${(err as Error)?.message ?? err}; retrying`);
+          await sleep(1_000, pulling.signal).catch(() => undefined);
+        }
+      } finally {
+        slots.release(granted - used);
+      }
+      idle = used === 0;
+    }
+  }
+
+  async function runTask(msg: JsMsg): Promise<void> {
+    let task: TaskMessage;
+    try {
+      task = parseTask(parseJson(msg.data));
+    } catch (err) {
+      await recordDeadLetter(topology, logger, { reason: "invalid_message", message: (err as Error).message, subject: msg.subject, data: msg.data }).catch(() => undefined);
+      msg.ack();
+      return;
+    }
+    const meta = { workflowId: task.workflowId, step: task.step, attempt: task.attempt };
+    const fn = options.registry().activities.get(task.activity);
+    if (!fn) {
+      logger.warn(`no code for activity ${task.activity} in this runtime any more; releasing the task`, meta);
+      msg.nak(5_000);
+      return;
+    }
+    const deliveries = msg.info.deliveryCount;
+    if (deliveries > config.worker.maxDeliveries) {
+      // Each earlier delivery ended without a completion: the runtime running it died (or hung).
+      await complete(msg, task, new Date(), {
+        ok: false,
+        error: {
+          message: `activity ${task.activity} (step ${task.step}, attempt ${task.attempt}) crashed or lost its runtime ${deliveries - 1} times (worker.maxDeliveries=${config.worker.maxDeliveries}); not running it again`,
+          type: "ActivityCrashLoopError",
+          nonRetryable: true,
+        },
+      });
+      return;
+    }
+
+    const startedAt = new Date();
+    const timeout = AbortSignal.timeout(Math.max(1, task.timeoutMs));
+    const attemptSignal = AbortSignal.any([running.signal, timeout]);
+    const keepAlive = setInterval(() => msg.working(), heartbeatMs);
+    const heartbeat = () => msg.working();
+    let outcome: { ok: true; output: unknown } | { ok: false; error: ErrorRecord };
+    try {
+      const ctx = createActivityContext(task, attemptSignal, heartbeat, options.logger);
+      const output = await raceAbort(Promise.resolve().then(() => fn(task.input, ctx)), attemptSignal);
+      outcome = { ok: true, output: output === undefined ? null : output };
+    } catch (err) {
+      if (running.signal.aborted && !timeout.aborted) {
+        // Shutdown: not a failure of the activity. Release the task for another runtime now.
+        clearInterval(keepAlive);
+        logger.info(`released ${task.activity} at shutdown`, meta);
+        msg.nak();
+        return;
+      }
+      outcome = timeout.aborted
+        ? { ok: false, error: { message: `activity ${task.activity} timed out after ${task.timeoutMs}ms (attempt ${task.attempt})`, type: "ActivityTimeoutError" } }
+        : { ok: false, error: toErrorRecord(err) };
+    } finally {
+      clearInterval(keepAlive);
+    }
+    options.crashPoint?.("after-activity-before-completion");
+    await complete(msg, task, startedAt, outcome);
+  }
+
+  async function complete(msg: JsMsg, task: TaskMessage, startedAt: Date, outcome: { ok: true; output: unknown } | { ok: false; error: ErrorRecord }): Promise<void> {
+    const base = { workflowId: task.workflowId, step: task.step, attempt: task.attempt, startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), worker: config.worker.id };
+    let completion: CompletionMessage = outcome.ok ? { ...base, ok: true, output: outcome.output } : { ...base, ok: false, error: outcome.error };
+    let data: Uint8Array;
+    try {
+      data = encode(completion);
+      if (data.length > MAX_OUTPUT_BYTES) throw new Error(`the completion is ${data.length} bytes; the limit is ${MAX_OUTPUT_BYTES}`);
+    } catch (err) {
+      completion = { ...base, ok: false, error: { message: `output of activity ${task.activity} cannot be recorded: ${(err as Error).message}`, type: "ActivityOutputError", nonRetryable: true } };
+      data = encode(completion);
+    }
+    const keepAlive = setInterval(() => msg.working(), heartbeatMs);
+    try {
+      // The completion must be durable before the task is acked; NATS may be restarting, so retry.
+      await pRetry(
+        () => topology.js.publish(topology.names.completedSubject(task.workflowId, task.step), data, { msgID: MSG_ID.completion(task.workflowId, task.step, task.attempt) }),
+        { retries: Infinity, minTimeout: 200, maxTimeout: 2_000, signal: pulling.signal.aborted ? running.signal : undefined },
+      );
+    } catch (err) {
+      logger.warn(`could not publish the completion of ${task.step}: ${(err as Error)?.message}; the task will be redelivered`, { workflowId: task.workflowId });
+      return;
+    } finally {
+      clearInterval(keepAlive);
+    }
+    options.crashPoint?.("after-completion-before-ack");
+    msg.ack();
+    const level = completion.ok ? "debug" : "info";
+    logger[level](`${task.activity} ${completion.ok ? "completed" : `failed: ${completion.error.type}: ${completion.error.message}`}`, {
+      workflowId: task.workflowId,
+      step: task.step,
+      attempt: task.attempt,
+    });
+  }
+
+  return {
+    activityTypes,
+    get running() {
+      return tasks.size;
+    },
+    async start() {
+      if (activityTypes.length === 0) {
+        logger.warn("no activity types to pull: this runtime runs no activities");
+        return;
+      }
+      for (const type of activityTypes) {
+        loops.push(
+          pullLoop(type).catch((err) => {
+            logger.error(`pull loop for ${type} ended: ${(err as Error)?.stack ?? err}`);
+          }),
+        );
+      }
+    },
+    async stop(reason = "shutdown") {
+      pulling.abort(new ShutdownError(reason));
+      await Promise.allSettled(loops);
+      if (tasks.size > 0) {
+        logger.info(`waiting up to ${config.worker.shutdownGraceMs}ms for ${tasks.size} running activit${tasks.size === 1 ? "y" : "ies"}`);
+        const grace = sleep(config.worker.shutdownGraceMs, AbortSignal.timeout(config.worker.shutdownGraceMs + 1_000)).catch(() => undefined);
+        await Promise.race([Promise.allSettled([...tasks]), grace]);
+      }
+      running.abort(new ShutdownError(reason));
+      await Promise.allSettled([...tasks]);
+    },
+  };
+}
+
+/** Settle with the promise, or reject with the signal's reason when it fires first (a hung activity). */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}

@@ -1,0 +1,171 @@
+/**
+ * What code in functions/ imports (`jetflow/workflow`). It is bundled into the workflow sandbox,
+ * so it imports nothing from Node and nothing that touches NATS.
+ */
+import type { Duration } from "./duration.js";
+import type { RetryPolicyInput } from "./retry-policy.js";
+
+export type { Duration } from "./duration.js";
+export type { RetryPolicyInput } from "./retry-policy.js";
+
+// ---------------------------------------------------------------------------------------------
+// Activities
+
+/** What every activity call receives as its second argument. */
+export interface ActivityContext {
+  workflowId: string;
+  /** Workflow type. */
+  workflow: string;
+  /** Step name, unique within the workflow. */
+  activityId: string;
+  activityType: string;
+  /** 1 for the first attempt. */
+  attempt: number;
+  /** Stable across retries of this step: `<workflowId>/<step>`. Pass it to payment APIs and the like. */
+  idempotencyKey: string;
+  /** Fires on the activity's timeout, the workflow's cancellation, or the runtime's shutdown. */
+  signal: AbortSignal;
+  /** Tell JetStream the activity is alive: pushes the task's redelivery deadline out. */
+  heartbeat(details?: unknown): void;
+  log: ActivityLogger;
+}
+
+export interface ActivityLogger {
+  debug(message: string, meta?: Record<string, unknown>): void;
+  info(message: string, meta?: Record<string, unknown>): void;
+  warn(message: string, meta?: Record<string, unknown>): void;
+  error(message: string, meta?: Record<string, unknown>): void;
+}
+
+/** An activity: a plain exported async function; its export name is its activity type. */
+export type ActivityFunction<I = any, O = any> = (input: I, ctx: ActivityContext) => Promise<O> | O;
+
+/** Throw this from an activity to fail its step at once, without retries. */
+export class NonRetryableError extends Error {
+  readonly nonRetryable = true;
+  readonly details: unknown;
+  constructor(message: string, options: { cause?: unknown; details?: unknown; type?: string } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = options.type ?? "NonRetryableError";
+    this.details = options.details;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workflows
+
+export interface ActivityOptions {
+  /** Step name (default: the activity type, then `<type>-2`, `<type>-3`, … for repeats). */
+  name?: string;
+  /** Start-to-close timeout of one attempt. */
+  timeout?: Duration;
+  retry?: RetryPolicyInput;
+}
+
+type ActivityInput<F> = F extends (input: infer I, ...rest: any[]) => any ? I : never;
+type ActivityOutput<F> = F extends (...args: any[]) => infer R ? Awaited<R> : never;
+
+/** The typed proxy over an activity module: `ctx.activities.charge_payment(input)`. */
+export type ActivityProxy<A> = {
+  [K in keyof A as A[K] extends (...args: any[]) => any ? K : never]: (
+    input: ActivityInput<A[K]>,
+    options?: ActivityOptions,
+  ) => Promise<ActivityOutput<A[K]>>;
+};
+
+export interface WorkflowLogger {
+  info(message: string, meta?: Record<string, unknown>): void;
+  warn(message: string, meta?: Record<string, unknown>): void;
+  error(message: string, meta?: Record<string, unknown>): void;
+}
+
+/**
+ * What workflow code gets. Every effect goes through it and is recorded in the journal, so the
+ * function can be replayed after a crash and reach the same point.
+ */
+export interface WorkflowContext<A = Record<string, ActivityFunction>> {
+  workflowId: string;
+  workflow: string;
+  /** Run an activity by type; resolves with its output once it succeeded (after retries). */
+  activity<O = unknown>(type: string, input?: unknown, options?: ActivityOptions): Promise<O>;
+  /** The same, typed: `import type * as activities from "../activities/orders.js"`, then `WorkflowContext<typeof activities>`. */
+  activities: ActivityProxy<A>;
+  /** A durable sleep: survives crashes of every runtime. */
+  sleep(duration: Duration): Promise<void>;
+  /** Deterministic time: when the current activation happened (also what `Date.now()` returns). */
+  now(): number;
+  /** Deterministic random in [0, 1) (also what `Math.random()` returns). */
+  random(): number;
+  /** Deterministic UUID v4. */
+  uuid(): string;
+  /** Logs are dropped while the workflow replays. */
+  log: WorkflowLogger;
+}
+
+export type WorkflowFunction<I = any, O = any, A = any> = (ctx: WorkflowContext<A>, input: I) => Promise<O>;
+
+/** The rejection an awaited activity raises once its retries are exhausted (or it is not retryable). */
+export class ActivityFailure extends Error {
+  readonly step: string;
+  readonly activityType: string;
+  readonly attempts: number;
+  /** The error type of the last attempt (e.g. the activity's `error.name`). */
+  readonly type: string;
+  constructor(step: string, activityType: string, attempts: number, failure: { message: string; type: string }) {
+    super(`activity ${step} (${activityType}) failed after ${attempts} attempt${attempts === 1 ? "" : "s"}: ${failure.message}`);
+    this.name = "ActivityFailure";
+    this.step = step;
+    this.activityType = activityType;
+    this.attempts = attempts;
+    this.type = failure.type;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// DAG definitions (the seed's WorkflowDefinition)
+
+export interface DagActivity {
+  /** Step name, unique in the workflow. */
+  name: string;
+  /** Activity type (export name in functions/activities). */
+  type: string;
+  timeout?: Duration;
+  retryPolicy?: RetryPolicyInput;
+  /** Steps that must complete before this one starts. */
+  dependencies?: string[];
+}
+
+export interface DagDefinition {
+  name: string;
+  version?: string;
+  description?: string;
+  /** Timeout of the whole workflow. */
+  timeout?: Duration;
+  activities: DagActivity[];
+}
+
+export const DAG_MARKER = "__jetflowDag";
+
+/**
+ * Declare a DAG workflow. Each activity runs once all of its dependencies completed; independent
+ * ones run in parallel. An activity's input is `{ ...workflowInput, [dependencyName]: output }`;
+ * the workflow's result is `{ [stepName]: output }` for every step.
+ */
+export function defineDag<D extends DagDefinition>(definition: D): D {
+  Object.defineProperty(definition, DAG_MARKER, { value: true, enumerable: false });
+  return definition;
+}
+
+/** Options for code workflows declared with `defineWorkflow`. */
+export interface WorkflowOptions {
+  /** Timeout of the whole workflow. */
+  timeout?: Duration;
+}
+
+export const WORKFLOW_OPTIONS = "__jetflowWorkflowOptions";
+
+/** Attach options (a workflow timeout) to a code workflow; plain exported functions work too. */
+export function defineWorkflow<F extends WorkflowFunction>(fn: F, options: WorkflowOptions): F {
+  Object.defineProperty(fn, WORKFLOW_OPTIONS, { value: options, enumerable: false });
+  return fn;
+}
