@@ -1,0 +1,48 @@
+import { createRuntime, type RuntimeRole } from "../../runtime/runtime.js";
+import { configKeys } from "../../runtime/config.js";
+import { configFromFlags } from "../config.js";
+import { UsageError } from "../errors.js";
+import { printJson } from "../output.js";
+import type { CommandContext } from "../wf.js";
+
+const ROLES: RuntimeRole[] = ["all", "orchestrator", "worker"];
+
+export async function runCommand(ctx: CommandContext): Promise<number> {
+  const role = (ctx.values.role ?? "all") as RuntimeRole;
+  if (!ROLES.includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(", ")}, got "${String(ctx.values.role)}"`);
+  const worker: Record<string, unknown> = {};
+  if (typeof ctx.values.activities === "string") worker.activities = ctx.values.activities.split(",").map((s) => s.trim()).filter(Boolean);
+  if (typeof ctx.values.slots === "string") {
+    const slots = Number(ctx.values.slots);
+    if (!Number.isInteger(slots) || slots < 1) throw new UsageError(`--slots must be a whole number ≥ 1, got "${ctx.values.slots}"`);
+    worker.slots = slots;
+  }
+  const config = configFromFlags(ctx, Object.keys(worker).length ? { worker } : {});
+  if (ctx.values["print-config"]) {
+    printJson({ keys: configKeys(), config: { ...config, nats: { ...config.nats, password: config.nats.password ? "***" : undefined, token: config.nats.token ? "***" : undefined } } });
+    return 0;
+  }
+  const runtime = await createRuntime({ config, role });
+  const stopped = new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        process.stderr.write(`second ${signal}: exiting now\n`);
+        process.exit(130);
+      }
+      stopping = true;
+      process.stderr.write(`${signal}: stopping (finishing in-flight activities, up to ${config.worker.shutdownGraceMs}ms)\n`);
+      runtime.stop(signal).then(
+        () => resolve(0),
+        (err) => {
+          process.stderr.write(`error while stopping: ${(err as Error).message}\n`);
+          resolve(1);
+        },
+      );
+    };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+  await runtime.start();
+  return stopped;
+}

@@ -1,0 +1,73 @@
+/** Presentation only: colors on a TTY, plain text otherwise, JSON on request. */
+import { formatDuration } from "../runtime/duration.js";
+import type { StepState, WorkflowState } from "../runtime/state.js";
+import { stepsInOrder } from "../runtime/state.js";
+
+const useColor = process.stdout.isTTY && !process.env.NO_COLOR;
+const paint = (code: number) => (text: string) => (useColor ? `\x1b[${code}m${text}\x1b[0m` : text);
+export const color = { red: paint(31), green: paint(32), yellow: paint(33), blue: paint(34), dim: paint(2), bold: paint(1) };
+
+export function print(line = ""): void {
+  process.stdout.write(line + "\n");
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + "\n");
+}
+
+export function statusColor(status: string): string {
+  switch (status) {
+    case "completed":
+      return color.green(status);
+    case "failed":
+    case "timed_out":
+    case "cancelled":
+      return color.red(status);
+    case "retrying":
+    case "waiting":
+      return color.yellow(status);
+    default:
+      return color.blue(status);
+  }
+}
+
+function elapsed(from?: string, to?: string): string {
+  if (!from) return "";
+  const end = to ? Date.parse(to) : Date.now();
+  return formatDuration(end - Date.parse(from));
+}
+
+/** `wf show`: the workflow, then one line per step in the order it was issued. */
+export function renderState(state: WorkflowState): string {
+  const lines: string[] = [];
+  lines.push(`${color.bold(state.id)}  ${state.workflow}  ${statusColor(state.status)}`);
+  lines.push(
+    color.dim(
+      `created ${state.createdAt}` + (state.completedAt ? `, ended ${state.completedAt} (${elapsed(state.createdAt, state.completedAt)})` : `, running for ${elapsed(state.createdAt)}`) + `, code ${state.bundle}`,
+    ),
+  );
+  if (state.error) lines.push(color.red(`error: ${state.error.type}: ${state.error.message}`));
+  const steps = stepsInOrder(state);
+  if (steps.length) {
+    lines.push("");
+    const width = Math.max(4, ...steps.map(([name]) => name.length));
+    lines.push(color.dim(`${"step".padEnd(width)}  ${"status".padEnd(10)}  attempts  duration  detail`));
+    for (const [name, step] of steps) lines.push(renderStep(name, step, width));
+  }
+  if (state.status === "completed") {
+    lines.push("");
+    lines.push("result: " + JSON.stringify(state.result, null, 2));
+  }
+  return lines.join("\n");
+}
+
+function renderStep(name: string, step: StepState, width: number): string {
+  const status = step.status === "scheduled" ? (step.startedAt ? "running" : "scheduled") : step.status;
+  const attempts = step.kind === "sleep" ? "-" : `${step.attempt}/${step.maxAttempts ?? "?"}`;
+  const duration = step.kind === "sleep" ? elapsed(step.scheduledAt, step.finishedAt) : elapsed(step.startedAt, step.finishedAt);
+  let detail = step.kind === "sleep" ? `sleep until ${step.fireAt}` : (step.activity ?? "");
+  if (step.status === "retrying" && step.lastError) detail += color.yellow(`  last error: ${step.lastError.message}; next attempt at ${step.nextAttemptAt}`);
+  else if (step.status === "failed" && step.error) detail += color.red(`  ${step.error.type}: ${step.error.message}`);
+  else if (step.lastError && step.status === "completed") detail += color.dim(`  (after: ${step.lastError.message})`);
+  return `${name.padEnd(width)}  ${statusColor(status.padEnd(10))}  ${attempts.padEnd(8)}  ${duration.padEnd(8)}  ${detail}`;
+}

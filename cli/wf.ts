@@ -1,0 +1,117 @@
+#!/usr/bin/env node
+/** The `wf` command: argument wiring only; the work happens in runtime/. */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { reportError, UsageError } from "./errors.js";
+import { runCommand } from "./commands/run.js";
+import { startCommand } from "./commands/start.js";
+import { showCommand } from "./commands/show.js";
+import { listCommand } from "./commands/list.js";
+import { cancelCommand } from "./commands/cancel.js";
+
+process.setSourceMapsEnabled(true);
+
+export interface CommandContext {
+  positionals: string[];
+  values: Record<string, string | boolean | undefined>;
+}
+
+interface CommandSpec {
+  summary: string;
+  usage: string;
+  options: NonNullable<ParseArgsConfig["options"]>;
+  run(ctx: CommandContext): Promise<number>;
+}
+
+const common: NonNullable<ParseArgsConfig["options"]> = {
+  config: { type: "string", short: "c" },
+  nats: { type: "string" },
+  namespace: { type: "string" },
+  debug: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+};
+
+const commands: Record<string, CommandSpec> = {
+  run: {
+    summary: "run the runtime: orchestrator + worker slots (production)",
+    usage: "wf run [--role all|orchestrator|worker] [--activities a,b] [--slots N] [--print-config]",
+    options: { role: { type: "string" }, activities: { type: "string" }, slots: { type: "string" }, "print-config": { type: "boolean" } },
+    run: runCommand,
+  },
+  start: {
+    summary: "start a workflow (idempotent by --id)",
+    usage: "wf start <workflow> [--input '<json>' | --input @file.json] [--id ID] [--wait] [--timeout 5m] [--json]",
+    options: { input: { type: "string", short: "i" }, id: { type: "string" }, wait: { type: "boolean", short: "w" }, timeout: { type: "string" }, json: { type: "boolean" } },
+    run: startCommand,
+  },
+  show: {
+    summary: "show a workflow's status and its steps",
+    usage: "wf show <id> [--json]",
+    options: { json: { type: "boolean" } },
+    run: showCommand,
+  },
+  list: {
+    summary: "list recent workflows",
+    usage: "wf list [--status running|completed|failed|cancelled|timed_out] [--workflow NAME] [--limit N] [--json]",
+    options: { status: { type: "string" }, workflow: { type: "string" }, limit: { type: "string" }, json: { type: "boolean" } },
+    run: listCommand,
+  },
+  cancel: {
+    summary: "cancel a running workflow",
+    usage: "wf cancel <id> [--reason TEXT]",
+    options: { reason: { type: "string" } },
+    run: cancelCommand,
+  },
+};
+
+function help(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  return [
+    "wf — durable workflows on NATS JetStream",
+    "",
+    "Commands:",
+    ...Object.entries(commands).map(([name, spec]) => `  ${name.padEnd(width)}  ${spec.summary}`),
+    "",
+    "Common flags: --config FILE (default wf.config.json or WF_CONFIG), --nats URL (NATS_URL), --namespace NS, --debug",
+    "Run `wf <command> --help` for a command's flags.",
+  ].join("\n");
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write(help() + "\n");
+    return name ? 0 : 64;
+  }
+  if (name === "--version" || name === "-v") {
+    const { createRequire } = await import("node:module");
+    process.stdout.write(createRequire(import.meta.url)("../../package.json").version + "\n");
+    return 0;
+  }
+  const spec = commands[name];
+  const debug = rest.includes("--debug");
+  try {
+    if (!spec) throw new UsageError(`unknown command "${name}"`, `Commands: ${Object.keys(commands).join(", ")}. Run \`wf --help\`.`);
+    let parsed;
+    try {
+      parsed = parseArgs({ args: rest, options: { ...common, ...spec.options }, allowPositionals: true, strict: true });
+    } catch (err) {
+      throw new UsageError(`${(err as Error).message.replace(/\. To specify.*$/s, "")}`, `Usage: ${spec.usage}`);
+    }
+    if (parsed.values.help) {
+      process.stdout.write(`${spec.summary}\n\nUsage: ${spec.usage}\n`);
+      return 0;
+    }
+    return await spec.run({ positionals: parsed.positionals, values: parsed.values as CommandContext["values"] });
+  } catch (err) {
+    return reportError(err, debug);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    process.exitCode = reportError(err, true);
+  },
+);
