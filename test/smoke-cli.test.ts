@@ -1,0 +1,99 @@
+/**
+ * The quick start, end to end through the real CLI: `wf run` as a child process, then
+ * `wf start order_processing --wait`, `wf show`, `wf list`. Runs on nats-server 2.9 and 2.10 in CI.
+ */
+import { spawn, execFile, type ChildProcess } from "node:child_process";
+import { promisify } from "node:util";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
+
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const WF = fileURLToPath(new URL("../dist/cli/wf.js", import.meta.url));
+const ORDER = { orderId: "o-1", amount: 42, items: [{ sku: "a", qty: 1 }], email: "x@example.com" };
+
+let nats: TestNats;
+let runtime: ChildProcess;
+let env: NodeJS.ProcessEnv;
+
+function wf(...args: string[]) {
+  return run(process.execPath, [WF, ...args], { cwd: ROOT, env, timeout: 30_000 }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+  );
+}
+
+beforeAll(async () => {
+  if (!existsSync(WF)) throw new Error(`${WF} is missing: run \`npm run build\` (npm test does it first)`);
+  nats = await startNatsServer();
+  env = { ...process.env, NATS_URL: nats.url, WF_NAMESPACE: `smoke${process.pid}`, WF_LOG_LEVEL: "info", WORKER_ID: "smoke-runtime" };
+  delete env.WF_CONFIG;
+  runtime = spawn(process.execPath, [WF, "run"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  await new Promise<void>((resolve, reject) => {
+    let log = "";
+    const timer = setTimeout(() => reject(new Error(`wf run did not get ready:\n${log}`)), 30_000);
+    runtime.stderr!.on("data", (chunk: Buffer) => {
+      log += chunk.toString();
+      if (log.includes("ready")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    runtime.once("exit", (code) => reject(new Error(`wf run exited with ${code}:\n${log}`)));
+  });
+});
+
+afterAll(async () => {
+  if (runtime && runtime.exitCode === null) {
+    const exited = new Promise((r) => runtime.once("exit", r));
+    runtime.kill("SIGTERM");
+    await exited;
+  }
+  await nats?.stop();
+});
+
+describe("wf CLI against a running wf run", () => {
+  it("start --wait prints the four steps' outputs", async () => {
+    const { code, stdout, stderr } = await wf("start", "order_processing", "--input", JSON.stringify(ORDER), "--wait");
+    expect(stderr).toContain("completed");
+    expect(code).toBe(0);
+    const result = JSON.parse(stdout);
+    expect(Object.keys(result)).toEqual(["validate_order", "charge_payment", "ship_order", "send_notification"]);
+    expect(result.ship_order.trackingNumber).toBe("TRK-o-1");
+    expect(result.send_notification.to).toBe("x@example.com");
+  });
+
+  it("show prints the status and a line per step; list finds it", async () => {
+    const started = await wf("start", "order_saga", "--id", "smoke-saga-1", "--input", JSON.stringify({ ...ORDER, simulateFailures: { charge_payment: 1 } }), "--wait", "--json");
+    expect(started.code).toBe(0);
+    expect(JSON.parse(started.stdout)).toMatchObject({ id: "smoke-saga-1", status: "completed", result: { orderId: "o-1", trackingNumber: "TRK-o-1" } });
+    const show = await wf("show", "smoke-saga-1");
+    expect(show.code).toBe(0);
+    expect(show.stdout).toMatch(/smoke-saga-1\s+order_saga\s+completed/);
+    expect(show.stdout).toMatch(/charge_payment\s+completed\s+2\/4/);
+    const list = await wf("list", "--status", "completed", "--json");
+    expect(JSON.parse(list.stdout).map((w: { id: string }) => w.id)).toContain("smoke-saga-1");
+  });
+
+  it("a failed workflow exits non-zero and says why", async () => {
+    const { code, stderr } = await wf("start", "order_processing", "--input", JSON.stringify({ ...ORDER, amount: 1_000_000 }), "--wait");
+    expect(code).toBe(2);
+    expect(stderr).toContain("failed");
+    expect(stderr).toContain("exceeds the limit");
+  });
+
+  it("bad usage names the problem and the fix", async () => {
+    const badJson = await wf("start", "order_processing", "--input", "{nope");
+    expect(badJson.code).not.toBe(0);
+    expect(badJson.stderr).toContain("--input is not valid JSON");
+    expect(badJson.stderr).toContain("hint:");
+    const badId = await wf("show", "no spaces allowed");
+    expect(badId.code).toBe(1);
+    expect(badId.stderr).toContain("is not valid");
+    const missing = await wf("show", "does-not-exist");
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("no workflow with id does-not-exist");
+  });
+});
