@@ -48,6 +48,13 @@ class ShutdownError extends Error {
   }
 }
 
+class CancelledAttempt extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = "CancelledError";
+  }
+}
+
 export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   const { topology, config } = options;
   const logger = options.logger.child({ component: "worker" });
@@ -63,6 +70,26 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     if (!hosted.includes(wanted)) logger.warn(`worker.activities names "${wanted}", but the loaded code has no such activity; not pulling it`);
   }
   const heartbeatMs = Math.max(200, Math.floor(config.worker.ackWaitMs / 3));
+  /** Running attempts by workflow id, so a cancellation can abort them. */
+  const cancellers = new Map<string, Set<AbortController>>();
+  let cancelSubscription: { unsubscribe(): void } | undefined;
+
+  /**
+   * Cancel messages land on the events stream for the orchestrator; JetStream subjects are also
+   * plain NATS subjects, so every worker sees them too and aborts that workflow's running attempts.
+   */
+  function watchCancellations(): void {
+    cancelSubscription = topology.nc.subscribe(topology.names.cancelSubject(">"), {
+      callback: (_err, msg) => {
+        try {
+          const { workflowId, reason } = JSON.parse(new TextDecoder().decode(msg.data)) as { workflowId?: string; reason?: string };
+          for (const controller of (workflowId && cancellers.get(workflowId)) || []) controller.abort(new CancelledAttempt(reason ?? "workflow cancelled"));
+        } catch {
+          /* not ours to judge: the orchestrator dead-letters malformed cancels */
+        }
+      },
+    });
+  }
 
   async function pullLoop(activityType: string): Promise<void> {
     await ensureActivityConsumer(topology, activityType, config.worker.ackWaitMs);
@@ -137,7 +164,11 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
 
     const startedAt = new Date();
     const timeout = AbortSignal.timeout(Math.max(1, task.timeoutMs));
-    const attemptSignal = AbortSignal.any([running.signal, timeout]);
+    const cancel = new AbortController();
+    const forWorkflow = cancellers.get(task.workflowId) ?? new Set<AbortController>();
+    forWorkflow.add(cancel);
+    cancellers.set(task.workflowId, forWorkflow);
+    const attemptSignal = AbortSignal.any([running.signal, timeout, cancel.signal]);
     const keepAlive = setInterval(() => msg.working(), heartbeatMs);
     const heartbeat = () => msg.working();
     let outcome: { ok: true; output: unknown } | { ok: false; error: ErrorRecord };
@@ -146,6 +177,12 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       const output = await raceAbort(Promise.resolve().then(() => fn(task.input, ctx)), attemptSignal);
       outcome = { ok: true, output: output === undefined ? null : output };
     } catch (err) {
+      if (cancel.signal.aborted) {
+        // The workflow is cancelled: its state no longer waits for this step.
+        logger.info(`aborted ${task.activity}: workflow cancelled`, meta);
+        msg.ack();
+        return;
+      }
       if (running.signal.aborted && !timeout.aborted) {
         // Shutdown: not a failure of the activity. Release the task for another runtime now.
         clearInterval(keepAlive);
@@ -158,6 +195,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         : { ok: false, error: toErrorRecord(err) };
     } finally {
       clearInterval(keepAlive);
+      forWorkflow.delete(cancel);
+      if (forWorkflow.size === 0 && cancellers.get(task.workflowId) === forWorkflow) cancellers.delete(task.workflowId);
     }
     options.crashPoint?.("after-activity-before-completion");
     await complete(msg, task, startedAt, outcome);
@@ -207,6 +246,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         logger.warn("no activity types to pull: this runtime runs no activities");
         return;
       }
+      watchCancellations();
       for (const type of activityTypes) {
         loops.push(
           pullLoop(type).catch((err) => {
@@ -217,6 +257,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     },
     async stop(reason = "shutdown") {
       pulling.abort(new ShutdownError(reason));
+      cancelSubscription?.unsubscribe();
       await Promise.allSettled(loops);
       if (tasks.size > 0) {
         logger.info(`waiting up to ${config.worker.shutdownGraceMs}ms for ${tasks.size} running activit${tasks.size === 1 ? "y" : "ies"}`);
