@@ -155,7 +155,16 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         store.forget(id); // the cached execution may be half-advanced
         throw err;
       }
-      if (decision.kind === "noop") return duplicate(msg, stored, decision.reason);
+      if (decision.kind === "noop") {
+        // A cached state may be stale (another runtime applied later events of this workflow):
+        // a "no-op" judged on it could drop an event the current state needs. Only a no-op on a
+        // fresh read is a duplicate.
+        if (attempt === 1) {
+          store.forget(id);
+          continue;
+        }
+        return duplicate(msg, stored, decision.reason);
+      }
       try {
         const next = await store.update(decision.state, stored.revision, decision.execution);
         await publishEffects(topology, next.state, decision.effects);

@@ -1,0 +1,326 @@
+/**
+ * Failures against a real nats-server: retries with backoff, exhausted retries, non-retryable
+ * errors, activity and workflow timeouts, odd things thrown by activities, and a replay that no
+ * longer matches the journal (NonDeterminismError).
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import {
+  defineDag,
+  defineWorkflow,
+  NonRetryableError,
+  WorkflowFailedError,
+  type ActivityContext,
+  type WorkflowContext,
+  type WorkflowState,
+} from "../runtime/index.js";
+import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
+import { abortableSleep, deferred, Engine, resultSignal, waitForState } from "./fixtures/engine/harness.js";
+
+let nats: TestNats;
+const engines: Engine[] = [];
+const engine = (): Engine => {
+  const e = new Engine(nats.url);
+  engines.push(e);
+  return e;
+};
+
+beforeAll(async () => {
+  nats = await startNatsServer();
+});
+afterEach(async () => {
+  await Promise.all(engines.splice(0).map((e) => e.close()));
+});
+afterAll(async () => {
+  await nats?.stop();
+});
+
+/** A workflow that runs one activity with the given options and returns its output. */
+const single = (type: string, options: Parameters<WorkflowContext["activity"]>[2] = {}) => async (ctx: WorkflowContext, input: unknown) =>
+  ctx.activity(type, input, options);
+
+/** Every state the workflow passes through, as seen by a KV watcher (for transient states). */
+function recordStates(client: Awaited<ReturnType<Engine["client"]>>, id: string): { seen: WorkflowState[]; done: Promise<void> } {
+  const seen: WorkflowState[] = [];
+  const done = (async () => {
+    for await (const state of client.watch(id, resultSignal())) seen.push(state);
+  })().catch(() => undefined);
+  return { seen, done };
+}
+
+describe("retries", () => {
+  it("retries a failing activity with exponential backoff until it succeeds", async () => {
+    const e = engine();
+    const calledAt: number[] = [];
+    await e.runtime({
+      workflows: { flaky_wf: single("flaky", { retry: { maxRetries: 3, initialInterval: "200ms", backoffFactor: 2, maxInterval: "5s" } }) },
+      activities: {
+        flaky: async (_input: unknown, ctx: ActivityContext) => {
+          calledAt.push(Date.now());
+          if (ctx.attempt < 3) throw new Error(`flaky failure on attempt ${ctx.attempt}`);
+          return { attempt: ctx.attempt };
+        },
+      },
+    });
+    const client = await e.client();
+    const handle = await client.start("flaky_wf", null, { id: "flaky-1" });
+    expect(await handle.result(resultSignal())).toEqual({ attempt: 3 });
+    const step = (await handle.describe()).steps.flaky!;
+    expect(step).toMatchObject({ status: "completed", attempt: 3, maxAttempts: 4 });
+    expect(calledAt).toHaveLength(3);
+    // Backoff: 200 ms before attempt 2, 400 ms before attempt 3 (measured generously).
+    expect(calledAt[1]! - calledAt[0]!).toBeGreaterThanOrEqual(0.8 * 200);
+    expect(calledAt[2]! - calledAt[1]!).toBeGreaterThanOrEqual(0.8 * 400);
+  });
+
+  it("fails the workflow when retries are exhausted, with the activity's last error", async () => {
+    const e = engine();
+    let calls = 0;
+    await e.runtime({
+      workflows: { doomed_wf: single("doomed", { retry: { maxRetries: 2, initialInterval: "100ms" } }) },
+      activities: {
+        doomed: async (_input: unknown, ctx: ActivityContext) => {
+          calls += 1;
+          throw new Error(`card declined (attempt ${ctx.attempt})`);
+        },
+      },
+    });
+    const client = await e.client();
+    const handle = await client.start("doomed_wf", null, { id: "doomed-1" });
+    const error = await handle.result(resultSignal()).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(error).toBeInstanceOf(WorkflowFailedError);
+    expect((error as WorkflowFailedError).status).toBe("failed");
+    expect((error as WorkflowFailedError).message).toContain("card declined (attempt 3)");
+    const state = await handle.describe();
+    expect(state.status).toBe("failed");
+    expect(state.error!.message).toContain("card declined (attempt 3)");
+    expect(state.steps.doomed).toMatchObject({ status: "failed", attempt: 3, error: { type: "Error" } });
+    expect(state.steps.doomed!.error!.message).toContain("card declined (attempt 3)");
+    expect(calls).toBe(3);
+  });
+
+  it("does not retry a NonRetryableError, nor an error type listed in nonRetryableErrors", async () => {
+    const e = engine();
+    class MyError extends Error {
+      override name = "MyError";
+    }
+    const calls = { refuse: 0, mine: 0, other: 0 };
+    const retry = { maxRetries: 3, initialInterval: "100ms", nonRetryableErrors: ["MyError"] };
+    await e.runtime({
+      workflows: { refuse_wf: single("refuse", { retry }), mine_wf: single("mine", { retry }), other_wf: single("other", { retry }) },
+      activities: {
+        refuse: async () => {
+          calls.refuse += 1;
+          throw new NonRetryableError("the order is invalid", { type: "InvalidOrder" });
+        },
+        mine: async () => {
+          calls.mine += 1;
+          throw new MyError("mine is not retryable");
+        },
+        // Control: a plain Error with the same policy is retried.
+        other: async () => {
+          calls.other += 1;
+          throw new TypeError("retry me");
+        },
+      },
+    });
+    const client = await e.client();
+    await Promise.all([client.start("refuse_wf", null, { id: "refuse-1" }), client.start("mine_wf", null, { id: "mine-1" }), client.start("other_wf", null, { id: "other-1" })]);
+    const [refuse, mine, other] = await Promise.all(["refuse-1", "mine-1", "other-1"].map((id) => waitForState(client, id)));
+    expect(refuse!.status).toBe("failed");
+    expect(refuse!.steps.refuse).toMatchObject({ status: "failed", attempt: 1, error: { type: "InvalidOrder", message: "the order is invalid" } });
+    expect(refuse!.error!.message).toContain("the order is invalid");
+    expect(mine!.status).toBe("failed");
+    expect(mine!.steps.mine).toMatchObject({ status: "failed", attempt: 1, error: { type: "MyError", message: "mine is not retryable" } });
+    expect(other!.steps.other).toMatchObject({ status: "failed", attempt: 4, error: { type: "TypeError" } });
+    expect(calls).toEqual({ refuse: 1, mine: 1, other: 4 });
+  });
+});
+
+describe("timeouts", () => {
+  it("times out a hung attempt (ActivityTimeoutError, signal fired) and retries it", async () => {
+    const e = engine();
+    let abortedOnAttempt1: unknown;
+    let attempts = 0;
+    await e.runtime({
+      workflows: { hang_wf: single("hang", { timeout: "500ms", retry: { maxRetries: 2, initialInterval: "100ms" } }) },
+      activities: {
+        hang: async (_input: unknown, ctx: ActivityContext) => {
+          attempts += 1;
+          if (ctx.attempt === 1) {
+            ctx.signal.addEventListener("abort", () => {
+              abortedOnAttempt1 = ctx.signal.reason ?? true;
+            });
+            return new Promise(() => {}); // never settles
+          }
+          return { attempt: ctx.attempt };
+        },
+      },
+    });
+    const client = await e.client();
+    const watched = recordStates(client, "hang-1");
+    const handle = await client.start("hang_wf", null, { id: "hang-1" });
+    expect(await handle.result(resultSignal())).toEqual({ attempt: 2 });
+    await watched.done;
+    expect(abortedOnAttempt1, "attempt 1's AbortSignal fired").toBeTruthy();
+    expect(attempts).toBe(2);
+    const retrying = watched.seen.find((s) => s.steps.hang?.status === "retrying");
+    expect(retrying, "a state with the step retrying was observed").toBeDefined();
+    expect(retrying!.steps.hang!.lastError).toMatchObject({ type: "ActivityTimeoutError" });
+    expect(retrying!.steps.hang!.lastError!.message).toMatch(/timed out after 500ms/);
+    expect((await handle.describe()).steps.hang).toMatchObject({ status: "completed", attempt: 2 });
+  });
+
+  it("ends a workflow that outlives its timeout with status timed_out (code and DAG)", async () => {
+    const e = engine();
+    const slow = async (_input: unknown, ctx: ActivityContext) => {
+      await abortableSleep(3_000, ctx.signal);
+      return "too late";
+    };
+    await e.runtime({
+      workflows: {
+        slow_code: defineWorkflow(async (ctx: WorkflowContext) => ctx.activity("slow"), { timeout: "1s" }),
+        slow_dag: defineDag({ name: "slow_dag", timeout: "1s", activities: [{ name: "only", type: "slow" }] }),
+      },
+      activities: { slow },
+    });
+    const client = await e.client();
+    const handles = await Promise.all([client.start("slow_code", null, { id: "slow-code-1" }), client.start("slow_dag", null, { id: "slow-dag-1" })]);
+    for (const handle of handles) {
+      const error = await handle.result(resultSignal()).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(error, handle.id).toBeInstanceOf(WorkflowFailedError);
+      expect((error as WorkflowFailedError).status).toBe("timed_out");
+      const state = await handle.describe();
+      expect(state.status).toBe("timed_out");
+      expect(state.error).toMatchObject({ type: "WorkflowTimeoutError" });
+      expect(state.error!.message).toMatch(/timed out after 1\.0s/);
+      expect(state.timeoutMs).toBe(1_000);
+    }
+  });
+
+  it("ends an activity that never settles by its timeout", async () => {
+    const e = engine();
+    await e.runtime({
+      workflows: { never_wf: single("never", { timeout: "400ms", retry: { maxRetries: 0 } }) },
+      activities: { never: () => new Promise(() => {}) },
+    });
+    const client = await e.client();
+    await client.start("never_wf", null, { id: "never-1" });
+    const state = await waitForState(client, "never-1");
+    expect(state.status).toBe("failed");
+    expect(state.steps.never).toMatchObject({ status: "failed", attempt: 1, error: { type: "ActivityTimeoutError" } });
+    expect(state.error!.message).toMatch(/timed out after 400ms/);
+  });
+});
+
+describe("odd failures", () => {
+  it.each([
+    ["a string", () => "boom", /boom/],
+    ["a number", () => 42, /42/],
+    ["undefined", () => undefined, /undefined/],
+    ["an object without message", () => ({ code: "E_LIMIT" }), /E_LIMIT/],
+  ])("fails the step with a readable message when an activity throws %s", async (_label, value, expected) => {
+    const e = engine();
+    await e.runtime({
+      workflows: { throws_wf: single("throws", { retry: { maxRetries: 0 } }) },
+      activities: {
+        throws: async () => {
+          throw value();
+        },
+      },
+    });
+    const client = await e.client();
+    await client.start("throws_wf", null, { id: "throws-1" });
+    const state = await waitForState(client, "throws-1");
+    expect(state.status).toBe("failed");
+    const step = state.steps.throws!;
+    expect(step.status).toBe("failed");
+    expect(typeof step.error!.message).toBe("string");
+    expect(step.error!.message).toMatch(expected);
+    expect(step.error!.message).not.toContain("[object Object]");
+    expect(state.error!.message).toMatch(expected);
+  });
+});
+
+describe("replay", () => {
+  it("fails with NonDeterminismError when a runtime with different code replays a workflow", async () => {
+    const e = engine();
+    const v1Started = deferred();
+    const release = deferred();
+    const calls = { v1a: 0, v2a: 0, b: 0, c: 0 };
+    const workerConfig = { worker: { shutdownGrace: "100ms", ackWait: "1s" } };
+    // v1: a, then b. Activity a blocks until the runtime is stopped.
+    const rt1 = await e.runtime({
+      workflows: {
+        wf: async (ctx: WorkflowContext) => {
+          await ctx.activity("a");
+          return ctx.activity("b");
+        },
+      },
+      activities: {
+        a: async (_input: unknown, ctx: ActivityContext) => {
+          calls.v1a += 1;
+          v1Started.resolve();
+          await Promise.race([release.promise, new Promise((_, reject) => ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason)))]);
+          return "v1";
+        },
+        b: async () => {
+          calls.b += 1;
+          return "b";
+        },
+      },
+      config: workerConfig,
+    });
+    const client = await e.client();
+    await client.start("wf", null, { id: "diverge-1" });
+    try {
+      await v1Started.promise;
+      await e.stopRuntime(rt1); // a is in flight: released to other runtimes after the grace period
+    } finally {
+      release.resolve();
+    }
+
+    // v2 calls c first. This runtime has no cached execution, so it must replay the journal.
+    await e.runtime({
+      workflows: {
+        wf: async (ctx: WorkflowContext) => {
+          await ctx.activity("c");
+          await ctx.activity("a");
+          return ctx.activity("b");
+        },
+      },
+      activities: {
+        a: async () => {
+          calls.v2a += 1;
+          return "v2";
+        },
+        b: async () => {
+          calls.b += 1;
+          return "b";
+        },
+        c: async () => {
+          calls.c += 1;
+          return "c";
+        },
+      },
+      config: workerConfig,
+    });
+    const state = await waitForState(client, "diverge-1", undefined, 20_000);
+    expect(state.status).toBe("failed");
+    expect(state.error!.type).toBe("NonDeterminismError");
+    expect(state.error!.message).toMatch(/activity a \(step "a"\)/);
+    expect(state.error!.message).toMatch(/activity c \(step "c"\)/);
+    expect(calls.v1a).toBe(1);
+    expect(calls.v2a).toBe(1); // the redelivered task ran on the new runtime
+    expect(state.steps.a).toMatchObject({ status: "completed", output: "v2" });
+    expect(calls.c).toBe(0);
+    expect(calls.b).toBe(0);
+    const error = await client.result("diverge-1", resultSignal()).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(WorkflowFailedError);
+  });
+});
