@@ -20,6 +20,8 @@ export interface TaskMessage {
   input: unknown;
   timeoutMs: number;
   scheduledAt: string;
+  /** Code version the workflow runs on; a worker without the activity in its current code uses this one. */
+  bundle?: string;
 }
 
 /** `workflow.activity.completed.<id>.<step>`: published by a worker, Nats-Msg-Id `<id>/<step>/<attempt>/completed`. */

@@ -1,12 +1,23 @@
 /**
- * A runtime: one NATS connection, the topology, and the roles it hosts — the orchestrator (event
- * loop + timer service) and the worker pool. Any number of runtimes share one NATS; none leads.
+ * A runtime: one NATS connection, the topology, the code versions it runs, and the roles it hosts:
+ * the orchestrator (event loop + timer service) and the worker pool. Any number of runtimes share
+ * one NATS; none leads.
+ *
+ * Code comes from one of three places:
+ * - programmatic: `workflows` / `activities` passed in (fixed; no deployments);
+ * - local: functions/ is bundled and deployed to NATS at start (a runtime with code is a deploy);
+ * - nats: the current deployment in NATS (`wf run --from-nats`, or no functions/ folder).
+ * Local and nats runtimes follow the `current` deployment from then on, switching without restart.
  */
+import { existsSync } from "node:fs";
 import type { Config, ConfigOverrides } from "./config.js";
 import { loadConfig } from "./config.js";
 import { createRegistry, type Registry } from "./definitions.js";
-import { buildFunctions } from "./bundle/build.js";
+import { buildFunctions, type Bundle } from "./bundle/build.js";
+import { deployBundle, type DeployReport } from "./bundle/deploy.js";
+import { openDeploymentStore, type DeploymentStore } from "./bundle/deployments.js";
 import { loadBundle } from "./bundle/load.js";
+import { fixedCodeVersions, storedCodeVersions, type CodeVersions } from "./code-versions.js";
 import { hostRealm } from "./journal/execution.js";
 import { createConsoleLogger, type Logger } from "./logger.js";
 import { connectNats, type NatsConnection } from "./nats/connect.js";
@@ -18,6 +29,7 @@ import { createWorkerPool, type WorkerPool } from "./worker/pool.js";
 import { ActivityFailure } from "./workflow-api.js";
 
 export type RuntimeRole = "all" | "orchestrator" | "worker";
+export type CodeSource = "local" | "nats";
 
 export interface RuntimeOptions {
   /** A compiled config; or `configOverrides` on top of wf.config.json and the environment. */
@@ -25,12 +37,18 @@ export interface RuntimeOptions {
   configOverrides?: ConfigOverrides;
   /** Which roles this process hosts (default both). */
   role?: RuntimeRole;
-  /** Programmatic code: workflows (functions or DAG definitions) and activities by name. Without these, functions/ is bundled. */
+  /** Programmatic code: workflows (functions or DAG definitions) and activities by name. */
   workflows?: Record<string, unknown>;
   activities?: Record<string, unknown>;
+  /** Where bundled code comes from (default: local when functions/ exists, else nats). */
+  code?: CodeSource;
+  /** A bundle built already (wf dev); implies code "local". */
+  bundle?: Bundle;
   logger?: Logger;
   /** Reuse a connection (tests, embedding); it is not closed by stop(). */
   connection?: NatsConnection;
+  /** Called with the replay-check report when this runtime deploys its local code. */
+  onDeploy?: (report: DeployReport) => void;
   /** Test-only: called at named crash points. */
   crashPoint?: (name: string) => void;
 }
@@ -40,41 +58,99 @@ export interface Runtime {
   /** Stop pulling, finish in-flight work within the grace period, close the connection. */
   stop(reason?: string): Promise<void>;
   readonly config: Config;
+  /** The current code. */
   readonly registry: Registry;
   readonly workerId: string;
+  /** Available after start(). */
+  readonly topology: Topology;
+  /** Available after start() for bundled code. */
+  readonly deployments: DeploymentStore | undefined;
+  readonly versions: CodeVersions;
 }
 
 export async function createRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
   const config = options.config ?? loadConfig(options.configOverrides ? { overrides: options.configOverrides } : {});
   const logger = options.logger ?? createConsoleLogger({ level: config.log.level, json: config.log.format === "json" });
   const role = options.role ?? "all";
+  const checkActivityTypes = role !== "orchestrator";
+  const programmatic = Boolean(options.workflows || options.activities);
+  const source: CodeSource = options.bundle ? "local" : (options.code ?? (existsSync(config.functionsDir) ? "local" : "nats"));
 
-  let registry: Registry;
-  if (options.workflows || options.activities) {
-    registry = createRegistry({
+  // Build and load local code before connecting: a syntax error fails fast, with file and line.
+  let localBundle: Bundle | undefined = options.bundle;
+  let localRegistry: Registry | undefined;
+  if (programmatic) {
+    localRegistry = createRegistry({
       version: "programmatic",
       workflows: options.workflows ?? {},
       activities: options.activities ?? {},
       realm: hostRealm(ActivityFailure),
-      checkActivityTypes: role !== "orchestrator",
+      checkActivityTypes,
     });
-  } else {
-    const bundle = await buildFunctions(config.functionsDir);
-    registry = await loadBundle(bundle, { logger, checkActivityTypes: role !== "orchestrator" });
+  } else if (source === "local") {
+    localBundle ??= await buildFunctions(config.functionsDir);
+    localRegistry = await loadBundle(localBundle, { logger, checkActivityTypes });
   }
 
   let nc: NatsConnection | undefined;
   let topology: Topology | undefined;
+  let deployments: DeploymentStore | undefined;
+  let versions: CodeVersions | undefined = localRegistry && programmatic ? fixedCodeVersions(localRegistry) : undefined;
   let orchestrator: Orchestrator | undefined;
   let timers: TimerService | undefined;
   let workers: WorkerPool | undefined;
+  let watcher: { stop(): void } | undefined;
 
-  return {
+  async function resolveCode(top: Topology): Promise<CodeVersions> {
+    if (versions) return versions;
+    deployments = await openDeploymentStore(top, { replicas: config.replicas, storage: config.storage });
+    let initial: Registry;
+    if (localBundle && localRegistry) {
+      const report = await deployBundle({ topology: top, store: deployments, bundle: localBundle, registry: localRegistry, deployedBy: config.worker.id, logger, force: true });
+      logDeploy(report);
+      options.onDeploy?.(report);
+      initial = localRegistry;
+    } else {
+      let current = await deployments.current();
+      if (!current) {
+        logger.warn(`no code deployed in namespace "${config.namespace}" yet; waiting for \`wf deploy\``, { component: "runtime" });
+        while (!current) {
+          await new Promise((r) => setTimeout(r, 1_000));
+          current = await deployments.current();
+        }
+      }
+      initial = await loadBundle(await deployments.fetch(current.deployment.version), { logger, checkActivityTypes });
+    }
+    const stored = storedCodeVersions({ initial, store: deployments, logger, checkActivityTypes });
+    return stored;
+  }
+
+  function logDeploy(report: DeployReport): void {
+    if (report.unchanged) return;
+    logger.info(`deployed code ${report.version}` + (report.previous ? ` (was ${report.previous})` : "") + `; ${report.compatible.length} running workflow(s) moved to it`, { component: "runtime" });
+    for (const d of report.diverging) {
+      logger.warn(`workflow ${d.workflowId} (${d.workflow}) stays on code ${d.version}: ${d.message}`, { component: "runtime" });
+    }
+  }
+
+  const runtime: Runtime = {
     config,
     get registry() {
-      return registry;
+      if (!versions) throw new Error("runtime not started");
+      return versions.current();
     },
     workerId: config.worker.id,
+    get topology() {
+      if (!topology) throw new Error("runtime not started");
+      return topology;
+    },
+    get deployments() {
+      return deployments;
+    },
+    get versions() {
+      if (!versions) throw new Error("runtime not started");
+      return versions;
+    },
     async start() {
       nc = options.connection ?? (await connectNats(config.nats, { name: `jetflow ${role} ${config.worker.id}`, logger, waitForServer: true }));
       topology = await ensureTopology(nc, {
@@ -83,16 +159,33 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         storage: config.storage,
         orchestratorAckWaitMs: config.orchestrator.ackWaitMs,
       });
+      const code = await resolveCode(topology);
+      versions = code;
+      if (deployments) {
+        const store = deployments;
+        watcher = await store.watch((deployment) => {
+          if (deployment.version === code.current().version) return;
+          code
+            .load(deployment.version)
+            .then((registry) => {
+              code.setCurrent(registry);
+              logger.info(`switched to code ${registry.version} (deployed by ${deployment.deployedBy})`, { component: "runtime" });
+            })
+            .catch((err) => logger.error(`cannot load deployed code ${deployment.version}: ${(err as Error).message}`, { component: "runtime" }));
+        });
+      }
       if (role !== "worker") {
-        orchestrator = createOrchestrator({ topology, config, logger, registryFor: () => registry, currentRegistry: () => registry });
+        orchestrator = createOrchestrator({ topology, config, logger, registryFor: (v) => code.registryFor(v), currentRegistry: () => code.current() });
         timers = createTimerService({ topology, logger });
         await orchestrator.start();
         await timers.start();
       }
       if (role !== "orchestrator") {
-        workers = createWorkerPool({ topology, config, logger, registry: () => registry, ...(options.crashPoint ? { crashPoint: options.crashPoint } : {}) });
+        workers = createWorkerPool({ topology, config, logger, registry: () => code.current(), registryFor: (v) => code.registryFor(v), ...(options.crashPoint ? { crashPoint: options.crashPoint } : {}) });
+        code.onChange(() => workers?.refresh());
         await workers.start();
       }
+      const registry = code.current();
       logger.info(
         `runtime ${config.worker.id} ready: role ${role}, ${registry.workflows.size} workflow(s) [${[...registry.workflows.keys()].join(", ")}], ` +
           `${workers ? `${config.worker.slots} slot(s) for [${workers.activityTypes.join(", ")}]` : "no worker slots"}, code ${registry.version}`,
@@ -100,9 +193,11 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       );
     },
     async stop(reason = "shutdown") {
+      watcher?.stop();
       await workers?.stop(reason);
       await Promise.all([orchestrator?.stop(), timers?.stop()]);
       if (nc && !options.connection) await nc.drain().catch(() => nc?.close());
     },
   };
+  return runtime;
 }

@@ -10,6 +10,10 @@ export interface Names {
   timersStream: string;
   deadLettersStream: string;
   statesBucket: string;
+  /** Object Store of code bundles, by content hash. */
+  bundlesStore: string;
+  /** KV of deployments: `current` and one record per deployed version. */
+  deploymentsBucket: string;
   orchestratorConsumer: string;
   timersConsumer: string;
   /** Durable consumer of one activity type's tasks, shared by every runtime that hosts it. */
@@ -44,6 +48,8 @@ export function createNames(namespace = ""): Names {
     timersStream: `${n}WORKFLOW_TIMERS`,
     deadLettersStream: `${n}WORKFLOW_DEAD_LETTERS`,
     statesBucket: `${n}WORKFLOW_STATES`,
+    bundlesStore: `${n}WORKFLOW_BUNDLES`,
+    deploymentsBucket: `${n}WORKFLOW_DEPLOYMENTS`,
     orchestratorConsumer: `${n}orchestrator`,
     timersConsumer: `${n}timers`,
     activityConsumer: (type) => `${n}activity_${type}`,

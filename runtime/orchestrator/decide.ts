@@ -22,7 +22,7 @@ import type { StoredWorkflow } from "./state-store.js";
 
 export interface DecideEnv {
   /** The code a workflow runs on: its recorded version if still loadable, else the current one. */
-  registryFor(version: string | undefined): Registry;
+  registryFor(version: string | undefined): Promise<Registry>;
   defaults: Config["defaults"];
   logger: Logger;
   now(): number;
@@ -172,7 +172,7 @@ async function deliver(env: DecideEnv, stored: StoredWorkflow, state: WorkflowSt
 }
 
 async function replay(env: DecideEnv, state: WorkflowState): Promise<WorkflowExecution> {
-  const registry = env.registryFor(state.bundle);
+  const registry = await env.registryFor(state.bundle);
   const definition = registry.workflows.get(state.workflow);
   if (!definition) {
     throw Object.assign(new Error(`workflow type "${state.workflow}" is not in the loaded code (version ${registry.version})`), { name: "UnknownWorkflowError" });

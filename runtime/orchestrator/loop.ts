@@ -28,7 +28,7 @@ export interface OrchestratorOptions {
   config: Config;
   logger: Logger;
   /** The code a workflow runs on, by the version it recorded (undefined: current). */
-  registryFor(version: string | undefined): Registry;
+  registryFor(version: string | undefined): Promise<Registry>;
   /** The current code, for new starts. */
   currentRegistry(): Registry;
   now?: () => number;

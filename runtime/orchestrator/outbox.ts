@@ -54,6 +54,7 @@ async function publishTask(topology: Topology, state: WorkflowState, stepName: s
     input: step.input,
     timeoutMs: step.timeoutMs!,
     scheduledAt: step.scheduledAt,
+    bundle: state.bundle,
   };
   await topology.js.publish(topology.names.taskSubject(task.activity), encode(task), { msgID: MSG_ID.task(state.id, stepName, step.attempt) });
 }

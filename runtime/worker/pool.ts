@@ -26,6 +26,8 @@ export interface WorkerPool {
   stop(reason?: string): Promise<void>;
   /** Activity types this pool pulls. */
   readonly activityTypes: string[];
+  /** The current code changed: start pulling activity types it added. */
+  refresh(): void;
   readonly running: number;
 }
 
@@ -34,6 +36,8 @@ export interface WorkerPoolOptions {
   config: Config;
   logger: Logger;
   registry(): Registry;
+  /** The code of an older version, for a task whose activity the current code no longer has. */
+  registryFor?(version: string): Promise<Registry>;
   /** Test-only hook: called at named points so crash tests can kill the process there. */
   crashPoint?: (name: string) => void;
 }
@@ -62,12 +66,30 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   const pulling = new AbortController(); // stops the pull loops
   const running = new AbortController(); // aborts running activities at the end of the grace period
   const tasks = new Set<Promise<void>>();
-  const loops: Promise<void>[] = [];
-  const registry = options.registry();
-  const hosted = [...registry.activities.keys()];
-  const activityTypes = config.worker.activities.length ? config.worker.activities.filter((t) => hosted.includes(t)) : hosted;
-  for (const wanted of config.worker.activities) {
-    if (!hosted.includes(wanted)) logger.warn(`worker.activities names "${wanted}", but the loaded code has no such activity; not pulling it`);
+  const loops = new Map<string, Promise<void>>();
+  const activityTypes: string[] = [];
+  let started = false;
+
+  /** The types to pull: every activity of the current code, or those of worker.activities it has. */
+  function wantedTypes(): string[] {
+    const hosted = [...options.registry().activities.keys()];
+    for (const wanted of config.worker.activities) {
+      if (!hosted.includes(wanted)) logger.warn(`worker.activities names "${wanted}", but the loaded code has no such activity; not pulling it`);
+    }
+    return config.worker.activities.length ? config.worker.activities.filter((t) => hosted.includes(t)) : hosted;
+  }
+
+  function startLoops(): void {
+    for (const type of wantedTypes()) {
+      if (loops.has(type)) continue;
+      activityTypes.push(type);
+      loops.set(
+        type,
+        pullLoop(type).catch((err) => {
+          logger.error(`pull loop for ${type} ended: ${(err as Error)?.stack ?? err}`);
+        }),
+      );
+    }
   }
   const heartbeatMs = Math.max(200, Math.floor(config.worker.ackWaitMs / 3));
   /** Running attempts by workflow id, so a cancellation can abort them. */
@@ -142,7 +164,10 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       return;
     }
     const meta = { workflowId: task.workflowId, step: task.step, attempt: task.attempt };
-    const fn = options.registry().activities.get(task.activity);
+    let fn = options.registry().activities.get(task.activity);
+    if (!fn && task.bundle && options.registryFor) {
+      fn = (await options.registryFor(task.bundle).catch(() => undefined))?.activities.get(task.activity);
+    }
     if (!fn) {
       logger.warn(`no code for activity ${task.activity} in this runtime any more; releasing the task`, meta);
       msg.nak(5_000);
@@ -241,24 +266,19 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     get running() {
       return tasks.size;
     },
+    refresh() {
+      if (started && !pulling.signal.aborted) startLoops();
+    },
     async start() {
-      if (activityTypes.length === 0) {
-        logger.warn("no activity types to pull: this runtime runs no activities");
-        return;
-      }
+      started = true;
       watchCancellations();
-      for (const type of activityTypes) {
-        loops.push(
-          pullLoop(type).catch((err) => {
-            logger.error(`pull loop for ${type} ended: ${(err as Error)?.stack ?? err}`);
-          }),
-        );
-      }
+      startLoops();
+      if (activityTypes.length === 0) logger.warn("no activity types to pull: this runtime runs no activities");
     },
     async stop(reason = "shutdown") {
       pulling.abort(new ShutdownError(reason));
       cancelSubscription?.unsubscribe();
-      await Promise.allSettled(loops);
+      await Promise.allSettled([...loops.values()]);
       if (tasks.size > 0) {
         logger.info(`waiting up to ${config.worker.shutdownGraceMs}ms for ${tasks.size} running activit${tasks.size === 1 ? "y" : "ies"}`);
         const grace = sleep(config.worker.shutdownGraceMs, AbortSignal.timeout(config.worker.shutdownGraceMs + 1_000)).catch(() => undefined);

@@ -1,0 +1,132 @@
+/**
+ * Promotion of a new code version, with a replay check first: every running workflow that is not
+ * on the new version is replayed against the new code. Those that replay cleanly move to it (their
+ * next steps run the new code); those that diverge stay pinned to their version, which stays
+ * loadable. `wf deploy` refuses a version that would strand diverging workflows unless forced.
+ */
+import type { Registry } from "../definitions.js";
+import { toErrorRecord } from "../errors.js";
+import { replayWorkflow } from "../journal/replay.js";
+import type { Logger } from "../logger.js";
+import type { Topology } from "../nats/topology.js";
+import { StateStore } from "../orchestrator/state-store.js";
+import { RevisionConflictError } from "../errors.js";
+import type { WorkflowState } from "../state.js";
+import type { Bundle } from "./build.js";
+import type { CurrentDeployment, DeploymentStore } from "./deployments.js";
+
+export interface Divergence {
+  workflowId: string;
+  workflow: string;
+  /** The version it stays on. */
+  version: string;
+  message: string;
+}
+
+export interface DeployReport {
+  version: string;
+  previous: string | undefined;
+  /** The version was current already. */
+  unchanged: boolean;
+  promoted: boolean;
+  /** Running workflows that replay cleanly on the new code (moved to it when promoted). */
+  compatible: string[];
+  diverging: Divergence[];
+}
+
+export interface DeployOptions {
+  topology: Topology;
+  store: DeploymentStore;
+  bundle: Bundle;
+  registry: Registry;
+  deployedBy: string;
+  logger: Logger;
+  /** Report only. */
+  checkOnly?: boolean;
+  /** Promote even when running workflows diverge (they stay on their version). */
+  force?: boolean;
+}
+
+export async function deployBundle(options: DeployOptions): Promise<DeployReport> {
+  const { topology, store, bundle, registry } = options;
+  const current = await store.current();
+  const previous = current?.deployment.version;
+  const report: DeployReport = { version: bundle.version, previous, unchanged: previous === bundle.version, promoted: false, compatible: [], diverging: [] };
+  if (!options.checkOnly) {
+    await store.upload(bundle, { workflows: [...registry.workflows.keys()], activities: [...registry.activities.keys()] }, options.deployedBy);
+  }
+  const running = await runningWorkflows(topology, bundle.version);
+  for (const { state } of running) {
+    const outcome = await checkOne(state, registry, options.logger);
+    if (outcome) report.diverging.push({ workflowId: state.id, workflow: state.workflow, version: state.bundle, message: outcome });
+    else report.compatible.push(state.id);
+  }
+  if (options.checkOnly || report.unchanged) {
+    report.promoted = report.unchanged;
+    return report;
+  }
+  if (report.diverging.length > 0 && !options.force) return report;
+  await store.promote(bundle.version, options.deployedBy, current?.revision ?? 0);
+  report.promoted = true;
+  await migrate(topology, registry, bundle.version, report, options.logger);
+  return report;
+}
+
+/** Roll back (or forward) to a stored version: the same check, against that version's code. */
+export async function promoteStored(options: Omit<DeployOptions, "bundle"> & { version: string }): Promise<DeployReport> {
+  const bundle = await options.store.fetch(options.version);
+  return deployBundle({ ...options, bundle });
+}
+
+async function runningWorkflows(topology: Topology, exceptVersion: string): Promise<Array<{ state: WorkflowState; revision: number }>> {
+  const out: Array<{ state: WorkflowState; revision: number }> = [];
+  const keys: string[] = [];
+  for await (const key of await topology.states.keys()) keys.push(key);
+  for (const key of keys) {
+    const entry = await topology.states.get(key);
+    if (!entry || entry.operation !== "PUT" || entry.length === 0) continue;
+    const state = entry.json<WorkflowState>();
+    if (state.status === "running" && state.bundle !== exceptVersion) out.push({ state, revision: entry.revision });
+  }
+  return out;
+}
+
+/** undefined when the state replays cleanly on `registry`, else why not. */
+async function checkOne(state: WorkflowState, registry: Registry, logger: Logger): Promise<string | undefined> {
+  const definition = registry.workflows.get(state.workflow);
+  if (!definition) return `workflow type "${state.workflow}" is not in the new code`;
+  try {
+    await replayWorkflow(state, { fn: definition.fn, realm: definition.realm, logger });
+    return undefined;
+  } catch (err) {
+    return toErrorRecord(err).message;
+  }
+}
+
+/** Move compatible workflows to the new version, each by CAS; one that changed meanwhile is checked again. */
+async function migrate(topology: Topology, registry: Registry, version: string, report: DeployReport, logger: Logger): Promise<void> {
+  const store = new StateStore(topology.states, 0);
+  const moved: string[] = [];
+  for (const id of report.compatible) {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const stored = await store.load(id, true);
+      if (!stored || stored.state.status !== "running" || stored.state.bundle === version) break;
+      // Re-check on the fresh state: events applied since the report may have extended the journal.
+      const problem = await checkOne(stored.state, registry, logger);
+      if (problem) {
+        report.diverging.push({ workflowId: id, workflow: stored.state.workflow, version: stored.state.bundle, message: problem });
+        break;
+      }
+      try {
+        await store.update({ ...stored.state, bundle: version, updatedAt: new Date().toISOString() }, stored.revision);
+        moved.push(id);
+        break;
+      } catch (err) {
+        if (!(err instanceof RevisionConflictError)) throw err;
+      }
+    }
+  }
+  report.compatible = moved;
+}
+
+export type { CurrentDeployment };
