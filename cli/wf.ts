@@ -7,6 +7,11 @@ import { startCommand } from "./commands/start.js";
 import { showCommand } from "./commands/show.js";
 import { listCommand } from "./commands/list.js";
 import { cancelCommand } from "./commands/cancel.js";
+import { devCommand } from "./commands/dev.js";
+import { buildCommand } from "./commands/build.js";
+import { deployCommand } from "./commands/deploy.js";
+import { deploymentsCommand } from "./commands/deployments.js";
+import { initCommand } from "./commands/init.js";
 
 process.setSourceMapsEnabled(true);
 
@@ -31,11 +36,41 @@ const common: NonNullable<ParseArgsConfig["options"]> = {
 };
 
 const commands: Record<string, CommandSpec> = {
+  init: {
+    summary: "scaffold a new project (functions/, wf.config.json, package.json)",
+    usage: "wf init [dir] [--force] [--jetflow <npm spec>]",
+    options: { force: { type: "boolean" }, jetflow: { type: "string" } },
+    run: initCommand,
+  },
+  dev: {
+    summary: "develop: NATS (found or started), hot reload of functions/, live log",
+    usage: "wf dev",
+    options: {},
+    run: devCommand,
+  },
   run: {
     summary: "run the runtime: orchestrator + worker slots (production)",
-    usage: "wf run [--role all|orchestrator|worker] [--activities a,b] [--slots N] [--print-config]",
-    options: { role: { type: "string" }, activities: { type: "string" }, slots: { type: "string" }, "print-config": { type: "boolean" } },
+    usage: "wf run [--role all|orchestrator|worker] [--activities a,b] [--slots N] [--from-nats] [--print-config]",
+    options: { role: { type: "string" }, activities: { type: "string" }, slots: { type: "string" }, "from-nats": { type: "boolean" }, "print-config": { type: "boolean" } },
     run: runCommand,
+  },
+  build: {
+    summary: "bundle functions/ into dist/ (bundles + manifest.json)",
+    usage: "wf build [--out dir] [--json]",
+    options: { out: { type: "string" }, json: { type: "boolean" } },
+    run: buildCommand,
+  },
+  deploy: {
+    summary: "publish functions/ to NATS after a replay check of running workflows",
+    usage: "wf deploy [--check] [--force] [--version <hash>] [--json]",
+    options: { check: { type: "boolean" }, force: { type: "boolean" }, version: { type: "string" }, json: { type: "boolean" } },
+    run: deployCommand,
+  },
+  deployments: {
+    summary: "list deployed code versions (current marked *)",
+    usage: "wf deployments [--json]",
+    options: { json: { type: "boolean" } },
+    run: deploymentsCommand,
   },
   start: {
     summary: "start a workflow (idempotent by --id)",

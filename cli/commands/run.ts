@@ -22,7 +22,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     printJson({ keys: configKeys(), config: { ...config, nats: { ...config.nats, password: config.nats.password ? "***" : undefined, token: config.nats.token ? "***" : undefined } } });
     return 0;
   }
-  const runtime = await createRuntime({ config, role });
+  const runtime = await createRuntime({ config, role, ...(ctx.values["from-nats"] ? { code: "nats" as const } : {}) });
   const stopped = new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals) => {
