@@ -125,6 +125,9 @@ export function parseTask(body: unknown): TaskMessage {
   if (!isObject(body) || typeof body.workflowId !== "string" || typeof body.step !== "string" || typeof body.activity !== "string" || !Number.isInteger(body.attempt)) {
     throw new ProtocolError(`task needs "workflowId", "step", "activity" and integer "attempt"`);
   }
+  if (typeof body.timeoutMs !== "number" || !Number.isFinite(body.timeoutMs) || body.timeoutMs < 0) {
+    throw new ProtocolError(`task needs "timeoutMs", a number of milliseconds ≥ 0, got ${JSON.stringify(body.timeoutMs)}`);
+  }
   return body as unknown as TaskMessage;
 }
 

@@ -14,7 +14,7 @@ import {
   type WorkflowState,
 } from "../runtime/index.js";
 import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
-import { abortableSleep, deferred, Engine, resultSignal, waitForState } from "./fixtures/engine/harness.js";
+import { abortableSleep, deferred, Engine, resultSignal, sleep, waitForState } from "./fixtures/engine/harness.js";
 
 let nats: TestNats;
 const engines: Engine[] = [];
@@ -215,6 +215,58 @@ describe("timeouts", () => {
     expect(state.status).toBe("failed");
     expect(state.steps.never).toMatchObject({ status: "failed", attempt: 1, error: { type: "ActivityTimeoutError" } });
     expect(state.error!.message).toMatch(/timed out after 400ms/);
+  });
+});
+
+describe("long timeouts", () => {
+  it("runs an activity whose timeout exceeds Node's timer range (30 and 60 days) without firing early or crashing", async () => {
+    const e = engine();
+    await e.runtime({
+      workflows: {
+        patient: async (ctx: WorkflowContext) => {
+          const a = await ctx.activity("wait_a_bit", null, { name: "thirty_days", timeout: "30d", retry: { maxRetries: 0 } });
+          const b = await ctx.activity("wait_a_bit", null, { name: "sixty_days", timeout: "60d", retry: { maxRetries: 0 } });
+          return [a, b];
+        },
+      },
+      activities: {
+        wait_a_bit: async (_input: unknown, ctx: ActivityContext) => {
+          await abortableSleep(100, ctx.signal);
+          return ctx.activityId;
+        },
+      },
+    });
+    const client = await e.client();
+    const handle = await client.start("patient", null, { id: "patient-1" });
+    expect(await handle.result(resultSignal())).toEqual(["thirty_days", "sixty_days"]);
+    const state = await handle.describe();
+    expect(state.steps.thirty_days).toMatchObject({ status: "completed", attempt: 1, timeoutMs: 30 * 86_400_000 });
+    expect(state.steps.sixty_days).toMatchObject({ status: "completed", attempt: 1, timeoutMs: 60 * 86_400_000 });
+  });
+});
+
+describe("oversized state", () => {
+  it("keeps a runtime alive when a workflow's state outgrows NATS max_payload", async () => {
+    // Four outputs of 400 kB: the state document passes the server's 1 MB max_payload on the last
+    // one. Writing it fails; the runtime must log and retry, not die of an unhandled rejection.
+    const e = engine();
+    await e.runtime({
+      workflows: {
+        hoarder: async (ctx: WorkflowContext) => {
+          for (let i = 0; i < 4; i++) await ctx.activity("blob", i);
+          return "done";
+        },
+        small: single("tiny"),
+      },
+      activities: { blob: async (i: number) => "x".repeat(400_000) + i, tiny: async () => "ok" },
+      config: { log: { level: "silent" } },
+    });
+    const client = await e.client();
+    await client.start("hoarder", null, { id: "hoarder-1" });
+    await waitForState(client, "hoarder-1", (s) => s.steps["blob-3"]?.status === "scheduled");
+    await sleep(1_500); // the failing write is retried meanwhile
+    expect(await (await client.start("small", null, { id: "small-1" })).result(resultSignal())).toBe("ok");
+    expect((await client.describe("hoarder-1")).status).not.toBe("completed");
   });
 });
 

@@ -143,6 +143,47 @@ describe("bad messages", () => {
   });
 });
 
+describe("bad messages on internal subjects", () => {
+  it("dead-letters malformed tasks, completions and timers without crashing a runtime", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { greet_wf: greet }, activities: greetActivities });
+    const client = await e.client();
+    const { names } = client.topology;
+    const nc = await rawConnection();
+    const send = (subject: string, body: string) => nc.publish(subject, new TextEncoder().encode(body));
+    // Tasks as another program might publish them: not JSON, and a task without "timeoutMs".
+    send(names.taskSubject("greet"), "{{{");
+    send(names.taskSubject("greet"), JSON.stringify({ workflowId: "ghost", workflow: "greet_wf", step: "greet", activity: "greet", attempt: 1, input: "x" }));
+    // Events: a completion that is not JSON, one of the wrong shape, a timer of the wrong shape,
+    // an unknown event kind, and a well-formed completion of a workflow that does not exist.
+    send(names.completedSubject("ghost", "greet"), "nope");
+    send(names.completedSubject("ghost", "greet"), JSON.stringify({ workflowId: "ghost", step: "greet" }));
+    send(names.timerFiredSubject("ghost", "k"), JSON.stringify({ workflowId: "ghost" }));
+    send(`${e.namespace}.workflow.activity.bogus`, "{}");
+    send(
+      names.completedSubject("ghost2", "greet"),
+      JSON.stringify({ workflowId: "ghost2", step: "greet", attempt: 1, ok: true, output: 1, startedAt: "", finishedAt: "", worker: "w" }),
+    );
+    await nc.flush();
+
+    const jsm = await jetstreamManager(nc);
+    const expected = ["invalid_message", "invalid_message", "invalid_json", "invalid_message", "invalid_message", "invalid_event"];
+    await waitFor(`${expected.length} dead letters`, async () => (await jsm.streams.info(names.deadLettersStream)).state.messages >= expected.length);
+    const info = await jsm.streams.info(names.deadLettersStream);
+    const reasons: string[] = [];
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+      const msg = await jsm.streams.getMessage(names.deadLettersStream, { seq });
+      if (msg) reasons.push(msg.header.get("Jetflow-Reason"));
+    }
+    expect(reasons.sort()).toEqual([...expected].sort());
+    // Nothing is left to redeliver, and the runtime still serves workflows.
+    await waitFor("the task queue to drain", async () => (await jsm.streams.info(names.tasksStream)).state.messages === 0);
+    const handle = await client.start("greet_wf", { name: "still here" }, { id: "alive-1" });
+    expect(await handle.result(resultSignal())).toEqual({ text: "hello still here" });
+    await expect(client.describe("ghost")).rejects.toThrow(/no workflow with id ghost/);
+  });
+});
+
 describe("config errors", () => {
   let dir: string;
   beforeAll(() => {

@@ -54,9 +54,12 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     const previous = chains.get(id) ?? Promise.resolve();
     const next = previous.then(work, work);
     chains.set(id, next);
-    void next.finally(() => {
+    // Clean up either way; the caller handles the rejection (a bare `next.finally()` would be an
+    // unhandled rejection of its own, which ends the process).
+    const cleanup = () => {
       if (chains.get(id) === next) chains.delete(id);
-    });
+    };
+    next.then(cleanup, cleanup);
     return next;
   }
 

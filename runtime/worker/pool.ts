@@ -135,10 +135,15 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
             continue;
           }
           used += 1;
-          const task = runTask(msg).finally(() => {
-            tasks.delete(task);
-            slots.release(1);
-          });
+          const task = runTask(msg)
+            .catch((err) => {
+              // Unexpected (a bug, or a task no check foresaw): log it; never let it end the process.
+              logger.error(`task on ${msg.subject} failed: ${(err as Error)?.stack ?? err}`);
+            })
+            .finally(() => {
+              tasks.delete(task);
+              slots.release(1);
+            });
           tasks.add(task);
         }
         pulling.signal.removeEventListener("abort", stop);
@@ -188,7 +193,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     }
 
     const startedAt = new Date();
-    const timeout = AbortSignal.timeout(Math.max(1, task.timeoutMs));
+    const deadline = timeoutSignal(task.timeoutMs);
+    const timeout = deadline.signal;
     const cancel = new AbortController();
     const forWorkflow = cancellers.get(task.workflowId) ?? new Set<AbortController>();
     forWorkflow.add(cancel);
@@ -220,6 +226,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         : { ok: false, error: toErrorRecord(err) };
     } finally {
       clearInterval(keepAlive);
+      deadline.clear();
       forWorkflow.delete(cancel);
       if (forWorkflow.size === 0 && cancellers.get(task.workflowId) === forWorkflow) cancellers.delete(task.workflowId);
     }
@@ -288,6 +295,24 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       await Promise.allSettled([...tasks]);
     },
   };
+}
+
+/** Node's timers take at most 2^31-1 ms (24.8 days); a longer delay fires after 1 ms, or throws past 2^32-1. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** AbortSignal.timeout for any activity timeout, including ones longer than a Node timer can wait. */
+function timeoutSignal(ms: number): { signal: AbortSignal; clear(): void } {
+  if (ms <= MAX_TIMER_MS) return { signal: AbortSignal.timeout(Math.max(1, Math.round(ms))), clear() {} };
+  const controller = new AbortController();
+  const deadline = Date.now() + ms;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const arm = () => {
+    const left = deadline - Date.now();
+    if (left <= 0) controller.abort(new DOMException("The operation was aborted due to timeout", "TimeoutError"));
+    else timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS)).unref();
+  };
+  arm();
+  return { signal: controller.signal, clear: () => clearTimeout(timer) };
 }
 
 /** Settle with the promise, or reject with the signal's reason when it fires first (a hung activity). */
