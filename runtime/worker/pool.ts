@@ -268,6 +268,18 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     });
   }
 
+  /**
+   * The pull loops stopped their fetches, but the server keeps each pull request until it expires.
+   * On nats-server 2.9.x, a task NAK'd while such an abandoned request is the only one waiting is
+   * lost until its ack wait, and another task is delivered twice (the server takes the NAK'd task
+   * off its redelivery queue, finds no one listening, and rewinds the wrong sequence). A consumer
+   * info makes the server drop requests nobody listens to, so the tasks released at shutdown go
+   * straight to the other runtimes. 2.10 is not affected; the cost is one request per type.
+   */
+  async function forgetAbandonedPulls(): Promise<void> {
+    await Promise.allSettled(activityTypes.map((type) => topology.jsm.consumers.info(topology.names.tasksStream, topology.names.activityConsumer(type))));
+  }
+
   return {
     activityTypes,
     get running() {
@@ -287,6 +299,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       cancelSubscription?.unsubscribe();
       await Promise.allSettled([...loops.values()]);
       if (tasks.size > 0) {
+        await forgetAbandonedPulls();
         logger.info(`waiting up to ${config.worker.shutdownGraceMs}ms for ${tasks.size} running activit${tasks.size === 1 ? "y" : "ies"}`);
         const grace = sleep(config.worker.shutdownGraceMs, AbortSignal.timeout(config.worker.shutdownGraceMs + 1_000)).catch(() => undefined);
         await Promise.race([Promise.allSettled([...tasks]), grace]);
