@@ -1,0 +1,426 @@
+// Crash tests: runtimes in child processes (test/fixtures/runtime-process.ts) are SIGKILLed,
+// SIGTERMed, or lose their NATS server, and the workflows they were running must still complete
+// exactly as the journal says. One real nats-server for the file; every test has its own namespace
+// and marker directory.
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createClient, loadConfig, type WorkflowClient, type WorkflowState } from "../runtime/index.js";
+import { MARKER_FILES } from "./fixtures/crash-functions.js";
+import type { RuntimeProcessOptions } from "./fixtures/runtime-process.js";
+import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repoRoot = resolve(here, "..");
+const fixture = join(here, "fixtures", "runtime-process.ts");
+const READY_TIMEOUT_MS = 30_000;
+
+// ---------------------------------------------------------------------------------------------
+// Child runtimes
+
+interface ChildRuntime {
+  pid: number;
+  name: string;
+  /** stdout and stderr lines, for diagnostics. */
+  output: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  hasExited(): boolean;
+}
+
+const children = new Set<ChildRuntime>();
+const spawned = new Set<ChildProcess>();
+
+// A crashed vitest worker must not leave runtimes behind: SIGKILL ours (and only ours) on exit.
+process.on("exit", () => {
+  for (const child of spawned) {
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+      try {
+        process.kill(child.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+  }
+});
+
+async function spawnRuntime(name: string, options: RuntimeProcessOptions): Promise<ChildRuntime> {
+  const proc = spawn(process.execPath, ["--import", "tsx", fixture, JSON.stringify(options)], {
+    cwd: repoRoot,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env },
+  });
+  if (proc.pid === undefined) throw new Error(`could not spawn runtime ${name}`);
+  spawned.add(proc);
+  const output: string[] = [];
+  let exited = false;
+  const exitedPromise = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolvePromise) => {
+    proc.once("exit", (code, signal) => {
+      exited = true;
+      spawned.delete(proc);
+      output.push(`(exited: code ${String(code)}, signal ${String(signal)})`);
+      resolvePromise({ code, signal });
+    });
+  });
+  const child: ChildRuntime = { pid: proc.pid, name, output, exited: exitedPromise, hasExited: () => exited };
+  children.add(child);
+
+  let ready: () => void = () => undefined;
+  const readyPromise = new Promise<void>((resolvePromise) => (ready = resolvePromise));
+  const collect = (stream: NodeJS.ReadableStream, label: string) => {
+    let buffered = "";
+    stream.setEncoding("utf8");
+    stream.on("data", (chunk: string) => {
+      buffered += chunk;
+      let newline: number;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        output.push(`${label} ${line}`);
+        if (label === "out" && line.trim() === "READY") ready();
+      }
+    });
+  };
+  collect(proc.stdout!, "out");
+  collect(proc.stderr!, "err");
+
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    readyPromise.then(() => "ready" as const),
+    exitedPromise.then(() => "exited" as const),
+    new Promise<"timeout">((resolvePromise) => (timer = setTimeout(() => resolvePromise("timeout"), READY_TIMEOUT_MS))),
+  ]);
+  clearTimeout(timer);
+  if (outcome !== "ready") {
+    if (outcome === "timeout") await killRuntime(child);
+    throw new Error(`runtime ${name} (pid ${child.pid}) did not print READY (${outcome}):\n${output.slice(-40).join("\n")}`);
+  }
+  return child;
+}
+
+/** SIGKILL by PID (a child spawned here), and wait until it is gone. */
+async function killRuntime(child: ChildRuntime): Promise<void> {
+  if (!child.hasExited()) {
+    try {
+      process.kill(child.pid, "SIGKILL");
+    } catch {
+      // exited meanwhile
+    }
+  }
+  await child.exited;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Polling and evidence
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs: number, intervalMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (err) {
+      lastError = err; // e.g. NATS restarting
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ""}`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+interface MarkerLine {
+  workflowId: string;
+  attempt: number;
+  pid: number;
+  at: number;
+  event?: string;
+}
+
+function markerLines(dir: string, file: string): MarkerLine[] {
+  const path = join(dir, file);
+  if (!existsSync(path)) return [];
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((line) => {
+      const [workflowId, attempt, pid, at, event] = line.split(" ");
+      return { workflowId: workflowId!, attempt: Number(attempt), pid: Number(pid), at: Number(at), ...(event ? { event } : {}) };
+    });
+}
+
+/** Every workflow in a terminal state (tolerates NATS being down meanwhile); returns the states. */
+async function waitForTerminal(client: WorkflowClient, ids: string[], timeoutMs: number): Promise<Map<string, WorkflowState>> {
+  const done = new Map<string, WorkflowState>();
+  await waitFor(
+    `${ids.length} workflow(s) to finish`,
+    async () => {
+      for (const id of ids) {
+        if (done.has(id)) continue;
+        const state = await client.describe(id).catch(() => undefined);
+        if (state && state.status !== "running") done.set(id, state);
+      }
+      return done.size === ids.length ? true : undefined;
+    },
+    timeoutMs,
+    150,
+  ).catch(async (err: Error) => {
+    const pending = ids.filter((id) => !done.has(id));
+    const details = await Promise.all(
+      pending.slice(0, 5).map(async (id) => {
+        const state = await client.describe(id).catch((e: Error) => e.message);
+        if (typeof state === "string") return `${id}: ${state}`;
+        const steps = Object.entries(state.steps).map(([name, s]) => `${name}=${s.status}#${s.attempt}`);
+        return `${id}: ${state.status} [${steps.join(", ")}] journal ${JSON.stringify(state.journal)}`;
+      }),
+    );
+    throw new Error(`${err.message}; still running: ${pending.length}\n${details.join("\n")}`);
+  });
+  return done;
+}
+
+function expectCleanJournal(state: WorkflowState, expectedSteps: string[]): void {
+  expect(state.status, `${state.id}: ${JSON.stringify(state.error)}`).toBe("completed");
+  // One record per step in the state, and each step delivered to the code exactly once.
+  expect(new Set(state.journal).size, `${state.id} journal ${JSON.stringify(state.journal)}`).toBe(state.journal.length);
+  expect(state.journal).toEqual(expectedSteps);
+  expect(Object.keys(state.steps).sort()).toEqual([...expectedSteps].sort());
+  for (const name of expectedSteps) expect(state.steps[name]!.status, `${state.id} step ${name}`).toBe("completed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Suite
+
+let nats: TestNats;
+
+beforeAll(async () => {
+  nats = await startNatsServer();
+});
+
+afterAll(async () => {
+  await nats?.stop();
+});
+
+describe("crash recovery (child-process runtimes)", () => {
+  let markerDir: string;
+  let namespace: string;
+  let client: WorkflowClient | undefined;
+
+  function setup(label: string): { markerDir: string; namespace: string } {
+    namespace = `crash_${label}_${randomBytes(3).toString("hex")}`;
+    markerDir = mkdtempSync(join(tmpdir(), `jetflow-crash-${label}-`));
+    return { markerDir, namespace };
+  }
+
+  function runtimeOptions(overrides: Partial<RuntimeProcessOptions> = {}): RuntimeProcessOptions {
+    return { natsUrl: nats.url, namespace, markerDir, workerAckWait: "2s", orchestratorAckWait: "2s", slots: 16, logLevel: (process.env.CRASH_LOG_LEVEL as RuntimeProcessOptions["logLevel"]) ?? "warn", ...overrides };
+  }
+
+  async function openClient(): Promise<WorkflowClient> {
+    const config = loadConfig({ env: {}, cwd: markerDir, overrides: { nats: { servers: [nats.url] }, namespace, log: { level: "error" } } });
+    client = await createClient({ config });
+    return client;
+  }
+
+  afterEach(async (ctx) => {
+    // CRASH_DUMP=1 prints the children's logs and markers after every test, not only failed ones.
+    const failed = ctx.task.result?.state === "fail" || process.env.CRASH_DUMP === "1";
+    const leftovers = [...children];
+    children.clear();
+    await Promise.all(leftovers.map((child) => killRuntime(child)));
+    if (failed) {
+      for (const child of leftovers) console.error(`--- runtime ${child.name} (pid ${child.pid}), last lines:\n${child.output.slice(-60).join("\n")}`);
+    }
+    await client?.close().catch(() => undefined);
+    client = undefined;
+    if (failed && markerDir) {
+      for (const file of Object.values(MARKER_FILES)) {
+        const path = join(markerDir, file);
+        if (existsSync(path)) console.error(`--- ${file}:\n${readFileSync(path, "utf8")}`);
+      }
+    }
+    if (markerDir) rmSync(markerDir, { recursive: true, force: true });
+  });
+
+  it("a runtime SIGKILLed mid-activity: another one runs the activity again and the workflow completes", async () => {
+    const t0 = Date.now();
+    setup("a");
+    const a = await spawnRuntime("A", runtimeOptions());
+    const wf = await openClient();
+    await wf.start("crashy", { slowMs: 1_500 }, { id: "kill-mid-activity" });
+
+    await waitFor("slow_step to start on A", () => markerLines(markerDir, MARKER_FILES.slowStarted).find((l) => l.pid === a.pid), 15_000, 20);
+    await killRuntime(a);
+    const b = await spawnRuntime("B", runtimeOptions());
+
+    const state = (await waitForTerminal(wf, ["kill-mid-activity"], 30_000)).get("kill-mid-activity")!;
+    expectCleanJournal(state, ["slow_step", "fast_step"]);
+    const starts = markerLines(markerDir, MARKER_FILES.slowStarted).filter((l) => l.workflowId === "kill-mid-activity");
+    expect(starts.map((l) => l.pid)).toEqual([a.pid, b.pid]); // at least once: twice here
+    expect(starts.every((l) => l.attempt === 1)).toBe(true); // a lost runtime is not a failed attempt
+    expect(markerLines(markerDir, MARKER_FILES.slowDone).map((l) => l.pid)).toEqual([b.pid]);
+    expect(state.steps.slow_step!.attempt).toBe(1);
+    expect(state.steps.slow_step!.worker).toBe(`crash-${b.pid}`);
+    expect(state.result).toEqual({ slow: { pid: b.pid }, fast: "fast" });
+    console.log(`[crash a] kill mid-activity → completed in ${Date.now() - t0} ms`);
+  });
+
+  it("a retry backoff pending when the runtime is killed still fires, and not early", async () => {
+    const t0 = Date.now();
+    setup("b");
+    const backoffMs = 3_000;
+    const a = await spawnRuntime("A", runtimeOptions());
+    const wf = await openClient();
+    const id = "retry-after-kill";
+    await wf.start("retry_later", { backoffMs }, { id });
+
+    const retrying = await waitFor(
+      "attempt 1 to fail (step retrying)",
+      async () => {
+        const s = await wf.describe(id);
+        return s.steps.flaky_step?.status === "retrying" ? s : undefined;
+      },
+      15_000,
+      50,
+    );
+    expect(retrying.steps.flaky_step!.attempt).toBe(1);
+    // Let A's timer service take and park the timer, so the kill leaves it parked on a dead runtime.
+    await sleep(300);
+    await killRuntime(a);
+    const killedAt = Date.now();
+    const b = await spawnRuntime("B", runtimeOptions());
+
+    const state = (await waitForTerminal(wf, [id], 30_000)).get(id)!;
+    expectCleanJournal(state, ["flaky_step"]);
+    expect(state.result).toEqual({ attempt: 2 });
+    expect(state.steps.flaky_step!.attempt).toBe(2);
+
+    const lines = markerLines(markerDir, MARKER_FILES.flaky).filter((l) => l.workflowId === id);
+    const failed = lines.find((l) => l.attempt === 1 && l.event === "fail");
+    const second = lines.find((l) => l.attempt === 2 && l.event === "start");
+    expect(failed?.pid).toBe(a.pid);
+    expect(second?.pid).toBe(b.pid);
+    expect(second!.at - failed!.at).toBeGreaterThanOrEqual(0.8 * backoffMs);
+    // The durable timer fires at nextAttemptAt (same machine, same clock), never before it.
+    expect(second!.at).toBeGreaterThanOrEqual(Date.parse(retrying.steps.flaky_step!.nextAttemptAt!) - 50);
+    expect(lines.filter((l) => l.event === "start")).toHaveLength(2);
+    console.log(
+      `[crash b] backoff ${backoffMs} ms: attempt 2 started ${second!.at - failed!.at} ms after attempt 1 failed (${second!.at - killedAt} ms after the kill); total ${Date.now() - t0} ms`,
+    );
+  });
+
+  it("a runtime killed right after 30 starts: two new runtimes complete all, no step completed twice", async () => {
+    const t0 = Date.now();
+    setup("c");
+    const a = await spawnRuntime("A", runtimeOptions());
+    const wf = await openClient();
+    const ids = Array.from({ length: 30 }, (_, i) => `burst-${i}`);
+    await Promise.all(ids.map((id) => wf.start("crashy", { slowMs: 1_500 }, { id })));
+    await sleep(300);
+    await killRuntime(a);
+    const startedOnA = markerLines(markerDir, MARKER_FILES.slowStarted).filter((l) => l.pid === a.pid).length;
+    const [b, c] = await Promise.all([spawnRuntime("B", runtimeOptions()), spawnRuntime("C", runtimeOptions())]);
+
+    const states = await waitForTerminal(wf, ids, 45_000);
+    for (const id of ids) {
+      const state = states.get(id)!;
+      expectCleanJournal(state, ["slow_step", "fast_step"]);
+      expect(state.steps.slow_step!.attempt, id).toBe(1);
+      expect(state.steps.fast_step!.attempt, id).toBe(1);
+      expect([`crash-${b.pid}`, `crash-${c.pid}`]).toContain(state.steps.slow_step!.worker);
+      expect([b.pid, c.pid]).toContain((state.result as { slow: { pid: number } }).slow.pid);
+    }
+    // Every workflow's slow_step ran to the end at least once, and only on the survivors.
+    const done = markerLines(markerDir, MARKER_FILES.slowDone);
+    expect(new Set(done.map((l) => l.workflowId)).size).toBe(ids.length);
+    expect(done.every((l) => l.pid === b.pid || l.pid === c.pid)).toBe(true);
+    console.log(
+      `[crash c] 30 workflows, A killed after 300 ms (${startedOnA} slow_step(s) had started on A), ` +
+        `${done.length} slow_step completion(s) on B/C; all completed in ${Date.now() - t0} ms`,
+    );
+  });
+
+  it("NATS killed and restarted: the runtime reconnects by itself and every workflow completes", async () => {
+    const t0 = Date.now();
+    setup("d");
+    const a = await spawnRuntime("A", runtimeOptions({ workerAckWait: "5s" }));
+    const wf = await openClient();
+    const ids = Array.from({ length: 10 }, (_, i) => `nats-restart-${i}`);
+    await Promise.all(ids.map((id) => wf.start("crashy", { slowMs: 1_500 }, { id })));
+    await waitFor("slow_steps to start", () => (markerLines(markerDir, MARKER_FILES.slowStarted).length >= 5 ? true : undefined), 15_000, 20);
+
+    await nats.kill();
+    const killedAt = Date.now();
+    await sleep(1_000); // activities finish while NATS is away: their completions must wait for it
+    await nats.restart();
+    const restartedAt = Date.now();
+
+    const states = await waitForTerminal(wf, ids, 45_000);
+    for (const id of ids) {
+      const state = states.get(id)!;
+      expectCleanJournal(state, ["slow_step", "fast_step"]);
+      expect((state.result as { slow: { pid: number } }).slow.pid).toBe(a.pid);
+    }
+    expect(a.hasExited()).toBe(false);
+    expect(isAlive(a.pid)).toBe(true);
+    console.log(`[crash d] NATS down ${restartedAt - killedAt} ms; all completed ${Date.now() - restartedAt} ms after the restart; total ${Date.now() - t0} ms`);
+  });
+
+  it("SIGTERM under load: running activities are released at once and finish on another runtime", async () => {
+    const t0 = Date.now();
+    setup("e");
+    const options = runtimeOptions({ workerAckWait: "30s", shutdownGrace: "500ms" });
+    const a = await spawnRuntime("A", options);
+    const wf = await openClient();
+    const ids = Array.from({ length: 5 }, (_, i) => `sigterm-${i}`);
+    await Promise.all(ids.map((id) => wf.start("crashy", { slowMs: 2_000 }, { id })));
+    await waitFor(
+      "every slow_step to start on A",
+      () => (new Set(markerLines(markerDir, MARKER_FILES.slowStarted).map((l) => l.workflowId)).size === ids.length ? true : undefined),
+      15_000,
+      20,
+    );
+
+    const termAt = Date.now();
+    process.kill(a.pid, "SIGTERM");
+    let timer: NodeJS.Timeout | undefined;
+    const exit = await Promise.race([a.exited, new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), 5_000)))]);
+    clearTimeout(timer);
+    const exitMs = Date.now() - termAt;
+    expect(exit, `A did not exit within 5 s of SIGTERM:\n${a.output.slice(-30).join("\n")}`).toEqual({ code: 0, signal: null });
+
+    const b = await spawnRuntime("B", options);
+    const states = await waitForTerminal(wf, ids, 25_000);
+    const completedMs = Date.now() - termAt;
+    expect(completedMs).toBeLessThan(15_000); // far below the 30 s ack wait: the tasks were NAK'd
+    for (const id of ids) {
+      const state = states.get(id)!;
+      expectCleanJournal(state, ["slow_step", "fast_step"]);
+      expect(state.steps.slow_step!.attempt, id).toBe(1); // a release is not a failed attempt
+      expect((state.result as { slow: { pid: number } }).slow.pid).toBe(b.pid);
+    }
+    // Each task released once by A and run once by B: none lost to an ack wait, none delivered
+    // twice (nats-server 2.9 does both when a task is NAK'd while A's abandoned pull request waits).
+    for (const id of ids) {
+      const starts = markerLines(markerDir, MARKER_FILES.slowStarted).filter((l) => l.workflowId === id);
+      expect(starts.map((l) => l.pid), id).toEqual([a.pid, b.pid]);
+    }
+    expect(markerLines(markerDir, MARKER_FILES.slowDone).every((l) => l.pid === b.pid)).toBe(true);
+    console.log(`[crash e] A exited ${exitMs} ms after SIGTERM; all ${ids.length} completed ${completedMs} ms after SIGTERM; total ${Date.now() - t0} ms`);
+  });
+});
