@@ -82,6 +82,26 @@ describe("wire contract", () => {
   });
 });
 
+describe("ids", () => {
+  it("runs workflows whose ids use every character the contract allows, and refuses others at the client", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { greet_wf: greet }, activities: greetActivities });
+    const client = await e.client({ limits: { maxInputBytes: 1000 } });
+    const ids = ["order.2024=A-1_x", "a", "x".repeat(200), "v1.2.3-rc=4"];
+    const handles = await Promise.all(ids.map((id) => client.start("greet_wf", { name: id.slice(0, 10) }, { id })));
+    for (const [i, handle] of handles.entries()) {
+      expect(await handle.result(resultSignal())).toEqual({ text: `hello ${ids[i]!.slice(0, 10)}` });
+      expect((await client.describe(ids[i]!)).id).toBe(ids[i]);
+    }
+    for (const bad of ["bad id!", "", "x".repeat(201), ".lead", "trail.", "dou..ble", "a/b", "a*b", "a>b"]) {
+      await expect(client.start("greet_wf", {}, { id: bad }), JSON.stringify(bad)).rejects.toMatchObject({ name: "ValidationError", code: "WF_INVALID_ID" });
+    }
+    await expect(client.start("greet_wf", { blob: "x".repeat(2_000) }, { id: "too-big" })).rejects.toMatchObject({ name: "ValidationError", code: "WF_INPUT_TOO_LARGE" });
+    await expect(client.start("bad.type", {}, { id: "ok-id" })).rejects.toMatchObject({ name: "ValidationError", code: "WF_INVALID_NAME" });
+    await expect(client.describe("never-started")).rejects.toMatchObject({ name: "WorkflowNotFoundError" });
+  });
+});
+
 describe("bad messages", () => {
   it("dead-letters bad start messages with a reason, records failed states where an id is readable, and keeps running", async () => {
     const e = engine();

@@ -51,8 +51,10 @@ describe("happy paths", () => {
     const workflow = async (ctx: WorkflowContext<typeof activities>, input: { n: number }) => {
       const sum = await ctx.activity<number>("add", { x: input.n, y: 1 });
       const doubled = await ctx.activities.double(sum);
+      const before = ctx.now();
+      await ctx.sleep("200ms"); // a durable timer between two steps
       const again = await ctx.activity<number>("add", { x: doubled, y: 100 }, { name: "add_more" });
-      return { sum, doubled, again, id: ctx.uuid(), at: ctx.now() };
+      return { sum, doubled, again, id: ctx.uuid(), slept: ctx.now() - before };
     };
     await e.runtime({ workflows: { arith: workflow }, activities });
     const client = await e.client();
@@ -60,17 +62,19 @@ describe("happy paths", () => {
     const result = (await handle.result(resultSignal())) as Record<string, unknown>;
     expect(result).toMatchObject({ sum: 5, doubled: 10, again: 110 });
     expect(result.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-    expect(typeof result.at).toBe("number");
+    expect(result.slept as number).toBeGreaterThanOrEqual(0.8 * 200);
 
     const state = await handle.describe();
     expect(state).toMatchObject({ id: "arith-1", workflow: "arith", status: "completed", kind: "code", input: { n: 4 } });
     expect(state.result).toEqual(result);
     expect(calls).toEqual(["add", "double", "add_more"]);
-    expect(state.journal).toEqual(["add", "double", "add_more"]);
+    expect(state.journal).toEqual(["add", "double", "sleep", "add_more"]);
+    expect(state.steps.sleep).toMatchObject({ kind: "sleep", status: "completed", seq: 2 });
+    expect(ms(state.steps.add_more!.startedAt)).toBeGreaterThanOrEqual(ms(state.steps.double!.finishedAt) + 0.8 * 200);
     const order = ["add", "double", "add_more"];
     order.forEach((name, i) => {
       const step = state.steps[name]!;
-      expect(step, name).toMatchObject({ kind: "activity", status: "completed", attempt: 1, seq: i });
+      expect(step, name).toMatchObject({ kind: "activity", status: "completed", attempt: 1, seq: i === 2 ? 3 : i });
       expect(ms(step.startedAt, `${name}.startedAt`)).toBeLessThanOrEqual(ms(step.finishedAt, `${name}.finishedAt`));
       if (i > 0) {
         const previous = state.steps[order[i - 1]!]!;
