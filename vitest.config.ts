@@ -1,6 +1,11 @@
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
+  resolve: {
+    // functions/ imports jetflow's workflow API by package name, as user code does.
+    alias: { "jetflow/workflow": fileURLToPath(new URL("./runtime/workflow-api.ts", import.meta.url)) },
+  },
   test: {
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,

@@ -197,7 +197,9 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       }
       config.load(parsed as object);
     }
-    if (options.overrides) config.load(options.overrides);
+    // Flags beat the environment: convict re-applies the environment on every load(), so
+    // overrides are set leaf by leaf after it (strict validation still catches unknown keys).
+    if (options.overrides) for (const [path, value] of leaves(options.overrides)) config.set(path, value);
     config.validate({ allowed: "strict" });
   } catch (err) {
     if (err instanceof ConfigError) throw err;
@@ -255,6 +257,16 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     limits: { maxInputBytes: raw.limits.maxInputBytes },
     log: { level: raw.log.level as LogLevel, format: raw.log.format as "text" | "json" },
   });
+}
+
+function leaves(object: ConfigOverrides, prefix = ""): Array<[string, unknown]> {
+  const out: Array<[string, unknown]> = [];
+  for (const [key, value] of Object.entries(object)) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (value !== null && typeof value === "object" && !Array.isArray(value)) out.push(...leaves(value as ConfigOverrides, path));
+    else out.push([path, value]);
+  }
+  return out;
 }
 
 /** Every key of the schema as "a.b.c", for suggestions and `wf run --print-config`. */

@@ -23,7 +23,7 @@ const MAX_BODY_CHARS = 64 * 1024;
 export async function recordDeadLetter(
   topology: Topology,
   logger: Logger,
-  letter: { reason: DeadLetterReason; message: string; subject: string; data: Uint8Array; workflowId?: string },
+  letter: { reason: DeadLetterReason; message: string; subject: string; data: Uint8Array; workflowId?: string; /** Stream sequence of the bad message: a redelivery records it once. */ sourceSeq?: number },
 ): Promise<void> {
   const body = new TextDecoder().decode(letter.data.subarray(0, MAX_BODY_CHARS));
   const record: DeadLetter = {
@@ -38,5 +38,8 @@ export async function recordDeadLetter(
   const h = headers();
   h.set("Jetflow-Reason", letter.reason);
   h.set("Jetflow-Original-Subject", letter.subject);
-  await topology.js.publish(topology.names.deadLetterSubject(letter.reason), JSON.stringify(record), { headers: h });
+  await topology.js.publish(topology.names.deadLetterSubject(letter.reason), JSON.stringify(record), {
+    headers: h,
+    ...(letter.sourceSeq !== undefined ? { msgID: `deadletter/${letter.subject}/${letter.sourceSeq}` } : {}),
+  });
 }

@@ -106,7 +106,15 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     deployments = await openDeploymentStore(top, { replicas: config.replicas, storage: config.storage });
     let initial: Registry;
     if (localBundle && localRegistry) {
-      const report = await deployBundle({ topology: top, store: deployments, bundle: localBundle, registry: localRegistry, deployedBy: config.worker.id, logger, force: true });
+      // Runtimes starting together each deploy their code; a lost race re-checks against the winner.
+      let report: DeployReport | undefined;
+      for (let attempt = 1; !report; attempt++) {
+        try {
+          report = await deployBundle({ topology: top, store: deployments, bundle: localBundle, registry: localRegistry, deployedBy: config.worker.id, logger, force: true });
+        } catch (err) {
+          if ((err as { code?: string }).code !== "WF_DEPLOY_CONFLICT" || attempt >= 5) throw err;
+        }
+      }
       logDeploy(report);
       options.onDeploy?.(report);
       initial = localRegistry;

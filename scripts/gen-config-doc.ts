@@ -70,9 +70,6 @@ Every runtime, client and \`wf\` command reads one configuration, validated agai
 4. command-line flags: \`--nats URL[,URL]\` (\`nats.servers\`), \`--namespace NS\` (\`namespace\`),
    and for \`wf run\`, \`--slots N\` (\`worker.slots\`) and \`--activities a,b\` (\`worker.activities\`).
 
-Known issue: an environment variable currently wins over the flag for the same key (for example
-\`NATS_URL\` over \`--nats\`). Unset the variable when you want the flag to apply.
-
 The file is a JSON object shaped like the key paths: \`worker.slots\` is
 \`{ "worker": { "slots": 16 } }\`. An unknown key is an error (\`WF_CONFIG_UNKNOWN_KEY\`, with the
 closest valid key suggested), and so is a value of the wrong type (\`WF_CONFIG_INVALID_VALUE\`);

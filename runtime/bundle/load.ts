@@ -2,7 +2,7 @@
  * Turn a bundle into a Registry: workflows evaluated in the sandbox, activities imported by Node
  * from a file named by the bundle's version (so a new version is a new module, never a cached one).
  */
-import { mkdirSync, writeFileSync, existsSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { createRegistry, type Registry } from "../definitions.js";
@@ -39,7 +39,13 @@ export async function loadBundle(bundle: Bundle, options: LoadBundleOptions): Pr
   try {
     mkdirSync(cacheDir, { recursive: true });
     const file = join(cacheDir, `activities-${bundle.version}.mjs`);
-    if (!existsSync(file)) writeFileSync(file, bundle.activitiesCode);
+    if (!existsSync(file)) {
+      // Write, then rename into place: runtimes sharing a working directory (several `wf run` on one
+      // machine) must never import a file another one is still writing.
+      const partial = `${file}.${process.pid}.${Date.now()}.tmp`;
+      writeFileSync(partial, bundle.activitiesCode);
+      renameSync(partial, file);
+    }
     activityModules = ((await import(pathToFileURL(file).href)) as { __modules: ModuleMap }).__modules;
   } catch (err) {
     throw new BundleError("WF_ACTIVITY_LOAD_FAILED", `loading activity code failed: ${(err as Error)?.message ?? String(err)}`, {

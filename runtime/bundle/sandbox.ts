@@ -35,7 +35,7 @@ export function loadSandbox(code: string, filename: string, logger: Logger): San
     random: () => (clock ? clock.random() : Math.random()),
     forbidden(name: string) {
       throw new DeterminismViolationError("WF_SANDBOX_FORBIDDEN", `${name}() is not allowed in workflow code: ${FORBIDDEN_GLOBALS[name]}`, {
-        hint: "Workflow code is replayed after crashes and must be deterministic; see docs/workflows.md.",
+        hint: 'Workflow code is replayed after crashes and must be deterministic; see "Writing workflows" in the README.',
       });
     },
     log: (level: "info" | "warn" | "error", args: unknown[]) =>

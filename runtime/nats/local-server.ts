@@ -50,7 +50,9 @@ export async function ensureDevNats(servers: string[], options: { storeDir: stri
   const host = parsed.hostname === "localhost" ? "127.0.0.1" : parsed.hostname;
   const port = Number(parsed.port || 4222);
   mkdirSync(options.storeDir, { recursive: true });
-  const child: ChildProcess = spawn(binary, ["-js", "-a", host, "-p", String(port), "-sd", options.storeDir], { stdio: ["ignore", "ignore", "pipe"] });
+  // A process group of its own: Ctrl-C in the terminal reaches wf dev only, which stops its runtime
+  // first (in-flight activities finish and report) and then this server.
+  const child: ChildProcess = spawn(binary, ["-js", "-a", host, "-p", String(port), "-sd", options.storeDir], { stdio: ["ignore", "ignore", "pipe"], detached: true });
   let log = "";
   child.stderr?.on("data", (chunk: Buffer) => {
     log = (log + chunk.toString()).slice(-4_000);

@@ -114,6 +114,10 @@ export async function ensureTopology(nc: NatsConnection, options: TopologyOption
     replicas,
     history: 1,
     storage,
+    // Direct gets may be answered by a follower that lags the leader. The orchestrator acks an
+    // event as a duplicate only after a read that says so, which must be current: on a cluster,
+    // reads go through the stream leader.
+    allow_direct: replicas === 1,
   });
 
   return { nc, js, jsm, names, states };

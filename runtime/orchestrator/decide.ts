@@ -82,7 +82,6 @@ export async function decideCompletion(env: DecideEnv, stored: StoredWorkflow, e
   if (event.ok) {
     step.status = "completed";
     step.output = event.output === undefined ? null : event.output;
-    delete step.lastError;
   } else {
     const error = event.error;
     step.lastError = trimError(error);
@@ -157,6 +156,9 @@ async function deliver(env: DecideEnv, stored: StoredWorkflow, state: WorkflowSt
   try {
     execution = stored.execution ?? (await replay(env, stored.state));
   } catch (err) {
+    // Only a verdict about the code ends the workflow; anything else (NATS unreachable while the
+    // pinned bundle is fetched) is thrown, and the event is retried.
+    if (!isPermanentReplayFailure(err)) throw err;
     return failWorkflow(state, now, err, env.logger);
   }
   let delivered = false;
@@ -223,6 +225,12 @@ function addStep(env: DecideEnv, state: WorkflowState, command: Command, now: nu
     scheduledAt: iso(now),
   };
   effects.push({ kind: "task", step: command.name });
+}
+
+function isPermanentReplayFailure(err: unknown): boolean {
+  if (err instanceof NonDeterminismError) return true;
+  const e = err as { name?: string; code?: string };
+  return e?.name === "UnknownWorkflowError" || e?.code === "WF_BUNDLE_NOT_FOUND" || e?.code === "WF_WORKFLOW_LOAD_FAILED" || e?.code === "WF_ACTIVITY_LOAD_FAILED";
 }
 
 function failWorkflow(state: WorkflowState, now: number, err: unknown, logger: Logger): Decision {

@@ -12,11 +12,11 @@ import { RevisionConflictError, ValidationError } from "../errors.js";
 import { validateWorkflowId } from "../ids.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
-import { parseCancel, parseCompletion, parseJson, parseStart, parseTimer, ProtocolError } from "../protocol.js";
-import { STATE_SCHEMA_VERSION, type WorkflowState } from "../state.js";
+import { encode, parseCancel, parseCompletion, parseJson, parseStart, parseTimer, ProtocolError, type CancelMessage } from "../protocol.js";
+import { isTerminal, STATE_SCHEMA_VERSION, type WorkflowState } from "../state.js";
 import { decideCancel, decideCompletion, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
 import { pendingEffects, publishEffects } from "./outbox.js";
-import { StateStore, type StoredWorkflow } from "./state-store.js";
+import { StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 
 export interface Orchestrator {
   start(): Promise<void>;
@@ -40,7 +40,9 @@ const RETRY_DELAY_MS = 1_000;
 export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   const { topology, config, logger: baseLogger } = options;
   const logger = baseLogger.child({ component: "orchestrator" });
-  const store = new StateStore(topology.states, config.orchestrator.cacheSize);
+  // Headroom below max_payload for the KV subject and headers of the write.
+  const maxStateBytes = (topology.nc.info?.max_payload ?? 1024 * 1024) - 1024;
+  const store = new StateStore(topology.states, config.orchestrator.cacheSize, maxStateBytes);
   const env: DecideEnv = { registryFor: options.registryFor, defaults: config.defaults, logger: baseLogger, now: options.now ?? Date.now };
   const chains = new Map<string, Promise<void>>();
   const inFlight = new Set<Promise<void>>();
@@ -169,8 +171,10 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         return duplicate(msg, stored, decision.reason);
       }
       try {
-        const next = await store.update(decision.state, stored.revision, decision.execution);
-        await publishEffects(topology, next.state, decision.effects);
+        const write = failIfTooLarge(decision, stored, maxStateBytes);
+        const next = await store.update(write.state, stored.revision, write.execution);
+        await publishEffects(topology, next.state, write.effects);
+        if (isTerminal(next.state.status) && next.state.status !== "cancelled") abortRunningSteps(next.state);
         msg.ack();
         return;
       } catch (err) {
@@ -198,13 +202,23 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     msg.ack();
   }
 
+  /**
+   * A workflow that ended (timed out, or failed in one branch) while other steps were running:
+   * tell the workers, which abort those attempts. Best effort; their results would be ignored.
+   */
+  function abortRunningSteps(state: WorkflowState): void {
+    if (!Object.values(state.steps).some((s) => s.status === "scheduled")) return;
+    const message: CancelMessage = { workflowId: state.id, reason: `workflow ${state.status.replace("_", " ")}` };
+    topology.js.publish(topology.names.cancelSubject(state.id), encode(message), { msgID: `${state.id}/ended` }).catch(() => undefined);
+  }
+
   function retryLater(msg: JsMsg, err: unknown): void {
     logger.warn(`applying ${msg.subject} failed, retrying in ${RETRY_DELAY_MS}ms: ${(err as Error)?.message ?? err}`);
     msg.nak(RETRY_DELAY_MS);
   }
 
   async function deadLetter(msg: JsMsg, reason: Parameters<typeof recordDeadLetter>[2]["reason"], message: string, workflowId?: string, workflowType?: string): Promise<void> {
-    await recordDeadLetter(topology, logger, { reason, message, subject: msg.subject, data: msg.data, ...(workflowId ? { workflowId } : {}) });
+    await recordDeadLetter(topology, logger, { reason, message, subject: msg.subject, data: msg.data, sourceSeq: msg.seq, ...(workflowId ? { workflowId } : {}) });
     if (workflowId && workflowType) await recordFailedStart(workflowId, workflowType, reason, message);
     msg.ack();
   }
@@ -281,6 +295,19 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       await Promise.allSettled([...inFlight]);
     },
   };
+}
+
+/**
+ * A state that NATS cannot store would be retried forever; instead the workflow fails, with the
+ * last state it could store and an error that says why.
+ */
+function failIfTooLarge(decision: Decision & { kind: "write" }, stored: StoredWorkflow, maxBytes: number): Decision & { kind: "write" } {
+  const bytes = Buffer.byteLength(JSON.stringify(decision.state));
+  if (bytes <= maxBytes) return decision;
+  const error = new StateTooLargeError(decision.state.id, bytes, maxBytes);
+  const now = new Date().toISOString();
+  const state: WorkflowState = { ...stored.state, status: "failed", error: { message: `${error.message}. ${error.hint}`, type: "StateTooLargeError" }, updatedAt: now, completedAt: now };
+  return { kind: "write", state, effects: [], execution: undefined };
 }
 
 function readableId(body: unknown): string | undefined {

@@ -6,7 +6,7 @@
  */
 import { JetStreamApiError } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { RevisionConflictError } from "../errors.js";
+import { JetflowError, RevisionConflictError } from "../errors.js";
 import type { WorkflowExecution } from "../journal/execution.js";
 import type { WorkflowState } from "../state.js";
 
@@ -25,7 +25,16 @@ export class StateStore {
   constructor(
     private readonly kv: KV,
     private readonly capacity: number,
+    /** The server's max_payload: a larger state cannot be written, and must not be retried forever. */
+    private readonly maxBytes = Infinity,
   ) {}
+
+  private encode(state: WorkflowState): string {
+    const text = JSON.stringify(state);
+    const bytes = Buffer.byteLength(text);
+    if (bytes > this.maxBytes) throw new StateTooLargeError(state.id, bytes, this.maxBytes);
+    return text;
+  }
 
   /** Cached state if held, else a read. `fresh` skips the cache (after a conflict). */
   async load(id: string, fresh = false): Promise<StoredWorkflow | undefined> {
@@ -49,7 +58,7 @@ export class StateStore {
   /** Create the state; RevisionConflictError when the id exists. */
   async create(state: WorkflowState, execution?: WorkflowExecution): Promise<StoredWorkflow> {
     try {
-      const revision = await this.kv.create(state.id, JSON.stringify(state));
+      const revision = await this.kv.create(state.id, this.encode(state));
       const stored = { state, revision, execution };
       this.remember(state.id, stored);
       return stored;
@@ -62,7 +71,7 @@ export class StateStore {
   /** Replace the state if it is still at `revision`; RevisionConflictError otherwise. */
   async update(state: WorkflowState, revision: number, execution?: WorkflowExecution): Promise<StoredWorkflow> {
     try {
-      const next = await this.kv.update(state.id, JSON.stringify(state), revision);
+      const next = await this.kv.update(state.id, this.encode(state), revision);
       const stored = { state, revision: next, execution };
       this.remember(state.id, stored);
       return stored;
@@ -93,6 +102,15 @@ export class StateStore {
   private touch(id: string, stored: StoredWorkflow): void {
     this.cache.delete(id);
     this.cache.set(id, stored);
+  }
+}
+
+/** The next state of a workflow is larger than NATS accepts in one message. */
+export class StateTooLargeError extends JetflowError {
+  constructor(id: string, bytes: number, maxBytes: number) {
+    super("WF_STATE_TOO_LARGE", `the state of workflow ${id} would be ${bytes} bytes, over the NATS server's max_payload of ${maxBytes} bytes`, {
+      hint: "Keep activity inputs and outputs small (store large data elsewhere and pass a reference), or raise max_payload on the NATS server.",
+    });
   }
 }
 
