@@ -183,8 +183,9 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         });
       }
       if (role !== "worker") {
-        orchestrator = createOrchestrator({ topology, config, logger, registryFor: (v) => code.registryFor(v), currentRegistry: () => code.current() });
-        timers = createTimerService({ topology, logger });
+        const crash = options.crashPoint ? { crashPoint: options.crashPoint } : {};
+        orchestrator = createOrchestrator({ topology, config, logger, registryFor: (v) => code.registryFor(v), currentRegistry: () => code.current(), ...crash });
+        timers = createTimerService({ topology, logger, ...crash });
         await orchestrator.start();
         await timers.start();
       }

@@ -26,7 +26,7 @@ export interface Clock {
 
 export const systemClock: Clock = { now: () => Date.now() };
 
-export function createTimerService(options: { topology: Topology; logger: Logger; clock?: Clock }): TimerService {
+export function createTimerService(options: { topology: Topology; logger: Logger; clock?: Clock; crashPoint?: (name: string) => void }): TimerService {
   const { topology } = options;
   const clock = options.clock ?? systemClock;
   const logger = options.logger.child({ component: "timers" });
@@ -48,6 +48,7 @@ export function createTimerService(options: { topology: Topology; logger: Logger
       return;
     }
     await topology.js.publish(topology.names.timerFiredSubject(timer.workflowId, timer.key), encode(timer), { msgID: MSG_ID.fired(timer.workflowId, timer.key) });
+    options.crashPoint?.("timer-fired-before-ack");
     msg.ack();
   }
 

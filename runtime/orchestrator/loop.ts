@@ -32,6 +32,8 @@ export interface OrchestratorOptions {
   /** The current code, for new starts. */
   currentRegistry(): Registry;
   now?: () => number;
+  /** Test-only: called at named points so crash tests can kill the process there. */
+  crashPoint?: (name: string) => void;
 }
 
 const MAX_CAS_ATTEMPTS = 20;
@@ -139,6 +141,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         throw err;
       }
       logger.debug(`started ${workflowType}`, { workflowId: id });
+      options.crashPoint?.("after-state-write-before-dispatch");
       await publishEffects(topology, stored.state, decision.effects);
       msg.ack();
     });
@@ -173,7 +176,9 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       try {
         const write = failIfTooLarge(decision, stored, maxStateBytes);
         const next = await store.update(write.state, stored.revision, write.execution);
+        options.crashPoint?.("after-state-write-before-dispatch");
         await publishEffects(topology, next.state, write.effects);
+        options.crashPoint?.("after-dispatch-before-ack");
         if (isTerminal(next.state.status) && next.state.status !== "cancelled") abortRunningSteps(next.state);
         msg.ack();
         return;
