@@ -18,6 +18,12 @@ import { color, print } from "../output.js";
 import type { CommandContext } from "../wf.js";
 
 export async function devCommand(ctx: CommandContext): Promise<number> {
+  // Listen for Ctrl-C from the start: one during startup must still stop the NATS server started here.
+  const stopRequested = new Promise<number>((resolve) => {
+    const stop = () => resolve(0);
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
   const initial = configFromFlags(ctx);
   const logger = createConsoleLogger({ level: initial.log.level === "info" ? "warn" : initial.log.level });
   const nats = await ensureDevNats(initial.nats.servers, { storeDir: join(process.cwd(), ".wf", "nats"), logger: createConsoleLogger({ level: "info" }) });
@@ -74,11 +80,7 @@ export async function devCommand(ctx: CommandContext): Promise<number> {
 
   await reload();
 
-  const exit = await new Promise<number>((resolve) => {
-    const stop = () => resolve(0);
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
-  });
+  const exit = await stopRequested;
   print(color.dim("stopping…"));
   await watcher.close();
   stopWatchingProgress?.();
