@@ -63,9 +63,9 @@ export function renderState(state: WorkflowState): string {
 
 function renderStep(name: string, step: StepState, width: number): string {
   const status = step.status === "scheduled" ? (step.startedAt ? "running" : "scheduled") : step.status;
-  const attempts = step.kind === "sleep" ? "-" : `${step.attempt}/${step.maxAttempts ?? "?"}`;
-  const duration = step.kind === "sleep" ? elapsed(step.scheduledAt, step.finishedAt) : elapsed(step.startedAt, step.finishedAt);
-  let detail = step.kind === "sleep" ? `sleep until ${step.fireAt}` : (step.activity ?? "");
+  const attempts = step.kind === "activity" ? `${step.attempt}/${step.maxAttempts ?? "?"}` : "-";
+  const duration = step.kind === "activity" ? elapsed(step.startedAt, step.finishedAt) : elapsed(step.scheduledAt, step.finishedAt);
+  let detail = step.kind === "sleep" ? `sleep until ${step.fireAt}` : step.kind === "signal" ? `signal ${step.signal}` : (step.activity ?? "");
   if (step.status === "retrying" && step.lastError) detail += color.yellow(`  last error: ${step.lastError.message}; next attempt at ${step.nextAttemptAt}`);
   else if (step.status === "failed" && step.error) detail += color.red(`  ${step.error.type}: ${step.error.message}`);
   else if (step.lastError && step.status === "completed") detail += color.dim(`  (after: ${step.lastError.message})`);

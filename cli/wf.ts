@@ -12,6 +12,7 @@ import { buildCommand } from "./commands/build.js";
 import { deployCommand } from "./commands/deploy.js";
 import { deploymentsCommand } from "./commands/deployments.js";
 import { initCommand } from "./commands/init.js";
+import { signalCommand } from "./commands/signal.js";
 
 process.setSourceMapsEnabled(true);
 
@@ -89,6 +90,12 @@ const commands: Record<string, CommandSpec> = {
     usage: "wf list [--status running|completed|failed|cancelled|timed_out] [--workflow NAME] [--limit N] [--json]",
     options: { status: { type: "string" }, workflow: { type: "string" }, limit: { type: "string" }, json: { type: "boolean" } },
     run: listCommand,
+  },
+  signal: {
+    summary: "send a signal to a workflow (ctx.waitForSignal receives it)",
+    usage: "wf signal <id> <name> [--payload '<json>']",
+    options: { payload: { type: "string", short: "p" } },
+    run: signalCommand,
   },
   cancel: {
     summary: "cancel a running workflow",

@@ -51,6 +51,15 @@ export interface TimerMessage {
   attempt?: number;
 }
 
+/** `workflow.signal.<id>.<name>`: Nats-Msg-Id `<id>/signal/<signalId>`. */
+export interface SignalMessage {
+  workflowId: string;
+  name: string;
+  payload?: unknown;
+  /** Unique per signal; without one, the message's stream sequence is used. */
+  signalId?: string;
+}
+
 /** `workflow.cancel.<id>`. */
 export interface CancelMessage {
   workflowId: string;
@@ -113,6 +122,13 @@ export function parseTimer(body: unknown): TimerMessage {
   }
   if (body.kind !== "retry" && body.kind !== "sleep" && body.kind !== "timeout") throw new ProtocolError(`timer kind ${JSON.stringify(body.kind)} is unknown`);
   return body as unknown as TimerMessage;
+}
+
+export function parseSignal(body: unknown): SignalMessage {
+  if (!isObject(body) || typeof body.workflowId !== "string" || typeof body.name !== "string") throw new ProtocolError(`signal message needs "workflowId" and "name"`);
+  if (!/^[A-Za-z0-9_-]{1,100}$/.test(body.name)) throw new ProtocolError(`signal name ${JSON.stringify(body.name)} is not valid`);
+  if (body.signalId !== undefined && typeof body.signalId !== "string") throw new ProtocolError(`signal "signalId" must be a string`);
+  return body as unknown as SignalMessage;
 }
 
 export function parseCancel(body: unknown): CancelMessage {

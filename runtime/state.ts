@@ -20,7 +20,7 @@ export type StepStatus = "scheduled" | "retrying" | "waiting" | "completed" | "f
 export interface StepState {
   /** Position in the order the workflow issued its commands (0-based). */
   seq: number;
-  kind: "activity" | "sleep";
+  kind: "activity" | "sleep" | "signal";
   /** Activity type (export name) for kind "activity". */
   activity?: string;
   status: StepStatus;
@@ -44,6 +44,8 @@ export interface StepState {
   worker?: string;
   /** status "retrying": when the next attempt is dispatched. */
   nextAttemptAt?: string;
+  /** kind "signal": the signal name it waits for; once received, `output` is its payload. */
+  signal?: string;
   /** kind "sleep": when it fires. */
   fireAt?: string;
   /** Epoch ms at which the workflow code received the result; replay's clock for that activation. */
@@ -75,6 +77,16 @@ export interface WorkflowState {
    * again in this order, which makes Promise.all / Promise.race deterministic.
    */
   journal: string[];
+  /** Signals received, in arrival order; `step` names the wait that consumed one. */
+  signals?: SignalRecord[];
+}
+
+export interface SignalRecord {
+  id: string;
+  name: string;
+  payload: unknown;
+  receivedAt: string;
+  step?: string;
 }
 
 export function isTerminal(status: WorkflowStatus): boolean {

@@ -92,6 +92,11 @@ export interface WorkflowContext<A = Record<string, ActivityFunction>> {
   activities: ActivityProxy<A>;
   /** A durable sleep: survives crashes of every runtime. */
   sleep(duration: Duration): Promise<void>;
+  /**
+   * Wait for a signal sent to this workflow (`wf signal <id> <name> --payload '<json>'`,
+   * `client.signal()`); resolves with its payload. Signals that arrive before the wait are kept.
+   */
+  waitForSignal<T = unknown>(name: string): Promise<T>;
   /** Deterministic time: when the current activation happened (also what `Date.now()` returns). */
   now(): number;
   /** Deterministic random in [0, 1) (also what `Math.random()` returns). */

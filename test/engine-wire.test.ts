@@ -187,7 +187,8 @@ describe("bad messages on internal subjects", () => {
     await nc.flush();
 
     const jsm = await jetstreamManager(nc);
-    const expected = ["invalid_message", "invalid_message", "invalid_json", "invalid_message", "invalid_message", "invalid_event"];
+    // The completion of a workflow that does not exist is kept too, as unknown_workflow.
+    const expected = ["invalid_message", "invalid_message", "invalid_json", "invalid_message", "invalid_message", "invalid_event", "unknown_workflow"];
     await waitFor(`${expected.length} dead letters`, async () => (await jsm.streams.info(names.deadLettersStream)).state.messages >= expected.length);
     const info = await jsm.streams.info(names.deadLettersStream);
     const reasons: string[] = [];

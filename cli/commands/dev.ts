@@ -122,6 +122,7 @@ export function printProgress(event: ProgressEvent): void {
       break;
     case "step-started":
       if (event.record.kind === "sleep") print(`${time()}   ${event.step} sleeping until ${event.record.fireAt}`);
+      else if (event.record.kind === "signal") print(`${time()}   ${event.step} waiting for signal ${event.record.signal}`);
       else print(`${time()}   ${event.step} ${event.record.attempt > 1 ? `retried (attempt ${event.record.attempt}/${event.record.maxAttempts})` : "started"}`);
       break;
     case "step-completed":

@@ -10,7 +10,8 @@ import { createConsoleLogger, type Logger } from "../logger.js";
 import { connectNats, type NatsConnection } from "../nats/connect.js";
 import { createNames } from "../nats/names.js";
 import { ensureTopology, type Topology } from "../nats/topology.js";
-import { encode, type CancelMessage, type StartMessage } from "../protocol.js";
+import { randomUUID } from "node:crypto";
+import { encode, type CancelMessage, type SignalMessage, type StartMessage } from "../protocol.js";
 import { isTerminal, type WorkflowState, type WorkflowStatus } from "../state.js";
 import type { WorkflowFunction } from "../workflow-api.js";
 
@@ -30,6 +31,7 @@ export interface WorkflowHandle<O = unknown> {
   result(options?: ResultOptions): Promise<O>;
   describe(): Promise<WorkflowState>;
   cancel(reason?: string): Promise<void>;
+  signal(name: string, payload?: unknown): Promise<void>;
 }
 
 export interface WorkflowSummary {
@@ -47,6 +49,8 @@ export interface WorkflowClient {
   /** The state document; WorkflowNotFoundError when there is none. */
   describe(id: string): Promise<WorkflowState>;
   cancel(id: string, reason?: string): Promise<void>;
+  /** Send a signal; `ctx.waitForSignal(name)` in the workflow receives its payload. */
+  signal(id: string, name: string, payload?: unknown): Promise<void>;
   list(options?: { status?: WorkflowStatus; workflow?: string; limit?: number }): Promise<WorkflowSummary[]>;
   /** Watch a workflow's state changes until it ends (for live progress). */
   watch(id: string, options?: ResultOptions): AsyncIterable<WorkflowState>;
@@ -116,12 +120,21 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     await topology.js.publish(names.cancelSubject(id), encode(message), { msgID: `${id}/cancel` });
   }
 
+  async function signal(id: string, name: string, payload?: unknown): Promise<void> {
+    validateWorkflowId(id);
+    validateName("signal name", name);
+    const signalId = randomUUID();
+    const message: SignalMessage = { workflowId: id, name, payload: payload === undefined ? null : payload, signalId };
+    await topology.js.publish(names.signalSubject(id, name), encode(message), { msgID: `${id}/signal/${signalId}` });
+  }
+
   const getHandle = <O>(id: string, workflow = ""): WorkflowHandle<O> => ({
     id,
     workflow,
     result: (opts) => result<O>(id, opts),
     describe: () => describe(id),
     cancel: (reason) => cancel(id, reason),
+    signal: (name, payload) => signal(id, name, payload),
   });
 
   return {
@@ -145,6 +158,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     result,
     describe,
     cancel,
+    signal,
     watch,
     async list(listOptions = {}) {
       const limit = listOptions.limit ?? 50;

@@ -17,7 +17,8 @@ import type { ActivityOptions, WorkflowContext, WorkflowFunction } from "../work
 /** A command the workflow code issued: it becomes a step. */
 export type Command =
   | { kind: "activity"; seq: number; name: string; activity: string; input: unknown; options: ActivityOptions }
-  | { kind: "sleep"; seq: number; name: string; durationMs: number };
+  | { kind: "sleep"; seq: number; name: string; durationMs: number }
+  | { kind: "signal"; seq: number; name: string; signal: string };
 
 export type StepResult = { ok: true; value: unknown } | { ok: false; error: ErrorRecord; attempts: number; activity: string };
 
@@ -176,6 +177,17 @@ export class WorkflowExecution {
           const durationMs = parseDuration(duration, "ctx.sleep()");
           const name = self.stepName("sleep", undefined);
           return self.command("sleep", name, { durationMs }) as Promise<void>;
+        } catch (err) {
+          return Promise.reject(err);
+        }
+      },
+      waitForSignal<T = unknown>(signal: string): Promise<T> {
+        try {
+          if (typeof signal !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(signal)) {
+            throw new TypeError(`signal name ${JSON.stringify(signal)} is not valid: use 1-100 characters of A-Z a-z 0-9 _ -`);
+          }
+          const name = self.stepName(`signal_${signal}`, undefined);
+          return self.command("signal", name, { signal }) as Promise<T>;
         } catch (err) {
           return Promise.reject(err);
         }

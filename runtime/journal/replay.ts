@@ -38,7 +38,7 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
         );
       }
       const [name, step] = recorded;
-      if (name !== command.name || step.kind !== command.kind || (command.kind === "activity" && step.activity !== command.activity)) {
+      if (name !== command.name || step.kind !== command.kind || (command.kind === "activity" && step.activity !== command.activity) || (command.kind === "signal" && step.signal !== command.signal)) {
         throw new NonDeterminismError(
           `workflow ${state.workflow} (id ${state.id}) diverged at step "${name}" (command #${command.seq + 1}): ` +
             `the journal recorded ${describeStep(name, step)}, but the code now issues ${describeCommand(command)}`,
@@ -81,6 +81,7 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
 /** The result a completed or failed step delivers to the code. */
 export function stepResult(step: StepState): StepResult {
   if (step.status === "completed") return { ok: true, value: step.kind === "sleep" ? undefined : step.output };
+  if (step.kind === "signal") return { ok: false, error: step.error ?? { message: "signal wait failed", type: "Error" }, attempts: 0, activity: "signal" };
   return {
     ok: false,
     error: step.error ?? { message: "step failed", type: "Error" },
@@ -90,9 +91,13 @@ export function stepResult(step: StepState): StepResult {
 }
 
 function describeCommand(command: Command): string {
-  return command.kind === "activity" ? `activity ${command.activity} (step "${command.name}")` : `sleep (step "${command.name}", ${command.durationMs}ms)`;
+  if (command.kind === "activity") return `activity ${command.activity} (step "${command.name}")`;
+  if (command.kind === "signal") return `wait for signal ${command.signal} (step "${command.name}")`;
+  return `sleep (step "${command.name}", ${command.durationMs}ms)`;
 }
 
 function describeStep(name: string, step: StepState): string {
-  return step.kind === "activity" ? `activity ${step.activity} (step "${name}")` : `sleep (step "${name}")`;
+  if (step.kind === "activity") return `activity ${step.activity} (step "${name}")`;
+  if (step.kind === "signal") return `wait for signal ${step.signal} (step "${name}")`;
+  return `sleep (step "${name}")`;
 }

@@ -14,9 +14,9 @@ import { NonDeterminismError, toErrorRecord, type ErrorRecord } from "../errors.
 import { activate, toJson, WorkflowExecution, type Command } from "../journal/execution.js";
 import { replayWorkflow, stepResult } from "../journal/replay.js";
 import type { Logger } from "../logger.js";
-import type { CancelMessage, CompletionMessage, TimerMessage } from "../protocol.js";
+import type { CancelMessage, CompletionMessage, SignalMessage, TimerMessage } from "../protocol.js";
 import { backoffDelayMs, resolveRetryPolicy, shouldRetry } from "../retry-policy.js";
-import { STATE_SCHEMA_VERSION, type WorkflowState } from "../state.js";
+import { STATE_SCHEMA_VERSION, type SignalRecord, type WorkflowState } from "../state.js";
 import { retryTimer, sleepTimer, timeoutTimer, type Effect } from "./outbox.js";
 import type { StoredWorkflow } from "./state-store.js";
 
@@ -59,7 +59,7 @@ export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow
   }
   const execution = new WorkflowExecution({ workflowId: id, workflow: definition.name, fn: definition.fn, input: state.input, realm: definition.realm, logger: env.logger });
   await activate(execution, now, () => execution.begin());
-  record(env, state, execution, now, effects);
+  await settle(env, state, execution, now, effects);
   return { kind: "write", state, effects, execution };
 }
 
@@ -169,7 +169,70 @@ async function deliver(env: DecideEnv, stored: StoredWorkflow, state: WorkflowSt
     // The code stopped waiting for this step (a Promise.race it lost); the result stays recorded.
     env.logger.debug(`step ${stepName} settled but the workflow no longer awaits it`, { component: "orchestrator", workflowId: state.id });
   }
+  await settle(env, state, execution, now, effects);
+  return { kind: "write", state, effects, execution };
+}
+
+/**
+ * Record what the code issued; a wait for a signal that arrived earlier is satisfied at once,
+ * as its own journal entry (and activation), so replay sees the same order.
+ */
+async function settle(env: DecideEnv, state: WorkflowState, execution: WorkflowExecution, now: number, effects: Effect[]): Promise<void> {
   record(env, state, execution, now, effects);
+  while (state.status === "running") {
+    const match = nextSignalMatch(state);
+    if (!match) return;
+    consumeSignal(state, match.step, match.signal, now);
+    await activate(execution, now, () => {
+      execution.deliver(match.step, stepResult(state.steps[match.step]!));
+    });
+    record(env, state, execution, now, effects);
+  }
+}
+
+/** The earliest waiting signal step (by seq) for which an unconsumed signal of its name is in the inbox. */
+function nextSignalMatch(state: WorkflowState): { step: string; signal: SignalRecord } | undefined {
+  const inbox = state.signals?.filter((s) => !s.step);
+  if (!inbox?.length) return undefined;
+  const waiting = Object.entries(state.steps)
+    .filter(([, s]) => s.kind === "signal" && s.status === "waiting")
+    .sort((a, b) => a[1].seq - b[1].seq);
+  for (const [name, step] of waiting) {
+    const signal = inbox.find((s) => s.name === step.signal);
+    if (signal) return { step: name, signal };
+  }
+  return undefined;
+}
+
+function consumeSignal(state: WorkflowState, stepName: string, signal: SignalRecord, now: number): void {
+  const step = state.steps[stepName]!;
+  step.status = "completed";
+  step.output = signal.payload;
+  step.finishedAt = iso(now);
+  step.resolvedAt = now;
+  signal.step = stepName;
+  state.journal.push(stepName);
+}
+
+/** A signal arrives: keep it in the inbox (deduplicated by id) and wake the wait it satisfies. */
+export async function decideSignal(env: DecideEnv, stored: StoredWorkflow, event: SignalMessage & { signalId: string }): Promise<Decision> {
+  const current = stored.state;
+  if (current.status !== "running") return { kind: "noop", reason: `workflow is ${current.status}` };
+  if (current.signals?.some((s) => s.id === event.signalId)) return { kind: "noop", reason: `signal ${event.signalId} already received` };
+  const now = env.now();
+  const state = clone(current);
+  state.signals = [...(state.signals ?? []), { id: event.signalId, name: event.name, payload: event.payload === undefined ? null : event.payload, receivedAt: iso(now) }];
+  state.updatedAt = iso(now);
+  if (!nextSignalMatch(state)) return { kind: "write", state, effects: [], execution: stored.execution };
+  let execution: WorkflowExecution;
+  try {
+    execution = stored.execution ?? (await replay(env, stored.state));
+  } catch (err) {
+    if (!isPermanentReplayFailure(err)) throw err;
+    return failWorkflow(state, now, err, env.logger);
+  }
+  const effects: Effect[] = [];
+  await settle(env, state, execution, now, effects);
   return { kind: "write", state, effects, execution };
 }
 
@@ -204,6 +267,10 @@ function record(env: DecideEnv, state: WorkflowState, execution: WorkflowExecuti
 }
 
 function addStep(env: DecideEnv, state: WorkflowState, command: Command, now: number, effects: Effect[]): void {
+  if (command.kind === "signal") {
+    state.steps[command.name] = { seq: command.seq, kind: "signal", signal: command.signal, status: "waiting", attempt: 0, scheduledAt: iso(now) };
+    return;
+  }
   if (command.kind === "sleep") {
     const fireAt = now + command.durationMs;
     state.steps[command.name] = { seq: command.seq, kind: "sleep", status: "waiting", attempt: 0, scheduledAt: iso(now), fireAt: iso(fireAt) };

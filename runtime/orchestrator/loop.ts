@@ -12,9 +12,9 @@ import { RevisionConflictError, ValidationError } from "../errors.js";
 import { validateWorkflowId } from "../ids.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
-import { encode, parseCancel, parseCompletion, parseJson, parseStart, parseTimer, ProtocolError, type CancelMessage } from "../protocol.js";
+import { encode, parseCancel, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage } from "../protocol.js";
 import { isTerminal, STATE_SCHEMA_VERSION, type WorkflowState } from "../state.js";
-import { decideCancel, decideCompletion, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
+import { decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
 import { pendingEffects, publishEffects } from "./outbox.js";
 import { StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 
@@ -37,6 +37,8 @@ export interface OrchestratorOptions {
 }
 
 const MAX_CAS_ATTEMPTS = 20;
+const UNKNOWN_WORKFLOW_RETRIES = 10;
+const UNKNOWN_WORKFLOW_RETRY_MS = 500;
 const RETRY_DELAY_MS = 1_000;
 
 export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
@@ -86,6 +88,11 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         case "timer": {
           const timer = parseTimer(body);
           return await serialize(timer.workflowId, () => apply(msg, timer.workflowId, (stored) => decideTimer(env, stored, timer)));
+        }
+        case "signal": {
+          const signal = parseSignal(body);
+          const event = { ...signal, signalId: signal.signalId ?? `seq-${msg.seq}` };
+          return await serialize(signal.workflowId, () => apply(msg, signal.workflowId, (stored) => decideSignal(env, stored, event), { mayPrecedeStart: true }));
         }
         case "cancel": {
           const cancel = parseCancel(body);
@@ -148,13 +155,17 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   }
 
   /** Load, decide, CAS, publish, ack; on a lost CAS, re-read and decide again. */
-  async function apply(msg: JsMsg, id: string, decide: (stored: StoredWorkflow) => Promise<Decision>): Promise<void> {
+  async function apply(msg: JsMsg, id: string, decide: (stored: StoredWorkflow) => Promise<Decision>, applyOptions: { mayPrecedeStart?: boolean } = {}): Promise<void> {
     for (let attempt = 1; attempt <= MAX_CAS_ATTEMPTS; attempt++) {
       const stored = await store.load(id, attempt > 1);
       if (!stored) {
-        logger.warn(`event for unknown workflow ${id} on ${msg.subject}; dropped`, { workflowId: id });
-        msg.ack();
-        return;
+        // A signal sent right after a start may be applied by another runtime first: give the
+        // start a few seconds to land before calling the workflow unknown.
+        if (applyOptions.mayPrecedeStart && msg.info.deliveryCount < UNKNOWN_WORKFLOW_RETRIES) {
+          msg.nak(UNKNOWN_WORKFLOW_RETRY_MS);
+          return;
+        }
+        return deadLetter(msg, "unknown_workflow", `no workflow with id ${id} for the event on ${msg.subject}`, id);
       }
       let decision: Decision;
       try {

@@ -1,0 +1,87 @@
+/** Signals: ctx.waitForSignal receives what client.signal / `wf signal` sends, exactly once, in order, durably. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createClient, createRuntime, loadConfig, type WorkflowContext } from "../runtime/index.js";
+import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
+
+let nats: TestNats;
+let counter = 0;
+beforeAll(async () => {
+  nats = await startNatsServer();
+});
+afterAll(() => nats.stop());
+
+const approval = async (ctx: WorkflowContext, input: { order: string }) => {
+  const prepared = await ctx.activity<string>("prepare", input.order);
+  const first = await ctx.waitForSignal<{ by: string }>("approve");
+  const second = await ctx.waitForSignal<{ by: string }>("approve");
+  const note = await ctx.waitForSignal<string>("note");
+  return { prepared, approvers: [first.by, second.by], note };
+};
+
+async function setup() {
+  const config = loadConfig({ env: {}, overrides: { nats: { servers: [nats.url] }, namespace: `sig${++counter}`, log: { level: "warn" } } });
+  const runtime = await createRuntime({ config, workflows: { approval }, activities: { prepare: async (order: string) => `prepared ${order}` } });
+  await runtime.start();
+  const client = await createClient({ config });
+  return { config, runtime, client };
+}
+
+async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error("timed out waiting");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe("signals", () => {
+  it("delivers signals in order, keeps early ones, and records each once", async () => {
+    const { runtime, client } = await setup();
+    try {
+      const handle = await client.start("approval", { order: "o-1" }, { id: "sig-1" });
+      // "note" arrives before the workflow waits for it (even before its start is applied): it is kept.
+      await handle.signal("note", "rush");
+      await waitFor(async () => ((await handle.describe().catch(() => undefined))?.steps["signal_approve"]?.status === "waiting" ? true : undefined));
+      await handle.signal("approve", { by: "ada" });
+      await handle.signal("approve", { by: "grace" });
+      expect(await handle.result({ signal: AbortSignal.timeout(10_000) })).toEqual({ prepared: "prepared o-1", approvers: ["ada", "grace"], note: "rush" });
+      const state = await handle.describe();
+      expect(state.journal).toEqual(["prepare", "signal_approve", "signal_approve-2", "signal_note"]);
+      expect(state.signals?.map((s) => [s.name, s.step])).toEqual([
+        ["note", "signal_note"],
+        ["approve", "signal_approve"],
+        ["approve", "signal_approve-2"],
+      ]);
+    } finally {
+      await client.close();
+      await runtime.stop();
+    }
+  });
+
+  it("a republished signal message is applied once; a workflow replayed by another runtime sees the same signals", async () => {
+    const first = await setup();
+    const handle = await first.client.start("approval", { order: "o-2" }, { id: "sig-2" });
+    await waitFor(async () => ((await handle.describe().catch(() => undefined))?.steps["signal_approve"]?.status === "waiting" ? true : undefined));
+    // The same signal twice (same signalId, as a retrying publisher would send it).
+    const message = { workflowId: "sig-2", name: "approve", payload: { by: "ada" }, signalId: "approval-from-ada" };
+    const subject = first.client.topology.names.signalSubject("sig-2", "approve");
+    await first.client.topology.js.publish(subject, JSON.stringify(message));
+    await first.client.topology.js.publish(subject, JSON.stringify(message));
+    await waitFor(async () => ((await handle.describe()).steps["signal_approve-2"]?.status === "waiting" ? true : undefined));
+    await first.runtime.stop();
+    // A fresh runtime has no cached execution: it replays the journal, signals included.
+    const second = await createRuntime({ config: first.config, workflows: { approval }, activities: { prepare: async (order: string) => `prepared ${order}` } });
+    await second.start();
+    try {
+      await handle.signal("approve", { by: "grace" });
+      await handle.signal("note", "ok");
+      expect(await handle.result({ signal: AbortSignal.timeout(10_000) })).toEqual({ prepared: "prepared o-2", approvers: ["ada", "grace"], note: "ok" });
+      expect((await handle.describe()).signals).toHaveLength(3);
+    } finally {
+      await first.client.close();
+      await second.stop();
+    }
+  });
+});
