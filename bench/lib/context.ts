@@ -1,0 +1,37 @@
+/** What every figure gets: the NATS server of this run, the options, and a client factory. */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient, loadConfig, silentLogger, type WorkflowClient } from "../../runtime/index.js";
+import type { BenchOptions } from "./options.js";
+
+/** A folder without wf.config.json: the bench's own clients take only the overrides below. */
+const EMPTY_CWD = mkdtempSync(join(tmpdir(), "jetflow-bench-cwd-"));
+process.on("exit", () => rmSync(EMPTY_CWD, { recursive: true, force: true }));
+
+export interface BenchContext {
+  options: BenchOptions;
+  natsUrl: string;
+  natsPid: number;
+  natsVersion: string;
+}
+
+export type Figure = { figure: string } & Record<string, unknown>;
+
+export async function benchClient(ctx: BenchContext, namespace: string): Promise<WorkflowClient> {
+  const config = loadConfig({ env: {}, cwd: EMPTY_CWD, overrides: { nats: { servers: [ctx.natsUrl] }, namespace, log: { level: "warn" } } });
+  return createClient({ config, logger: silentLogger });
+}
+
+/** A namespace no earlier figure of this run used. */
+export function namespaceFor(figure: string): string {
+  return `bench_${figure}_${Date.now().toString(36)}`.slice(0, 32);
+}
+
+/** The example's order input: passes validation, no simulated failures. */
+export function orderInput(i: number): Record<string, unknown> {
+  return { orderId: `o${i}`, amount: 42, items: [{ sku: "sku-1", qty: 2 }], email: `c${i}@example.com` };
+}
+
+export const ORDER_ACTIVITY_TYPES = ["validate_order", "charge_payment", "ship_order", "send_notification"];
+export const ORDER_STEPS = 4;

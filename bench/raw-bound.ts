@@ -1,0 +1,161 @@
+/**
+ * The raw-JetStream bound: a hand-written loop doing only what one durable workflow step must do,
+ * with the same @nats-io v3 client the engine uses, on the same server:
+ *
+ *   orchestrator: publish the task (acked, Nats-Msg-Id) to a work-queue stream
+ *   worker:       consume it (pull consumer, consume()), publish the completion (acked, Nats-Msg-Id)
+ *                 to a second work-queue stream, ack the task
+ *   orchestrator: consume the completion, CAS-update the workflow's KV key (kv.update with the
+ *                 revision it holds in memory), publish the next task (or finish), ack
+ *
+ * A "workflow" is four such steps in sequence. Its KV key is created before the clock starts and
+ * its end is seen in-process (no result watch): the bound is deliberately strict. Everything runs
+ * in this process on one connection, as a runtime does.
+ */
+import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager, type ConsumerMessages } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { connect } from "@nats-io/transport-node";
+import type { BenchContext, Figure } from "./lib/context.js";
+import { cpuMeter } from "./lib/proc.js";
+import { round, runPool, summarize, withTimeout } from "./lib/stats.js";
+
+const STEPS = 4;
+const REPETITIONS = 5;
+const CONSUME_MAX = 256; // like the engine's orchestrator consumer (2 × its concurrency)
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+interface RawState {
+  id: string;
+  step: number;
+  outputs: Record<string, unknown>;
+}
+
+export async function rawBound(ctx: BenchContext): Promise<Figure> {
+  const { n, concurrency, latencyN } = ctx.options;
+  const nc = await connect({ servers: ctx.natsUrl, name: "bench raw bound" });
+  const prefix = `raw${Date.now().toString(36)}`;
+  const subjects = { task: `${prefix}.tasks`, done: `${prefix}.done` };
+  const consumers: ConsumerMessages[] = [];
+  try {
+    const jsm = await jetstreamManager(nc);
+    const js = jetstream(nc);
+    const stream = (name: string, subject: string) =>
+      jsm.streams.add({ name, subjects: [`${subject}.>`], retention: RetentionPolicy.Workqueue, storage: StorageType.File, num_replicas: 1, duplicate_window: 120_000_000_000 });
+    await stream(`${prefix}_TASKS`, subjects.task);
+    await stream(`${prefix}_DONE`, subjects.done);
+    const consumer = (streamName: string) =>
+      jsm.consumers.add(streamName, { durable_name: "c", ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: 30_000_000_000, max_ack_pending: 20_000 });
+    await consumer(`${prefix}_TASKS`);
+    await consumer(`${prefix}_DONE`);
+    const kv = await new Kvm(js).create(`${prefix}_STATES`, { history: 1, storage: StorageType.File, replicas: 1 });
+
+    // In-memory view of each workflow the orchestrator side holds (as the engine's cache does).
+    const live = new Map<string, { state: RawState; revision: number; done: () => void; fail: (e: unknown) => void }>();
+
+    const publishTask = (id: string, step: number, input: unknown) =>
+      js.publish(`${subjects.task}.t`, enc.encode(JSON.stringify({ workflowId: id, step, attempt: 1, input })), { msgID: `${id}/${step}/1` });
+
+    const worker = await (await js.consumers.get(`${prefix}_TASKS`, "c")).consume({ max_messages: CONSUME_MAX });
+    const orchestrator = await (await js.consumers.get(`${prefix}_DONE`, "c")).consume({ max_messages: CONSUME_MAX });
+    consumers.push(worker, orchestrator);
+
+    void (async () => {
+      for await (const msg of worker) {
+        void (async () => {
+          const task = JSON.parse(dec.decode(msg.data)) as { workflowId: string; step: number; attempt: number; input: unknown };
+          const output = { ok: true, step: task.step }; // the trivial activity
+          const completion = { workflowId: task.workflowId, step: task.step, attempt: task.attempt, ok: true, output, finishedAt: new Date().toISOString() };
+          await js.publish(`${subjects.done}.${task.workflowId}`, enc.encode(JSON.stringify(completion)), { msgID: `${task.workflowId}/${task.step}/${task.attempt}/c` });
+          msg.ack();
+        })().catch((err) => live.get(JSON.parse(dec.decode(msg.data)).workflowId)?.fail(err));
+      }
+    })();
+
+    void (async () => {
+      for await (const msg of orchestrator) {
+        void (async () => {
+          const event = JSON.parse(dec.decode(msg.data)) as { workflowId: string; step: number; output: unknown };
+          const w = live.get(event.workflowId);
+          if (!w) return msg.ack();
+          const state: RawState = { ...w.state, step: event.step, outputs: { ...w.state.outputs, [`step${event.step}`]: event.output } };
+          w.revision = await kv.update(state.id, JSON.stringify(state), w.revision);
+          w.state = state;
+          if (event.step < STEPS) await publishTask(state.id, event.step + 1, state.outputs);
+          msg.ack();
+          if (event.step === STEPS) w.done();
+        })().catch((err) => live.get(JSON.parse(dec.decode(msg.data)).workflowId)?.fail(err));
+      }
+    })();
+
+    /** Create the key (untimed), then run four steps; resolves with the ms the four steps took. */
+    const prepare = async (id: string) => {
+      const state: RawState = { id, step: 0, outputs: {} };
+      const revision = await kv.create(id, JSON.stringify(state));
+      return { state, revision };
+    };
+    const run = (id: string, prepared: { state: RawState; revision: number }): Promise<number> =>
+      new Promise<number>((resolve, reject) => {
+        const t0 = performance.now();
+        live.set(id, {
+          ...prepared,
+          done: () => {
+            live.delete(id);
+            resolve(performance.now() - t0);
+          },
+          fail: reject,
+        });
+        publishTask(id, 1, {}).catch(reject);
+      });
+
+    // Warm-up (JIT, consumers), not measured.
+    const warm = Math.min(50, n);
+    await runPool(warm, concurrency, async (i) => {
+      await run(`w${i}`, await prepare(`w${i}`));
+    });
+
+    // Throughput: n workflows, `concurrency` in flight; a run of this loop is short, so it is
+    // repeated and the median run reported.
+    const reps: Array<{ seconds: number; cpu: Record<string, number> }> = [];
+    for (let rep = 0; rep < REPETITIONS; rep++) {
+      const prepared = new Map<number, { state: RawState; revision: number }>();
+      await runPool(n, 256, async (i) => void prepared.set(i, await prepare(`t${rep}-${i}`)));
+      const meter = cpuMeter({ nats_server: ctx.natsPid });
+      const t0 = performance.now();
+      await withTimeout(
+        runPool(n, concurrency, (i) => run(`t${rep}-${i}`, prepared.get(i)!).then(() => undefined)),
+        300_000,
+        "raw bound throughput",
+      );
+      reps.push({ seconds: (performance.now() - t0) / 1000, cpu: meter() });
+    }
+    const median = [...reps].sort((a, b) => a.seconds - b.seconds)[Math.floor(reps.length / 2)]!;
+    const { seconds, cpu } = median;
+
+    // Latency: one workflow at a time.
+    const samples: number[] = [];
+    for (let i = 0; i < latencyN; i++) {
+      const p = await prepare(`l${i}`);
+      samples.push(await withTimeout(run(`l${i}`, p), 30_000, "raw bound latency sample"));
+    }
+    const latency = summarize(samples);
+    return {
+      figure: "raw_bound",
+      steps_per_s: round((n * STEPS) / seconds, 1),
+      workflows_per_s: round(n / seconds, 1),
+      workflows: n,
+      steps_per_workflow: STEPS,
+      concurrency,
+      seconds: round(seconds, 3),
+      repetitions_steps_per_s: reps.map((r) => round((n * STEPS) / r.seconds, 1)),
+      p50_ms: latency.p50_ms,
+      p99_ms: latency.p99_ms,
+      latency,
+      durable_writes_per_step: 3,
+      cpu,
+    };
+  } finally {
+    for (const c of consumers) c.stop();
+    await nc.drain().catch(() => nc.close());
+  }
+}

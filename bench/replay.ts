@@ -1,0 +1,88 @@
+/**
+ * Replay cost: a code workflow of S sequential activities (bench/fixtures/functions), one at a
+ * time on one `wf run` process. From the final state's step records, the time per step is
+ * finishedAt(step s) − finishedAt(step s−1); it is averaged over steps 6–15 ("around step 10")
+ * and over the last ten steps ("around step S"), per run; the figure is the median over runs. A flat ratio means no step costs more because
+ * more steps came before it (no full replay per event, no quadratic journal work).
+ */
+import { join } from "node:path";
+import type { WorkflowState } from "../runtime/index.js";
+import type { BenchContext, Figure } from "./lib/context.js";
+import { benchClient, namespaceFor } from "./lib/context.js";
+import { REPO_ROOT, spawnRuntime, stopAll, waitUntilPulling, type RuntimeProcess } from "./lib/runtimes.js";
+import { mean, percentile, round, withTimeout } from "./lib/stats.js";
+import { createWaiter } from "./lib/waiter.js";
+
+export const FIXTURE_FUNCTIONS = join(REPO_ROOT, "bench", "fixtures", "functions");
+const RUNS = 5;
+const WINDOW = 10;
+
+/** Per-step durations (ms), index s−1 for step s ≥ 2; NaN for step 1. */
+function stepTimes(state: WorkflowState): number[] {
+  const finished = Object.values(state.steps)
+    .sort((a, b) => a.seq - b.seq)
+    .map((s) => Date.parse(s.finishedAt ?? ""));
+  return finished.map((t, i) => (i === 0 ? NaN : t - finished[i - 1]!));
+}
+
+export async function replay(ctx: BenchContext): Promise<Figure> {
+  const steps = ctx.options.replaySteps;
+  const namespace = namespaceFor("replay");
+  const runtimes: RuntimeProcess[] = [];
+  const client = await benchClient(ctx, namespace);
+  try {
+    runtimes.push(spawnRuntime({ natsUrl: ctx.natsUrl, namespace, functionsDir: FIXTURE_FUNCTIONS, slots: ctx.options.slots, label: "replay-rt1" }));
+    await waitUntilPulling(client.topology.jsm, namespace, ["bench_step"], runtimes);
+    const waiter = await createWaiter(client, ctx.options.waitMode);
+    const early: number[] = [];
+    const late: number[] = [];
+    const earlyAll: number[] = [];
+    const lateAll: number[] = [];
+    const durations: number[] = [];
+    let stateBytes = 0;
+    try {
+      // Warm-up run (short), not measured.
+      await client.start("bench_sequential", { steps: 20 }, { id: "warm" });
+      await withTimeout(waiter.wait("warm"), 60_000, "replay warm-up");
+      for (let run = 0; run < RUNS; run++) {
+        const id = `seq-${run}`;
+        const t0 = performance.now();
+        await client.start("bench_sequential", { steps }, { id });
+        const state = await withTimeout(waiter.wait(id), 300_000, `workflow ${id} of ${steps} steps`);
+        durations.push(performance.now() - t0);
+        if (state.status !== "completed") throw new Error(`workflow ${id} ended ${state.status}: ${state.error?.message ?? ""}`);
+        const times = stepTimes(state);
+        if (times.length !== steps) throw new Error(`workflow ${id} recorded ${times.length} steps, expected ${steps}`);
+        const e = times.slice(5, 5 + WINDOW); // steps 6..15
+        const l = times.slice(steps - WINDOW); // the last ten
+        early.push(mean(e));
+        late.push(mean(l));
+        earlyAll.push(...e);
+        lateAll.push(...l);
+        stateBytes = JSON.stringify(state).length;
+      }
+    } finally {
+      await waiter.close();
+    }
+    // Median over the runs of each window's mean: one run hit by a GC pause or a neighbour's load
+    // does not decide the figure.
+    const earlyMs = percentile(early, 50);
+    const lateMs = percentile(late, 50);
+    return {
+      figure: "replay",
+      steps,
+      runs: RUNS,
+      ms_per_step_at_10: round(earlyMs, 3),
+      [`ms_per_step_at_${steps}`]: round(lateMs, 3),
+      ms_per_step_late: round(lateMs, 3),
+      ratio: round(lateMs / earlyMs, 3),
+      ratio_per_run: early.map((e, i) => round(late[i]! / e, 2)),
+      step_median_ratio: round(percentile(lateAll, 50) / percentile(earlyAll, 50), 3),
+      workflow_ms: durations.map((d) => round(d, 1)),
+      final_state_bytes: stateBytes,
+    };
+  } finally {
+    await client.close().catch(() => undefined);
+    await stopAll(runtimes);
+  }
+}

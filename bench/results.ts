@@ -1,0 +1,94 @@
+/** The markdown section each run appends to bench/RESULTS.md. */
+import { appendFileSync, existsSync, writeFileSync } from "node:fs";
+import type { Figure } from "./lib/context.js";
+import type { MachineInfo } from "./lib/proc.js";
+
+const HEADER = `# Benchmark results
+
+Appended by \`npm run bench\` (bench/run.ts), one section per run; the newest is at the end.
+All figures of a section come from the same run, against the same nats-server (file store,
+temporary directory), so ratios are fair on a noisy machine. The runtime(s) run as separate
+\`wf run\` processes; the bench process (client), the runtimes and nats-server share the cores.
+
+- **raw bound**: a hand-written loop doing only a step's JetStream work (acked task publish to a
+  work queue, consume + ack, acked completion publish to a second work queue, consume, KV CAS
+  update, ack); 4 steps per "workflow"; KV key created before the clock starts, end seen
+  in-process. See bench/raw-bound.ts.
+- **throughput**: order_processing (4-step DAG) workflows, start → terminal state seen by the client.
+- **latency**: one workflow at a time, start → terminal state seen by the client.
+- **replay**: ms per step around step 10 vs around the last step of a 200-activity code workflow.
+- **memory**: RSS of one runtime holding N workflows that sleep for an hour.
+
+Targets (issue 5): throughput ≥ 0.7× raw; p50 ≤ 1.5× raw; replay ratio ≤ 1.5; ≤ 150 MB for 10,000
+waiting workflows; reload ≤ 300 ms.
+`;
+
+const fmt = (v: unknown, unit = ""): string => (typeof v === "number" && Number.isFinite(v) ? `${v}${unit}` : "—");
+
+function find(figures: Figure[], name: string, extra?: (f: Figure) => boolean): Figure | undefined {
+  return figures.find((f) => f.figure === name && !f.error && !f.skipped && (!extra || extra(f)));
+}
+
+export interface RunInfo {
+  date: string;
+  machine: MachineInfo;
+  natsServer: string;
+  quick: boolean;
+  seconds: number;
+  options: Record<string, unknown>;
+}
+
+export function markdownSection(info: RunInfo, figures: Figure[], summary: Record<string, unknown>): string {
+  const rows: string[][] = [];
+  const raw = find(figures, "raw_bound");
+  if (raw) {
+    rows.push(["raw bound: throughput", `${fmt(raw.steps_per_s)} steps/s (${fmt(raw.workflows_per_s)} wf/s, ${raw.concurrency} in flight)`, "—"]);
+    rows.push(["raw bound: 4 steps in sequence", `p50 ${fmt(raw.p50_ms, " ms")}, p99 ${fmt(raw.p99_ms, " ms")}`, "—"]);
+  }
+  for (const tp of figures.filter((f) => f.figure === "throughput" && !f.error)) {
+    const ratio = raw ? Math.round(((tp.steps_per_s as number) / (raw.steps_per_s as number)) * 100) / 100 : undefined;
+    rows.push([
+      `jetflow throughput, ${tp.runtimes} \`wf run\``,
+      `${fmt(tp.steps_per_s)} steps/s, ${fmt(tp.workflows_per_s)} wf/s${ratio !== undefined ? ` — **${ratio}× raw**` : ""}`,
+      "≥ 0.7× raw",
+    ]);
+  }
+  const lat = find(figures, "latency");
+  if (lat) {
+    const ratio = raw ? Math.round(((lat.p50_ms as number) / (raw.p50_ms as number)) * 100) / 100 : undefined;
+    const api = lat.result_api as { p50_ms?: number; p99_ms?: number } | undefined;
+    rows.push([
+      "jetflow latency (4-step workflow)",
+      `p50 ${fmt(lat.p50_ms, " ms")}, p99 ${fmt(lat.p99_ms, " ms")}${ratio !== undefined ? ` — **p50 ${ratio}× raw**` : ""}; with handle.result(): p50 ${fmt(api?.p50_ms, " ms")}`,
+      "p50 ≤ 1.5× raw",
+    ]);
+  }
+  const rep = find(figures, "replay");
+  if (rep) rows.push([`replay (${rep.steps} sequential activities)`, `${fmt(rep.ms_per_step_at_10, " ms")}/step at 10, ${fmt(rep.ms_per_step_late, " ms")}/step at ${rep.steps} — **${fmt(rep.ratio, "×")}**`, "≤ 1.5×"]);
+  const mem = find(figures, "memory");
+  if (mem) rows.push([`memory (${mem.waiting_workflows} sleeping workflows)`, `**${fmt(mem.rss_mb, " MB")} RSS** (idle ${fmt(mem.idle_rss_mb, " MB")}, peak ${fmt(mem.peak_rss_mb, " MB")})`, "≤ 150 MB at 10,000"]);
+  const dev = figures.find((f) => f.figure === "dev_loop");
+  if (dev) rows.push(["dev loop", dev.skipped ? `skipped: ${dev.reason}` : dev.error ? `error: ${dev.error}` : `cold start ${fmt(dev.cold_start_ms, " ms")}, **reload ${fmt(dev.reload_ms, " ms")}** (save → "reloaded"), save → first new result ${fmt(dev.save_to_result_ms, " ms")}`, "reload ≤ 300 ms"]);
+  for (const f of figures.filter((f) => f.error)) rows.push([`${f.figure} (error)`, String(f.error).split("\n")[0]!.slice(0, 200), ""]);
+
+  const m = info.machine;
+  return [
+    "",
+    `## ${info.date}${info.quick ? " (BENCH_QUICK smoke run)" : ""}`,
+    "",
+    `Machine: ${m.cores} cores (${m.model}), ${m.memory_gb} GB, ${m.platform}; Node ${m.node}; nats-server ${info.natsServer}, file store. ` +
+      `Options: ${Object.entries(info.options).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(",") : String(v)}`).join(", ")}. Run took ${info.seconds} s.`,
+    "",
+    "| figure | result | target |",
+    "| --- | --- | --- |",
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+    "",
+    "Summary: `" + JSON.stringify(summary) + "`",
+    "",
+  ].join("\n");
+}
+
+export function appendResults(file: string, section: string): void {
+  if (!existsSync(file)) writeFileSync(file, HEADER);
+  appendFileSync(file, section);
+}

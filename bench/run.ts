@@ -1,0 +1,174 @@
+/**
+ * `npm run bench`: one run, one nats-server (file store, temporary directory), every figure.
+ * stdout: one JSON line per figure, then, as the very last line, the JSON summary. Progress and
+ * diagnostics go to stderr. A section is appended to bench/RESULTS.md. Options: see lib/options.ts.
+ * Every server and `wf run` process this run starts is stopped, by PID, whatever happens.
+ */
+import { join } from "node:path";
+import { startNatsServer, type TestNats } from "../test/helpers/nats-server.js";
+import { devLoop } from "./dev-loop.js";
+import { latency } from "./latency.js";
+import type { BenchContext, Figure } from "./lib/context.js";
+import { readOptions, type FigureName } from "./lib/options.js";
+import { machineInfo } from "./lib/proc.js";
+import { REPO_ROOT } from "./lib/runtimes.js";
+import { round } from "./lib/stats.js";
+import { memory } from "./memory.js";
+import { formatRows, topSelfTime } from "./profile-summary.js";
+import { rawBound } from "./raw-bound.js";
+import { replay } from "./replay.js";
+import { appendResults, markdownSection } from "./results.js";
+import { throughput } from "./throughput.js";
+
+const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
+
+async function main(): Promise<number> {
+  const options = readOptions();
+  const started = Date.now();
+  const machine = machineInfo();
+  const figures: Figure[] = [];
+  const emit = (figure: Figure) => {
+    figures.push(figure);
+    process.stdout.write(JSON.stringify(figure) + "\n");
+  };
+  const wanted = (name: FigureName) => !options.skip.has(name);
+
+  // The bench's exit hooks (here and in the nats-server helper) kill what it started.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130));
+
+  let server: TestNats | undefined;
+  let failed = false;
+  try {
+    server = await startNatsServer();
+    log(`nats-server ${server.version} pid ${server.pid} at ${server.url}, store ${server.storeDir}; ${machine.cores} cores (${machine.model}), Node ${machine.node}`);
+    const ctx: BenchContext = { options, natsUrl: server.url, natsPid: server.pid, natsVersion: server.version };
+
+    const figure = async (name: string, run: () => Promise<Figure>) => {
+      const t0 = Date.now();
+      log(`${name}…`);
+      try {
+        const result = await run();
+        emit(result);
+        log(`${name} done in ${round((Date.now() - t0) / 1000, 1)} s`);
+      } catch (err) {
+        failed = true;
+        log(`${name} failed: ${(err as Error)?.stack ?? err}`);
+        emit({ figure: name.split(" ")[0]!, error: (err as Error)?.message ?? String(err) });
+      }
+    };
+
+    if (wanted("raw_bound")) await figure("raw_bound", () => rawBound(ctx));
+    if (wanted("throughput")) {
+      for (const count of options.runtimes) {
+        await figure(`throughput (${count} runtime${count === 1 ? "" : "s"})`, () => throughput(ctx, count));
+        if (options.cpuProfDir) {
+          const dirs = (figures.at(-1)?.cpu_profiles as string[] | undefined) ?? [];
+          try {
+            const { rows, total_ms, files } = topSelfTime(dirs, 10);
+            log(`CPU profile of the runtime(s), ${files.length} file(s), ${total_ms} ms sampled, top self time:\n${formatRows(rows)}`);
+            emit({ figure: "cpu_profile", runtimes: count, files, sampled_ms: total_ms, top: rows });
+          } catch (err) {
+            log(`no CPU profile to summarize: ${(err as Error).message}`);
+          }
+        }
+      }
+    }
+    if (wanted("latency")) await figure("latency", () => latency(ctx));
+    if (wanted("replay")) await figure("replay", () => replay(ctx));
+    if (wanted("memory")) await figure("memory", () => memory(ctx));
+    if (wanted("dev_loop")) await figure("dev_loop", () => devLoop(ctx));
+  } finally {
+    await server?.stop().catch((err: unknown) => log(`stopping nats-server: ${(err as Error)?.message}`));
+  }
+
+  const summary = summarize(figures, { machine, natsServer: server?.version ?? "unknown", seconds: round((Date.now() - started) / 1000, 1), options });
+  const resultsFile = options.resultsFile ?? join(REPO_ROOT, "bench", "RESULTS.md");
+  if (process.env.BENCH_RESULTS !== "-") {
+    try {
+      appendResults(
+        resultsFile,
+        markdownSection(
+          {
+            date: new Date(started).toISOString(),
+            machine,
+            natsServer: server?.version ?? "unknown",
+            quick: options.quick,
+            seconds: summary.seconds as number,
+            options: { N: options.n, concurrency: options.concurrency, runtimes: options.runtimes, latencyN: options.latencyN, replaySteps: options.replaySteps, memoryN: options.memoryN, wait: options.waitMode, ...(options.skip.size ? { skip: [...options.skip] } : {}) },
+          },
+          figures,
+          summary,
+        ),
+      );
+      log(`appended to ${resultsFile}`);
+    } catch (err) {
+      log(`could not append to ${resultsFile}: ${(err as Error).message}`);
+    }
+  }
+  process.stdout.write(JSON.stringify(summary) + "\n");
+  return failed ? 1 : 0;
+}
+
+function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineInfo>; natsServer: string; seconds: number; options: ReturnType<typeof readOptions> }): Record<string, unknown> {
+  const ok = (name: string, pick?: (f: Figure) => boolean) => figures.find((f) => f.figure === name && !f.error && !f.skipped && (!pick || pick(f)));
+  const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
+  const ratio = (a: unknown, b: unknown) => {
+    const x = num(a);
+    const y = num(b);
+    return x !== undefined && y !== undefined && y > 0 ? round(x / y, 3) : null;
+  };
+  const raw = ok("raw_bound");
+  const tp = figures.filter((f) => f.figure === "throughput" && !f.error);
+  const tp1 = tp.find((f) => f.runtimes === 1) ?? tp[0];
+  const lat = ok("latency");
+  const rep = ok("replay");
+  const mem = ok("memory");
+  const dev = figures.find((f) => f.figure === "dev_loop");
+  const summary: Record<string, unknown> = {
+    figure: "summary",
+    throughput_ratio: ratio(tp1?.steps_per_s, raw?.steps_per_s),
+    p50_ratio: ratio(lat?.p50_ms, raw?.p50_ms),
+    replay_ratio: num(rep?.ratio) ?? null,
+    rss_mb_10k_waiting: mem && mem.waiting_workflows === 10_000 ? mem.rss_mb : null,
+  };
+  if (mem && mem.waiting_workflows !== 10_000) summary[`rss_mb_${mem.waiting_workflows}_waiting`] = mem.rss_mb;
+  for (const f of tp) summary[`throughput_ratio_${f.runtimes}rt`] = ratio(f.steps_per_s, raw?.steps_per_s);
+  Object.assign(summary, {
+    p99_ratio: ratio(lat?.p99_ms, raw?.p99_ms),
+    raw_steps_per_s: num(raw?.steps_per_s) ?? null,
+    raw_p50_ms: num(raw?.p50_ms) ?? null,
+    raw_p99_ms: num(raw?.p99_ms) ?? null,
+    ...Object.fromEntries(tp.map((f) => [`jetflow_steps_per_s_${f.runtimes}rt`, f.steps_per_s])),
+    ...Object.fromEntries(tp.map((f) => [`jetflow_workflows_per_s_${f.runtimes}rt`, f.workflows_per_s])),
+    jetflow_p50_ms: num(lat?.p50_ms) ?? null,
+    jetflow_p99_ms: num(lat?.p99_ms) ?? null,
+    dev_cold_start_ms: dev && !dev.skipped ? (num(dev.cold_start_ms) ?? null) : null,
+    dev_reload_ms: dev && !dev.skipped ? (num(dev.reload_ms) ?? null) : null,
+    targets: {
+      throughput: ratio(tp1?.steps_per_s, raw?.steps_per_s) === null ? null : ratio(tp1?.steps_per_s, raw?.steps_per_s)! >= 0.7,
+      p50: ratio(lat?.p50_ms, raw?.p50_ms) === null ? null : ratio(lat?.p50_ms, raw?.p50_ms)! <= 1.5,
+      replay: num(rep?.ratio) === undefined ? null : (rep!.ratio as number) <= 1.5,
+      memory: mem && mem.waiting_workflows === 10_000 ? (mem.rss_mb as number) <= 150 : null,
+      reload: dev && !dev.skipped && !dev.error ? (dev.reload_ms as number) <= 300 : null,
+    },
+    errors: figures.filter((f) => f.error).map((f) => f.figure),
+    quick: run.options.quick,
+    cores: run.machine.cores,
+    cpu_model: run.machine.model,
+    node: run.machine.node,
+    nats_server: run.natsServer,
+    seconds: run.seconds,
+    date: new Date().toISOString(),
+  });
+  return summary;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`[bench] ${(err as Error)?.stack ?? err}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,76 @@
+/**
+ * Throughput: N order_processing workflows (the example's 4-step DAG, inputs that trigger no
+ * failure), at most `concurrency` in flight, against `runtimes` separate `wf run` processes.
+ * The bench process only starts workflows and waits for their results; the engine's work happens
+ * in the runtime processes (but on the same cores: the machine is shared by all of them).
+ */
+import { join } from "node:path";
+import type { BenchContext, Figure } from "./lib/context.js";
+import { benchClient, namespaceFor, ORDER_ACTIVITY_TYPES, ORDER_STEPS, orderInput } from "./lib/context.js";
+import { cpuMeter } from "./lib/proc.js";
+import { spawnRuntime, stopAll, waitUntilPulling, type RuntimeProcess } from "./lib/runtimes.js";
+import { round, runPool, summarize, withTimeout } from "./lib/stats.js";
+import { createWaiter } from "./lib/waiter.js";
+
+export async function throughput(ctx: BenchContext, runtimeCount: number): Promise<Figure> {
+  const { n, concurrency, waitMode, slots, cpuProfDir } = ctx.options;
+  const namespace = namespaceFor(`tp${runtimeCount}`);
+  const runtimes: RuntimeProcess[] = [];
+  const client = await benchClient(ctx, namespace);
+  try {
+    // One after another: each `wf run` deploys its functions/ at start, and two first deploys at
+    // the same instant conflict (WF_DEPLOY_CONFLICT; see bench/RESULTS.md).
+    for (let i = 0; i < runtimeCount; i++) {
+      runtimes.push(spawnRuntime({ natsUrl: ctx.natsUrl, namespace, slots, label: `tp${runtimeCount}-rt${i + 1}`, ...(cpuProfDir ? { cpuProfDir } : {}) }));
+      await waitUntilPulling(client.topology.jsm, namespace, ORDER_ACTIVITY_TYPES, runtimes);
+    }
+    const waiter = await createWaiter(client, waitMode);
+    try {
+      const one = async (id: string): Promise<number> => {
+        const t0 = performance.now();
+        await client.start("order_processing", orderInput(0), { id });
+        const state = await waiter.wait(id);
+        if (state.status !== "completed") throw new Error(`workflow ${id} ended ${state.status}: ${state.error?.message ?? ""}`);
+        return performance.now() - t0;
+      };
+      // Warm-up: JIT, consumers, caches; not measured.
+      await withTimeout(runPool(Math.min(50, n), concurrency, async (i) => void (await one(`warm-${i}`))), 120_000, "throughput warm-up");
+
+      const meter = cpuMeter({ nats_server: ctx.natsPid, ...Object.fromEntries(runtimes.map((r) => [r.label.replace(/-/g, "_"), r.pid])) });
+      const latencies: number[] = [];
+      const t0 = performance.now();
+      await withTimeout(
+        runPool(n, concurrency, async (i) => {
+          latencies.push(await one(`wf-${i}`));
+        }),
+        600_000,
+        `throughput with ${runtimeCount} runtime(s)`,
+      );
+      const seconds = (performance.now() - t0) / 1000;
+      const cpu = meter();
+      const rss = Object.fromEntries(runtimes.map((r) => [r.label, round(r.rssMb() ?? NaN, 1)]));
+      const under = summarize(latencies);
+      return {
+        figure: "throughput",
+        runtimes: runtimeCount,
+        workflows_per_s: round(n / seconds, 1),
+        steps_per_s: round((n * ORDER_STEPS) / seconds, 1),
+        workflows: n,
+        steps_per_workflow: ORDER_STEPS,
+        concurrency,
+        seconds: round(seconds, 3),
+        wait_mode: waiter.mode,
+        worker_slots: slots ?? "wf.config.json",
+        latency_under_load: { p50_ms: under.p50_ms, p99_ms: under.p99_ms },
+        runtime_rss_mb: rss,
+        cpu,
+        ...(cpuProfDir ? { cpu_profiles: runtimes.map((r) => join(cpuProfDir, r.label)) } : {}),
+      };
+    } finally {
+      await waiter.close();
+    }
+  } finally {
+    await client.close().catch(() => undefined);
+    await stopAll(runtimes);
+  }
+}
