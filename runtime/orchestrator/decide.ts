@@ -16,7 +16,7 @@ import { replayWorkflow, stepResult } from "../journal/replay.js";
 import type { Logger } from "../logger.js";
 import type { CancelMessage, CompletionMessage, SignalMessage, TimerMessage } from "../protocol.js";
 import { backoffDelayMs, resolveRetryPolicy, shouldRetry } from "../retry-policy.js";
-import { STATE_SCHEMA_VERSION, type SignalRecord, type WorkflowState } from "../state.js";
+import { STATE_SCHEMA_VERSION, type SignalRecord, type StepState, type WorkflowState } from "../state.js";
 import { retryTimer, sleepTimer, timeoutTimer, type Effect } from "./outbox.js";
 import type { StoredWorkflow } from "./state-store.js";
 
@@ -72,8 +72,8 @@ export async function decideCompletion(env: DecideEnv, stored: StoredWorkflow, e
     return { kind: "noop", reason: `attempt ${event.attempt} of step "${event.step}" is already settled (step is ${existing.status}, attempt ${existing.attempt})` };
   }
   const now = env.now();
-  const state = clone(current);
-  const step = state.steps[event.step]!;
+  const state = draft(current);
+  const step = editStep(state, event.step);
   step.startedAt = event.startedAt;
   step.finishedAt = event.finishedAt;
   step.worker = event.worker;
@@ -107,7 +107,7 @@ export async function decideTimer(env: DecideEnv, stored: StoredWorkflow, timer:
   if (current.status !== "running") return { kind: "noop", reason: `workflow is ${current.status}` };
   const now = env.now();
   if (timer.kind === "timeout") {
-    const state = clone(current);
+    const state = draft(current);
     state.status = "timed_out";
     state.error = { message: `workflow ${state.workflow} timed out after ${formatDuration(state.timeoutMs ?? 0)}`, type: "WorkflowTimeoutError" };
     finish(state, now);
@@ -119,8 +119,8 @@ export async function decideTimer(env: DecideEnv, stored: StoredWorkflow, timer:
     if (!existing || existing.status !== "retrying" || existing.attempt + 1 !== timer.attempt) {
       return { kind: "noop", reason: `retry ${timer.attempt} of "${name}" no longer pending` };
     }
-    const state = clone(current);
-    const step = state.steps[name]!;
+    const state = draft(current);
+    const step = editStep(state, name);
     step.attempt = timer.attempt;
     step.status = "scheduled";
     step.scheduledAt = iso(now);
@@ -131,8 +131,8 @@ export async function decideTimer(env: DecideEnv, stored: StoredWorkflow, timer:
     return { kind: "write", state, effects: [{ kind: "task", step: name }], execution: stored.execution };
   }
   if (!existing || existing.kind !== "sleep" || existing.status !== "waiting") return { kind: "noop", reason: `sleep "${name}" no longer pending` };
-  const state = clone(current);
-  const step = state.steps[name]!;
+  const state = draft(current);
+  const step = editStep(state, name);
   step.status = "completed";
   step.finishedAt = iso(now);
   return deliver(env, stored, state, name, now, []);
@@ -140,7 +140,7 @@ export async function decideTimer(env: DecideEnv, stored: StoredWorkflow, timer:
 
 export function decideCancel(env: DecideEnv, stored: StoredWorkflow, message: CancelMessage): Decision {
   if (stored.state.status !== "running") return { kind: "noop", reason: `workflow is ${stored.state.status}` };
-  const state = clone(stored.state);
+  const state = draft(stored.state);
   state.status = "cancelled";
   state.error = { message: message.reason ? `cancelled: ${message.reason}` : "cancelled", type: "CancelledError" };
   finish(state, env.now());
@@ -205,12 +205,12 @@ function nextSignalMatch(state: WorkflowState): { step: string; signal: SignalRe
 }
 
 function consumeSignal(state: WorkflowState, stepName: string, signal: SignalRecord, now: number): void {
-  const step = state.steps[stepName]!;
+  const step = editStep(state, stepName);
   step.status = "completed";
   step.output = signal.payload;
   step.finishedAt = iso(now);
   step.resolvedAt = now;
-  signal.step = stepName;
+  state.signals = state.signals!.map((s) => (s === signal ? { ...s, step: stepName } : s));
   state.journal.push(stepName);
 }
 
@@ -220,7 +220,7 @@ export async function decideSignal(env: DecideEnv, stored: StoredWorkflow, event
   if (current.status !== "running") return { kind: "noop", reason: `workflow is ${current.status}` };
   if (current.signals?.some((s) => s.id === event.signalId)) return { kind: "noop", reason: `signal ${event.signalId} already received` };
   const now = env.now();
-  const state = clone(current);
+  const state = draft(current);
   state.signals = [...(state.signals ?? []), { id: event.signalId, name: event.name, payload: event.payload === undefined ? null : event.payload, receivedAt: iso(now) }];
   state.updatedAt = iso(now);
   if (!nextSignalMatch(state)) return { kind: "write", state, effects: [], execution: stored.execution };
@@ -323,6 +323,18 @@ function trimError(error: ErrorRecord): ErrorRecord {
   return out;
 }
 
-function clone<T>(value: T): T {
-  return structuredClone(value);
+/**
+ * The next state, sharing every unchanged part with the current one (which the state cache and a
+ * concurrent reader may hold): top level, steps map, journal and inbox are copied; a step is
+ * copied by editStep before it changes. A deep clone of a long workflow's state on every event
+ * cost more CPU than the rest of the decision (bench/RESULTS.md).
+ */
+function draft(current: WorkflowState): WorkflowState {
+  return { ...current, steps: { ...current.steps }, journal: [...current.journal], ...(current.signals ? { signals: [...current.signals] } : {}) };
+}
+
+function editStep(state: WorkflowState, name: string): StepState {
+  const copy = { ...state.steps[name]! };
+  state.steps[name] = copy;
+  return copy;
 }

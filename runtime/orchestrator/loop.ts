@@ -186,7 +186,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       }
       try {
         const write = failIfTooLarge(decision, stored, maxStateBytes);
-        const next = await store.update(write.state, stored.revision, write.execution);
+        const next = await store.update(write.state, stored.revision, write.execution, write.serialized);
         options.crashPoint?.("after-state-write-before-dispatch");
         await publishEffects(topology, next.state, write.effects);
         options.crashPoint?.("after-dispatch-before-ack");
@@ -317,9 +317,11 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
  * A state that NATS cannot store would be retried forever; instead the workflow fails, with the
  * last state it could store and an error that says why.
  */
-function failIfTooLarge(decision: Decision & { kind: "write" }, stored: StoredWorkflow, maxBytes: number): Decision & { kind: "write" } {
-  const bytes = Buffer.byteLength(JSON.stringify(decision.state));
-  if (bytes <= maxBytes) return decision;
+function failIfTooLarge(decision: Decision & { kind: "write" }, stored: StoredWorkflow, maxBytes: number): Decision & { kind: "write"; serialized?: string } {
+  const serialized = JSON.stringify(decision.state); // serialized once: the write below reuses it
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: most states are far below the limit, uncounted.
+  const bytes = serialized.length * 3 <= maxBytes ? serialized.length : Buffer.byteLength(serialized);
+  if (bytes <= maxBytes) return { ...decision, serialized };
   const error = new StateTooLargeError(decision.state.id, bytes, maxBytes);
   const now = new Date().toISOString();
   const state: WorkflowState = { ...stored.state, status: "failed", error: { message: `${error.message}. ${error.hint}`, type: "StateTooLargeError" }, updatedAt: now, completedAt: now };

@@ -29,8 +29,8 @@ export class StateStore {
     private readonly maxBytes = Infinity,
   ) {}
 
-  private encode(state: WorkflowState): string {
-    const text = JSON.stringify(state);
+  private encode(state: WorkflowState, serialized?: string): string {
+    const text = serialized ?? JSON.stringify(state);
     const bytes = Buffer.byteLength(text);
     if (bytes > this.maxBytes) throw new StateTooLargeError(state.id, bytes, this.maxBytes);
     return text;
@@ -69,9 +69,9 @@ export class StateStore {
   }
 
   /** Replace the state if it is still at `revision`; RevisionConflictError otherwise. */
-  async update(state: WorkflowState, revision: number, execution?: WorkflowExecution): Promise<StoredWorkflow> {
+  async update(state: WorkflowState, revision: number, execution?: WorkflowExecution, serialized?: string): Promise<StoredWorkflow> {
     try {
-      const next = await this.kv.update(state.id, this.encode(state), revision);
+      const next = await this.kv.update(state.id, this.encode(state, serialized), revision);
       const stored = { state, revision: next, execution };
       this.remember(state.id, stored);
       return stored;

@@ -248,9 +248,10 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     const keepAlive = setInterval(() => msg.working(), heartbeatMs);
     try {
       // The completion must be durable before the task is acked; NATS may be restarting, so retry.
-      await pRetry(
-        () => topology.js.publish(topology.names.completedSubject(task.workflowId, task.step), data, { msgID: MSG_ID.completion(task.workflowId, task.step, task.attempt) }),
-        { retries: Infinity, minTimeout: 200, maxTimeout: 2_000, signal: pulling.signal.aborted ? running.signal : undefined },
+      const publish = () => topology.js.publish(topology.names.completedSubject(task.workflowId, task.step), data, { msgID: MSG_ID.completion(task.workflowId, task.step, task.attempt) });
+      // The first try is a plain publish (the common case, and the hot path); retries back off.
+      await publish().catch(() =>
+        pRetry(publish, { retries: Infinity, minTimeout: 200, maxTimeout: 2_000, signal: pulling.signal.aborted ? running.signal : undefined }),
       );
     } catch (err) {
       logger.warn(`could not publish the completion of ${task.step}: ${(err as Error)?.message}; the task will be redelivered`, { workflowId: task.workflowId });

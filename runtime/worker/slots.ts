@@ -20,19 +20,23 @@ export class Slots {
     signal.throwIfAborted();
     if (this.free > 0 && this.waiters.length === 0) return Promise.resolve(this.take(max));
     return new Promise((resolve, reject) => {
-      const waiter = { max, resolve };
-      this.waiters.push(waiter);
-      signal.addEventListener(
-        "abort",
-        () => {
-          const i = this.waiters.indexOf(waiter);
-          if (i >= 0) {
-            this.waiters.splice(i, 1);
-            reject(signal.reason);
-          }
+      // The signal lives as long as the runtime: the listener must go when the wait ends.
+      const onAbort = () => {
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) {
+          this.waiters.splice(i, 1);
+          reject(signal.reason);
+        }
+      };
+      const waiter = {
+        max,
+        resolve: (granted: number) => {
+          signal.removeEventListener("abort", onAbort);
+          resolve(granted);
         },
-        { once: true },
-      );
+      };
+      this.waiters.push(waiter);
+      signal.addEventListener("abort", onAbort, { once: true });
     });
   }
 
