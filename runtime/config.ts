@@ -103,7 +103,7 @@ export const configSchema = {
   orchestrator: {
     ackWait: { doc: "Redelivery delay of an event whose runtime died while applying it.", format: "duration", default: "30s" as string | number },
     concurrency: { doc: "Events applied at once by one runtime.", format: "nat", default: 128 },
-    cacheSize: { doc: "Workflows whose state and live instance a runtime keeps in memory.", format: "nat", default: 5_000 },
+    cacheSize: { doc: "Workflows whose state and live execution a runtime keeps in memory (each saves a replay when its next event comes; about 8 KiB each).", format: "nat", default: 2_000 },
   },
   defaults: {
     activityTimeout: { doc: "Start-to-close timeout of an activity attempt.", format: "duration", default: "1m" as string | number },
