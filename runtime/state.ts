@@ -35,6 +35,7 @@ export interface StepState {
   /** The last failed attempt's error, kept while retrying and after. */
   lastError?: ErrorRecord;
   timeoutMs?: number;
+  /** The resolved policy, while the step can still be retried (dropped once it settled). */
   retry?: RetryPolicy;
   scheduledAt: string;
   /** When the current/last attempt started on a worker (reported with its completion). */

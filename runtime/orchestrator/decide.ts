@@ -82,6 +82,9 @@ export async function decideCompletion(env: DecideEnv, stored: StoredWorkflow, e
   if (event.ok) {
     step.status = "completed";
     step.output = event.output === undefined ? null : event.output;
+    // The policy only matters while the step can be retried; the state is rewritten on every
+    // event, so what a settled step no longer needs is dropped (a quarter of a step's bytes).
+    delete step.retry;
   } else {
     const error = event.error;
     step.lastError = trimError(error);
@@ -98,6 +101,7 @@ export async function decideCompletion(env: DecideEnv, stored: StoredWorkflow, e
     }
     step.status = "failed";
     step.error = trimError(error);
+    delete step.retry;
   }
   return deliver(env, stored, state, event.step, now, effects);
 }
