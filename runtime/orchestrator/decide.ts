@@ -156,15 +156,8 @@ async function deliver(env: DecideEnv, stored: StoredWorkflow, state: WorkflowSt
   const step = state.steps[stepName]!;
   step.resolvedAt = now;
   state.journal.push(stepName);
-  let execution: WorkflowExecution;
-  try {
-    execution = stored.execution ?? (await replay(env, stored.state));
-  } catch (err) {
-    // Only a verdict about the code ends the workflow; anything else (NATS unreachable while the
-    // pinned bundle is fetched) is thrown, and the event is retried.
-    if (!isPermanentReplayFailure(err)) throw err;
-    return failWorkflow(state, now, err, env.logger);
-  }
+  const execution = await executionFor(env, stored, state, now);
+  if (!(execution instanceof WorkflowExecution)) return execution;
   let delivered = false;
   await activate(execution, now, () => {
     delivered = execution.deliver(stepName, stepResult(step));
@@ -228,16 +221,27 @@ export async function decideSignal(env: DecideEnv, stored: StoredWorkflow, event
   state.signals = [...(state.signals ?? []), { id: event.signalId, name: event.name, payload: event.payload === undefined ? null : event.payload, receivedAt: iso(now) }];
   state.updatedAt = iso(now);
   if (!nextSignalMatch(state)) return { kind: "write", state, effects: [], execution: stored.execution };
-  let execution: WorkflowExecution;
-  try {
-    execution = stored.execution ?? (await replay(env, stored.state));
-  } catch (err) {
-    if (!isPermanentReplayFailure(err)) throw err;
-    return failWorkflow(state, now, err, env.logger);
-  }
+  const execution = await executionFor(env, stored, state, now);
+  if (!(execution instanceof WorkflowExecution)) return execution;
   const effects: Effect[] = [];
   await settle(env, state, execution, now, effects);
   return { kind: "write", state, effects, execution };
+}
+
+/**
+ * The execution whose code has seen exactly `stored`'s journal: the cached one, or a replay. Only
+ * a verdict about the code (divergence, missing workflow type or bundle) fails the workflow, as
+ * the returned decision; anything else (NATS unreachable while a pinned bundle is fetched) is
+ * thrown, and the event is retried.
+ */
+async function executionFor(env: DecideEnv, stored: StoredWorkflow, next: WorkflowState, now: number): Promise<WorkflowExecution | Decision> {
+  if (stored.execution) return stored.execution;
+  try {
+    return await replay(env, stored.state);
+  } catch (err) {
+    if (!isPermanentReplayFailure(err)) throw err;
+    return failWorkflow(next, now, err, env.logger);
+  }
 }
 
 async function replay(env: DecideEnv, state: WorkflowState): Promise<WorkflowExecution> {
