@@ -9,6 +9,7 @@
  * A crash anywhere before the ack redelivers the task to some runtime after the ack wait.
  */
 import type { Consumer, JsMsg } from "@nats-io/jetstream";
+import { setTimeout as sleep } from "node:timers/promises";
 import pRetry from "p-retry";
 import type { Config } from "../config.js";
 import type { Registry } from "../definitions.js";
@@ -150,7 +151,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       } catch (err) {
         if (!pulling.signal.aborted) {
           logger.warn(`pulling ${activityType} tasks failed: ${(err as Error)?.message ?? err}; retrying`);
-          await sleep(1_000, pulling.signal).catch(() => undefined);
+          await sleep(1_000, undefined, { signal: pulling.signal }).catch(() => undefined);
         }
       } finally {
         slots.release(granted - used);
@@ -302,8 +303,11 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       if (tasks.size > 0) {
         await forgetAbandonedPulls();
         logger.info(`waiting up to ${config.worker.shutdownGraceMs}ms for ${tasks.size} running activit${tasks.size === 1 ? "y" : "ies"}`);
-        const grace = sleep(config.worker.shutdownGraceMs, AbortSignal.timeout(config.worker.shutdownGraceMs + 1_000)).catch(() => undefined);
+        // The grace timer is cancelled as soon as the tasks are done: it must not keep the process alive.
+        const graceOver = new AbortController();
+        const grace = sleep(config.worker.shutdownGraceMs, undefined, { signal: graceOver.signal }).catch(() => undefined);
         await Promise.race([Promise.allSettled([...tasks]), grace]);
+        graceOver.abort();
       }
       running.abort(new ShutdownError(reason));
       await Promise.allSettled([...tasks]);
@@ -348,17 +352,3 @@ function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
