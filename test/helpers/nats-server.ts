@@ -36,6 +36,8 @@ export interface TestNatsOptions {
   cluster?: { name: string; port: number; routes: string[] };
   /** server_name (default: a random `jetflow-test-…` name). */
   serverName?: string;
+  /** Raw nats-server config appended as is, e.g. `authorization { token: "s3cret" }`. */
+  extraConfig?: string;
 }
 
 export interface TestNats {
@@ -258,6 +260,7 @@ class TestNatsServer implements TestNats {
   private readonly jetstream: boolean;
   private readonly serverName: string;
   private readonly cluster: { name: string; port: number; routes: string[] } | undefined;
+  private readonly extraConfig: string | undefined;
   private current: Spawned | undefined;
   private stopped = false;
 
@@ -275,6 +278,7 @@ class TestNatsServer implements TestNats {
     this.serverName = options.serverName ?? randomName("jetflow-test");
     this.cluster = options.cluster === undefined ? undefined : { ...options.cluster, routes: [...options.cluster.routes] };
     this.port = options.port ?? -1;
+    this.extraConfig = options.extraConfig;
   }
 
   private writeConfig(port: number): void {
@@ -299,6 +303,7 @@ class TestNatsServer implements TestNats {
         `}`,
       );
     }
+    if (this.extraConfig) lines.push(this.extraConfig);
     writeFileSync(this.configPath, lines.join("\n") + "\n");
   }
 
