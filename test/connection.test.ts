@@ -68,7 +68,7 @@ describe("authentication", () => {
 describe("a runtime started before NATS", () => {
   it("waits, says so, and serves workflows once NATS is up", async () => {
     const port = await freePort();
-    const env = { ...process.env, NATS_URL: `nats://127.0.0.1:${port}`, WF_NAMESPACE: "early", WF_LOG_LEVEL: "info" };
+    const env: NodeJS.ProcessEnv = { ...process.env, NATS_URL: `nats://127.0.0.1:${port}`, WF_NAMESPACE: "early", WF_LOG_LEVEL: "info" };
     delete env.WF_CONFIG;
     const child = spawn(process.execPath, [WF, "run"], { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] });
     cleanups.push(() => {

@@ -1,0 +1,29 @@
+/**
+ * Types flow from the definitions to the call sites: activity inputs and outputs through
+ * ctx.activities, workflow inputs and results through client.start. These assertions are checked
+ * by the TypeScript compiler (`npm run lint`, which `npm test` runs first).
+ */
+import { describe, expectTypeOf, it } from "vitest";
+import type { WorkflowClient, WorkflowContext, WorkflowHandle } from "../runtime/index.js";
+import type * as activities from "../functions/activities/orders.js";
+import type { order_saga } from "../functions/workflows/order_saga.js";
+
+describe("types", () => {
+  it("ctx.activities is typed from the activity module", () => {
+    type Ctx = WorkflowContext<typeof activities>;
+    expectTypeOf<Parameters<Ctx["activities"]["charge_payment"]>[0]>().toEqualTypeOf<activities.Order>();
+    expectTypeOf<Awaited<ReturnType<Ctx["activities"]["charge_payment"]>>>().toEqualTypeOf<{ chargeId: string; amount: number; idempotencyKey: string }>();
+    expectTypeOf<Awaited<ReturnType<Ctx["activities"]["ship_order"]>>>().toHaveProperty("trackingNumber").toEqualTypeOf<string>();
+    // Constants exported beside activities are not activities.
+    expectTypeOf<Ctx["activities"]>().not.toHaveProperty("MAX_ORDER_AMOUNT");
+  });
+
+  it("client.start<typeof workflow> checks the input and types the result", () => {
+    const client = {} as WorkflowClient;
+    const start = (input: activities.Order) => client.start<typeof order_saga>("order_saga", input);
+    expectTypeOf(client.start<typeof order_saga>).parameter(1).toEqualTypeOf<activities.Order | undefined>();
+    type Handle = Awaited<ReturnType<typeof start>>;
+    expectTypeOf<Handle>().toEqualTypeOf<WorkflowHandle<Awaited<ReturnType<typeof order_saga>>>>();
+    expectTypeOf<Awaited<ReturnType<Handle["result"]>>>().toHaveProperty("trackingNumber").toEqualTypeOf<string>();
+  });
+});
