@@ -14,6 +14,8 @@ import { recordDeadLetter } from "./dead-letters.js";
 
 /** Firing this early is fine: the orchestrator re-checks each timer's condition against the state. */
 const EARLY_FIRE_TOLERANCE_MS = 5;
+/** Pull request lifetime of the timer consumer, as for the orchestrator's (see run()). */
+const PULL_EXPIRES_MS = 5_000;
 
 export interface TimerService {
   start(): Promise<void>;
@@ -54,7 +56,8 @@ export function createTimerService(options: { topology: Topology; logger: Logger
 
   async function run(): Promise<void> {
     const consumer = await topology.js.consumers.get(topology.names.timersStream, topology.names.timersConsumer);
-    messages = await consumer.consume({ max_messages: 500 });
+    // A short pull expiry, as for the orchestrator: a lost pull request costs seconds, not 30 s.
+    messages = await consumer.consume({ max_messages: 500, expires: PULL_EXPIRES_MS });
     for await (const msg of messages) {
       handle(msg).catch((err) => {
         logger.warn(`timer on ${msg.subject} could not fire yet: ${(err as Error)?.message ?? err}`);

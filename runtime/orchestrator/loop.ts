@@ -37,6 +37,8 @@ export interface OrchestratorOptions {
 }
 
 const MAX_CAS_ATTEMPTS = 20;
+/** Pull request lifetime of the event consumer; see run(). */
+const PULL_EXPIRES_MS = 5_000;
 const UNKNOWN_WORKFLOW_RETRIES = 10;
 const UNKNOWN_WORKFLOW_RETRY_MS = 500;
 const RETRY_DELAY_MS = 1_000;
@@ -276,7 +278,9 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
 
   async function run(): Promise<void> {
     const consumer = await topology.js.consumers.get(topology.names.eventsStream, topology.names.orchestratorConsumer);
-    messages = await consumer.consume({ max_messages: Math.min(1_000, config.orchestrator.concurrency * 2) });
+    // Short pull expiry: a pull request lost with a NATS node (or a consumer leader) is noticed
+    // after two missed heartbeats (expires / 2 each), not after the 30 s default.
+    messages = await consumer.consume({ max_messages: Math.min(1_000, config.orchestrator.concurrency * 2), expires: PULL_EXPIRES_MS });
     for await (const msg of messages) {
       await acquireSlot();
       const task = handle(msg)
