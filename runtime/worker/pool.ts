@@ -2,7 +2,8 @@
  * The worker pool: a fixed number of activity slots fed by one pull loop per activity type this
  * runtime hosts. Each loop reserves slots before it pulls, so a task is only taken from JetStream
  * when it can start at once (a task waiting in our memory would burn its ack wait). An idle type
- * reserves one slot, so its first task is picked up immediately; a busy type takes what is free.
+ * reserves one slot, so its first task is picked up immediately; a busy type takes up to its fair
+ * share of the slots.
  *
  * Per task: check the crash-loop count, run the activity with an AbortSignal (timeout, shutdown),
  * keep JetStream's ack deadline moving while it runs, publish the completion (durable), then ack.
@@ -43,7 +44,8 @@ export interface WorkerPoolOptions {
   crashPoint?: (name: string) => void;
 }
 
-const FETCH_EXPIRES_MS = 2_000;
+/** The shortest pull JetStream's client allows: a loop's unused reservations come back within it. */
+const FETCH_EXPIRES_MS = 1_000;
 const MAX_OUTPUT_BYTES = 900 * 1024;
 
 class ShutdownError extends Error {
@@ -121,7 +123,10 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     while (!pulling.signal.aborted) {
       let granted: number;
       try {
-        granted = await slots.acquireUpTo(idle ? 1 : slots.total, pulling.signal);
+        // A busy type takes its fair share of the slots (not all of them: a reservation is held
+        // until its pull expires, and the next type in a workflow must not wait that long).
+        const fairShare = Math.max(1, Math.ceil(slots.total / Math.max(1, loops.size)));
+        granted = await slots.acquireUpTo(idle ? 1 : fairShare, pulling.signal);
       } catch {
         return;
       }
