@@ -103,6 +103,11 @@ export const configSchema = {
   orchestrator: {
     ackWait: { doc: "Redelivery delay of an event whose runtime died while applying it.", format: "duration", default: "30s" as string | number },
     concurrency: { doc: "Events applied at once by one runtime.", format: "nat", default: 128 },
+    onNonDeterminism: {
+      doc: "When a replay diverges from the journal: fail the workflow, or block it (its events are retried every orchestrator.ackWait, at most 30 s, until code that replays cleanly is running, or it is cancelled).",
+      format: ["fail", "block"],
+      default: "fail",
+    },
     cacheSize: { doc: "Workflows whose state and live execution a runtime keeps in memory (each saves a replay when its next event comes; about 8 KiB each).", format: "nat", default: 2_000 },
   },
   defaults: {
@@ -150,7 +155,7 @@ export interface Config {
     maxDeliveries: number;
     shutdownGraceMs: number;
   };
-  orchestrator: { ackWaitMs: number; concurrency: number; cacheSize: number };
+  orchestrator: { ackWaitMs: number; concurrency: number; cacheSize: number; onNonDeterminism: "fail" | "block" };
   defaults: { activityTimeoutMs: number; workflowTimeoutMs: number; retry: RetryPolicy };
   limits: { maxInputBytes: number };
   log: { level: LogLevel; format: "text" | "json" };
@@ -242,6 +247,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       ackWaitMs: parseDuration(raw.orchestrator.ackWait, "orchestrator.ackWait"),
       concurrency: Math.max(1, raw.orchestrator.concurrency),
       cacheSize: raw.orchestrator.cacheSize,
+      onNonDeterminism: raw.orchestrator.onNonDeterminism as "fail" | "block",
     },
     defaults: {
       activityTimeoutMs: parseDuration(raw.defaults.activityTimeout, "defaults.activityTimeout"),

@@ -78,6 +78,11 @@ export interface WorkflowState {
    * again in this order, which makes Promise.all / Promise.race deterministic.
    */
   journal: string[];
+  /**
+   * Set while the workflow is blocked (orchestrator.onNonDeterminism = "block"): its code diverged
+   * from the journal; its events are retried until code that replays cleanly runs.
+   */
+  blocked?: { message: string; since: string };
   /** Signals received, in arrival order; `step` names the wait that consumed one. */
   signals?: SignalRecord[];
 }

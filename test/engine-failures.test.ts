@@ -377,4 +377,53 @@ describe("replay", () => {
     const error = await client.result("diverge-1", resultSignal()).catch((err: unknown) => err);
     expect(error).toBeInstanceOf(WorkflowFailedError);
   });
+
+  it("with orchestrator.onNonDeterminism = block, a diverging workflow waits for compatible code instead of failing", async () => {
+    const e = engine();
+    const release = deferred();
+    const started = deferred();
+    const v1 = {
+      wf: async (ctx: WorkflowContext) => {
+        await ctx.activity("a");
+        return ctx.activity("b");
+      },
+    };
+    const activities = {
+      a: async (_input: unknown, ctx: ActivityContext) => {
+        started.resolve();
+        await Promise.race([release.promise, new Promise((_, reject) => ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason)))]);
+        return "a";
+      },
+      b: async () => "b",
+      c: async () => "c",
+    };
+    const config = { worker: { shutdownGrace: "100ms", ackWait: "1s" }, orchestrator: { onNonDeterminism: "block", ackWait: "1s" } };
+    const rt1 = await e.runtime({ workflows: v1, activities, config });
+    const client = await e.client();
+    await client.start("wf", null, { id: "blocked-1" });
+    await started.promise;
+    await e.stopRuntime(rt1);
+    release.resolve();
+    // Incompatible code: the completion of "a" cannot be applied; the workflow is blocked, not failed.
+    const rt2 = await e.runtime({
+      workflows: {
+        wf: async (ctx: WorkflowContext) => {
+          await ctx.activity("c");
+          return ctx.activity("b");
+        },
+      },
+      activities,
+      config,
+    });
+    const blocked = await waitForState(client, "blocked-1", (s) => s.blocked !== undefined, 20_000);
+    expect(blocked.status).toBe("running");
+    expect(blocked.blocked!.message).toMatch(/activity a \(step "a"\)/);
+    await e.stopRuntime(rt2);
+    // The original code comes back: the retried completion applies and the workflow finishes.
+    await e.runtime({ workflows: v1, activities, config });
+    const done = await waitForState(client, "blocked-1", undefined, 20_000);
+    expect(done.status).toBe("completed");
+    expect(done.result).toBe("b");
+    expect(done.blocked).toBeUndefined();
+  });
 });

@@ -24,6 +24,8 @@ export interface DecideEnv {
   /** The code a workflow runs on: its recorded version if still loadable, else the current one. */
   registryFor(version: string | undefined): Promise<Registry>;
   defaults: Config["defaults"];
+  /** "block": a divergence leaves the workflow as it is and throws BlockedWorkflowError (the event is retried later). */
+  onNonDeterminism?: "fail" | "block";
   logger: Logger;
   now(): number;
 }
@@ -240,7 +242,16 @@ async function executionFor(env: DecideEnv, stored: StoredWorkflow, next: Workfl
     return await replay(env, stored.state);
   } catch (err) {
     if (!isPermanentReplayFailure(err)) throw err;
+    if (err instanceof NonDeterminismError && env.onNonDeterminism === "block") throw new BlockedWorkflowError(err);
     return failWorkflow(next, now, err, env.logger);
+  }
+}
+
+/** Thrown (config orchestrator.onNonDeterminism = "block") instead of failing a diverging workflow. */
+export class BlockedWorkflowError extends Error {
+  constructor(readonly divergence: NonDeterminismError) {
+    super(divergence.message);
+    this.name = "BlockedWorkflowError";
   }
 }
 

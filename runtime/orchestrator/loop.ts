@@ -14,7 +14,7 @@ import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
 import { encode, parseCancel, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage } from "../protocol.js";
 import { isTerminal, STATE_SCHEMA_VERSION, type WorkflowState } from "../state.js";
-import { decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
+import { BlockedWorkflowError, decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
 import { pendingEffects, publishEffects } from "./outbox.js";
 import { StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 
@@ -40,6 +40,8 @@ const MAX_CAS_ATTEMPTS = 20;
 /** Pull request lifetime of the event consumer; see run(). */
 const PULL_EXPIRES_MS = 5_000;
 const UNKNOWN_WORKFLOW_RETRIES = 10;
+/** A blocked workflow's event is retried this often (or every orchestrator.ackWait, if shorter). */
+const BLOCKED_RETRY_MS = 30_000;
 const UNKNOWN_WORKFLOW_RETRY_MS = 500;
 const RETRY_DELAY_MS = 1_000;
 
@@ -49,7 +51,13 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   // Headroom below max_payload for the KV subject and headers of the write.
   const maxStateBytes = (topology.nc.info?.max_payload ?? 1024 * 1024) - 1024;
   const store = new StateStore(topology.states, config.orchestrator.cacheSize, maxStateBytes);
-  const env: DecideEnv = { registryFor: options.registryFor, defaults: config.defaults, logger: baseLogger, now: options.now ?? Date.now };
+  const env: DecideEnv = {
+    registryFor: options.registryFor,
+    defaults: config.defaults,
+    onNonDeterminism: config.orchestrator.onNonDeterminism,
+    logger: baseLogger,
+    now: options.now ?? Date.now,
+  };
   const chains = new Map<string, Promise<void>>();
   const inFlight = new Set<Promise<void>>();
   let messages: Awaited<ReturnType<Awaited<ReturnType<Topology["js"]["consumers"]["get"]>>["consume"]>> | undefined;
@@ -174,7 +182,13 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         decision = await decide(stored);
       } catch (err) {
         store.forget(id); // the cached execution may be half-advanced
+        if (err instanceof BlockedWorkflowError) return block(msg, stored, err);
         throw err;
+      }
+      if (decision.kind === "write" && stored.state.blocked) {
+        // Running code replays cleanly again: the workflow is no longer blocked.
+        decision = { ...decision, state: { ...decision.state } };
+        delete decision.state.blocked;
       }
       if (decision.kind === "noop") {
         // A cached state may be stale (another runtime applied later events of this workflow):
@@ -218,6 +232,16 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       logger.debug(`duplicate event ignored: ${reason}`, { workflowId: stored.state.id });
     }
     msg.ack();
+  }
+
+  /** Record (once) that the workflow is blocked, and retry the event later: its state stays as it was. */
+  async function block(msg: JsMsg, stored: StoredWorkflow, err: BlockedWorkflowError): Promise<void> {
+    logger.error(`workflow ${stored.state.id} is blocked: ${err.message}`, { workflowId: stored.state.id });
+    if (!stored.state.blocked) {
+      const state: WorkflowState = { ...stored.state, blocked: { message: err.message, since: new Date().toISOString() } };
+      await store.update(state, stored.revision).catch(() => undefined); // a lost CAS just means we record it next time
+    }
+    msg.nak(Math.min(BLOCKED_RETRY_MS, config.orchestrator.ackWaitMs));
   }
 
   /**
