@@ -6,8 +6,9 @@
 import { parseDuration } from "./duration.js";
 import { DefinitionError, ValidationError } from "./errors.js";
 import { validateName } from "./ids.js";
-import type { WorkflowRealm } from "./journal/execution.js";
+import { hostRealm, type WorkflowRealm } from "./journal/execution.js";
 import {
+  ActivityFailure,
   DAG_MARKER,
   WORKFLOW_OPTIONS,
   type ActivityFunction,
@@ -16,6 +17,8 @@ import {
   type WorkflowFunction,
   type WorkflowOptions,
 } from "./workflow-api.js";
+
+const DAG_REALM = hostRealm(ActivityFailure);
 
 export interface RegisteredWorkflow {
   name: string;
@@ -77,7 +80,9 @@ export function createRegistry(input: RegistryInput): Registry {
         source,
         ...(input.checkActivityTypes === false ? {} : { activityTypes: new Set(activities.keys()) }),
       });
-      add({ name: dag.name, kind: "dag", fn: dagWorkflow(dag), timeoutMs: dag.timeout === undefined ? undefined : parseDuration(dag.timeout), dag, realm: input.realm, ...(source ? { source } : {}) });
+      // The DAG interpreter is jetflow's own code: it runs in the host realm, where activations of
+      // different workflows overlap (it uses no Date or Math.random, only ctx).
+      add({ name: dag.name, kind: "dag", fn: dagWorkflow(dag), timeoutMs: dag.timeout === undefined ? undefined : parseDuration(dag.timeout), dag, realm: DAG_REALM, ...(source ? { source } : {}) });
     } else if (typeof value === "function") {
       validateName("workflow name", exportName);
       const options = (value as unknown as Record<string, unknown>)[WORKFLOW_OPTIONS] as WorkflowOptions | undefined;

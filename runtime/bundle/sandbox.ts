@@ -59,6 +59,7 @@ export function loadSandbox(code: string, filename: string, logger: Logger): San
 
   const ActivityFailure = module.exports.__ActivityFailure as new (...args: unknown[]) => unknown;
   const realm: WorkflowRealm = {
+    exclusive: true,
     enter(c) {
       clock = c;
     },

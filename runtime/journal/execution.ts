@@ -6,8 +6,9 @@
  * of a replay from the start. Replay (replay.ts) rebuilds an execution from the journal when a
  * runtime does not hold it.
  *
- * Activations are serialized process-wide: the sandbox's Date and Math.random read "the current
- * activation", so two executions must never run workflow code at the same time.
+ * Activations in a sandbox are serialized per sandbox: its Date and Math.random read "the current
+ * activation", so two executions must never run its code at the same time. Activations in the
+ * host realm (DAGs, programmatic workflows) overlap freely.
  */
 import { parseDuration, type Duration } from "../duration.js";
 import { toErrorRecord, type ErrorRecord } from "../errors.js";
@@ -26,6 +27,12 @@ export type Outcome = { ok: true; value: unknown } | { ok: false; error: ErrorRe
 
 /** The realm workflow code runs in: a node:vm sandbox (bundles) or the host (programmatic API). */
 export interface WorkflowRealm {
+  /**
+   * True when the realm's globals (Date, Math.random) answer for "the current activation": its
+   * activations must then run one at a time. The host realm overrides nothing, so activations of
+   * different workflows in it overlap.
+   */
+  readonly exclusive: boolean;
   /** Make Date and Math.random inside the realm answer for this activation. */
   enter(clock: { now(): number; random(): number }): void;
   exit(): void;
@@ -220,7 +227,8 @@ export function toJson(value: unknown, what: string): unknown {
   return text === undefined ? null : JSON.parse(text);
 }
 
-let activationChain: Promise<void> = Promise.resolve();
+/** Activations of an exclusive realm, one after the other. */
+const activationChains = new WeakMap<WorkflowRealm, Promise<void>>();
 
 /**
  * Run `action` (which starts the function or delivers a result) at time `at`, then let the
@@ -238,14 +246,20 @@ export function activate(execution: WorkflowExecution, at: number, action: () =>
       execution.realm.exit();
     }
   };
-  const result = activationChain.then(run);
-  activationChain = result.catch(() => undefined);
+  const realm = execution.realm;
+  if (!realm.exclusive) return run();
+  const result = (activationChains.get(realm) ?? Promise.resolve()).then(run);
+  activationChains.set(
+    realm,
+    result.catch(() => undefined),
+  );
   return result;
 }
 
 /** The host realm: for workflows passed as functions to createRuntime (no sandbox). */
 export function hostRealm(ActivityFailureClass: new (step: string, type: string, attempts: number, failure: { message: string; type: string }) => unknown): WorkflowRealm {
   return {
+    exclusive: false,
     enter() {},
     exit() {},
     activityFailure: (step, type, attempts, failure) => new ActivityFailureClass(step, type, attempts, failure),
