@@ -28,8 +28,22 @@ export interface RegisteredWorkflow {
   /** The validated definition, for kind "dag". */
   dag?: DagDefinition;
   realm: WorkflowRealm;
+  /**
+   * The same code workflow evaluated in further sandboxes: a sandbox runs one activation at a
+   * time, so executions are spread over several (by workflow id) to overlap.
+   */
+  variants?: Array<{ fn: WorkflowFunction; realm: WorkflowRealm }>;
   /** Where it came from, for error messages. */
   source?: string;
+}
+
+/** The function and realm an execution of `workflowId` uses: always the same for one id. */
+export function bindWorkflow(definition: RegisteredWorkflow, workflowId: string): { fn: WorkflowFunction; realm: WorkflowRealm } {
+  const variants = definition.variants;
+  if (!variants?.length) return { fn: definition.fn, realm: definition.realm };
+  let hash = 0;
+  for (let i = 0; i < workflowId.length; i++) hash = (Math.imul(hash, 31) + workflowId.charCodeAt(i)) >>> 0;
+  return variants[hash % variants.length]!;
 }
 
 export interface Registry {

@@ -4,7 +4,7 @@
  * next steps run the new code); those that diverge stay pinned to their version, which stays
  * loadable. `wf deploy` refuses a version that would strand diverging workflows unless forced.
  */
-import type { Registry } from "../definitions.js";
+import { bindWorkflow, type Registry } from "../definitions.js";
 import { toErrorRecord } from "../errors.js";
 import { replayWorkflow } from "../journal/replay.js";
 import type { Logger } from "../logger.js";
@@ -96,7 +96,7 @@ async function checkOne(state: WorkflowState, registry: Registry, logger: Logger
   const definition = registry.workflows.get(state.workflow);
   if (!definition) return `workflow type "${state.workflow}" is not in the new code`;
   try {
-    await replayWorkflow(state, { fn: definition.fn, realm: definition.realm, logger });
+    await replayWorkflow(state, { ...bindWorkflow(definition, state.id), logger });
     return undefined;
   } catch (err) {
     return toErrorRecord(err).message;

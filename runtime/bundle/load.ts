@@ -10,13 +10,20 @@ import { BundleError, JetflowError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { Bundle } from "./build.js";
 import { loadSandbox } from "./sandbox.js";
+import type { WorkflowRealm } from "../journal/execution.js";
+import type { WorkflowFunction } from "../workflow-api.js";
 
 export interface LoadBundleOptions {
   /** Where the activity module is written before import (default .wf/build in the cwd). */
   cacheDir?: string;
   logger: Logger;
   checkActivityTypes?: boolean;
+  /** Sandboxes the workflow code is evaluated in (activations overlap across them). */
+  sandboxes?: number;
 }
+
+/** Each sandbox runs one activation at a time; a few let different workflows' activations overlap. */
+const DEFAULT_SANDBOXES = 4;
 
 type ModuleMap = Record<string, Record<string, unknown>>;
 
@@ -24,10 +31,15 @@ export async function loadBundle(bundle: Bundle, options: LoadBundleOptions): Pr
   const cacheDir = options.cacheDir ?? join(process.cwd(), ".wf", "build");
   let workflowModules: ModuleMap;
   let realm;
+  const extraSandboxes: Array<{ modules: ModuleMap; realm: WorkflowRealm }> = [];
   try {
     const sandbox = loadSandbox(bundle.workflowsCode, `jetflow-workflows-${bundle.version}.js`, options.logger);
     workflowModules = (sandbox.exports.__modules ?? {}) as ModuleMap;
     realm = sandbox.realm;
+    for (let i = 1; i < (options.sandboxes ?? DEFAULT_SANDBOXES); i++) {
+      const extra = loadSandbox(bundle.workflowsCode, `jetflow-workflows-${bundle.version}.js`, options.logger);
+      extraSandboxes.push({ modules: (extra.exports.__modules ?? {}) as ModuleMap, realm: extra.realm });
+    }
   } catch (err) {
     throw new BundleError("WF_WORKFLOW_LOAD_FAILED", `loading workflow code failed: ${(err as Error)?.message ?? String(err)}`, {
       hint: "Top-level code in functions/workflows runs in the deterministic sandbox at load; move I/O into activities.",
@@ -78,7 +90,7 @@ export async function loadBundle(bundle: Bundle, options: LoadBundleOptions): Pr
     }
   }
   try {
-    return createRegistry({
+    const registry = createRegistry({
       version: bundle.version,
       workflows: stripFilePrefix(workflows),
       activities,
@@ -86,10 +98,23 @@ export async function loadBundle(bundle: Bundle, options: LoadBundleOptions): Pr
       sources: stripFilePrefix(sources),
       ...(options.checkActivityTypes === undefined ? {} : { checkActivityTypes: options.checkActivityTypes }),
     });
+    for (const definition of registry.workflows.values()) {
+      if (definition.kind !== "code" || extraSandboxes.length === 0) continue;
+      definition.variants = [
+        { fn: definition.fn, realm: definition.realm },
+        ...extraSandboxes.map(({ modules, realm: extraRealm }) => ({ fn: exportNamed(modules, definition.name) as WorkflowFunction, realm: extraRealm })),
+      ];
+    }
+    return registry;
   } catch (err) {
     if (err instanceof JetflowError) throw err;
     throw new BundleError("WF_REGISTRY_FAILED", (err as Error).message, { cause: err });
   }
+}
+
+function exportNamed(modules: ModuleMap, name: string): unknown {
+  for (const exports of Object.values(modules)) if (name in exports) return exports[name];
+  return undefined;
 }
 
 /** Export names are workflow names; a name exported by two files is reported by createRegistry. */

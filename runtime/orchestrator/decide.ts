@@ -8,7 +8,7 @@
  * no-op ("duplicate"), which is what makes redelivered and duplicated events harmless.
  */
 import type { Config } from "../config.js";
-import type { Registry, RegisteredWorkflow } from "../definitions.js";
+import { bindWorkflow, type Registry, type RegisteredWorkflow } from "../definitions.js";
 import { formatDuration, parseDuration } from "../duration.js";
 import { NonDeterminismError, toErrorRecord, type ErrorRecord } from "../errors.js";
 import { activate, toJson, WorkflowExecution, type Command } from "../journal/execution.js";
@@ -59,7 +59,7 @@ export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow
     state.deadline = iso(now + timeoutMs);
     effects.push({ kind: "timer", timer: timeoutTimer(id, now + timeoutMs) });
   }
-  const execution = new WorkflowExecution({ workflowId: id, workflow: definition.name, fn: definition.fn, input: state.input, realm: definition.realm, logger: env.logger });
+  const execution = new WorkflowExecution({ workflowId: id, workflow: definition.name, ...bindWorkflow(definition, id), input: state.input, logger: env.logger });
   await activate(execution, now, () => execution.begin());
   await settle(env, state, execution, now, effects);
   return { kind: "write", state, effects, execution };
@@ -261,7 +261,7 @@ async function replay(env: DecideEnv, state: WorkflowState): Promise<WorkflowExe
   if (!definition) {
     throw Object.assign(new Error(`workflow type "${state.workflow}" is not in the loaded code (version ${registry.version})`), { name: "UnknownWorkflowError" });
   }
-  return replayWorkflow(state, { fn: definition.fn, realm: definition.realm, logger: env.logger });
+  return replayWorkflow(state, { ...bindWorkflow(definition, state.id), logger: env.logger });
 }
 
 /** Turn the commands issued in the last activation into steps, and settle the workflow if it returned. */
