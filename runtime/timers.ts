@@ -75,7 +75,12 @@ export function createTimerService(options: { topology: Topology; logger: Logger
       loop = run().catch((err) => logger.error(`timer loop ended: ${(err as Error)?.stack ?? err}`));
     },
     async stop() {
+      // Drain first, as the orchestrator does: timers already on their way are still parked or
+      // fired here instead of waiting out the 30 s ack wait; then the server forgets our request.
+      const drained = (messages as unknown as { sub?: { drain(): Promise<void> } } | undefined)?.sub?.drain().catch(() => undefined);
+      if (drained) await Promise.race([drained, new Promise((r) => setTimeout(r, 2_000).unref())]);
       messages?.stop();
+      await topology.jsm.consumers.info(topology.names.timersStream, topology.names.timersConsumer).catch(() => undefined);
       await loop;
     },
   };

@@ -64,6 +64,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   let loop: Promise<void> | undefined;
   let stopping = false;
   const slotWaiters: Array<() => void> = [];
+  /** Events pulled but not started when stop() came; released by stop(). */
+  const unstarted: JsMsg[] = [];
 
   /** Events of one workflow are applied one at a time in this runtime; other runtimes are fenced by CAS. */
   function serialize(id: string, work: () => Promise<void>): Promise<void> {
@@ -306,6 +308,12 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     // after two missed heartbeats (expires / 2 each), not after the 30 s default.
     messages = await consumer.consume({ max_messages: Math.min(1_000, config.orchestrator.concurrency * 2), expires: PULL_EXPIRES_MS });
     for await (const msg of messages) {
+      if (stopping) {
+        // Pulled but not started when stop() came (the iterator yields what it buffered before
+        // it ends): stop() hands these to another runtime instead of leaving them to the ack wait.
+        unstarted.push(msg);
+        continue;
+      }
       await acquireSlot();
       const task = handle(msg)
         .catch((err) => {
@@ -321,7 +329,6 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
           slotWaiters.shift()?.();
         });
       inFlight.add(task);
-      if (stopping) break;
     }
   }
 
@@ -334,8 +341,25 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     },
     async stop() {
       stopping = true;
+      // Drain the subscription first: events the server sent before it saw our unsubscribe still
+      // reach the loop (a plain stop() would drop them, and each would wait for its ack wait).
+      // (Bounded: with NATS unreachable the drain's flush would wait for a reconnect.)
+      const drained = (messages as unknown as { sub?: { drain(): Promise<void> } } | undefined)?.sub?.drain().catch(() => undefined);
+      if (drained) await Promise.race([drained, new Promise((r) => setTimeout(r, 2_000).unref())]);
       messages?.stop();
+      // The server keeps our pull request until it expires and would hand it events that nobody
+      // reads any more (each then waits for the ack wait). A consumer info, sent after the
+      // unsubscribe on the same connection, makes the server drop requests without interest;
+      // only then are the unstarted events NAK'd (else one could go back to our dead request).
+      await topology.jsm.consumers.info(topology.names.eventsStream, topology.names.orchestratorConsumer).catch(() => undefined);
       await loop;
+      for (const msg of unstarted.splice(0)) {
+        try {
+          msg.nak();
+        } catch {
+          /* connection gone: JetStream redelivers after ack wait */
+        }
+      }
       await Promise.allSettled([...inFlight]);
     },
   };

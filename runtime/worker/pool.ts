@@ -46,6 +46,8 @@ export interface WorkerPoolOptions {
 
 /** The shortest pull JetStream's client allows: a loop's unused reservations come back within it. */
 const FETCH_EXPIRES_MS = 1_000;
+/** How long a stopping pull loop waits for the tasks already on their way (see drainThenStop). */
+const DRAIN_TIMEOUT_MS = 2_000;
 const MAX_OUTPUT_BYTES = 900 * 1024;
 
 class ShutdownError extends Error {
@@ -70,6 +72,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   const running = new AbortController(); // aborts running activities at the end of the grace period
   const tasks = new Set<Promise<void>>();
   const loops = new Map<string, Promise<void>>();
+  /** Tasks pulled after stop() began, never started: released by stop(). */
+  const unstarted: JsMsg[] = [];
   const activityTypes: string[] = [];
   let started = false;
 
@@ -133,11 +137,11 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       let used = 0;
       try {
         const batch = await consumer.fetch({ max_messages: granted, expires: FETCH_EXPIRES_MS });
-        const stop = () => batch.stop();
+        const stop = () => void drainThenStop(batch);
         pulling.signal.addEventListener("abort", stop, { once: true });
         for await (const msg of batch) {
           if (pulling.signal.aborted) {
-            msg.nak(); // pulled while stopping: hand it straight to another runtime
+            unstarted.push(msg); // pulled while stopping: stop() hands it to another runtime
             continue;
           }
           used += 1;
@@ -276,6 +280,18 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   }
 
   /**
+   * End a fetch without losing the tasks already on their way: a plain stop() unsubscribes at
+   * once, and a task the server sent before it saw the unsubscribe would be dropped here and wait
+   * for its ack wait. Draining delivers those to the loop (which keeps them for stop()) first.
+   */
+  async function drainThenStop(batch: { stop(): void }): Promise<void> {
+    const drained = (batch as unknown as { sub?: { drain(): Promise<void> } }).sub?.drain().catch(() => undefined);
+    // Bounded: with NATS unreachable the drain's flush would wait for a reconnect.
+    if (drained) await Promise.race([drained, sleep(DRAIN_TIMEOUT_MS, undefined, { ref: false })]);
+    batch.stop();
+  }
+
+  /**
    * The pull loops stopped their fetches, but the server keeps each pull request until it expires.
    * On nats-server 2.9.x, a task NAK'd while such an abandoned request is the only one waiting is
    * lost until its ack wait, and another task is delivered twice (the server takes the NAK'd task
@@ -305,8 +321,17 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       pulling.abort(new ShutdownError(reason));
       cancelSubscription?.unsubscribe();
       await Promise.allSettled([...loops.values()]);
+      // Our pull requests outlive their subscriptions on the server: make it drop them before
+      // releasing anything (a task NAK'd while one waits could go straight back to it).
+      await forgetAbandonedPulls();
+      for (const msg of unstarted.splice(0)) {
+        try {
+          msg.nak();
+        } catch {
+          /* connection gone: redelivered after the ack wait */
+        }
+      }
       if (tasks.size > 0) {
-        await forgetAbandonedPulls();
         logger.info(`waiting up to ${config.worker.shutdownGraceMs}ms for ${tasks.size} running activit${tasks.size === 1 ? "y" : "ies"}`);
         // The grace timer is cancelled as soon as the tasks are done: it must not keep the process alive.
         const graceOver = new AbortController();
