@@ -1,6 +1,6 @@
 /** jetflow's public API. Every export is named; types apart. */
 export { createRuntime } from "./runtime.js";
-export type { Runtime, RuntimeOptions, RuntimeRole } from "./runtime.js";
+export type { Runtime, RuntimeOptions, RuntimeRole, CodeSource } from "./runtime.js";
 export { createClient } from "./client/client.js";
 export type { ClientOptions, ResultOptions, StartOptions, WorkflowClient, WorkflowHandle, WorkflowSummary } from "./client/client.js";
 export { loadConfig, configSchema, configKeys, DEFAULT_CONFIG_FILE } from "./config.js";
@@ -34,6 +34,11 @@ export type {
   WorkflowOptions,
 } from "./workflow-api.js";
 export { validateDag } from "./definitions.js";
-export type { WorkflowState, StepState, WorkflowStatus, StepStatus } from "./state.js";
+export type { WorkflowState, StepState, WorkflowStatus, StepStatus, SignalRecord } from "./state.js";
+export { diffStates, watchProgress } from "./observe.js";
+export type { ProgressEvent } from "./observe.js";
+export { buildFunctions } from "./bundle/build.js";
+export type { Bundle } from "./bundle/build.js";
+export type { DeployReport, Divergence } from "./bundle/deploy.js";
 export type { Duration } from "./duration.js";
 export type { RetryPolicy, RetryPolicyInput } from "./retry-policy.js";
