@@ -26,8 +26,12 @@ export const nanos = (ms: number): number => ms * NANOS_PER_MS;
 
 /** How long JetStream remembers a Nats-Msg-Id. Outbox re-publishes within it are dropped as duplicates. */
 export const DEFAULT_DUPLICATE_WINDOW_MS = 120_000;
-/** A parked timer is redelivered at most this long after a NATS restart forgot its NAK delay. */
-export const DEFAULT_TIMER_ACK_WAIT_MS = 30_000;
+/**
+ * Redelivery delay of a timer that a runtime pulled but neither parked nor fired (it died
+ * meanwhile), and of a parked timer after a NATS restart forgot its NAK delay. A timer service
+ * handles each timer at once (park or fire), so this only bounds how late a crash makes a timer.
+ */
+export const DEFAULT_TIMER_ACK_WAIT_MS = 5_000;
 export const DEFAULT_DEAD_LETTER_MAX_AGE_MS = 30 * 86_400_000;
 
 export interface Topology {
