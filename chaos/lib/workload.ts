@@ -1,0 +1,94 @@
+/** The workflows a scenario starts, and starting them at a steady rate through any fault. */
+import type { WorkflowClient } from "../../runtime/index.js";
+import type { Order } from "../../functions/activities/orders.js";
+import type { ChaosKnobs } from "../../test/fixtures/crash-functions.js";
+import { sleep } from "./util.js";
+import type { Expectation } from "./verify.js";
+
+export interface WorkItem {
+  id: string;
+  workflow: string;
+  input: unknown;
+  expectation: Expectation;
+}
+
+export interface OrderMix {
+  /** Share of order_saga among the orders (the rest: order_processing). */
+  sagaShare?: number;
+  /** Share of orders whose charge_payment fails once, then succeeds after a durable retry backoff. */
+  retryShare?: number;
+  /** Each activity first waits this long (random in the range), so faults land mid-activity. */
+  delayMs?: [number, number];
+}
+
+export function orders(prefix: string, n: number, mix: OrderMix = {}): WorkItem[] {
+  const items: WorkItem[] = [];
+  for (let i = 0; i < n; i++) {
+    const workflow = Math.random() < (mix.sagaShare ?? 0) ? "order_saga" : "order_processing";
+    const failures = Math.random() < (mix.retryShare ?? 0) ? { charge_payment: 1 } : undefined;
+    const id = `${prefix}-${i}`;
+    const input: Order & { chaos?: ChaosKnobs } = {
+      orderId: id,
+      amount: 10 + (i % 500),
+      items: [{ sku: `sku-${i % 17}`, qty: 1 + (i % 3) }],
+      email: `customer-${i}@example.com`,
+      ...(failures ? { simulateFailures: failures } : {}),
+      ...(mix.delayMs ? { chaos: { delayMs: mix.delayMs } } : {}),
+    };
+    items.push({ id, workflow, input, expectation: { workflow, status: "completed", ...(failures ? { failures } : {}) } });
+  }
+  return items;
+}
+
+/**
+ * Start every item, `ratePerSec` per second (Infinity: all at once, 200 in flight). A start that
+ * fails (NATS down, a node lost) is retried with the same id, which JetStream deduplicates.
+ * Resolves when every start was acknowledged; throws when one cannot be within `giveUpMs`.
+ */
+export async function startAll(
+  client: WorkflowClient,
+  items: WorkItem[],
+  ratePerSec = Infinity,
+  options: { giveUpMs?: number; stop?: () => boolean } = {},
+): Promise<{ retries: number; ms: number; ackedAt: Map<string, number> }> {
+  const t0 = Date.now();
+  const giveUpMs = options.giveUpMs ?? 120_000;
+  let retries = 0;
+  const ackedAt = new Map<string, number>();
+  const startOne = async (item: WorkItem) => {
+    const deadline = Date.now() + giveUpMs;
+    for (;;) {
+      try {
+        await client.start(item.workflow, item.input, { id: item.id });
+        ackedAt.set(item.id, Date.now());
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw new Error(`could not start ${item.id} within ${giveUpMs} ms: ${(err as Error).message}`);
+        retries += 1;
+        await sleep(250);
+      }
+    }
+  };
+  const inFlight = new Set<Promise<void>>();
+  const errors: unknown[] = [];
+  for (let i = 0; i < items.length; i++) {
+    if (options.stop?.()) break;
+    if (Number.isFinite(ratePerSec)) {
+      const due = t0 + (i / ratePerSec) * 1000;
+      const wait = due - Date.now();
+      if (wait > 0) await sleep(wait);
+    }
+    while (inFlight.size >= 200) await Promise.race(inFlight);
+    const p: Promise<void> = startOne(items[i]!)
+      .catch((err) => {
+        errors.push(err);
+      })
+      .finally(() => inFlight.delete(p));
+    inFlight.add(p);
+  }
+  await Promise.all(inFlight);
+  if (errors.length) throw errors[0];
+  return { retries, ms: Date.now() - t0, ackedAt };
+}
+
+export const expectationsOf = (items: WorkItem[]): Map<string, Expectation> => new Map(items.map((i) => [i.id, i.expectation]));
