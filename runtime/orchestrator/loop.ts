@@ -40,6 +40,8 @@ const MAX_CAS_ATTEMPTS = 20;
 /** Pull request lifetime of the event consumer; see run(). */
 const PULL_EXPIRES_MS = 5_000;
 const UNKNOWN_WORKFLOW_RETRIES = 10;
+/** Give JetStream a moment after a reconnect (stream and consumer leaders) before recovering. */
+const RECOVERY_DELAY_MS = 2_000;
 /** A blocked workflow's event is retried this often (or every orchestrator.ackWait, if shorter). */
 const BLOCKED_RETRY_MS = 30_000;
 const UNKNOWN_WORKFLOW_RETRY_MS = 500;
@@ -236,6 +238,50 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     msg.ack();
   }
 
+  /**
+   * After NATS comes back, re-publish what every running workflow waits on. A server that crashed
+   * can come back without writes it had acknowledged (JetStream acks before fsync): an event's
+   * ack may have stuck while the state write it caused was lost, or a consumed task may be gone
+   * while the state still waits for it. Redelivery cannot repair those; re-publishing can. Tasks
+   * and timers still stored are dropped as duplicates (same Nats-Msg-Id); a task whose completion
+   * is merely in flight may run once more, which at-least-once allows.
+   */
+  let recovering = false;
+  let recoverAgain = false;
+  async function recoverPending(reason: string): Promise<void> {
+    if (stopping) return;
+    if (recovering) {
+      recoverAgain = true; // NATS went away again during this pass: one more after it
+      return;
+    }
+    recovering = true;
+    let workflows = 0;
+    try {
+      store.clear();
+      const keys: string[] = [];
+      for await (const key of await topology.states.keys()) keys.push(key);
+      for (const key of keys) {
+        if (stopping) break;
+        const entry = await topology.states.get(key);
+        if (!entry || entry.operation !== "PUT" || entry.length === 0) continue;
+        const state = entry.json<WorkflowState>();
+        const effects = pendingEffects(state);
+        if (effects.length === 0) continue;
+        await publishEffects(topology, state, effects);
+        workflows += 1;
+      }
+      logger.info(`after ${reason}: re-published the pending commands of ${workflows} running workflow(s)`);
+    } catch (err) {
+      logger.warn(`re-publishing pending commands after ${reason} failed: ${(err as Error)?.message ?? err}`);
+    } finally {
+      recovering = false;
+      if (recoverAgain) {
+        recoverAgain = false;
+        setTimeout(() => void recoverPending(reason), RECOVERY_DELAY_MS).unref();
+      }
+    }
+  }
+
   /** Record (once) that the workflow is blocked, and retry the event later: its state stays as it was. */
   async function block(msg: JsMsg, stored: StoredWorkflow, err: BlockedWorkflowError): Promise<void> {
     logger.error(`workflow ${stored.state.id} is blocked: ${err.message}`, { workflowId: stored.state.id });
@@ -338,6 +384,12 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       loop = run().catch((err) => {
         if (!stopping) logger.error(`orchestrator loop ended: ${(err as Error)?.stack ?? err}`);
       });
+      void (async () => {
+        for await (const status of topology.nc.status()) {
+          if (stopping) return;
+          if (status.type === "reconnect") setTimeout(() => void recoverPending("a NATS reconnect"), RECOVERY_DELAY_MS).unref();
+        }
+      })();
     },
     async stop() {
       stopping = true;

@@ -86,6 +86,11 @@ export class StateStore {
     this.cache.delete(id);
   }
 
+  /** Drop every cached state (the server may have lost writes: a crash before its fsync). */
+  clear(): void {
+    this.cache.clear();
+  }
+
   get size(): number {
     return this.cache.size;
   }
