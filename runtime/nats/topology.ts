@@ -47,6 +47,11 @@ export interface TopologyOptions {
   replicas: number;
   storage: Config["storage"];
   orchestratorAckWaitMs: number;
+  /**
+   * Bring existing consumers' settings in line with this config (runtimes). Clients only create
+   * what is missing: a client with default settings must not reset a fleet's ack waits.
+   */
+  updateConsumers?: boolean;
 }
 
 export async function ensureTopology(nc: NatsConnection, options: TopologyOptions): Promise<Topology> {
@@ -93,7 +98,7 @@ export async function ensureTopology(nc: NatsConnection, options: TopologyOption
   ]);
 
   await Promise.all([
-    ensureConsumer(jsm, names.eventsStream, {
+    ensureConsumer(jsm, options.updateConsumers ?? true, names.eventsStream, {
       durable_name: names.orchestratorConsumer,
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
@@ -101,7 +106,7 @@ export async function ensureTopology(nc: NatsConnection, options: TopologyOption
       max_deliver: -1,
       max_ack_pending: 20_000,
     }),
-    ensureConsumer(jsm, names.timersStream, {
+    ensureConsumer(jsm, options.updateConsumers ?? true, names.timersStream, {
       durable_name: names.timersConsumer,
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
@@ -130,7 +135,7 @@ export async function ensureTopology(nc: NatsConnection, options: TopologyOption
 /** The durable consumer of one activity type's tasks; every runtime hosting the type shares it. */
 export async function ensureActivityConsumer(topology: Topology, activityType: string, ackWaitMs: number): Promise<void> {
   const { names, jsm } = topology;
-  await ensureConsumer(jsm, names.tasksStream, {
+  await ensureConsumer(jsm, true, names.tasksStream, {
     durable_name: names.activityConsumer(activityType),
     filter_subject: names.taskSubject(activityType),
     ack_policy: AckPolicy.Explicit,
@@ -162,11 +167,11 @@ async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig>
   }
 }
 
-async function ensureConsumer(jsm: JetStreamManager, stream: string, config: Partial<ConsumerConfig> & { durable_name: string }): Promise<void> {
+async function ensureConsumer(jsm: JetStreamManager, update: boolean, stream: string, config: Partial<ConsumerConfig> & { durable_name: string }): Promise<void> {
   try {
     const info = await jsm.consumers.info(stream, config.durable_name);
     const c = info.config;
-    if (c.ack_wait !== config.ack_wait || c.max_ack_pending !== config.max_ack_pending) {
+    if (update && (c.ack_wait !== config.ack_wait || c.max_ack_pending !== config.max_ack_pending)) {
       await jsm.consumers.update(stream, config.durable_name, { ack_wait: config.ack_wait!, max_ack_pending: config.max_ack_pending! });
     }
   } catch (err) {
