@@ -78,15 +78,21 @@ export async function promoteStored(options: Omit<DeployOptions, "bundle"> & { v
   return deployBundle({ ...options, bundle });
 }
 
+const READ_BATCH = 128;
+
 async function runningWorkflows(topology: Topology, exceptVersion: string): Promise<Array<{ state: WorkflowState; revision: number }>> {
   const out: Array<{ state: WorkflowState; revision: number }> = [];
   const keys: string[] = [];
   for await (const key of await topology.states.keys()) keys.push(key);
-  for (const key of keys) {
-    const entry = await topology.states.get(key);
-    if (!entry || entry.operation !== "PUT" || entry.length === 0) continue;
-    const state = entry.json<WorkflowState>();
-    if (state.status === "running" && state.bundle !== exceptVersion) out.push({ state, revision: entry.revision });
+  // Reads in parallel batches: a namespace with thousands of finished workflows is scanned on
+  // every `wf dev` save, and one read at a time made that take seconds.
+  for (let i = 0; i < keys.length; i += READ_BATCH) {
+    const entries = await Promise.all(keys.slice(i, i + READ_BATCH).map((key) => topology.states.get(key)));
+    for (const entry of entries) {
+      if (!entry || entry.operation !== "PUT" || entry.length === 0) continue;
+      const state = entry.json<WorkflowState>();
+      if (state.status === "running" && state.bundle !== exceptVersion) out.push({ state, revision: entry.revision });
+    }
   }
   return out;
 }
