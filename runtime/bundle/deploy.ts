@@ -9,7 +9,7 @@ import { toErrorRecord } from "../errors.js";
 import { replayWorkflow } from "../journal/replay.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
-import { StateStore } from "../orchestrator/state-store.js";
+import { readAllStates, StateStore } from "../orchestrator/state-store.js";
 import { RevisionConflictError } from "../errors.js";
 import type { WorkflowState } from "../state.js";
 import type { Bundle } from "./build.js";
@@ -55,7 +55,7 @@ export async function deployBundle(options: DeployOptions): Promise<DeployReport
   if (!options.checkOnly) {
     await store.upload(bundle, { workflows: [...registry.workflows.keys()], activities: [...registry.activities.keys()] }, options.deployedBy);
   }
-  const running = await runningWorkflows(topology, bundle.version);
+  const running = await readAllStates(topology.states, (state) => state.status === "running" && state.bundle !== bundle.version);
   for (const { state } of running) {
     const outcome = await checkOne(state, registry, options.logger);
     if (outcome) report.diverging.push({ workflowId: state.id, workflow: state.workflow, version: state.bundle, message: outcome });
@@ -76,25 +76,6 @@ export async function deployBundle(options: DeployOptions): Promise<DeployReport
 export async function promoteStored(options: Omit<DeployOptions, "bundle"> & { version: string }): Promise<DeployReport> {
   const bundle = await options.store.fetch(options.version);
   return deployBundle({ ...options, bundle });
-}
-
-const READ_BATCH = 128;
-
-async function runningWorkflows(topology: Topology, exceptVersion: string): Promise<Array<{ state: WorkflowState; revision: number }>> {
-  const out: Array<{ state: WorkflowState; revision: number }> = [];
-  const keys: string[] = [];
-  for await (const key of await topology.states.keys()) keys.push(key);
-  // Reads in parallel batches: a namespace with thousands of finished workflows is scanned on
-  // every `wf dev` save, and one read at a time made that take seconds.
-  for (let i = 0; i < keys.length; i += READ_BATCH) {
-    const entries = await Promise.all(keys.slice(i, i + READ_BATCH).map((key) => topology.states.get(key)));
-    for (const entry of entries) {
-      if (!entry || entry.operation !== "PUT" || entry.length === 0) continue;
-      const state = entry.json<WorkflowState>();
-      if (state.status === "running" && state.bundle !== exceptVersion) out.push({ state, revision: entry.revision });
-    }
-  }
-  return out;
 }
 
 /** undefined when the state replays cleanly on `registry`, else why not. */

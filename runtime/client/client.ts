@@ -13,6 +13,7 @@ import { ensureTopology, type Topology } from "../nats/topology.js";
 import { randomUUID } from "node:crypto";
 import { encode, type CancelMessage, type SignalMessage, type StartMessage } from "../protocol.js";
 import { isTerminal, type WorkflowState, type WorkflowStatus } from "../state.js";
+import { readAllStates } from "../orchestrator/state-store.js";
 import type { WorkflowFunction } from "../workflow-api.js";
 
 export interface StartOptions {
@@ -162,13 +163,9 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     watch,
     async list(listOptions = {}) {
       const limit = listOptions.limit ?? 50;
-      const keys: string[] = [];
-      for await (const key of await topology.states.keys()) keys.push(key);
-      const states = await Promise.all(keys.map((k) => topology.states.get(k)));
+      const states = await readAllStates(topology.states, (s) => (!listOptions.status || s.status === listOptions.status) && (!listOptions.workflow || s.workflow === listOptions.workflow));
       return states
-        .filter((e): e is NonNullable<typeof e> => !!e && e.operation === "PUT" && e.length > 0)
-        .map((e) => e.json<WorkflowState>())
-        .filter((s) => (!listOptions.status || s.status === listOptions.status) && (!listOptions.workflow || s.workflow === listOptions.workflow))
+        .map(({ state }) => state)
         .sort((a, b) => b.createdAt.localeCompare(a.createdAt))
         .slice(0, limit)
         .map((s) => ({ id: s.id, workflow: s.workflow, status: s.status, createdAt: s.createdAt, updatedAt: s.updatedAt }));

@@ -16,7 +16,7 @@ import { encode, parseCancel, parseCompletion, parseJson, parseSignal, parseStar
 import { isTerminal, STATE_SCHEMA_VERSION, type WorkflowState } from "../state.js";
 import { BlockedWorkflowError, decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
 import { pendingEffects, publishEffects } from "./outbox.js";
-import { StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
+import { readAllStates, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 
 export interface Orchestrator {
   start(): Promise<void>;
@@ -258,13 +258,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     let workflows = 0;
     try {
       store.clear();
-      const keys: string[] = [];
-      for await (const key of await topology.states.keys()) keys.push(key);
-      for (const key of keys) {
+      for (const { state } of await readAllStates(topology.states, (s) => s.status === "running")) {
         if (stopping) break;
-        const entry = await topology.states.get(key);
-        if (!entry || entry.operation !== "PUT" || entry.length === 0) continue;
-        const state = entry.json<WorkflowState>();
         const effects = pendingEffects(state);
         if (effects.length === 0) continue;
         await publishEffects(topology, state, effects);
