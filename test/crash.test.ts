@@ -13,6 +13,7 @@ import { createClient, loadConfig, type WorkflowClient, type WorkflowState } fro
 import { MARKER_FILES } from "./fixtures/crash-functions.js";
 import type { RuntimeProcessOptions } from "./fixtures/runtime-process.js";
 import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
+import { onLines, sleep, waitFor } from "./helpers/wait.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, "..");
@@ -70,20 +71,11 @@ async function spawnRuntime(name: string, options: RuntimeProcessOptions): Promi
 
   let ready: () => void = () => undefined;
   const readyPromise = new Promise<void>((resolvePromise) => (ready = resolvePromise));
-  const collect = (stream: NodeJS.ReadableStream, label: string) => {
-    let buffered = "";
-    stream.setEncoding("utf8");
-    stream.on("data", (chunk: string) => {
-      buffered += chunk;
-      let newline: number;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        output.push(`${label} ${line}`);
-        if (label === "out" && line.trim() === "READY") ready();
-      }
+  const collect = (stream: NodeJS.ReadableStream, label: string) =>
+    onLines(stream, (line) => {
+      output.push(`${label} ${line}`);
+      if (label === "out" && line.trim() === "READY") ready();
     });
-  };
   collect(proc.stdout!, "out");
   collect(proc.stderr!, "err");
 
@@ -125,24 +117,7 @@ function isAlive(pid: number): boolean {
 // ---------------------------------------------------------------------------------------------
 // Polling and evidence
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs: number, intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      lastError = err; // e.g. NATS restarting
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ""}`);
-    }
-    await sleep(intervalMs);
-  }
-}
 
 interface MarkerLine {
   workflowId: string;

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, createRuntime, loadConfig, type WorkflowContext } from "../runtime/index.js";
 import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
+import { waitFor } from "./helpers/wait.js";
 
 let nats: TestNats;
 let counter = 0;
@@ -26,15 +27,6 @@ async function setup() {
   return { config, runtime, client };
 }
 
-async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error("timed out waiting");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe("signals", () => {
   it("delivers signals in order, keeps early ones, and records each once", async () => {
@@ -43,7 +35,7 @@ describe("signals", () => {
       const handle = await client.start("approval", { order: "o-1" }, { id: "sig-1" });
       // "note" arrives before the workflow waits for it (even before its start is applied): it is kept.
       await handle.signal("note", "rush");
-      await waitFor(async () => ((await handle.describe().catch(() => undefined))?.steps["signal_approve"]?.status === "waiting" ? true : undefined));
+      await waitFor("the signal wait", async () => ((await handle.describe().catch(() => undefined))?.steps["signal_approve"]?.status === "waiting" ? true : undefined));
       await handle.signal("approve", { by: "ada" });
       await handle.signal("approve", { by: "grace" });
       expect(await handle.result({ signal: AbortSignal.timeout(10_000) })).toEqual({ prepared: "prepared o-1", approvers: ["ada", "grace"], note: "rush" });
@@ -63,13 +55,13 @@ describe("signals", () => {
   it("a republished signal message is applied once; a workflow replayed by another runtime sees the same signals", async () => {
     const first = await setup();
     const handle = await first.client.start("approval", { order: "o-2" }, { id: "sig-2" });
-    await waitFor(async () => ((await handle.describe().catch(() => undefined))?.steps["signal_approve"]?.status === "waiting" ? true : undefined));
+    await waitFor("the signal wait", async () => ((await handle.describe().catch(() => undefined))?.steps["signal_approve"]?.status === "waiting" ? true : undefined));
     // The same signal twice (same signalId, as a retrying publisher would send it).
     const message = { workflowId: "sig-2", name: "approve", payload: { by: "ada" }, signalId: "approval-from-ada" };
     const subject = first.client.topology.names.signalSubject("sig-2", "approve");
     await first.client.topology.js.publish(subject, JSON.stringify(message));
     await first.client.topology.js.publish(subject, JSON.stringify(message));
-    await waitFor(async () => ((await handle.describe()).steps["signal_approve-2"]?.status === "waiting" ? true : undefined));
+    await waitFor("the signal wait", async () => ((await handle.describe()).steps["signal_approve-2"]?.status === "waiting" ? true : undefined));
     await first.runtime.stop();
     // A fresh runtime has no cached execution: it replays the journal, signals included.
     const second = await createRuntime({ config: first.config, workflows: { approval }, activities: { prepare: async (order: string) => `prepared ${order}` } });

@@ -9,6 +9,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { RuntimeProcessOptions } from "../../test/fixtures/runtime-process.js";
 import { log, sleep } from "./util.js";
+import { onLines } from "../../test/helpers/wait.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const repoRoot = resolve(here, "..", "..");
@@ -133,20 +134,11 @@ export class Fleet {
 
     let ready: () => void = () => undefined;
     const readyPromise = new Promise<void>((r) => (ready = r));
-    const collect = (stream: NodeJS.ReadableStream, label: string) => {
-      let buffered = "";
-      stream.setEncoding("utf8");
-      stream.on("data", (chunk: string) => {
-        buffered += chunk;
-        let newline: number;
-        while ((newline = buffered.indexOf("\n")) >= 0) {
-          const line = buffered.slice(0, newline);
-          buffered = buffered.slice(newline + 1);
-          push(`${label} ${line}`);
-          if (label === "out" && line.trim() === "READY") ready();
-        }
+    const collect = (stream: NodeJS.ReadableStream, label: string) =>
+      onLines(stream, (line) => {
+        push(`${label} ${line}`);
+        if (label === "out" && line.trim() === "READY") ready();
       });
-    };
     collect(proc.stdout!, "out");
     collect(proc.stderr!, "err");
 

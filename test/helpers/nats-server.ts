@@ -24,6 +24,7 @@ import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
+import { sleep } from "./wait.js";
 
 export interface TestNatsOptions {
   /** Enable JetStream (default true). */
@@ -154,7 +155,6 @@ function installExitHook(): void {
 // ---------------------------------------------------------------------------------------------
 // Small utilities
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 function randomName(prefix: string): string {
   return `${prefix}-${randomBytes(4).toString("hex")}`;
