@@ -148,7 +148,10 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       return deadLetter(msg, "unknown_workflow", `unknown workflow type "${workflowType}" (this runtime has: ${known})`, id, workflowType);
     }
     await serialize(id, async () => {
-      const existing = await store.load(id);
+      // No read before the create: kv.create fails when the id exists, so a start costs one write
+      // (a duplicate start, rare, pays for an activation that is thrown away). A redelivered start
+      // is most likely a duplicate: read first then, and repair the effects.
+      const existing = msg.redelivered ? await store.load(id) : store.cached(id);
       if (existing) return duplicate(msg, existing, `workflow ${id} already exists`);
       const decision = await decideStart(env, definition, registry.version, id, start.input);
       let stored: StoredWorkflow;

@@ -37,6 +37,11 @@ export class StateStore {
   }
 
   /** Cached state if held, else a read. `fresh` skips the cache (after a conflict). */
+  /** The cached state, without asking NATS. */
+  cached(id: string): StoredWorkflow | undefined {
+    return this.cache.get(id);
+  }
+
   async load(id: string, fresh = false): Promise<StoredWorkflow | undefined> {
     if (!fresh) {
       const cached = this.cache.get(id);
