@@ -9,6 +9,7 @@ import pRetry, { AbortError } from "p-retry";
 import type { NatsConnectionConfig } from "../config.js";
 import { ConnectionError } from "../errors.js";
 import type { Logger } from "../logger.js";
+import { tuneConnection } from "./client-tuning.js";
 
 export type { NatsConnection };
 
@@ -96,9 +97,11 @@ export async function connectNats(config: NatsConnectionConfig, options: Connect
     },
   );
   if (lastLogged) logger.info(`connected to NATS at ${nc.getServer()}`, { component: "nats" });
+  tuneConnection(nc);
   void watchStatus(nc, logger);
   return nc;
 }
+
 
 async function watchStatus(nc: NatsConnection, logger: Logger): Promise<void> {
   for await (const status of nc.status()) {
