@@ -1,7 +1,7 @@
 /**
  * Latency: order_processing workflows one after another against one `wf run` process, from
  * client.start() to the terminal state seen by the client. Measured with the bench's waiter
- * (BENCH_WAIT) and, for comparison, with the public `handle.result()` (one KV watch per call).
+ * (BENCH_WAIT) and, for comparison, with the public `handle.result()`.
  */
 import type { BenchContext, Figure } from "./lib/context.js";
 import { benchClient, namespaceFor, ORDER_ACTIVITY_TYPES, orderInput } from "./lib/context.js";

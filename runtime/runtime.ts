@@ -190,7 +190,16 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         await timers.start();
       }
       if (role !== "orchestrator") {
-        workers = createWorkerPool({ topology, config, logger, registry: () => code.current(), registryFor: (v) => code.registryFor(v), ...(options.crashPoint ? { crashPoint: options.crashPoint } : {}) });
+        const local = orchestrator;
+        workers = createWorkerPool({
+          topology,
+          config,
+          logger,
+          registry: () => code.current(),
+          registryFor: (v) => code.registryFor(v),
+          ...(local ? { applyCompletion: (completion, redelivered) => local.applyLocalCompletion(completion, redelivered) } : {}),
+          ...(options.crashPoint ? { crashPoint: options.crashPoint } : {}),
+        });
         code.onChange(() => workers?.refresh());
         await workers.start();
       }

@@ -9,7 +9,7 @@
  *   BENCH_MEMORY_N      sleeping workflows in the memory figure (10000; quick 500)
  *   BENCH_SKIP          figures to skip: raw_bound, throughput, latency, replay, memory, dev_loop
  *   BENCH_QUICK=1       small numbers for a smoke run (explicit values above still win)
- *   BENCH_WAIT          how the client learns results: watch-all (default), per-id, poll
+ *   BENCH_WAIT          how the client learns results: result (default: the public client.waitForEnd), watch-all, per-id, poll
  *   BENCH_SLOTS         WF_WORKER_SLOTS for the runtimes (default: the repo's wf.config.json)
  *   BENCH_CPU_PROF=DIR  run the throughput runtimes under `node --cpu-prof` and print their top functions
  *   BENCH_RESULTS       markdown file to append to (default bench/RESULTS.md; "-" for none)
@@ -17,7 +17,7 @@
 export const FIGURES = ["raw_bound", "throughput", "latency", "replay", "memory", "dev_loop"] as const;
 export type FigureName = (typeof FIGURES)[number];
 
-export type WaitMode = "watch-all" | "per-id" | "poll";
+export type WaitMode = "result" | "watch-all" | "per-id" | "poll";
 
 export interface BenchOptions {
   quick: boolean;
@@ -57,8 +57,8 @@ export function readOptions(env: NodeJS.ProcessEnv = process.env): BenchOptions 
   for (const name of skip) {
     if (!(FIGURES as readonly string[]).includes(name)) throw new Error(`BENCH_SKIP names "${name}"; figures are ${FIGURES.join(", ")}`);
   }
-  const waitMode = (env.BENCH_WAIT ?? "watch-all") as WaitMode;
-  if (!["watch-all", "per-id", "poll"].includes(waitMode)) throw new Error(`BENCH_WAIT must be watch-all, per-id or poll, got "${env.BENCH_WAIT}"`);
+  const waitMode = (env.BENCH_WAIT ?? "result") as WaitMode;
+  if (!["result", "watch-all", "per-id", "poll"].includes(waitMode)) throw new Error(`BENCH_WAIT must be result, watch-all, per-id or poll, got "${env.BENCH_WAIT}"`);
   const results = env.BENCH_RESULTS;
   return {
     quick,

@@ -1,11 +1,13 @@
 /**
- * How the bench learns that a workflow ended. Three ways, chosen by BENCH_WAIT:
+ * How the bench learns that a workflow ended. Four ways, chosen by BENCH_WAIT:
+ *  - result (default): the public API, `client.waitForEnd(id)` (what `handle.result()` does): a
+ *    core NATS subscription to the workflow's end announcement, and a read of its state.
  *  - watch-all: one KV watch on every key (`>`, updates only) for the whole figure; each update is
  *    routed to the waiting workflow. One ordered consumer however many workflows are in flight.
- *  - per-id: the public API, `client.watch(id)` (what `handle.result()` does): one KV watch (an
+ *  - per-id: `client.watch(id)` (live progress): one KV watch (an
  *    ordered consumer, created and deleted) per workflow.
  *  - poll: `kv.get(id)` every POLL_MS until the state is terminal.
- * All three read only the wire contract (WORKFLOW_STATES), like any client would.
+ * All four read only the wire contract (WORKFLOW_STATES, and the end announcement), like any client would.
  */
 import { KvWatchInclude } from "@nats-io/kv";
 import type { WorkflowClient, WorkflowState } from "../../runtime/index.js";
@@ -28,6 +30,13 @@ export interface WaiterOptions {
 }
 
 export async function createWaiter(client: WorkflowClient, mode: WaitMode, options: WaiterOptions = {}): Promise<ResultWaiter> {
+  if (mode === "result") {
+    return {
+      mode,
+      wait: (id) => client.waitForEnd(id),
+      async close() {},
+    };
+  }
   if (mode === "per-id") {
     return {
       mode,

@@ -1,6 +1,7 @@
 /**
  * 7. Duplicates and reordering: while workflows run, past start and completion events (captured
- * with a plain NATS subscription on `<namespace>.workflow.>`) are published again to JetStream,
+ * with a plain NATS subscription on `<namespace>.workflow.>`; the completions are those of the
+ * worker-only runtime, the other applies its own in-process) are published again to JetStream,
  * at random and in shuffled batches, without their Nats-Msg-Id so that JetStream stores them. The
  * orchestrator must treat every one as a no-op: each workflow completes with each step once, no
  * activity runs twice, the tasks dispatched are exactly one per attempt, and a final burst of
@@ -24,7 +25,9 @@ export const duplicates: Scenario = {
     const fleet = ctx.fleet({ natsUrl: nats.url, workerAckWait: "3s", orchestratorAckWait: "3s", slots: 16 });
     const client = await ctx.client([nats.url], { orchestratorAckWait: "3s" });
     const observer = await ctx.observer(client);
-    await Promise.all([fleet.spawn(), fleet.spawn()]);
+    // A runtime with both roles applies its own completions in-process; a worker-only runtime
+    // publishes them as events, so both paths meet duplicates.
+    await Promise.all([fleet.spawn(), fleet.spawn({ role: "worker" })]);
     const names = createNames(ctx.namespace);
     const { nc, js, jsm } = client.topology;
 

@@ -47,6 +47,8 @@ export interface WorkflowClient {
   start<F extends WorkflowFunction = WorkflowFunction>(workflow: string, input?: Parameters<F>[1], options?: StartOptions): Promise<WorkflowHandle<Awaited<ReturnType<F>>>>;
   getHandle<O = unknown>(id: string): WorkflowHandle<O>;
   result<O = unknown>(id: string, options?: ResultOptions): Promise<O>;
+  /** Wait until the workflow ends, whatever its status: its terminal state document. */
+  waitForEnd(id: string, options?: ResultOptions): Promise<WorkflowState>;
   /** The state document; WorkflowNotFoundError when there is none. */
   describe(id: string): Promise<WorkflowState>;
   cancel(id: string, reason?: string): Promise<void>;
@@ -58,6 +60,10 @@ export interface WorkflowClient {
   close(): Promise<void>;
   readonly topology: Topology;
 }
+
+/** result(): how often the state is re-read while no announcement came (doubling up to the max). */
+const RESULT_RECHECK_MIN_MS = 1_000;
+const RESULT_RECHECK_MAX_MS = 10_000;
 
 export interface ClientOptions {
   config?: Config;
@@ -105,12 +111,59 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
   }
 
   async function result<O>(id: string, opts: ResultOptions = {}): Promise<O> {
+    const state = await waitForEnd(id, opts);
+    if (state.status === "completed") return state.result as O;
+    throw new WorkflowFailedError(id, state.status, state.error);
+  }
+
+  /**
+   * The workflow's terminal state. The orchestrator announces it on a core NATS subject right
+   * after writing it; subscribing before the first read closes the gap between the two (the
+   * server handles our SUB before our read, so an end after the read reaches the subscription).
+   * The announcement is a hint: the state is re-read now and then, which also covers an
+   * announcement lost to a runtime crash or a reconnect.
+   */
+  async function waitForEnd(id: string, opts: ResultOptions = {}): Promise<WorkflowState> {
+    validateWorkflowId(id);
     opts.signal?.throwIfAborted();
-    for await (const state of watch(id, opts)) {
-      if (state.status === "completed") return state.result as O;
-      if (isTerminal(state.status)) throw new WorkflowFailedError(id, state.status, state.error);
+    let wake: (() => void) | undefined;
+    let announced: WorkflowState | undefined;
+    const sub = nc.subscribe(names.finishedSubject(id), {
+      callback: (_err, msg) => {
+        try {
+          const state = msg.json<WorkflowState>();
+          if (state?.id === id && isTerminal(state.status)) announced = state;
+        } catch {
+          /* not a state: the next read decides */
+        }
+        wake?.();
+      },
+    });
+    const onAbort = () => wake?.();
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for (let recheckMs = RESULT_RECHECK_MIN_MS; ; recheckMs = Math.min(recheckMs * 2, RESULT_RECHECK_MAX_MS)) {
+        if (announced) return announced;
+        const entry = await topology.states.get(id);
+        if (entry && entry.operation === "PUT" && entry.length > 0) {
+          const state = entry.json<WorkflowState>();
+          if (isTerminal(state.status)) return state;
+        }
+        if (announced) return announced;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, recheckMs);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wake = undefined;
+        if (opts.signal?.aborted) throw new AbortedError("WF_ABORTED", `stopped waiting for workflow ${id}: ${String(opts.signal.reason)}`);
+      }
+    } finally {
+      opts.signal?.removeEventListener("abort", onAbort);
+      sub.unsubscribe();
     }
-    throw new AbortedError("WF_ABORTED", `stopped waiting for workflow ${id}`);
   }
 
   async function cancel(id: string, reason?: string): Promise<void> {
@@ -157,6 +210,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     },
     getHandle: (id) => getHandle(id),
     result,
+    waitForEnd,
     describe,
     cancel,
     signal,

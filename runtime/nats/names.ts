@@ -28,6 +28,11 @@ export interface Names {
   taskSubject(activityType: string): string;
   timerScheduleSubject(workflowId: string): string;
   deadLetterSubject(reason: string): string;
+  /**
+   * Core NATS (not stored): the orchestrator publishes a workflow's terminal state here right
+   * after writing it, so waiting clients need no KV watch. A hint; the state is the record.
+   */
+  finishedSubject(workflowId: string): string;
   /** The event kind of a subject on the events stream, or undefined when it is not one of ours. */
   eventKind(subject: string): "start" | "completed" | "timer" | "signal" | "cancel" | undefined;
   /** The workflow type of a start subject. */
@@ -62,6 +67,7 @@ export function createNames(namespace = ""): Names {
     taskSubject: (type) => `${s}activity.tasks.${type}`,
     timerScheduleSubject: (id) => `${eventsPrefix}delay.${token(id)}`,
     deadLetterSubject: (reason) => `${eventsPrefix}deadletter.${reason}`,
+    finishedSubject: (id) => `${eventsPrefix}finished.${token(id)}`,
     eventKind(subject) {
       if (!subject.startsWith(eventsPrefix)) return undefined;
       const rest = subject.slice(eventsPrefix.length);

@@ -12,7 +12,7 @@ import { RevisionConflictError, ValidationError } from "../errors.js";
 import { validateWorkflowId } from "../ids.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
-import { encode, parseCancel, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage } from "../protocol.js";
+import { encode, parseCancel, type CompletionMessage, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage } from "../protocol.js";
 import { isTerminal, STATE_SCHEMA_VERSION, type WorkflowState } from "../state.js";
 import { BlockedWorkflowError, decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
 import { pendingEffects, publishEffects } from "./outbox.js";
@@ -21,6 +21,37 @@ import { readAllStates, StateStore, StateTooLargeError, type StoredWorkflow } fr
 export interface Orchestrator {
   start(): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Apply a completion from this runtime's own worker directly, without a round trip through
+   * WORKFLOW_EVENTS: the state CAS that records it is its durable record (the task is acked only
+   * after it). Resolves false when it was not applied here (stopping, unknown workflow, blocked,
+   * conflicts, NATS trouble): the worker then publishes it as an ordinary completion event.
+   */
+  applyLocalCompletion(completion: CompletionMessage, redelivered: boolean): Promise<boolean>;
+}
+
+/** What apply() needs of an event: a JetStream message, or a completion from this runtime's worker. */
+type EventMessage = Pick<JsMsg, "subject" | "redelivered" | "ack" | "nak"> & { info: { deliveryCount: number } };
+
+/**
+ * A completion handed over in-process by this runtime's worker. ack() means the state now records
+ * it (or already did); nak() means "not here": the worker publishes it as an event instead.
+ */
+class LocalCompletion implements EventMessage {
+  outcome: "pending" | "applied" | "declined" = "pending";
+  readonly info: { deliveryCount: number };
+  constructor(
+    readonly subject: string,
+    readonly redelivered: boolean,
+  ) {
+    this.info = { deliveryCount: redelivered ? 2 : 1 };
+  }
+  ack(): void {
+    if (this.outcome === "pending") this.outcome = "applied";
+  }
+  nak(): void {
+    if (this.outcome === "pending") this.outcome = "declined";
+  }
 }
 
 export interface OrchestratorOptions {
@@ -165,6 +196,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         throw err;
       }
       logger.debug(`started ${workflowType}`, { workflowId: id });
+      announceIfFinished(stored.state);
       options.crashPoint?.("after-state-write-before-dispatch");
       await publishEffects(topology, stored.state, decision.effects);
       msg.ack();
@@ -172,10 +204,12 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   }
 
   /** Load, decide, CAS, publish, ack; on a lost CAS, re-read and decide again. */
-  async function apply(msg: JsMsg, id: string, decide: (stored: StoredWorkflow) => Promise<Decision>, applyOptions: { mayPrecedeStart?: boolean } = {}): Promise<void> {
+  async function apply(msg: EventMessage, id: string, decide: (stored: StoredWorkflow) => Promise<Decision>, applyOptions: { mayPrecedeStart?: boolean } = {}): Promise<void> {
     for (let attempt = 1; attempt <= MAX_CAS_ATTEMPTS; attempt++) {
       const stored = await store.load(id, attempt > 1);
       if (!stored) {
+        // A completion from our own worker has no message to dead-letter: the event path does that.
+        if (!isJsMsg(msg)) return msg.nak();
         // A signal sent right after a start may be applied by another runtime first: give the
         // start a few seconds to land before calling the workflow unknown.
         if (applyOptions.mayPrecedeStart && msg.info.deliveryCount < UNKNOWN_WORKFLOW_RETRIES) {
@@ -210,6 +244,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       try {
         const write = failIfTooLarge(decision, stored, maxStateBytes);
         const next = await store.update(write.state, stored.revision, write.execution, write.serialized);
+        announceIfFinished(next.state, write.serialized);
         options.crashPoint?.("after-state-write-before-dispatch");
         await publishEffects(topology, next.state, write.effects);
         options.crashPoint?.("after-dispatch-before-ack");
@@ -230,7 +265,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
    * have died before publishing the effects: publish every pending one again (deduplicated by
    * Nats-Msg-Id), then ack.
    */
-  async function duplicate(msg: JsMsg, stored: StoredWorkflow, reason: string): Promise<void> {
+  async function duplicate(msg: EventMessage, stored: StoredWorkflow, reason: string): Promise<void> {
     if (msg.redelivered) {
       const effects = pendingEffects(stored.state);
       logger.debug(`redelivered event already applied (${reason}); re-publishing ${effects.length} pending effect(s)`, { workflowId: stored.state.id });
@@ -281,7 +316,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   }
 
   /** Record (once) that the workflow is blocked, and retry the event later: its state stays as it was. */
-  async function block(msg: JsMsg, stored: StoredWorkflow, err: BlockedWorkflowError): Promise<void> {
+  async function block(msg: EventMessage, stored: StoredWorkflow, err: BlockedWorkflowError): Promise<void> {
     logger.error(`workflow ${stored.state.id} is blocked: ${err.message}`, { workflowId: stored.state.id });
     if (!stored.state.blocked) {
       const state: WorkflowState = { ...stored.state, blocked: { message: err.message, since: new Date().toISOString() } };
@@ -300,7 +335,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     topology.js.publish(topology.names.cancelSubject(state.id), encode(message), { msgID: `${state.id}/ended` }).catch(() => undefined);
   }
 
-  function retryLater(msg: JsMsg, err: unknown): void {
+  function retryLater(msg: EventMessage, err: unknown): void {
     logger.warn(`applying ${msg.subject} failed, retrying in ${RETRY_DELAY_MS}ms: ${(err as Error)?.message ?? err}`);
     msg.nak(RETRY_DELAY_MS);
   }
@@ -336,8 +371,23 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     };
     try {
       await store.create(state);
+      announceIfFinished(state);
     } catch (err) {
       if (!(err instanceof RevisionConflictError)) throw err; // an existing workflow keeps its state
+    }
+  }
+
+  /**
+   * Tell waiting clients (result()) that a workflow ended, with the state just written: a core
+   * NATS message, so a waiting client needs no KV watch (a JetStream consumer per wait). A lost
+   * one costs a client its next re-read of the state, nothing more.
+   */
+  function announceIfFinished(state: WorkflowState, serialized?: string): void {
+    if (!isTerminal(state.status)) return;
+    try {
+      topology.nc.publish(topology.names.finishedSubject(state.id), serialized ?? JSON.stringify(state));
+    } catch {
+      /* connection closing: clients re-read the state */
     }
   }
 
@@ -377,6 +427,17 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   }
 
   return {
+    async applyLocalCompletion(completion, redelivered) {
+      if (stopping) return false;
+      const local = new LocalCompletion(topology.names.completedSubject(completion.workflowId, completion.step), redelivered);
+      try {
+        await serialize(completion.workflowId, () => apply(local, completion.workflowId, (stored) => decideCompletion(env, stored, completion)));
+      } catch (err) {
+        logger.debug(`applying the completion of ${completion.step} here failed (${(err as Error)?.message ?? err}); publishing it as an event`, { workflowId: completion.workflowId });
+        return false;
+      }
+      return local.outcome === "applied";
+    },
     async start() {
       stopping = false;
       loop = run().catch((err) => {
@@ -428,6 +489,10 @@ function failIfTooLarge(decision: Decision & { kind: "write" }, stored: StoredWo
   const now = new Date().toISOString();
   const state: WorkflowState = { ...stored.state, status: "failed", error: { message: `${error.message}. ${error.hint}`, type: "StateTooLargeError" }, updatedAt: now, completedAt: now };
   return { kind: "write", state, effects: [], execution: undefined };
+}
+
+function isJsMsg(msg: EventMessage): msg is JsMsg {
+  return !(msg instanceof LocalCompletion);
 }
 
 function readableId(body: unknown): string | undefined {

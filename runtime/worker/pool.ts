@@ -17,7 +17,7 @@ import type { Registry } from "../definitions.js";
 import { toErrorRecord, type ErrorRecord } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { ensureActivityConsumer, type Topology } from "../nats/topology.js";
-import { encode, MSG_ID, parseJson, parseTask, type CompletionMessage, type TaskMessage } from "../protocol.js";
+import { MSG_ID, parseJson, parseTask, type CompletionMessage, type TaskMessage } from "../protocol.js";
 import { recordDeadLetter } from "../dead-letters.js";
 import { createActivityContext } from "./activity-context.js";
 import { Slots } from "./slots.js";
@@ -40,6 +40,12 @@ export interface WorkerPoolOptions {
   registry(): Registry;
   /** The code of an older version, for a task whose activity the current code no longer has. */
   registryFor?(version: string): Promise<Registry>;
+  /**
+   * This runtime's orchestrator, when it has one: a completion is applied in-process (its state
+   * CAS is the durable record) instead of being published to WORKFLOW_EVENTS and consumed again.
+   * Resolves false when it could not be applied here; the completion is then published.
+   */
+  applyCompletion?: (completion: CompletionMessage, redelivered: boolean) => Promise<boolean>;
   /** Test-only hook: called at named points so crash tests can kill the process there. */
   crashPoint?: (name: string) => void;
 }
@@ -49,6 +55,7 @@ const FETCH_EXPIRES_MS = 1_000;
 /** How long a stopping pull loop waits for the tasks already on their way (see drainThenStop). */
 const DRAIN_TIMEOUT_MS = 2_000;
 const MAX_OUTPUT_BYTES = 900 * 1024;
+const encoder = new TextEncoder();
 
 class ShutdownError extends Error {
   constructor(reason: string) {
@@ -247,22 +254,31 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   async function complete(msg: JsMsg, task: TaskMessage, startedAt: Date, outcome: { ok: true; output: unknown } | { ok: false; error: ErrorRecord }): Promise<void> {
     const base = { workflowId: task.workflowId, step: task.step, attempt: task.attempt, startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), worker: config.worker.id };
     let completion: CompletionMessage = outcome.ok ? { ...base, ok: true, output: outcome.output } : { ...base, ok: false, error: outcome.error };
-    let data: Uint8Array;
+    let text: string;
     try {
-      data = encode(completion);
-      if (data.length > MAX_OUTPUT_BYTES) throw new Error(`the completion is ${data.length} bytes; the limit is ${MAX_OUTPUT_BYTES}`);
+      text = JSON.stringify(completion);
+      // UTF-8 takes at most 3 bytes per UTF-16 unit: most completions are far below the limit, uncounted.
+      const bytes = text.length * 3 <= MAX_OUTPUT_BYTES ? text.length : Buffer.byteLength(text);
+      if (bytes > MAX_OUTPUT_BYTES) throw new Error(`the completion is ${bytes} bytes; the limit is ${MAX_OUTPUT_BYTES}`);
     } catch (err) {
       completion = { ...base, ok: false, error: { message: `output of activity ${task.activity} cannot be recorded: ${(err as Error).message}`, type: "ActivityOutputError", nonRetryable: true } };
-      data = encode(completion);
+      text = JSON.stringify(completion);
     }
     const keepAlive = setInterval(() => msg.working(), heartbeatMs);
     try {
-      // The completion must be durable before the task is acked; NATS may be restarting, so retry.
-      const publish = () => topology.js.publish(topology.names.completedSubject(task.workflowId, task.step), data, { msgID: MSG_ID.completion(task.workflowId, task.step, task.attempt) });
-      // The first try is a plain publish (the common case, and the hot path); retries back off.
-      await publish().catch(() =>
-        pRetry(publish, { retries: Infinity, minTimeout: 200, maxTimeout: 2_000, signal: pulling.signal.aborted ? running.signal : undefined }),
-      );
+      // The completion must be durable before the task is acked: either recorded in the state by
+      // this runtime's orchestrator, or published as an event (NATS may be restarting: retry).
+      // A completion applied here went through JSON like a published one (Dates become strings),
+      // so the cached execution sees exactly what a replay from the stored state would.
+      const applied = options.applyCompletion ? await options.applyCompletion(JSON.parse(text) as CompletionMessage, msg.redelivered).catch(() => false) : false;
+      if (!applied) {
+        const data = encoder.encode(text);
+        const publish = () => topology.js.publish(topology.names.completedSubject(task.workflowId, task.step), data, { msgID: MSG_ID.completion(task.workflowId, task.step, task.attempt) });
+        // The first try is a plain publish (the common case, and the hot path); retries back off.
+        await publish().catch(() =>
+          pRetry(publish, { retries: Infinity, minTimeout: 200, maxTimeout: 2_000, signal: pulling.signal.aborted ? running.signal : undefined }),
+        );
+      }
     } catch (err) {
       logger.warn(`could not publish the completion of ${task.step}: ${(err as Error)?.message}; the task will be redelivered`, { workflowId: task.workflowId });
       return;
