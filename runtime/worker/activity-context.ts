@@ -4,7 +4,9 @@ import type { TaskMessage } from "../protocol.js";
 import type { ActivityContext } from "../workflow-api.js";
 
 export function createActivityContext(task: TaskMessage, signal: AbortSignal, heartbeat: (details?: unknown) => void, logger: Logger): ActivityContext {
-  const log = logger.child({ component: "activity", workflowId: task.workflowId, step: task.step, attempt: task.attempt });
+  // Made on first use: most activities never log, and a child logger per task is measurable.
+  let child: Logger | undefined;
+  const log = () => (child ??= logger.child({ component: "activity", workflowId: task.workflowId, step: task.step, attempt: task.attempt }));
   return {
     workflowId: task.workflowId,
     workflow: task.workflow,
@@ -15,10 +17,10 @@ export function createActivityContext(task: TaskMessage, signal: AbortSignal, he
     signal,
     heartbeat,
     log: {
-      debug: (m, meta) => log.debug(m, meta),
-      info: (m, meta) => log.info(m, meta),
-      warn: (m, meta) => log.warn(m, meta),
-      error: (m, meta) => log.error(m, meta),
+      debug: (m, meta) => log().debug(m, meta),
+      info: (m, meta) => log().info(m, meta),
+      warn: (m, meta) => log().warn(m, meta),
+      error: (m, meta) => log().error(m, meta),
     },
   };
 }

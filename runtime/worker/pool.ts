@@ -76,7 +76,6 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   const logger = options.logger.child({ component: "worker" });
   const slots = new Slots(Math.max(1, config.worker.slots));
   const pulling = new AbortController(); // stops the pull loops
-  const running = new AbortController(); // aborts running activities at the end of the grace period
   const tasks = new Set<Promise<void>>();
   const loops = new Map<string, Promise<void>>();
   /** Tasks pulled after stop() began, never started: released by stop(). */
@@ -106,6 +105,13 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     }
   }
   const heartbeatMs = Math.max(200, Math.floor(config.worker.ackWaitMs / 3));
+  /** Tasks between delivery and ack: one pool-wide timer keeps their ack deadlines moving (not one timer per task). */
+  const inProgress = new Set<JsMsg>();
+  let keepAliveTimer: ReturnType<typeof setInterval> | undefined;
+  /** Activity attempts running now: stop() aborts them when the grace period is over. */
+  const runningAttempts = new Set<AbortController>();
+  /** Aborted when the shutdown grace period is over: a completion still being published gives up. */
+  const graceOver = new AbortController();
   /** Running attempts by workflow id, so a cancellation can abort them. */
   const cancellers = new Map<string, Set<AbortController>>();
   let cancelSubscription: { unsubscribe(): void } | undefined;
@@ -152,12 +158,14 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
             continue;
           }
           used += 1;
+          inProgress.add(msg);
           const task = runTask(msg)
             .catch((err) => {
               // Unexpected (a bug, or a task no check foresaw): log it; never let it end the process.
               logger.error(`task on ${msg.subject} failed: ${(err as Error)?.stack ?? err}`);
             })
             .finally(() => {
+              inProgress.delete(msg);
               tasks.delete(task);
               slots.release(1);
             });
@@ -210,41 +218,42 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     }
 
     const startedAt = new Date();
-    const deadline = timeoutSignal(task.timeoutMs);
-    const timeout = deadline.signal;
-    const cancel = new AbortController();
+    // One controller per attempt, aborted with the reason: its timeout, the workflow's
+    // cancellation, or the end of the shutdown grace period (stop() aborts every running one).
+    const attempt = new AbortController();
+    const timer = armTimeout(attempt, task);
     const forWorkflow = cancellers.get(task.workflowId) ?? new Set<AbortController>();
-    forWorkflow.add(cancel);
+    forWorkflow.add(attempt);
     cancellers.set(task.workflowId, forWorkflow);
-    const attemptSignal = AbortSignal.any([running.signal, timeout, cancel.signal]);
-    const keepAlive = setInterval(() => msg.working(), heartbeatMs);
+    runningAttempts.add(attempt);
     const heartbeat = () => msg.working();
     let outcome: { ok: true; output: unknown } | { ok: false; error: ErrorRecord };
     try {
-      const ctx = createActivityContext(task, attemptSignal, heartbeat, options.logger);
-      const output = await raceAbort(Promise.resolve().then(() => fn(task.input, ctx)), attemptSignal);
+      const ctx = createActivityContext(task, attempt.signal, heartbeat, options.logger);
+      const output = await raceAbort(Promise.resolve(fn(task.input, ctx)), attempt.signal);
       outcome = { ok: true, output: output === undefined ? null : output };
     } catch (err) {
-      if (cancel.signal.aborted) {
+      const reason: unknown = attempt.signal.aborted ? attempt.signal.reason : undefined;
+      if (reason instanceof CancelledAttempt) {
         // The workflow is cancelled: its state no longer waits for this step.
         logger.info(`aborted ${task.activity}: workflow cancelled`, meta);
         msg.ack();
         return;
       }
-      if (running.signal.aborted && !timeout.aborted) {
+      if (reason instanceof ShutdownError) {
         // Shutdown: not a failure of the activity. Release the task for another runtime now.
-        clearInterval(keepAlive);
         logger.info(`released ${task.activity} at shutdown`, meta);
         msg.nak();
         return;
       }
-      outcome = timeout.aborted
-        ? { ok: false, error: { message: `activity ${task.activity} timed out after ${task.timeoutMs}ms (attempt ${task.attempt})`, type: "ActivityTimeoutError" } }
-        : { ok: false, error: toErrorRecord(err) };
+      outcome =
+        reason instanceof ActivityTimeout
+          ? { ok: false, error: { message: `activity ${task.activity} timed out after ${task.timeoutMs}ms (attempt ${task.attempt})`, type: "ActivityTimeoutError" } }
+          : { ok: false, error: toErrorRecord(err) };
     } finally {
-      clearInterval(keepAlive);
-      deadline.clear();
-      forWorkflow.delete(cancel);
+      timer.clear();
+      runningAttempts.delete(attempt);
+      forWorkflow.delete(attempt);
       if (forWorkflow.size === 0 && cancellers.get(task.workflowId) === forWorkflow) cancellers.delete(task.workflowId);
     }
     options.crashPoint?.("after-activity-before-completion");
@@ -264,7 +273,6 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       completion = { ...base, ok: false, error: { message: `output of activity ${task.activity} cannot be recorded: ${(err as Error).message}`, type: "ActivityOutputError", nonRetryable: true } };
       text = JSON.stringify(completion);
     }
-    const keepAlive = setInterval(() => msg.working(), heartbeatMs);
     try {
       // The completion must be durable before the task is acked: either recorded in the state by
       // this runtime's orchestrator, or published as an event (NATS may be restarting: retry).
@@ -276,14 +284,12 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         const publish = () => topology.js.publish(topology.names.completedSubject(task.workflowId, task.step), data, { msgID: MSG_ID.completion(task.workflowId, task.step, task.attempt) });
         // The first try is a plain publish (the common case, and the hot path); retries back off.
         await publish().catch(() =>
-          pRetry(publish, { retries: Infinity, minTimeout: 200, maxTimeout: 2_000, signal: pulling.signal.aborted ? running.signal : undefined }),
+          pRetry(publish, { retries: Infinity, minTimeout: 200, maxTimeout: 2_000, signal: pulling.signal.aborted ? graceOver.signal : undefined }),
         );
       }
     } catch (err) {
       logger.warn(`could not publish the completion of ${task.step}: ${(err as Error)?.message}; the task will be redelivered`, { workflowId: task.workflowId });
       return;
-    } finally {
-      clearInterval(keepAlive);
     }
     options.crashPoint?.("after-completion-before-ack");
     msg.ack();
@@ -329,6 +335,10 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     },
     async start() {
       started = true;
+      keepAliveTimer = setInterval(() => {
+        for (const msg of inProgress) msg.working();
+      }, heartbeatMs);
+      keepAliveTimer.unref();
       watchCancellations();
       startLoops();
       if (activityTypes.length === 0) logger.warn("no activity types to pull: this runtime runs no activities");
@@ -350,13 +360,16 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       if (tasks.size > 0) {
         logger.info(`waiting up to ${config.worker.shutdownGraceMs}ms for ${tasks.size} running activit${tasks.size === 1 ? "y" : "ies"}`);
         // The grace timer is cancelled as soon as the tasks are done: it must not keep the process alive.
-        const graceOver = new AbortController();
-        const grace = sleep(config.worker.shutdownGraceMs, undefined, { signal: graceOver.signal }).catch(() => undefined);
+        const graceTimer = new AbortController();
+        const grace = sleep(config.worker.shutdownGraceMs, undefined, { signal: graceTimer.signal }).catch(() => undefined);
         await Promise.race([Promise.allSettled([...tasks]), grace]);
-        graceOver.abort();
+        graceTimer.abort();
       }
-      running.abort(new ShutdownError(reason));
+      // The grace period is over: abort what still runs (each attempt NAKs its task).
+      graceOver.abort(new ShutdownError(reason));
+      for (const attempt of runningAttempts) attempt.abort(new ShutdownError(reason));
       await Promise.allSettled([...tasks]);
+      clearInterval(keepAliveTimer);
     },
   };
 }
@@ -364,19 +377,25 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
 /** Node's timers take at most 2^31-1 ms (24.8 days); a longer delay fires after 1 ms, or throws past 2^32-1. */
 const MAX_TIMER_MS = 2_147_483_647;
 
-/** AbortSignal.timeout for any activity timeout, including ones longer than a Node timer can wait. */
-function timeoutSignal(ms: number): { signal: AbortSignal; clear(): void } {
-  if (ms <= MAX_TIMER_MS) return { signal: AbortSignal.timeout(Math.max(1, Math.round(ms))), clear() {} };
-  const controller = new AbortController();
-  const deadline = Date.now() + ms;
+/** The reason an attempt is aborted when its timeout passes. */
+class ActivityTimeout extends Error {
+  constructor() {
+    super("activity timed out");
+    this.name = "ActivityTimeoutError";
+  }
+}
+
+/** Abort the attempt when the task's timeout passes, however long it is (Node timers cap at 24.8 days). */
+function armTimeout(attempt: AbortController, task: TaskMessage): { clear(): void } {
+  const deadline = Date.now() + task.timeoutMs;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const arm = () => {
     const left = deadline - Date.now();
-    if (left <= 0) controller.abort(new DOMException("The operation was aborted due to timeout", "TimeoutError"));
-    else timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS)).unref();
+    if (left <= 0) attempt.abort(new ActivityTimeout());
+    else timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
   };
-  arm();
-  return { signal: controller.signal, clear: () => clearTimeout(timer) };
+  timer = setTimeout(arm, Math.max(1, Math.min(Math.round(task.timeoutMs), MAX_TIMER_MS)));
+  return { clear: () => clearTimeout(timer) };
 }
 
 /** Settle with the promise, or reject with the signal's reason when it fires first (a hung activity). */
