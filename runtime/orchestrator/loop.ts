@@ -16,7 +16,7 @@ import { encode, parseCancel, type CompletionMessage, parseCompletion, parseJson
 import { isTerminal, STATE_SCHEMA_VERSION, type WorkflowState } from "../state.js";
 import { BlockedWorkflowError, decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
 import { pendingEffects, publishEffects } from "./outbox.js";
-import { readAllStates, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
+import { readAllStates, serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 
 export interface Orchestrator {
   start(): Promise<void>;
@@ -481,7 +481,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
  * last state it could store and an error that says why.
  */
 function failIfTooLarge(decision: Decision & { kind: "write" }, stored: StoredWorkflow, maxBytes: number): Decision & { kind: "write"; serialized?: string } {
-  const serialized = JSON.stringify(decision.state); // serialized once: the write below reuses it
+  const serialized = serializeState(decision.state); // serialized once: the write below reuses it
   // UTF-8 takes at most 3 bytes per UTF-16 unit: most states are far below the limit, uncounted.
   const bytes = serialized.length * 3 <= maxBytes ? serialized.length : Buffer.byteLength(serialized);
   if (bytes <= maxBytes) return { ...decision, serialized };
