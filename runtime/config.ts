@@ -109,6 +109,11 @@ export const configSchema = {
       default: "fail",
     },
     cacheSize: { doc: "Workflows whose state and live execution a runtime keeps in memory (each saves a replay when its next event comes; about 8 KiB each).", format: "nat", default: 2_000 },
+    cacheDistantWaits: {
+      doc: "A workflow that waits only on timers (sleeps, retry backoffs) due later than this is dropped from that cache; it is read and replayed when it wakes.",
+      format: "duration",
+      default: "30s" as string | number,
+    },
   },
   defaults: {
     activityTimeout: { doc: "Start-to-close timeout of an activity attempt.", format: "duration", default: "1m" as string | number },
@@ -155,7 +160,7 @@ export interface Config {
     maxDeliveries: number;
     shutdownGraceMs: number;
   };
-  orchestrator: { ackWaitMs: number; concurrency: number; cacheSize: number; onNonDeterminism: "fail" | "block" };
+  orchestrator: { ackWaitMs: number; concurrency: number; cacheSize: number; cacheDistantWaitsMs: number; onNonDeterminism: "fail" | "block" };
   defaults: { activityTimeoutMs: number; workflowTimeoutMs: number; retry: RetryPolicy };
   limits: { maxInputBytes: number };
   log: { level: LogLevel; format: "text" | "json" };
@@ -247,6 +252,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       ackWaitMs: parseDuration(raw.orchestrator.ackWait, "orchestrator.ackWait"),
       concurrency: Math.max(1, raw.orchestrator.concurrency),
       cacheSize: raw.orchestrator.cacheSize,
+      cacheDistantWaitsMs: parseDuration(raw.orchestrator.cacheDistantWaits, "orchestrator.cacheDistantWaits"),
       onNonDeterminism: raw.orchestrator.onNonDeterminism as "fail" | "block",
     },
     defaults: {

@@ -15,7 +15,7 @@ import type { Topology } from "../nats/topology.js";
 import { encode, parseCancel, type CompletionMessage, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage } from "../protocol.js";
 import { isTerminal, STATE_SCHEMA_VERSION, type WorkflowState } from "../state.js";
 import { BlockedWorkflowError, decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
-import { pendingEffects, publishEffects } from "./outbox.js";
+import { pendingEffects, publishEffects, type Effect } from "./outbox.js";
 import { readAllStates, serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 
 export interface Orchestrator {
@@ -197,6 +197,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       }
       logger.debug(`started ${workflowType}`, { workflowId: id });
       announceIfFinished(stored.state);
+      if (waitsOnlyOnDistantTimers(stored.state, decision.effects, env.now(), config.orchestrator.cacheDistantWaitsMs)) store.forget(id);
       options.crashPoint?.("after-state-write-before-dispatch");
       await publishEffects(topology, stored.state, decision.effects);
       msg.ack();
@@ -245,6 +246,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         const write = failIfTooLarge(decision, stored, maxStateBytes);
         const next = await store.update(write.state, stored.revision, write.execution, write.serialized);
         announceIfFinished(next.state, write.serialized);
+        if (waitsOnlyOnDistantTimers(next.state, write.effects, env.now(), config.orchestrator.cacheDistantWaitsMs)) store.forget(id);
         options.crashPoint?.("after-state-write-before-dispatch");
         await publishEffects(topology, next.state, write.effects);
         options.crashPoint?.("after-dispatch-before-ack");
@@ -489,6 +491,25 @@ function failIfTooLarge(decision: Decision & { kind: "write" }, stored: StoredWo
   const now = new Date().toISOString();
   const state: WorkflowState = { ...stored.state, status: "failed", error: { message: `${error.message}. ${error.hint}`, type: "StateTooLargeError" }, updatedAt: now, completedAt: now };
   return { kind: "write", state, effects: [], execution: undefined };
+}
+
+/**
+ * True when the write armed only timers and everything the workflow waits on fires at least
+ * `distantMs` from now. Such a workflow is not kept in the state cache (orchestrator.cacheDistantWaits):
+ * its state and live execution would hold memory until then (10,000 sleeping workflows were most
+ * of a runtime's memory), and when it wakes, one read and a replay bring it back.
+ */
+function waitsOnlyOnDistantTimers(state: WorkflowState, effects: Effect[], now: number, distantMs: number): boolean {
+  if (state.status !== "running" || effects.length === 0 || effects.some((e) => e.kind !== "timer")) return false;
+  let waiting = false;
+  for (const step of Object.values(state.steps)) {
+    const wakesAt = step.status === "retrying" ? step.nextAttemptAt : step.status === "waiting" && step.kind === "sleep" ? step.fireAt : undefined;
+    if (step.status === "scheduled" || (step.status === "waiting" && step.kind === "signal")) return false; // may wake any moment
+    if (wakesAt === undefined) continue;
+    if (Date.parse(wakesAt) - now < distantMs) return false;
+    waiting = true;
+  }
+  return waiting;
 }
 
 function isJsMsg(msg: EventMessage): msg is JsMsg {

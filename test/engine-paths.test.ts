@@ -1,0 +1,149 @@
+/**
+ * The engine's fast paths, each checked for what a user relies on: a runtime with both roles
+ * applies its own completions in-process (no completion events), split roles still publish them;
+ * result() learns of the end from the orchestrator's announcement, and still finds it when no
+ * announcement comes; a workflow dropped from the cache during a long sleep wakes up and replays
+ * without running an activity twice.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { Msg } from "@nats-io/nats-core";
+import { createRuntime, type ActivityContext, type WorkflowContext, type WorkflowState } from "../runtime/index.js";
+import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
+import { Engine, resultSignal, sleep } from "./fixtures/engine/harness.js";
+
+let nats: TestNats;
+const engines: Engine[] = [];
+const engine = (): Engine => {
+  const e = new Engine(nats.url);
+  engines.push(e);
+  return e;
+};
+
+beforeAll(async () => {
+  nats = await startNatsServer();
+});
+afterEach(async () => {
+  await Promise.all(engines.splice(0).map((e) => e.close()));
+});
+afterAll(async () => {
+  await nats?.stop();
+});
+
+const activities = {
+  inc: async (n: number) => n + 1,
+};
+const chain = async (ctx: WorkflowContext<typeof activities>, input: { n: number }) => {
+  const a = await ctx.activities.inc(input.n);
+  const b = await ctx.activities.inc(a);
+  return await ctx.activities.inc(b);
+};
+
+/** Every completion event published in the namespace, seen with a plain subscription. */
+async function watchCompletions(e: Engine): Promise<{ seen: string[]; stop(): void }> {
+  const { nc } = await e.topology();
+  const seen: string[] = [];
+  const sub = nc.subscribe(e.names.completedSubject(">", "").replace(/\.$/, ""), { callback: (_err: Error | null, msg: Msg) => void seen.push(msg.subject) });
+  await nc.flush();
+  return { seen, stop: () => sub.unsubscribe() };
+}
+
+describe("completions", () => {
+  it("a runtime with both roles records its own workers' completions without publishing completion events", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { chain }, activities });
+    const completions = await watchCompletions(e);
+    const client = await e.client();
+    const results = await Promise.all(Array.from({ length: 10 }, async (_, i) => (await client.start("chain", { n: i }, { id: `local-${i}` })).result(resultSignal())));
+    expect(results).toEqual(Array.from({ length: 10 }, (_, i) => i + 3));
+    const state = await client.describe("local-0");
+    expect(Object.values(state.steps).map((s) => [s.status, s.attempt])).toEqual([
+      ["completed", 1],
+      ["completed", 1],
+      ["completed", 1],
+    ]);
+    completions.stop();
+    expect(completions.seen).toEqual([]);
+    // The events stream saw the starts only: one event per workflow instead of one per step.
+    const { jsm } = await e.topology();
+    expect((await jsm.streams.info(e.names.eventsStream)).state.last_seq).toBe(10);
+  });
+
+  it("a worker-only runtime publishes completion events, which an orchestrator-only runtime applies", async () => {
+    const e = engine();
+    const orchestrator = await createRuntime({ config: e.config(), workflows: { chain }, activities, role: "orchestrator" });
+    const worker = await createRuntime({ config: e.config(), workflows: { chain }, activities, role: "worker" });
+    try {
+      await orchestrator.start();
+      await worker.start();
+      const completions = await watchCompletions(e);
+      const client = await e.client();
+      expect(await (await client.start("chain", { n: 1 }, { id: "split-1" })).result(resultSignal())).toBe(4);
+      completions.stop();
+      expect(completions.seen).toHaveLength(3);
+    } finally {
+      await worker.stop("test end");
+      await orchestrator.stop("test end");
+    }
+  });
+});
+
+describe("waiting for the end", () => {
+  it("result() and waitForEnd() return as soon as the workflow ends, with the stored state", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { chain }, activities });
+    const client = await e.client();
+    const handle = await client.start("chain", { n: 10 }, { id: "ends-1" });
+    const [result, end] = await Promise.all([handle.result(resultSignal()), client.waitForEnd("ends-1", resultSignal())]);
+    expect(result).toBe(13);
+    expect(end).toEqual(await client.describe("ends-1"));
+  });
+
+  it("waitForEnd() finds an end that was never announced by re-reading the state", async () => {
+    const e = engine();
+    const client = await e.client();
+    const waiting = client.waitForEnd("written-by-hand", resultSignal(10_000));
+    await sleep(200);
+    // A terminal state written by another program, without the orchestrator's announcement.
+    const now = new Date().toISOString();
+    const state: WorkflowState = { v: 1, id: "written-by-hand", workflow: "chain", status: "completed", input: null, result: 42, createdAt: now, updatedAt: now, completedAt: now, bundle: "x", kind: "code", steps: {}, journal: [] };
+    await client.topology.states.put("written-by-hand", JSON.stringify(state));
+    const t0 = Date.now();
+    expect(await waiting).toMatchObject({ status: "completed", result: 42 });
+    expect(Date.now() - t0).toBeLessThan(3_000);
+  });
+
+  it("waitForEnd() stops waiting when its signal aborts", async () => {
+    const e = engine();
+    const client = await e.client();
+    await expect(client.waitForEnd("never-started", { signal: AbortSignal.timeout(300) })).rejects.toMatchObject({ code: "WF_ABORTED" });
+  });
+});
+
+describe("cache", () => {
+  it("a workflow dropped from the cache while it sleeps wakes up, replays, and runs no activity twice", async () => {
+    const e = engine();
+    const runs: string[] = [];
+    const acts = {
+      note: async (label: string, ctx: ActivityContext) => {
+        runs.push(`${label}#${ctx.attempt}`);
+        return label;
+      },
+    };
+    const sleeper = async (ctx: WorkflowContext<typeof acts>) => {
+      const id = ctx.uuid();
+      const before = await ctx.activities.note("before");
+      await ctx.sleep("400ms"); // longer than cacheDistantWaits below: the runtime forgets it meanwhile
+      const after = await ctx.activities.note("after");
+      return { id, before, after, again: ctx.uuid() };
+    };
+    await e.runtime({ workflows: { sleeper }, activities: acts, config: { orchestrator: { cacheDistantWaits: "100ms" } } });
+    const client = await e.client();
+    const result = (await (await client.start("sleeper", null, { id: "evicted-1" })).result(resultSignal())) as { id: string; again: string; before: string; after: string };
+    expect(result).toMatchObject({ before: "before", after: "after" });
+    expect(result.id).not.toBe(result.again);
+    expect(runs).toEqual(["before#1", "after#1"]);
+    const state = await client.describe("evicted-1");
+    expect(state.journal).toEqual(["note", "sleep", "note-2"]);
+    expect(Object.values(state.steps).every((s) => s.status === "completed")).toBe(true);
+  });
+});
