@@ -1,8 +1,10 @@
 /**
  * Replay cost: a code workflow of S sequential activities (bench/fixtures/functions), one at a
  * time on one `wf run` process. From the final state's step records, the time per step is
- * finishedAt(step s) − finishedAt(step s−1); it is averaged over steps 6–15 ("around step 10")
- * and over the last ten steps ("around step S"), per run; the figure is the median over runs. A flat ratio means no step costs more because
+ * finishedAt(step s) − finishedAt(step s−1); it is averaged over steps 5–24 ("around step 10")
+ * and over the last twenty steps ("around step S"), per run; the figure is the median over runs.
+ * (Timestamps have millisecond resolution and a step takes about one: windows of twenty steps and
+ * nine runs keep that rounding and one-off pauses from deciding the figure.) A flat ratio means no step costs more because
  * more steps came before it (no full replay per event, no quadratic journal work).
  */
 import { join } from "node:path";
@@ -14,8 +16,8 @@ import { mean, percentile, round, withTimeout } from "./lib/stats.js";
 import { createWaiter } from "./lib/waiter.js";
 
 export const FIXTURE_FUNCTIONS = join(REPO_ROOT, "bench", "fixtures", "functions");
-const RUNS = 5;
-const WINDOW = 10;
+const RUNS = 9;
+const WINDOW = 20;
 
 /** Per-step durations (ms), index s−1 for step s ≥ 2; NaN for step 1. */
 function stepTimes(state: WorkflowState): number[] {
@@ -53,8 +55,8 @@ export async function replay(ctx: BenchContext): Promise<Figure> {
         if (state.status !== "completed") throw new Error(`workflow ${id} ended ${state.status}: ${state.error?.message ?? ""}`);
         const times = stepTimes(state);
         if (times.length !== steps) throw new Error(`workflow ${id} recorded ${times.length} steps, expected ${steps}`);
-        const e = times.slice(5, 5 + WINDOW); // steps 6..15
-        const l = times.slice(steps - WINDOW); // the last ten
+        const e = times.slice(4, 4 + WINDOW); // steps 5..24
+        const l = times.slice(steps - WINDOW); // the last twenty
         early.push(mean(e));
         late.push(mean(l));
         earlyAll.push(...e);
