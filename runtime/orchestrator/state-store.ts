@@ -32,7 +32,8 @@ export class StateStore {
 
   private encode(state: WorkflowState, serialized?: string): string {
     const text = serialized ?? serializeState(state);
-    const bytes = Buffer.byteLength(text);
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: most states are far below the limit, uncounted.
+    const bytes = text.length * 3 <= this.maxBytes ? text.length : Buffer.byteLength(text);
     if (bytes > this.maxBytes) throw new StateTooLargeError(state.id, bytes, this.maxBytes);
     return text;
   }
@@ -116,7 +117,10 @@ export class StateStore {
   }
 }
 
-/** The JSON of settled steps, by step object: a settled step never changes (decide copies a step before editing it). */
+/**
+ * `"<name>":<step JSON>` of settled steps, by step object: a settled step never changes (decide
+ * copies a step before editing it), and a step object sits under one name.
+ */
 const settledStepJson = new WeakMap<StepState, string>();
 /** Below this many steps a plain JSON.stringify is as fast. */
 const INCREMENTAL_MIN_STEPS = 16;
@@ -137,12 +141,12 @@ export function serializeState(state: WorkflowState): string {
   for (let i = 0; i < names.length; i++) {
     const name = names[i]!;
     const step = state.steps[name]!;
-    let json = settledStepJson.get(step);
-    if (json === undefined) {
-      json = JSON.stringify(step);
-      if (step.status === "completed" || step.status === "failed") settledStepJson.set(step, json);
+    let member = settledStepJson.get(step);
+    if (member === undefined) {
+      member = `${JSON.stringify(name)}:${JSON.stringify(step)}`;
+      if (step.status === "completed" || step.status === "failed") settledStepJson.set(step, member);
     }
-    parts[i] = `${JSON.stringify(name)}:${json}`;
+    parts[i] = member;
   }
   const rest = JSON.stringify({ ...state, steps: STEPS_PLACEHOLDER });
   const at = rest.indexOf(STEPS_PLACEHOLDER_JSON);
