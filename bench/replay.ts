@@ -8,7 +8,7 @@
  * more steps came before it (no full replay per event, no quadratic journal work).
  */
 import { join } from "node:path";
-import type { WorkflowState } from "../runtime/index.js";
+import type { WorkflowClient, WorkflowState } from "../runtime/index.js";
 import type { BenchContext, Figure } from "./lib/context.js";
 import { benchClient, namespaceFor } from "./lib/context.js";
 import { REPO_ROOT, spawnRuntime, stopAll, waitUntilPulling, type RuntimeProcess } from "./lib/runtimes.js";
@@ -18,6 +18,7 @@ import { createWaiter } from "./lib/waiter.js";
 export const FIXTURE_FUNCTIONS = join(REPO_ROOT, "bench", "fixtures", "functions");
 const RUNS = 9;
 const WINDOW = 20;
+const KV_CAS_SAMPLES = 200;
 
 /** Per-step durations (ms), index s−1 for step s ≥ 2; NaN for step 1. */
 function stepTimes(state: WorkflowState): number[] {
@@ -25,6 +26,23 @@ function stepTimes(state: WorkflowState): number[] {
     .sort((a, b) => a.seq - b.seq)
     .map((s) => Date.parse(s.finishedAt ?? ""));
   return finished.map((t, i) => (i === 0 ? NaN : t - finished[i - 1]!));
+}
+
+/** Mean ms of a KV compare-and-set of a value of each size (a scratch key, deleted after). */
+async function kvCasCost(client: WorkflowClient, sizes: number[]): Promise<number[]> {
+  const kv = client.topology.states;
+  const out: number[] = [];
+  for (const size of sizes) {
+    const key = `bench-kv-cas-${size}`;
+    const value = "x".repeat(size);
+    let revision = await kv.put(key, value);
+    for (let i = 0; i < 20; i++) revision = await kv.update(key, value, revision); // warm-up
+    const t0 = performance.now();
+    for (let i = 0; i < KV_CAS_SAMPLES; i++) revision = await kv.update(key, value, revision);
+    out.push(round((performance.now() - t0) / KV_CAS_SAMPLES, 3));
+    await kv.purge(key);
+  }
+  return out;
 }
 
 export async function replay(ctx: BenchContext): Promise<Figure> {
@@ -42,6 +60,7 @@ export async function replay(ctx: BenchContext): Promise<Figure> {
     const lateAll: number[] = [];
     const durations: number[] = [];
     let stateBytes = 0;
+    let earlyStateBytes = 0;
     try {
       // Warm-up run (short), not measured.
       await client.start("bench_sequential", { steps: 20 }, { id: "warm" });
@@ -62,6 +81,7 @@ export async function replay(ctx: BenchContext): Promise<Figure> {
         earlyAll.push(...e);
         lateAll.push(...l);
         stateBytes = JSON.stringify(state).length;
+        earlyStateBytes = JSON.stringify({ ...state, steps: Object.fromEntries(Object.entries(state.steps).slice(0, 14)), journal: state.journal.slice(0, 14) }).length;
       }
     } finally {
       await waiter.close();
@@ -70,6 +90,9 @@ export async function replay(ctx: BenchContext): Promise<Figure> {
     // does not decide the figure.
     const earlyMs = percentile(early, 50);
     const lateMs = percentile(late, 50);
+    // What NATS alone charges for rewriting a value of the state's size at both ends of the run:
+    // the part of the growth no engine work can remove while the state document holds the journal.
+    const kvCas = await kvCasCost(client, [earlyStateBytes, stateBytes]);
     return {
       figure: "replay",
       steps,
@@ -82,6 +105,8 @@ export async function replay(ctx: BenchContext): Promise<Figure> {
       step_median_ratio: round(percentile(lateAll, 50) / percentile(earlyAll, 50), 3),
       workflow_ms: durations.map((d) => round(d, 1)),
       final_state_bytes: stateBytes,
+      state_bytes_at_10: earlyStateBytes,
+      raw_kv_cas_ms: { [`${earlyStateBytes}_bytes`]: kvCas[0], [`${stateBytes}_bytes`]: kvCas[1] },
     };
   } finally {
     await client.close().catch(() => undefined);

@@ -6,17 +6,31 @@ export type Duration = number | string;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/g;
 
+/**
+ * Valid strings already parsed: the same few ("30s", "1m") come back with every step a workflow
+ * schedules, and the regular expressions showed in the orchestrator's profile. Bounded.
+ */
+const parsed = new Map<string, number>();
+const PARSED_MAX = 1_000;
+
 /** Parse a Duration into milliseconds. Throws a ValidationError naming `what` on anything else. */
 export function parseDuration(value: Duration, what = "duration"): number {
   if (typeof value === "number") {
     if (Number.isFinite(value) && value >= 0) return Math.round(value);
   } else if (typeof value === "string") {
+    const known = parsed.get(value);
+    if (known !== undefined) return known;
     const text = value.trim();
-    if (/^\d+$/.test(text)) return Number(text);
-    if (/^((\d+(\.\d+)?)(ms|s|m|h|d))+$/.test(text)) {
+    let ms: number | undefined;
+    if (/^\d+$/.test(text)) ms = Number(text);
+    else if (/^((\d+(\.\d+)?)(ms|s|m|h|d))+$/.test(text)) {
       let total = 0;
       for (const match of text.matchAll(PART)) total += Number(match[1]) * UNIT_MS[match[2]!]!;
-      return Math.round(total);
+      ms = Math.round(total);
+    }
+    if (ms !== undefined) {
+      if (parsed.size < PARSED_MAX) parsed.set(value, ms);
+      return ms;
     }
   }
   throw new ValidationError(
