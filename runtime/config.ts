@@ -76,7 +76,12 @@ export const configSchema = {
   },
   worker: {
     id: { doc: "This runtime's id in logs and step records (default: host-pid).", format: String, default: "", env: "WORKER_ID" },
-    slots: { doc: "Activities this runtime runs at once.", format: "nat", default: 16, env: "WF_WORKER_SLOTS" },
+    slots: {
+      doc: "Activities this runtime runs at once. A slot is held while the activity runs; recording its completion afterwards does not hold it (up to orchestrator.concurrency are recorded at once).",
+      format: "nat",
+      default: 16,
+      env: "WF_WORKER_SLOTS",
+    },
     activities: {
       doc: "Activity types this runtime pulls (empty: every type it has code for).",
       format: "string-list",
@@ -102,7 +107,7 @@ export const configSchema = {
   },
   orchestrator: {
     ackWait: { doc: "Redelivery delay of an event whose runtime died while applying it.", format: "duration", default: "30s" as string | number },
-    concurrency: { doc: "Events applied at once by one runtime.", format: "nat", default: 128 },
+    concurrency: { doc: "Events applied at once by one runtime; also how many of its own workers' completions it records at once.", format: "nat", default: 128 },
     onNonDeterminism: {
       doc: "When a replay diverges from the journal: fail the workflow, or block it (its events are retried every orchestrator.ackWait, at most 30 s, until code that replays cleanly is running, or it is cancelled).",
       format: ["fail", "block"],

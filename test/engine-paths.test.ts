@@ -3,11 +3,12 @@
  * applies its own completions in-process (no completion events), split roles still publish them;
  * result() learns of the end from the orchestrator's announcement, and still finds it when no
  * announcement comes; a workflow dropped from the cache during a long sleep wakes up and replays
- * without running an activity twice.
+ * without running an activity twice; the DAG interpreter schedules every step in the same decision
+ * that completed its last dependency.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Msg } from "@nats-io/nats-core";
-import { createRuntime, type ActivityContext, type WorkflowContext, type WorkflowState } from "../runtime/index.js";
+import { createRuntime, defineDag, type ActivityContext, type DagDefinition, type WorkflowContext, type WorkflowState } from "../runtime/index.js";
 import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
 import { Engine, resultSignal, sleep } from "./fixtures/engine/harness.js";
 
@@ -145,5 +146,45 @@ describe("cache", () => {
     const state = await client.describe("evicted-1");
     expect(state.journal).toEqual(["note", "sleep", "note-2"]);
     expect(Object.values(state.steps).every((s) => s.status === "completed")).toBe(true);
+  });
+});
+
+describe("DAG activations", () => {
+  it("a wide and deep DAG: every step is scheduled by the decision that completed its last dependency", async () => {
+    const e = engine();
+    const fan = Array.from({ length: 6 }, (_, i) => ({ name: `fan${i}`, type: "echo", dependencies: ["root"] }));
+    const chain = Array.from({ length: 5 }, (_, i) => ({ name: `chain${i}`, type: "echo", dependencies: [i === 0 ? "join" : `chain${i - 1}`] }));
+    const wide: DagDefinition = defineDag({
+      name: "wide",
+      activities: [
+        { name: "root", type: "echo" },
+        ...fan,
+        { name: "join", type: "echo", dependencies: fan.map((f) => f.name) },
+        ...chain,
+        { name: "side", type: "echo" },
+        { name: "last", type: "echo", dependencies: ["chain4", "side", "fan2"] },
+      ],
+    });
+    await e.runtime({ workflows: { wide }, activities: { echo: async (input: Record<string, unknown>, ctx: ActivityContext) => ({ step: ctx.activityId, saw: Object.keys(input).filter((k) => k !== "seed").sort() }) } });
+    const client = await e.client();
+    for (let run = 0; run < 3; run++) {
+      const id = `wide-${run}`;
+      const result = (await (await client.start("wide", { seed: run }, { id })).result(resultSignal())) as Record<string, { step: string; saw: string[] }>;
+      expect(Object.keys(result).sort()).toEqual(wide.activities.map((a) => a.name).sort());
+      expect(result.join!.saw).toEqual(fan.map((f) => f.name).sort());
+      expect(result.last!.saw).toEqual(["chain4", "fan2", "side"]);
+      const state = await client.describe(id);
+      for (const activity of wide.activities) {
+        const deps = activity.dependencies ?? [];
+        const step = state.steps[activity.name]!;
+        expect(step.status).toBe("completed");
+        if (deps.length === 0) {
+          expect(step.scheduledAt, activity.name).toBe(state.createdAt);
+          continue;
+        }
+        const lastResolved = Math.max(...deps.map((d) => state.steps[d]!.resolvedAt!));
+        expect(step.scheduledAt, `${activity.name} scheduled when its last dependency resolved`).toBe(new Date(lastResolved).toISOString());
+      }
+    }
   });
 });

@@ -33,6 +33,11 @@ export interface WorkflowRealm {
    * different workflows in it overlap.
    */
   readonly exclusive: boolean;
+  /**
+   * Set only for code we wrote and know (the built-in DAG interpreter): it reacts to a result within
+   * a few microtask hops, so an activation need not wait for a macrotask turn (see activate()).
+   */
+  readonly settlesWithinMicrotasks?: number;
   /** Make Date and Math.random inside the realm answer for this activation. */
   enter(clock: { now(): number; random(): number }): void;
   exit(): void;
@@ -116,6 +121,10 @@ export class WorkflowExecution {
     const out = this.issued;
     this.issued = [];
     return out;
+  }
+
+  get awaitingCount(): number {
+    return this.waiters.size;
   }
 
   /** Steps the code awaits and that have not been delivered. */
@@ -241,7 +250,17 @@ export function activate(execution: WorkflowExecution, at: number, action: () =>
     execution.realm.enter(execution.clock());
     try {
       action();
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      const hops = execution.realm.settlesWithinMicrotasks;
+      if (hops !== undefined) {
+        // Known code: let its promise chains run, hop by hop, without leaving the microtask queue
+        // (a macrotask turn cost 0.07 ms per activation, five times per order workflow).
+        for (let i = 0; i < hops; i++) await undefined;
+        // Code that awaits nothing of ours and has not ended is still running: should it ever
+        // need more hops than expected, fall back to the general barrier.
+        if (execution.awaitingCount === 0 && !execution.outcome) await new Promise<void>((resolve) => setImmediate(resolve));
+      } else {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
     } finally {
       execution.realm.exit();
     }

@@ -56,6 +56,8 @@ const FETCH_EXPIRES_MS = 1_000;
 const DRAIN_TIMEOUT_MS = 2_000;
 const MAX_OUTPUT_BYTES = 900 * 1024;
 const encoder = new TextEncoder();
+/** For waits that only end by being granted. */
+const NEVER = new AbortController().signal;
 
 class ShutdownError extends Error {
   constructor(reason: string) {
@@ -75,6 +77,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   const { topology, config } = options;
   const logger = options.logger.child({ component: "worker" });
   const slots = new Slots(Math.max(1, config.worker.slots));
+  /** Completions being recorded at once (see runTask): as many as the orchestrator applies at once. */
+  const recording = new Slots(Math.max(1, config.orchestrator.concurrency));
   const pulling = new AbortController(); // stops the pull loops
   const tasks = new Set<Promise<void>>();
   const loops = new Map<string, Promise<void>>();
@@ -159,7 +163,13 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
           }
           used += 1;
           inProgress.add(msg);
-          const task = runTask(msg)
+          let slotHeld = true;
+          const releaseSlot = () => {
+            if (!slotHeld) return;
+            slotHeld = false;
+            slots.release(1);
+          };
+          const task = runTask(msg, releaseSlot)
             .catch((err) => {
               // Unexpected (a bug, or a task no check foresaw): log it; never let it end the process.
               logger.error(`task on ${msg.subject} failed: ${(err as Error)?.stack ?? err}`);
@@ -167,7 +177,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
             .finally(() => {
               inProgress.delete(msg);
               tasks.delete(task);
-              slots.release(1);
+              releaseSlot();
             });
           tasks.add(task);
         }
@@ -184,7 +194,14 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     }
   }
 
-  async function runTask(msg: JsMsg): Promise<void> {
+  /**
+   * Run one task. `releaseSlot` gives its activity slot back: once the activity settled, recording
+   * its completion (a state CAS and the next task's publish, or a completion event) is engine work
+   * that runs no user code, so it no longer counts against worker.slots but against a bound of its
+   * own. (Holding the slot through the recording capped a runtime at worker.slots workflows
+   * advancing at once, however short the activities: 16 by default.)
+   */
+  async function runTask(msg: JsMsg, releaseSlot: () => void): Promise<void> {
     let task: TaskMessage;
     try {
       task = parseTask(parseJson(msg.data));
@@ -257,7 +274,13 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       if (forWorkflow.size === 0 && cancellers.get(task.workflowId) === forWorkflow) cancellers.delete(task.workflowId);
     }
     options.crashPoint?.("after-activity-before-completion");
-    await complete(msg, task, startedAt, outcome);
+    await recording.acquireUpTo(1, NEVER);
+    releaseSlot();
+    try {
+      await complete(msg, task, startedAt, outcome);
+    } finally {
+      recording.release(1);
+    }
   }
 
   async function complete(msg: JsMsg, task: TaskMessage, startedAt: Date, outcome: { ok: true; output: unknown } | { ok: false; error: ErrorRecord }): Promise<void> {
