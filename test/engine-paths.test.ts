@@ -8,6 +8,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Msg } from "@nats-io/nats-core";
+import { DiscardPolicy } from "@nats-io/jetstream";
 import { createRuntime, defineDag, type ActivityContext, type DagDefinition, type WorkflowContext, type WorkflowState } from "../runtime/index.js";
 import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
 import { Engine, resultSignal, sleep } from "./fixtures/engine/harness.js";
@@ -186,5 +187,45 @@ describe("DAG activations", () => {
         expect(step.scheduledAt, `${activity.name} scheduled when its last dependency resolved`).toBe(new Date(lastResolved).toISOString());
       }
     }
+  });
+});
+
+describe("recording a completion that fails part way", () => {
+  it("the task is released, and its redelivery publishes the next task the state already recorded", async () => {
+    const e = engine();
+    const runs: string[] = [];
+    const acts = {
+      first: async (_: unknown, ctx: ActivityContext) => void runs.push(`first#${ctx.attempt}`),
+      second: async (_: unknown, ctx: ActivityContext) => void runs.push(`second#${ctx.attempt}`),
+    };
+    const two = async (ctx: WorkflowContext<typeof acts>) => {
+      await ctx.activities.first(null);
+      await ctx.activities.second(null);
+      return "done";
+    };
+    await e.runtime({ workflows: { two }, activities: acts });
+    const client = await e.client();
+    const { jsm } = client.topology;
+    const tasks = e.names.tasksStream;
+    const original = (await jsm.streams.info(tasks)).config;
+    // While `first`'s task is unacked (it is, until its completion is recorded), the stream takes
+    // no second message: the state CAS succeeds, the publish of `second`'s task fails.
+    await jsm.streams.update(tasks, { ...original, max_msgs: 1, discard: DiscardPolicy.New });
+    const handle = await client.start("two", null, { id: "part-way-1" });
+    let recorded: WorkflowState | undefined;
+    for (let i = 0; i < 100 && !recorded; i++) {
+      const state = await client.describe("part-way-1").catch(() => undefined);
+      if (state?.steps.second?.status === "scheduled") recorded = state;
+      else await sleep(50);
+    }
+    expect(recorded?.steps.first?.status).toBe("completed");
+    await jsm.streams.update(tasks, { ...original });
+    expect(await handle.result(resultSignal())).toBe("done");
+    // `first` ran again on the redelivery (at least once); its second completion changed nothing.
+    expect(runs.filter((r) => r.startsWith("first")).length).toBeGreaterThanOrEqual(2);
+    expect(runs.filter((r) => r.startsWith("second"))).toEqual(["second#1"]);
+    const state = await client.describe("part-way-1");
+    expect(state.steps.first).toMatchObject({ status: "completed", attempt: 1 });
+    expect(state.journal).toEqual(["first", "second"]);
   });
 });

@@ -24,11 +24,22 @@ export interface Orchestrator {
   /**
    * Apply a completion from this runtime's own worker directly, without a round trip through
    * WORKFLOW_EVENTS: the state CAS that records it is its durable record (the task is acked only
-   * after it). Resolves false when it was not applied here (stopping, unknown workflow, blocked,
-   * conflicts, NATS trouble): the worker then publishes it as an ordinary completion event.
+   * after it). See LocalOutcome for what the worker does next.
    */
-  applyLocalCompletion(completion: CompletionMessage, redelivered: boolean): Promise<boolean>;
+  applyLocalCompletion(completion: CompletionMessage, redelivered: boolean): Promise<LocalOutcome>;
 }
+
+/**
+ * applied: the state records the completion and its effects are published: ack the task.
+ * declined: nothing was written (stopping, unknown workflow, blocked, CAS conflicts): publish the
+ *   completion as an event, the ordinary path.
+ * retry: it failed part way; the state may record it while its effects are not published (NATS
+ *   went away between the two). Publishing the event would not repair that (a first delivery of a
+ *   completion already recorded is a plain no-op), so the task is released instead: its
+ *   redelivery, recognised as one, re-publishes every pending effect (and runs the activity again,
+ *   which at-least-once allows).
+ */
+export type LocalOutcome = "applied" | "declined" | "retry";
 
 /** What apply() needs of an event: a JetStream message, or a completion from this runtime's worker. */
 type EventMessage = Pick<JsMsg, "subject" | "redelivered" | "ack" | "nak"> & { info: { deliveryCount: number } };
@@ -430,15 +441,15 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
 
   return {
     async applyLocalCompletion(completion, redelivered) {
-      if (stopping) return false;
+      if (stopping) return "declined";
       const local = new LocalCompletion(topology.names.completedSubject(completion.workflowId, completion.step), redelivered);
       try {
         await serialize(completion.workflowId, () => apply(local, completion.workflowId, (stored) => decideCompletion(env, stored, completion)));
       } catch (err) {
-        logger.debug(`applying the completion of ${completion.step} here failed (${(err as Error)?.message ?? err}); publishing it as an event`, { workflowId: completion.workflowId });
-        return false;
+        logger.warn(`recording the completion of ${completion.step} failed part way (${(err as Error)?.message ?? err}); releasing the task to repair it`, { workflowId: completion.workflowId });
+        return "retry";
       }
-      return local.outcome === "applied";
+      return local.outcome === "applied" ? "applied" : "declined";
     },
     async start() {
       stopping = false;

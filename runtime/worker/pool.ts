@@ -21,6 +21,7 @@ import { MSG_ID, parseJson, parseTask, type CompletionMessage, type TaskMessage 
 import { recordDeadLetter } from "../dead-letters.js";
 import { createActivityContext } from "./activity-context.js";
 import { Slots } from "./slots.js";
+import type { LocalOutcome } from "../orchestrator/loop.js";
 
 export interface WorkerPool {
   start(): Promise<void>;
@@ -43,9 +44,9 @@ export interface WorkerPoolOptions {
   /**
    * This runtime's orchestrator, when it has one: a completion is applied in-process (its state
    * CAS is the durable record) instead of being published to WORKFLOW_EVENTS and consumed again.
-   * Resolves false when it could not be applied here; the completion is then published.
+   * "declined": the completion is published instead; "retry": the task is released (see LocalOutcome).
    */
-  applyCompletion?: (completion: CompletionMessage, redelivered: boolean) => Promise<boolean>;
+  applyCompletion?: (completion: CompletionMessage, redelivered: boolean) => Promise<LocalOutcome>;
   /** Test-only hook: called at named points so crash tests can kill the process there. */
   crashPoint?: (name: string) => void;
 }
@@ -56,6 +57,8 @@ const FETCH_EXPIRES_MS = 1_000;
 const DRAIN_TIMEOUT_MS = 2_000;
 const MAX_OUTPUT_BYTES = 900 * 1024;
 const encoder = new TextEncoder();
+/** A task whose completion could only be recorded part way comes back after this (see LocalOutcome). */
+const RELEASE_DELAY_MS = 1_000;
 /** For waits that only end by being granted. */
 const NEVER = new AbortController().signal;
 
@@ -301,8 +304,16 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       // this runtime's orchestrator, or published as an event (NATS may be restarting: retry).
       // A completion applied here went through JSON like a published one (Dates become strings),
       // so the cached execution sees exactly what a replay from the stored state would.
-      const applied = options.applyCompletion ? await options.applyCompletion(JSON.parse(text) as CompletionMessage, msg.redelivered).catch(() => false) : false;
-      if (!applied) {
+      const local: LocalOutcome = options.applyCompletion ? await options.applyCompletion(JSON.parse(text) as CompletionMessage, msg.redelivered).catch(() => "retry" as const) : "declined";
+      if (local === "retry") {
+        try {
+          msg.nak(RELEASE_DELAY_MS);
+        } catch {
+          /* connection gone: redelivered after the ack wait */
+        }
+        return;
+      }
+      if (local === "declined") {
         const data = encoder.encode(text);
         const publish = () => topology.js.publish(topology.names.completedSubject(task.workflowId, task.step), data, { msgID: MSG_ID.completion(task.workflowId, task.step, task.attempt) });
         // The first try is a plain publish (the common case, and the hot path); retries back off.
