@@ -12,6 +12,9 @@ import { spawnRuntime, stopAll, waitUntilPulling, type RuntimeProcess } from "./
 import { round, runPool, summarize, withTimeout } from "./lib/stats.js";
 import { createWaiter } from "./lib/waiter.js";
 
+const REPETITIONS = 5; // as the raw bound
+const WARM_UP = 500;
+
 export async function throughput(ctx: BenchContext, runtimeCount: number): Promise<Figure> {
   const { n, concurrency, waitMode, slots, cpuProfDir } = ctx.options;
   const namespace = namespaceFor(`tp${runtimeCount}`);
@@ -33,21 +36,28 @@ export async function throughput(ctx: BenchContext, runtimeCount: number): Promi
         if (state.status !== "completed") throw new Error(`workflow ${id} ended ${state.status}: ${state.error?.message ?? ""}`);
         return performance.now() - t0;
       };
-      // Warm-up: JIT, consumers, caches; not measured.
-      await withTimeout(runPool(Math.min(50, n), concurrency, async (i) => void (await one(`warm-${i}`))), 120_000, "throughput warm-up");
+      // Warm-up: JIT, consumers, caches; not measured. A runtime is a long-running process and its
+      // steady state is the figure: with 50 warm-up workflows, three runs of 1,000 still sped up
+      // from the first to the third (3,082 -> 4,150 steps/s), so the warm-up is half a run.
+      await withTimeout(runPool(Math.min(WARM_UP, n), concurrency, async (i) => void (await one(`warm-${i}`))), 120_000, "throughput warm-up");
 
-      const meter = cpuMeter({ nats_server: ctx.natsPid, ...Object.fromEntries(runtimes.map((r) => [r.label.replace(/-/g, "_"), r.pid])) });
-      const latencies: number[] = [];
-      const t0 = performance.now();
-      await withTimeout(
-        runPool(n, concurrency, async (i) => {
-          latencies.push(await one(`wf-${i}`));
-        }),
-        600_000,
-        `throughput with ${runtimeCount} runtime(s)`,
-      );
-      const seconds = (performance.now() - t0) / 1000;
-      const cpu = meter();
+      // A run of 1,000 workflows takes about a second on this machine: like the raw bound, the
+      // figure is the median of a few runs, so one disturbed second does not decide it.
+      const reps: Array<{ seconds: number; cpu: Record<string, number>; latencies: number[] }> = [];
+      for (let rep = 0; rep < REPETITIONS; rep++) {
+        const meter = cpuMeter({ nats_server: ctx.natsPid, ...Object.fromEntries(runtimes.map((r) => [r.label.replace(/-/g, "_"), r.pid])) });
+        const latencies: number[] = [];
+        const t0 = performance.now();
+        await withTimeout(
+          runPool(n, concurrency, async (i) => {
+            latencies.push(await one(`wf-${rep}-${i}`));
+          }),
+          600_000,
+          `throughput with ${runtimeCount} runtime(s)`,
+        );
+        reps.push({ seconds: (performance.now() - t0) / 1000, cpu: meter(), latencies });
+      }
+      const { seconds, cpu, latencies } = [...reps].sort((a, b) => a.seconds - b.seconds)[Math.floor(reps.length / 2)]!;
       const rss = Object.fromEntries(runtimes.map((r) => [r.label, round(r.rssMb() ?? NaN, 1)]));
       const under = summarize(latencies);
       return {
@@ -59,6 +69,7 @@ export async function throughput(ctx: BenchContext, runtimeCount: number): Promi
         steps_per_workflow: ORDER_STEPS,
         concurrency,
         seconds: round(seconds, 3),
+        repetitions_steps_per_s: reps.map((r) => round((n * ORDER_STEPS) / r.seconds, 1)),
         wait_mode: waiter.mode,
         worker_slots: slots ?? "wf.config.json",
         latency_under_load: { p50_ms: under.p50_ms, p99_ms: under.p99_ms },
