@@ -108,8 +108,8 @@ export async function rawBound(ctx: BenchContext): Promise<Figure> {
         publishTask(id, 1, {}).catch(reject);
       });
 
-    // Warm-up (JIT, consumers), not measured.
-    const warm = Math.min(50, n);
+    // Warm-up (JIT, consumers), not measured: the same 500 workflows as the throughput figure's.
+    const warm = Math.min(500, n);
     await runPool(warm, concurrency, async (i) => {
       await run(`w${i}`, await prepare(`w${i}`));
     });
