@@ -2,11 +2,17 @@
  * Latency: order_processing workflows one after another against one `wf run` process, from
  * client.start() to the terminal state seen by the client. Measured with the bench's waiter
  * (BENCH_WAIT) and, for comparison, with the public `handle.result()`.
+ *
+ * Each jetflow sample is taken right after a sample of the raw loop (four steps in sequence, as
+ * in the raw bound figure) on the same server, so both see the same moment of a noisy shared
+ * machine; the summary's p50 ratio compares these interleaved samples (the raw bound figure's
+ * own latency, taken a minute earlier, moved by 30 % between runs).
  */
 import type { BenchContext, Figure } from "./lib/context.js";
 import { benchClient, namespaceFor, ORDER_ACTIVITY_TYPES, orderInput } from "./lib/context.js";
 import { spawnRuntime, stopAll, waitUntilPulling, type RuntimeProcess } from "./lib/runtimes.js";
 import { summarize, withTimeout } from "./lib/stats.js";
+import { startRawLoop } from "./raw-bound.js";
 import { createWaiter } from "./lib/waiter.js";
 
 const RESULT_API_SAMPLES = 50;
@@ -20,7 +26,9 @@ export async function latency(ctx: BenchContext): Promise<Figure> {
     runtimes.push(spawnRuntime({ natsUrl: ctx.natsUrl, namespace, slots, label: "lat-rt1" }));
     await waitUntilPulling(client.topology.jsm, namespace, ORDER_ACTIVITY_TYPES, runtimes);
     const waiter = await createWaiter(client, waitMode);
+    const raw = await startRawLoop(ctx.natsUrl);
     const samples: number[] = [];
+    const rawSamples: number[] = [];
     try {
       const one = async (id: string) => {
         const t0 = performance.now();
@@ -29,10 +37,17 @@ export async function latency(ctx: BenchContext): Promise<Figure> {
         if (state.status !== "completed") throw new Error(`workflow ${id} ended ${state.status}: ${state.error?.message ?? ""}`);
         return performance.now() - t0;
       };
-      for (let i = 0; i < 20; i++) await one(`warm-${i}`);
-      for (let i = 0; i < latencyN; i++) samples.push(await one(`seq-${i}`));
+      for (let i = 0; i < 20; i++) {
+        await raw.sample(`warm-${i}`);
+        await one(`warm-${i}`);
+      }
+      for (let i = 0; i < latencyN; i++) {
+        rawSamples.push(await raw.sample(`seq-${i}`));
+        samples.push(await one(`seq-${i}`));
+      }
     } finally {
       await waiter.close();
+      await raw.close();
     }
     const api: number[] = [];
     for (let i = 0; i < Math.min(RESULT_API_SAMPLES, latencyN); i++) {
@@ -42,6 +57,7 @@ export async function latency(ctx: BenchContext): Promise<Figure> {
       api.push(performance.now() - t0);
     }
     const s = summarize(samples);
+    const r = summarize(rawSamples);
     const a = summarize(api);
     return {
       figure: "latency",
@@ -51,6 +67,7 @@ export async function latency(ctx: BenchContext): Promise<Figure> {
       p99_ms: s.p99_ms,
       latency: s,
       wait_mode: waitMode,
+      raw_interleaved: { p50_ms: r.p50_ms, p99_ms: r.p99_ms, latency: r },
       result_api: { n: a.n, p50_ms: a.p50_ms, p99_ms: a.p99_ms },
     };
   } finally {

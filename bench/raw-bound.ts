@@ -25,18 +25,32 @@ const CONSUME_MAX = 256; // like the engine's orchestrator consumer (2 × its co
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-interface RawState {
+export interface RawState {
   id: string;
   step: number;
   outputs: Record<string, unknown>;
 }
 
-export async function rawBound(ctx: BenchContext): Promise<Figure> {
-  const { n, concurrency, latencyN } = ctx.options;
-  const nc = await connect({ servers: ctx.natsUrl, name: "bench raw bound" });
-  const prefix = `raw${Date.now().toString(36)}`;
+/** The raw loop, set up and running: workflows of four steps can be run on it until close(). */
+export interface RawLoop {
+  /** Create the workflow's KV key (untimed). */
+  prepare(id: string): Promise<{ state: RawState; revision: number }>;
+  /** Run four steps; resolves with the ms they took. */
+  run(id: string, prepared: { state: RawState; revision: number }): Promise<number>;
+  /** One latency sample: prepare (untimed), then run. */
+  sample(id: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+export async function startRawLoop(natsUrl: string): Promise<RawLoop> {
+  const nc = await connect({ servers: natsUrl, name: "bench raw bound" });
+  const prefix = `raw${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
   const subjects = { task: `${prefix}.tasks`, done: `${prefix}.done` };
   const consumers: ConsumerMessages[] = [];
+  const close = async () => {
+    for (const c of consumers) c.stop();
+    await nc.drain().catch(() => nc.close());
+  };
   try {
     const jsm = await jetstreamManager(nc);
     const js = jetstream(nc);
@@ -88,7 +102,6 @@ export async function rawBound(ctx: BenchContext): Promise<Figure> {
       }
     })();
 
-    /** Create the key (untimed), then run four steps; resolves with the ms the four steps took. */
     const prepare = async (id: string) => {
       const state: RawState = { id, step: 0, outputs: {} };
       const revision = await kv.create(id, JSON.stringify(state));
@@ -107,7 +120,25 @@ export async function rawBound(ctx: BenchContext): Promise<Figure> {
         });
         publishTask(id, 1, {}).catch(reject);
       });
+    return {
+      prepare,
+      run,
+      async sample(id) {
+        return withTimeout(run(id, await prepare(id)), 30_000, "raw bound latency sample");
+      },
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
 
+export async function rawBound(ctx: BenchContext): Promise<Figure> {
+  const { n, concurrency, latencyN } = ctx.options;
+  const loop = await startRawLoop(ctx.natsUrl);
+  const { prepare, run } = loop;
+  try {
     // Warm-up (JIT, consumers), not measured: the same 500 workflows as the throughput figure's.
     const warm = Math.min(500, n);
     await runPool(warm, concurrency, async (i) => {
@@ -135,8 +166,7 @@ export async function rawBound(ctx: BenchContext): Promise<Figure> {
     // Latency: one workflow at a time.
     const samples: number[] = [];
     for (let i = 0; i < latencyN; i++) {
-      const p = await prepare(`l${i}`);
-      samples.push(await withTimeout(run(`l${i}`, p), 30_000, "raw bound latency sample"));
+      samples.push(await loop.sample(`l${i}`));
     }
     const latency = summarize(samples);
     return {
@@ -155,7 +185,6 @@ export async function rawBound(ctx: BenchContext): Promise<Figure> {
       cpu,
     };
   } finally {
-    for (const c of consumers) c.stop();
-    await nc.drain().catch(() => nc.close());
+    await loop.close();
   }
 }
