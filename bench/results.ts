@@ -46,10 +46,12 @@ export function markdownSection(info: RunInfo, figures: Figure[], summary: Recor
     rows.push(["raw bound: 4 steps in sequence", `p50 ${fmt(raw.p50_ms, " ms")}, p99 ${fmt(raw.p99_ms, " ms")}`, "—"]);
   }
   for (const tp of figures.filter((f) => f.figure === "throughput" && !f.error)) {
-    const ratio = raw ? Math.round(((tp.steps_per_s as number) / (raw.steps_per_s as number)) * 100) / 100 : undefined;
+    const interleaved = tp.raw_interleaved as { steps_per_s?: number } | undefined;
+    const rawSteps = interleaved?.steps_per_s ?? (raw?.steps_per_s as number | undefined);
+    const ratio = rawSteps ? Math.round(((tp.steps_per_s as number) / rawSteps) * 100) / 100 : undefined;
     rows.push([
       `jetflow throughput, ${tp.runtimes} \`wf run\``,
-      `${fmt(tp.steps_per_s)} steps/s, ${fmt(tp.workflows_per_s)} wf/s${ratio !== undefined ? ` — **${ratio}× raw**` : ""}`,
+      `${fmt(tp.steps_per_s)} steps/s, ${fmt(tp.workflows_per_s)} wf/s${ratio !== undefined ? ` — **${ratio}× raw**` : ""}${interleaved ? ` (raw runs interleaved: ${fmt(interleaved.steps_per_s)} steps/s)` : ""}`,
       "≥ 0.7× raw",
     ]);
   }

@@ -3,6 +3,8 @@
  * failure), at most `concurrency` in flight, against `runtimes` separate `wf run` processes.
  * The bench process only starts workflows and waits for their results; the engine's work happens
  * in the runtime processes (but on the same cores: the machine is shared by all of them).
+ * Each of the five measured runs follows a run of the raw loop (same N, same concurrency, same
+ * server); the summary's ratio compares the medians of these interleaved runs.
  */
 import { join } from "node:path";
 import type { BenchContext, Figure } from "./lib/context.js";
@@ -11,6 +13,7 @@ import { cpuMeter } from "./lib/proc.js";
 import { spawnRuntime, stopAll, waitUntilPulling, type RuntimeProcess } from "./lib/runtimes.js";
 import { round, runPool, summarize, withTimeout } from "./lib/stats.js";
 import { createWaiter } from "./lib/waiter.js";
+import { startRawLoop } from "./raw-bound.js";
 
 const REPETITIONS = 5; // as the raw bound
 const WARM_UP = 500;
@@ -28,6 +31,16 @@ export async function throughput(ctx: BenchContext, runtimeCount: number): Promi
       await waitUntilPulling(client.topology.jsm, namespace, ORDER_ACTIVITY_TYPES, runtimes);
     }
     const waiter = await createWaiter(client, waitMode);
+    // The raw loop on the same server, run between our runs: both sides of the ratio then see the
+    // same minute of a noisy shared machine (the raw bound figure alone ran a minute earlier).
+    const raw = await startRawLoop(ctx.natsUrl);
+    const rawRun = async (tag: string): Promise<number> => {
+      const prepared = new Map<number, Awaited<ReturnType<typeof raw.prepare>>>();
+      await runPool(n, 256, async (i) => void prepared.set(i, await raw.prepare(`${tag}-${i}`)));
+      const t0 = performance.now();
+      await withTimeout(runPool(n, concurrency, (i) => raw.run(`${tag}-${i}`, prepared.get(i)!).then(() => undefined)), 300_000, "raw loop run");
+      return (performance.now() - t0) / 1000;
+    };
     try {
       const one = async (id: string): Promise<number> => {
         const t0 = performance.now();
@@ -40,11 +53,14 @@ export async function throughput(ctx: BenchContext, runtimeCount: number): Promi
       // steady state is the figure: with 50 warm-up workflows, three runs of 1,000 still sped up
       // from the first to the third (3,082 -> 4,150 steps/s), so the warm-up is half a run.
       await withTimeout(runPool(Math.min(WARM_UP, n), concurrency, async (i) => void (await one(`warm-${i}`))), 120_000, "throughput warm-up");
+      await withTimeout(runPool(Math.min(WARM_UP, n), concurrency, async (i) => void (await raw.run(`warm-${i}`, await raw.prepare(`warm-${i}`)))), 120_000, "raw loop warm-up");
 
       // A run of 1,000 workflows takes about a second on this machine: like the raw bound, the
       // figure is the median of a few runs, so one disturbed second does not decide it.
       const reps: Array<{ seconds: number; cpu: Record<string, number>; latencies: number[] }> = [];
+      const rawSeconds: number[] = [];
       for (let rep = 0; rep < REPETITIONS; rep++) {
+        rawSeconds.push(await rawRun(`r${runtimeCount}-${rep}`));
         const meter = cpuMeter({ nats_server: ctx.natsPid, ...Object.fromEntries(runtimes.map((r) => [r.label.replace(/-/g, "_"), r.pid])) });
         const latencies: number[] = [];
         const t0 = performance.now();
@@ -58,6 +74,7 @@ export async function throughput(ctx: BenchContext, runtimeCount: number): Promi
         reps.push({ seconds: (performance.now() - t0) / 1000, cpu: meter(), latencies });
       }
       const { seconds, cpu, latencies } = [...reps].sort((a, b) => a.seconds - b.seconds)[Math.floor(reps.length / 2)]!;
+      const rawMedian = [...rawSeconds].sort((a, b) => a - b)[Math.floor(rawSeconds.length / 2)]!;
       const rss = Object.fromEntries(runtimes.map((r) => [r.label, round(r.rssMb() ?? NaN, 1)]));
       const under = summarize(latencies);
       return {
@@ -70,6 +87,10 @@ export async function throughput(ctx: BenchContext, runtimeCount: number): Promi
         concurrency,
         seconds: round(seconds, 3),
         repetitions_steps_per_s: reps.map((r) => round((n * ORDER_STEPS) / r.seconds, 1)),
+        raw_interleaved: {
+          steps_per_s: round((n * ORDER_STEPS) / rawMedian, 1),
+          repetitions_steps_per_s: rawSeconds.map((sec) => round((n * ORDER_STEPS) / sec, 1)),
+        },
         wait_mode: waiter.mode,
         worker_slots: slots ?? "wf.config.json",
         latency_under_load: { p50_ms: under.p50_ms, p99_ms: under.p99_ms },
@@ -79,6 +100,7 @@ export async function throughput(ctx: BenchContext, runtimeCount: number): Promi
       };
     } finally {
       await waiter.close();
+      await raw.close();
     }
   } finally {
     await client.close().catch(() => undefined);
