@@ -77,9 +77,9 @@ export const configSchema = {
   worker: {
     id: { doc: "This runtime's id in logs and step records (default: host-pid).", format: String, default: "", env: "WORKER_ID" },
     slots: {
-      doc: "Activities this runtime runs at once. A slot is held while the activity runs; recording its completion afterwards does not hold it (up to orchestrator.concurrency are recorded at once).",
+      doc: "Activities this runtime runs at once. A slot is held while the activity runs; recording its completion afterwards does not hold it (up to orchestrator.concurrency are recorded at once). Activities mostly wait on I/O: lower it for CPU-heavy ones.",
       format: "nat",
-      default: 16,
+      default: 64,
       env: "WF_WORKER_SLOTS",
     },
     activities: {

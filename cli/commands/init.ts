@@ -32,7 +32,7 @@ export async function initCommand(ctx: CommandContext): Promise<number> {
       null,
       2,
     ) + "\n",
-    "wf.config.json": JSON.stringify({ namespace: "", worker: { slots: 16 }, defaults: { activityTimeout: "1m", retry: { maxRetries: 3, initialInterval: "1s" } } }, null, 2) + "\n",
+    "wf.config.json": JSON.stringify({ namespace: "", worker: { slots: 64 }, defaults: { activityTimeout: "1m", retry: { maxRetries: 3, initialInterval: "1s" } } }, null, 2) + "\n",
     ".gitignore": "node_modules/\n.wf/\ndist/\n",
     "functions/activities/greetings.ts": `import type { ActivityContext } from "jetflow/workflow";
 
