@@ -3,7 +3,7 @@
  * errors, activity and workflow timeouts, odd things thrown by activities, and a replay that no
  * longer matches the journal (NonDeterminismError).
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   defineDag,
   defineWorkflow,
@@ -13,26 +13,9 @@ import {
   type WorkflowContext,
   type WorkflowState,
 } from "../runtime/index.js";
-import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
-import { abortableSleep, deferred, Engine, resultSignal, sleep, waitForState } from "./fixtures/engine/harness.js";
+import { abortableSleep, deferred, Engine, resultSignal, sleep, waitForState, useEngines } from "./fixtures/engine/harness.js";
 
-let nats: TestNats;
-const engines: Engine[] = [];
-const engine = (): Engine => {
-  const e = new Engine(nats.url);
-  engines.push(e);
-  return e;
-};
-
-beforeAll(async () => {
-  nats = await startNatsServer();
-});
-afterEach(async () => {
-  await Promise.all(engines.splice(0).map((e) => e.close()));
-});
-afterAll(async () => {
-  await nats?.stop();
-});
+const engine = useEngines();
 
 /** A workflow that runs one activity with the given options and returns its output. */
 const single = (type: string, options: Parameters<WorkflowContext["activity"]>[2] = {}) => async (ctx: WorkflowContext, input: unknown) =>

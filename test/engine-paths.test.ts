@@ -6,30 +6,13 @@
  * without running an activity twice; the DAG interpreter schedules every step in the same decision
  * that completed its last dependency.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Msg } from "@nats-io/nats-core";
 import { DiscardPolicy } from "@nats-io/jetstream";
 import { createRuntime, defineDag, type ActivityContext, type DagDefinition, type WorkflowContext, type WorkflowState } from "../runtime/index.js";
-import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
-import { Engine, resultSignal, sleep } from "./fixtures/engine/harness.js";
+import { Engine, resultSignal, sleep, useEngines } from "./fixtures/engine/harness.js";
 
-let nats: TestNats;
-const engines: Engine[] = [];
-const engine = (): Engine => {
-  const e = new Engine(nats.url);
-  engines.push(e);
-  return e;
-};
-
-beforeAll(async () => {
-  nats = await startNatsServer();
-});
-afterEach(async () => {
-  await Promise.all(engines.splice(0).map((e) => e.close()));
-});
-afterAll(async () => {
-  await nats?.stop();
-});
+const engine = useEngines();
 
 const activities = {
   inc: async (n: number) => n + 1,

@@ -4,11 +4,10 @@
  * runtimes sharing the work). Failures and retries: engine-failures.test.ts; the wire contract,
  * bad messages and config errors: engine-wire.test.ts.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { defineDag, type ActivityContext, type WorkflowContext } from "../runtime/index.js";
 import { encode, type CompletionMessage } from "../runtime/protocol.js";
-import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
-import { abortableSleep, deferred, Engine, ms, resultSignal, sleep, waitFor, waitForEventsApplied } from "./fixtures/engine/harness.js";
+import { abortableSleep, deferred, Engine, ms, resultSignal, sleep, waitFor, waitForEventsApplied, useEngines } from "./fixtures/engine/harness.js";
 
 // functions/ imports "jetflow/workflow", which resolves through package.json's exports to dist/
 // (only there after a build); point it at the source so the suite runs without a build.
@@ -16,23 +15,7 @@ vi.mock("jetflow/workflow", () => import("../runtime/workflow-api.js"));
 import * as orderActivities from "../functions/activities/orders.js";
 import { order_processing } from "../functions/workflows/order_processing.js";
 
-let nats: TestNats;
-const engines: Engine[] = [];
-const engine = (): Engine => {
-  const e = new Engine(nats.url);
-  engines.push(e);
-  return e;
-};
-
-beforeAll(async () => {
-  nats = await startNatsServer();
-});
-afterEach(async () => {
-  await Promise.all(engines.splice(0).map((e) => e.close()));
-});
-afterAll(async () => {
-  await nats?.stop();
-});
+const engine = useEngines();
 
 describe("happy paths", () => {
   it("runs a code workflow: correct result, steps completed in order, journal in order", async () => {

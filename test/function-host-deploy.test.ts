@@ -6,41 +6,25 @@
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { WorkflowClient, WorkflowState } from "../runtime/index.js";
-import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
 import {
-  cleanup,
   client,
   makeEmptyDir,
   makeProject,
-  requireBuild,
   resultOf,
   ROOT,
   spawnWf,
   tempDir,
-  uniqueNamespace,
   useFixture,
   waitForState,
   wf,
   type Env,
   type WfProcess,
+  useSuiteNats,
 } from "./fixtures/function-host/harness.js";
 
-let nats: TestNats;
-
-beforeAll(async () => {
-  requireBuild();
-  nats = await startNatsServer();
-});
-afterEach(async () => {
-  await cleanup();
-});
-afterAll(async () => {
-  await nats?.stop();
-});
-
-const envFor = (prefix: string): Env => ({ NATS_URL: nats.url, WF_NAMESPACE: uniqueNamespace(prefix) });
+const { server, envFor } = useSuiteNats();
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 interface DeployReport {

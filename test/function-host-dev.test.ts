@@ -5,15 +5,12 @@
  * started on when new workflow code would diverge from its journal; a failing activity fixed by a
  * save succeeds on its next retry. Latency is the bench's business, not asserted here.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
+import { describe, expect, it } from "vitest";
 import {
-  cleanup,
   client,
   freePort,
   makeProject,
   portOpen,
-  requireBuild,
   resultOf,
   spawnWf,
   uniqueNamespace,
@@ -21,22 +18,10 @@ import {
   waitForState,
   wf,
   type Env,
+  useSuiteNats,
 } from "./fixtures/function-host/harness.js";
 
-let nats: TestNats;
-
-beforeAll(async () => {
-  requireBuild();
-  nats = await startNatsServer();
-});
-afterEach(async () => {
-  await cleanup();
-});
-afterAll(async () => {
-  await nats?.stop();
-});
-
-const envFor = (prefix: string): Env => ({ NATS_URL: nats.url, WF_NAMESPACE: uniqueNamespace(prefix) });
+const { server, envFor } = useSuiteNats();
 
 /** A project with the greeting workflow, v1 of its activity. */
 const helloProject = () => makeProject({ "activities/greet.ts": "activities/greet.v1.ts", "workflows/hello.ts": "workflows/hello.ts" });
@@ -66,11 +51,11 @@ describe("wf dev: NATS", () => {
     const env = envFor("devreuse");
     const dev = spawnWf("wf dev", ["dev"], { cwd: helloProject(), env });
     await dev.waitFor("loaded");
-    expect(dev.stdout).toContain(`NATS ${nats.url}`);
+    expect(dev.stdout).toContain(`NATS ${server().url}`);
     expect(dev.stdout).not.toContain("started by wf dev");
     expect(dev.stderr).not.toContain("started nats-server");
     expect(await dev.stop("SIGINT")).toBe(0);
-    expect(await portOpen(nats.port)).toBe(true);
+    expect(await portOpen(server().port)).toBe(true);
   });
 });
 
