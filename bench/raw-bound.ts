@@ -17,10 +17,15 @@ import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import type { BenchContext, Figure } from "./lib/context.js";
 import { cpuMeter } from "./lib/proc.js";
-import { round, runPool, summarize, withTimeout } from "./lib/stats.js";
+import { medianBy, round, runPool, summarize, withTimeout } from "./lib/stats.js";
 
 const STEPS = 4;
-const REPETITIONS = 5;
+/**
+ * How throughput is measured, on both sides of the ratio: unmeasured workflows first (JIT,
+ * consumers, caches: a runtime is a long-running process), then the median of several runs.
+ */
+export const THROUGHPUT_WARM_UP = 500;
+export const THROUGHPUT_RUNS = 5;
 const CONSUME_MAX = 256; // like the engine's orchestrator consumer (2 × its concurrency)
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -39,6 +44,8 @@ export interface RawLoop {
   run(id: string, prepared: { state: RawState; revision: number }): Promise<number>;
   /** One latency sample: prepare (untimed), then run. */
   sample(id: string): Promise<number>;
+  /** `n` workflows, `concurrency` in flight, their keys created first (untimed); resolves with the seconds the runs took. */
+  timedRun(tag: string, n: number, concurrency: number): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -126,6 +133,17 @@ export async function startRawLoop(natsUrl: string): Promise<RawLoop> {
       async sample(id) {
         return withTimeout(run(id, await prepare(id)), 30_000, "raw bound latency sample");
       },
+      async timedRun(tag, n, concurrency) {
+        const prepared = new Map<number, { state: RawState; revision: number }>();
+        await runPool(n, 256, async (i) => void prepared.set(i, await prepare(`${tag}-${i}`)));
+        const t0 = performance.now();
+        await withTimeout(
+          runPool(n, concurrency, (i) => run(`${tag}-${i}`, prepared.get(i)!).then(() => undefined)),
+          300_000,
+          "raw loop run",
+        );
+        return (performance.now() - t0) / 1000;
+      },
       close,
     };
   } catch (err) {
@@ -137,31 +155,17 @@ export async function startRawLoop(natsUrl: string): Promise<RawLoop> {
 export async function rawBound(ctx: BenchContext): Promise<Figure> {
   const { n, concurrency, latencyN } = ctx.options;
   const loop = await startRawLoop(ctx.natsUrl);
-  const { prepare, run } = loop;
   try {
-    // Warm-up (JIT, consumers), not measured: the same 500 workflows as the throughput figure's.
-    const warm = Math.min(500, n);
-    await runPool(warm, concurrency, async (i) => {
-      await run(`w${i}`, await prepare(`w${i}`));
-    });
-
+    await loop.timedRun("w", Math.min(THROUGHPUT_WARM_UP, n), concurrency);
     // Throughput: n workflows, `concurrency` in flight; a run of this loop is short, so it is
     // repeated and the median run reported.
     const reps: Array<{ seconds: number; cpu: Record<string, number> }> = [];
-    for (let rep = 0; rep < REPETITIONS; rep++) {
-      const prepared = new Map<number, { state: RawState; revision: number }>();
-      await runPool(n, 256, async (i) => void prepared.set(i, await prepare(`t${rep}-${i}`)));
+    for (let rep = 0; rep < THROUGHPUT_RUNS; rep++) {
       const meter = cpuMeter({ nats_server: ctx.natsPid });
-      const t0 = performance.now();
-      await withTimeout(
-        runPool(n, concurrency, (i) => run(`t${rep}-${i}`, prepared.get(i)!).then(() => undefined)),
-        300_000,
-        "raw bound throughput",
-      );
-      reps.push({ seconds: (performance.now() - t0) / 1000, cpu: meter() });
+      const seconds = await loop.timedRun(`t${rep}`, n, concurrency);
+      reps.push({ seconds, cpu: meter() });
     }
-    const median = [...reps].sort((a, b) => a.seconds - b.seconds)[Math.floor(reps.length / 2)]!;
-    const { seconds, cpu } = median;
+    const { seconds, cpu } = medianBy(reps, (r) => r.seconds);
 
     // Latency: one workflow at a time.
     const samples: number[] = [];

@@ -11,12 +11,10 @@ import type { BenchContext, Figure } from "./lib/context.js";
 import { benchClient, namespaceFor, ORDER_ACTIVITY_TYPES, ORDER_STEPS, orderInput } from "./lib/context.js";
 import { cpuMeter } from "./lib/proc.js";
 import { spawnRuntime, stopAll, waitUntilPulling, type RuntimeProcess } from "./lib/runtimes.js";
-import { round, runPool, summarize, withTimeout } from "./lib/stats.js";
+import { medianBy, round, runPool, summarize, withTimeout } from "./lib/stats.js";
 import { createWaiter } from "./lib/waiter.js";
-import { startRawLoop } from "./raw-bound.js";
+import { startRawLoop, THROUGHPUT_RUNS, THROUGHPUT_WARM_UP } from "./raw-bound.js";
 
-const REPETITIONS = 5; // as the raw bound
-const WARM_UP = 500;
 
 export async function throughput(ctx: BenchContext, runtimeCount: number): Promise<Figure> {
   const { n, concurrency, waitMode, slots, cpuProfDir } = ctx.options;
@@ -34,13 +32,6 @@ export async function throughput(ctx: BenchContext, runtimeCount: number): Promi
     // The raw loop on the same server, run between our runs: both sides of the ratio then see the
     // same minute of a noisy shared machine (the raw bound figure alone ran a minute earlier).
     const raw = await startRawLoop(ctx.natsUrl);
-    const rawRun = async (tag: string): Promise<number> => {
-      const prepared = new Map<number, Awaited<ReturnType<typeof raw.prepare>>>();
-      await runPool(n, 256, async (i) => void prepared.set(i, await raw.prepare(`${tag}-${i}`)));
-      const t0 = performance.now();
-      await withTimeout(runPool(n, concurrency, (i) => raw.run(`${tag}-${i}`, prepared.get(i)!).then(() => undefined)), 300_000, "raw loop run");
-      return (performance.now() - t0) / 1000;
-    };
     try {
       const one = async (id: string): Promise<number> => {
         const t0 = performance.now();
@@ -52,15 +43,15 @@ export async function throughput(ctx: BenchContext, runtimeCount: number): Promi
       // Warm-up: JIT, consumers, caches; not measured. A runtime is a long-running process and its
       // steady state is the figure: with 50 warm-up workflows, three runs of 1,000 still sped up
       // from the first to the third (3,082 -> 4,150 steps/s), so the warm-up is half a run.
-      await withTimeout(runPool(Math.min(WARM_UP, n), concurrency, async (i) => void (await one(`warm-${i}`))), 120_000, "throughput warm-up");
-      await withTimeout(runPool(Math.min(WARM_UP, n), concurrency, async (i) => void (await raw.run(`warm-${i}`, await raw.prepare(`warm-${i}`)))), 120_000, "raw loop warm-up");
+      await withTimeout(runPool(Math.min(THROUGHPUT_WARM_UP, n), concurrency, async (i) => void (await one(`warm-${i}`))), 120_000, "throughput warm-up");
+      await raw.timedRun("warm", Math.min(THROUGHPUT_WARM_UP, n), concurrency);
 
       // A run of 1,000 workflows takes about a second on this machine: like the raw bound, the
       // figure is the median of a few runs, so one disturbed second does not decide it.
       const reps: Array<{ seconds: number; cpu: Record<string, number>; latencies: number[] }> = [];
       const rawSeconds: number[] = [];
-      for (let rep = 0; rep < REPETITIONS; rep++) {
-        rawSeconds.push(await rawRun(`r${runtimeCount}-${rep}`));
+      for (let rep = 0; rep < THROUGHPUT_RUNS; rep++) {
+        rawSeconds.push(await raw.timedRun(`r${runtimeCount}-${rep}`, n, concurrency));
         const meter = cpuMeter({ nats_server: ctx.natsPid, ...Object.fromEntries(runtimes.map((r) => [r.label.replace(/-/g, "_"), r.pid])) });
         const latencies: number[] = [];
         const t0 = performance.now();
@@ -73,8 +64,8 @@ export async function throughput(ctx: BenchContext, runtimeCount: number): Promi
         );
         reps.push({ seconds: (performance.now() - t0) / 1000, cpu: meter(), latencies });
       }
-      const { seconds, cpu, latencies } = [...reps].sort((a, b) => a.seconds - b.seconds)[Math.floor(reps.length / 2)]!;
-      const rawMedian = [...rawSeconds].sort((a, b) => a - b)[Math.floor(rawSeconds.length / 2)]!;
+      const { seconds, cpu, latencies } = medianBy(reps, (r) => r.seconds);
+      const rawMedian = medianBy(rawSeconds, (sec) => sec);
       const rss = Object.fromEntries(runtimes.map((r) => [r.label, round(r.rssMb() ?? NaN, 1)]));
       const under = summarize(latencies);
       return {

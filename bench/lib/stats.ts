@@ -1,6 +1,12 @@
 /** Small statistics over millisecond samples. */
 
 /** Nearest-rank percentile (p in 0..100) of unsorted samples. */
+/** The middle item by `key` (the upper one of an even count). */
+export function medianBy<T>(items: readonly T[], key: (item: T) => number): T {
+  if (items.length === 0) throw new Error("medianBy: no items");
+  return [...items].sort((a, b) => key(a) - key(b))[Math.floor(items.length / 2)]!;
+}
+
 export function percentile(samples: readonly number[], p: number): number {
   if (samples.length === 0) return NaN;
   const sorted = [...samples].sort((a, b) => a - b);
