@@ -123,14 +123,11 @@ export class WorkflowExecution {
     return out;
   }
 
+  /** Steps the code awaits and that have not been delivered. */
   get awaitingCount(): number {
     return this.waiters.size;
   }
 
-  /** Steps the code awaits and that have not been delivered. */
-  get awaiting(): string[] {
-    return [...this.waiters.keys()];
-  }
 
   private command(kind: Command["kind"], name: string, extra: object): Promise<unknown> {
     const seq = this.nextSeq++;

@@ -220,8 +220,6 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     for (let attempt = 1; attempt <= MAX_CAS_ATTEMPTS; attempt++) {
       const stored = await store.load(id, attempt > 1);
       if (!stored) {
-        // A completion from our own worker has no message to dead-letter: the event path does that.
-        if (!isJsMsg(msg)) return msg.nak();
         // A signal sent right after a start may be applied by another runtime first: give the
         // start a few seconds to land before calling the workflow unknown.
         if (applyOptions.mayPrecedeStart && msg.info.deliveryCount < UNKNOWN_WORKFLOW_RETRIES) {
@@ -353,7 +351,10 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     msg.nak(RETRY_DELAY_MS);
   }
 
-  async function deadLetter(msg: JsMsg, reason: Parameters<typeof recordDeadLetter>[2]["reason"], message: string, workflowId?: string, workflowType?: string): Promise<void> {
+  async function deadLetter(msg: EventMessage, reason: Parameters<typeof recordDeadLetter>[2]["reason"], message: string, workflowId?: string, workflowType?: string): Promise<void> {
+    // A completion from our own worker is no message to keep: declined, it is published as an
+    // event, and the event path dead-letters that.
+    if (!isJsMsg(msg)) return msg.nak();
     await recordDeadLetter(topology, logger, { reason, message, subject: msg.subject, data: msg.data, sourceSeq: msg.seq, ...(workflowId ? { workflowId } : {}) });
     if (workflowId && workflowType) await recordFailedStart(workflowId, workflowType, reason, message);
     msg.ack();
@@ -511,16 +512,12 @@ function failIfTooLarge(decision: Decision & { kind: "write" }, stored: StoredWo
  * of a runtime's memory), and when it wakes, one read and a replay bring it back.
  */
 function waitsOnlyOnDistantTimers(state: WorkflowState, effects: Effect[], now: number, distantMs: number): boolean {
-  if (state.status !== "running" || effects.length === 0 || effects.some((e) => e.kind !== "timer")) return false;
-  let waiting = false;
-  for (const step of Object.values(state.steps)) {
-    const wakesAt = step.status === "retrying" ? step.nextAttemptAt : step.status === "waiting" && step.kind === "sleep" ? step.fireAt : undefined;
-    if (step.status === "scheduled" || (step.status === "waiting" && step.kind === "signal")) return false; // may wake any moment
-    if (wakesAt === undefined) continue;
-    if (Date.parse(wakesAt) - now < distantMs) return false;
-    waiting = true;
-  }
-  return waiting;
+  if (effects.length === 0 || effects.some((e) => e.kind !== "timer")) return false; // this write dispatched work
+  // A signal may come any moment; everything else the workflow waits on is what a recovery would
+  // re-publish (tasks, retry and sleep timers, the deadline): one mapping of steps to wake-ups.
+  if (Object.values(state.steps).some((s) => s.kind === "signal" && s.status === "waiting")) return false;
+  const pending = pendingEffects(state);
+  return pending.length > 0 && pending.every((e) => e.kind === "timer" && e.timer.fireAt - now >= distantMs);
 }
 
 function isJsMsg(msg: EventMessage): msg is JsMsg {

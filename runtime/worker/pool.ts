@@ -62,6 +62,9 @@ const RELEASE_DELAY_MS = 1_000;
 /** For waits that only end by being granted. */
 const NEVER = new AbortController().signal;
 
+/** How an attempt ended, as its completion reports it. */
+type Outcome = { ok: true; output: unknown } | { ok: false; error: ErrorRecord };
+
 class ShutdownError extends Error {
   constructor(reason: string) {
     super(reason);
@@ -226,7 +229,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     const deliveries = msg.info.deliveryCount;
     if (deliveries > config.worker.maxDeliveries) {
       // Each earlier delivery ended without a completion: the runtime running it died (or hung).
-      await complete(msg, task, new Date(), {
+      await record(msg, task, new Date(), releaseSlot, {
         ok: false,
         error: {
           message: `activity ${task.activity} (step ${task.step}, attempt ${task.attempt}) crashed or lost its runtime ${deliveries - 1} times (worker.maxDeliveries=${config.worker.maxDeliveries}); not running it again`,
@@ -247,7 +250,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     cancellers.set(task.workflowId, forWorkflow);
     runningAttempts.add(attempt);
     const heartbeat = () => msg.working();
-    let outcome: { ok: true; output: unknown } | { ok: false; error: ErrorRecord };
+    let outcome: Outcome;
     try {
       const ctx = createActivityContext(task, attempt.signal, heartbeat, options.logger);
       const output = await raceAbort(Promise.resolve(fn(task.input, ctx)), attempt.signal);
@@ -277,6 +280,11 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       if (forWorkflow.size === 0 && cancellers.get(task.workflowId) === forWorkflow) cancellers.delete(task.workflowId);
     }
     options.crashPoint?.("after-activity-before-completion");
+    await record(msg, task, startedAt, releaseSlot, outcome);
+  }
+
+  /** Record the outcome (see complete()) under the recording bound, with the activity slot given back. */
+  async function record(msg: JsMsg, task: TaskMessage, startedAt: Date, releaseSlot: () => void, outcome: Outcome): Promise<void> {
     await recording.acquireUpTo(1, NEVER);
     releaseSlot();
     try {
@@ -286,7 +294,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     }
   }
 
-  async function complete(msg: JsMsg, task: TaskMessage, startedAt: Date, outcome: { ok: true; output: unknown } | { ok: false; error: ErrorRecord }): Promise<void> {
+  async function complete(msg: JsMsg, task: TaskMessage, startedAt: Date, outcome: Outcome): Promise<void> {
     const base = { workflowId: task.workflowId, step: task.step, attempt: task.attempt, startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), worker: config.worker.id };
     let completion: CompletionMessage = outcome.ok ? { ...base, ok: true, output: outcome.output } : { ...base, ok: false, error: outcome.error };
     let text: string;
