@@ -4,6 +4,7 @@
  */
 import { KvWatchInclude } from "@nats-io/kv";
 import type { Topology } from "./nats/topology.js";
+import { isHistoryKey } from "./orchestrator/history.js";
 import type { StepState, WorkflowState } from "./state.js";
 
 export type ProgressEvent =
@@ -56,7 +57,7 @@ export async function watchProgress(topology: Topology, onEvent: (event: Progres
   const watcher = await topology.states.watch({ include: KvWatchInclude.UpdatesOnly });
   void (async () => {
     for await (const entry of watcher) {
-      if (entry.operation !== "PUT" || entry.length === 0) continue;
+      if (entry.operation !== "PUT" || entry.length === 0 || isHistoryKey(entry.key)) continue;
       let state: WorkflowState;
       try {
         state = entry.json<WorkflowState>();

@@ -1,12 +1,13 @@
 /**
  * The workflow state document: the value of key `<id>` in WORKFLOW_STATES. Part of the wire
  * contract (docs/protocol.md): any NATS client may read it. Every change is a compare-and-set on
- * the key's revision, so the document is also the workflow's journal.
+ * the key's revision, so the document is also the workflow's journal (with its history chunks,
+ * for a long workflow).
  */
 import type { ErrorRecord } from "./errors.js";
 import type { RetryPolicy } from "./retry-policy.js";
 
-export const STATE_SCHEMA_VERSION = 1;
+export const STATE_SCHEMA_VERSION = 2;
 
 export type WorkflowStatus = "running" | "completed" | "failed" | "cancelled" | "timed_out";
 export const TERMINAL_STATUSES: readonly WorkflowStatus[] = ["completed", "failed", "cancelled", "timed_out"];
@@ -71,13 +72,19 @@ export interface WorkflowState {
   /** Whole-workflow timeout, if any, and when it fires. */
   timeoutMs?: number;
   deadline?: string;
-  /** Steps by name, each with its own record. */
+  /** Steps by name, each with its own record (a long workflow's oldest ones: see `history`). */
   steps: Record<string, StepState>;
   /**
    * Step names in the order their results were delivered to the workflow code. Replay delivers them
    * again in this order, which makes Promise.all / Promise.race deterministic.
    */
   journal: string[];
+  /**
+   * Present once the oldest delivered steps moved out of this document into history chunks
+   * (orchestrator/history.ts): keys `<id>/0` … `<id>/<chunks − 1>` of the same bucket hold their
+   * records and their part of the journal, which comes before `journal`.
+   */
+  history?: { chunks: number; steps: number };
   /**
    * Set while the workflow is blocked (orchestrator.onNonDeterminism = "block"): its code diverged
    * from the journal; its events are retried until code that replays cleanly runs.

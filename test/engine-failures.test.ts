@@ -230,19 +230,21 @@ describe("long timeouts", () => {
 
 describe("oversized state", () => {
   it("fails a workflow whose state outgrows NATS max_payload, and keeps the runtime alive", async () => {
-    // Four outputs of 400 kB: the state document passes the server's 1 MB max_payload on the
-    // third. That state cannot be written: the workflow fails with a StateTooLargeError that says
-    // what to do, instead of retrying the write forever.
+    // Three activities at once, each with 400 kB of input: steps still running stay in the state
+    // (only delivered ones move to history chunks), so the state document passes the server's
+    // 1 MB max_payload. That state cannot be written: the workflow fails with a
+    // StateTooLargeError that says what to do, instead of retrying the write forever.
     const e = engine();
     await e.runtime({
       workflows: {
         hoarder: async (ctx: WorkflowContext) => {
-          for (let i = 0; i < 4; i++) await ctx.activity("blob", i);
+          await ctx.activity("blob", 0);
+          await Promise.all([1, 2, 3].map((i) => ctx.activity("blob", "x".repeat(400_000) + i)));
           return "done";
         },
         small: single("tiny"),
       },
-      activities: { blob: async (i: number) => "x".repeat(400_000) + i, tiny: async () => "ok" },
+      activities: { blob: async () => "ok", tiny: async () => "ok" },
       config: { log: { level: "silent" } },
     });
     const client = await e.client();

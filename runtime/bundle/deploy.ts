@@ -9,6 +9,7 @@ import { toErrorRecord } from "../errors.js";
 import { replayWorkflow } from "../journal/replay.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
+import { withHistory } from "../orchestrator/history.js";
 import { readAllStates, StateStore } from "../orchestrator/state-store.js";
 import { RevisionConflictError } from "../errors.js";
 import type { WorkflowState } from "../state.js";
@@ -57,7 +58,7 @@ export async function deployBundle(options: DeployOptions): Promise<DeployReport
   }
   const running = await readAllStates(topology.states, (state) => state.status === "running" && state.bundle !== bundle.version);
   for (const { state } of running) {
-    const outcome = await checkOne(state, registry, options.logger);
+    const outcome = await checkOne(topology, state, registry, options.logger);
     if (outcome) report.diverging.push({ workflowId: state.id, workflow: state.workflow, version: state.bundle, message: outcome });
     else report.compatible.push(state.id);
   }
@@ -79,11 +80,11 @@ export async function promoteStored(options: Omit<DeployOptions, "bundle"> & { v
 }
 
 /** undefined when the state replays cleanly on `registry`, else why not. */
-async function checkOne(state: WorkflowState, registry: Registry, logger: Logger): Promise<string | undefined> {
+async function checkOne(topology: Topology, state: WorkflowState, registry: Registry, logger: Logger): Promise<string | undefined> {
   const definition = registry.workflows.get(state.workflow);
   if (!definition) return `workflow type "${state.workflow}" is not in the new code`;
   try {
-    await replayWorkflow(state, { ...bindWorkflow(definition, state.id), logger });
+    await replayWorkflow(await withHistory(topology.states, state), { ...bindWorkflow(definition, state.id), logger });
     return undefined;
   } catch (err) {
     return toErrorRecord(err).message;
@@ -99,7 +100,7 @@ async function migrate(topology: Topology, registry: Registry, version: string, 
       const stored = await store.load(id, true);
       if (!stored || stored.state.status !== "running" || stored.state.bundle === version) break;
       // Re-check on the fresh state: events applied since the report may have extended the journal.
-      const problem = await checkOne(stored.state, registry, logger);
+      const problem = await checkOne(topology, stored.state, registry, logger);
       if (problem) {
         report.diverging.push({ workflowId: id, workflow: stored.state.workflow, version: stored.state.bundle, message: problem });
         break;

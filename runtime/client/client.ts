@@ -13,6 +13,7 @@ import { ensureTopology, type Topology } from "../nats/topology.js";
 import { randomUUID } from "node:crypto";
 import { encode, type CancelMessage, type SignalMessage, type StartMessage } from "../protocol.js";
 import { isTerminal, type WorkflowState, type WorkflowStatus } from "../state.js";
+import { withHistory } from "../orchestrator/history.js";
 import { readAllStates } from "../orchestrator/state-store.js";
 import type { WorkflowFunction } from "../workflow-api.js";
 
@@ -47,15 +48,15 @@ export interface WorkflowClient {
   start<F extends WorkflowFunction = WorkflowFunction>(workflow: string, input?: Parameters<F>[1], options?: StartOptions): Promise<WorkflowHandle<Awaited<ReturnType<F>>>>;
   getHandle<O = unknown>(id: string): WorkflowHandle<O>;
   result<O = unknown>(id: string, options?: ResultOptions): Promise<O>;
-  /** Wait until the workflow ends, whatever its status: its terminal state document. */
+  /** Wait until the workflow ends, whatever its status: its terminal state, every step included (history chunks read back). */
   waitForEnd(id: string, options?: ResultOptions): Promise<WorkflowState>;
-  /** The state document; WorkflowNotFoundError when there is none. */
+  /** The state, every step included (history chunks read back); WorkflowNotFoundError when there is none. */
   describe(id: string): Promise<WorkflowState>;
   cancel(id: string, reason?: string): Promise<void>;
   /** Send a signal; `ctx.waitForSignal(name)` in the workflow receives its payload. */
   signal(id: string, name: string, payload?: unknown): Promise<void>;
   list(options?: { status?: WorkflowStatus; workflow?: string; limit?: number }): Promise<WorkflowSummary[]>;
-  /** Watch a workflow's state changes until it ends (for live progress). */
+  /** Watch a workflow's state changes until it ends (for live progress); each state whole, as describe() gives it. */
   watch(id: string, options?: ResultOptions): AsyncIterable<WorkflowState>;
   close(): Promise<void>;
   readonly topology: Topology;
@@ -88,7 +89,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
         hint: "Check the id (`wf list` shows recent ones) and that NATS_URL / namespace point where it was started.",
       });
     }
-    return entry.json<WorkflowState>();
+    return withHistory(topology.states, entry.json<WorkflowState>());
   }
 
   async function* watch(id: string, opts: ResultOptions = {}): AsyncIterable<WorkflowState> {
@@ -99,7 +100,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     try {
       for await (const entry of watcher) {
         if (entry.operation !== "PUT" || entry.length === 0) continue;
-        const state = entry.json<WorkflowState>();
+        const state = await withHistory(topology.states, entry.json<WorkflowState>());
         yield state;
         if (isTerminal(state.status)) return;
       }
@@ -111,7 +112,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
   }
 
   async function result<O>(id: string, opts: ResultOptions = {}): Promise<O> {
-    const state = await waitForEnd(id, opts);
+    const state = await endState(id, opts);
     if (state.status === "completed") return state.result as O;
     throw new WorkflowFailedError(id, state.status, state.error);
   }
@@ -124,6 +125,11 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
    * announcement lost to a runtime crash or a reconnect.
    */
   async function waitForEnd(id: string, opts: ResultOptions = {}): Promise<WorkflowState> {
+    return withHistory(topology.states, await endState(id, opts));
+  }
+
+  /** The terminal state as stored: a long workflow's early steps are in its history chunks. */
+  async function endState(id: string, opts: ResultOptions): Promise<WorkflowState> {
     validateWorkflowId(id);
     opts.signal?.throwIfAborted();
     let wake: (() => void) | undefined;

@@ -26,6 +26,8 @@ export interface DecideEnv {
   defaults: Config["defaults"];
   /** "block": a divergence leaves the workflow as it is and throws BlockedWorkflowError (the event is retried later). */
   onNonDeterminism?: "fail" | "block";
+  /** The state with its history chunks' steps and journal put back (history.ts): what replay needs. */
+  withHistory(state: WorkflowState): Promise<WorkflowState>;
   logger: Logger;
   now(): number;
 }
@@ -261,7 +263,7 @@ async function replay(env: DecideEnv, state: WorkflowState): Promise<WorkflowExe
   if (!definition) {
     throw Object.assign(new Error(`workflow type "${state.workflow}" is not in the loaded code (version ${registry.version})`), { name: "UnknownWorkflowError" });
   }
-  return replayWorkflow(state, { ...bindWorkflow(definition, state.id), logger: env.logger });
+  return replayWorkflow(await env.withHistory(state), { ...bindWorkflow(definition, state.id), logger: env.logger });
 }
 
 /** Turn the commands issued in the last activation into steps, and settle the workflow if it returned. */

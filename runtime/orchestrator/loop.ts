@@ -16,6 +16,7 @@ import { encode, parseCancel, type CompletionMessage, parseCompletion, parseJson
 import { isTerminal, STATE_SCHEMA_VERSION, type WorkflowState } from "../state.js";
 import { BlockedWorkflowError, decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
 import { pendingEffects, publishEffects, type Effect } from "./outbox.js";
+import { splitHistory, storeChunk, withHistory } from "./history.js";
 import { readAllStates, serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 
 export interface Orchestrator {
@@ -99,6 +100,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     registryFor: options.registryFor,
     defaults: config.defaults,
     onNonDeterminism: config.orchestrator.onNonDeterminism,
+    withHistory: (state) => withHistory(topology.states, state),
     logger: baseLogger,
     now: options.now ?? Date.now,
   };
@@ -252,7 +254,11 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         return duplicate(msg, stored, decision.reason);
       }
       try {
-        const write = failIfTooLarge(decision, stored, maxStateBytes);
+        // A long workflow's oldest delivered steps move to a history chunk, stored before the
+        // state that no longer holds them (history.ts).
+        const split = splitHistory(decision.state);
+        if (split) await storeChunk(topology.states, split.chunk);
+        const write = failIfTooLarge(split ? { ...decision, state: split.head } : decision, stored, maxStateBytes);
         const next = await store.update(write.state, stored.revision, write.execution, write.serialized);
         announceIfFinished(next.state, write.serialized);
         if (waitsOnlyOnDistantTimers(next.state, write.effects, env.now(), config.orchestrator.cacheDistantWaitsMs)) store.forget(id);

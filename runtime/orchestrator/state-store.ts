@@ -10,6 +10,7 @@ import type { KV } from "@nats-io/kv";
 import { JetflowError, RevisionConflictError } from "../errors.js";
 import type { WorkflowExecution } from "../journal/execution.js";
 import type { StepState, WorkflowState } from "../state.js";
+import { isHistoryKey } from "./history.js";
 
 export interface StoredWorkflow {
   state: WorkflowState;
@@ -162,7 +163,7 @@ const READ_BATCH = 128;
  */
 export async function readAllStates(kv: KV, keep: (state: WorkflowState) => boolean = () => true): Promise<Array<{ state: WorkflowState; revision: number }>> {
   const keys: string[] = [];
-  for await (const key of await kv.keys()) keys.push(key);
+  for await (const key of await kv.keys()) if (!isHistoryKey(key)) keys.push(key);
   const out: Array<{ state: WorkflowState; revision: number }> = [];
   for (let i = 0; i < keys.length; i += READ_BATCH) {
     const entries = await Promise.all(keys.slice(i, i + READ_BATCH).map((key) => kv.get(key)));
