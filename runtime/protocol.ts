@@ -51,6 +51,16 @@ export interface TimerMessage {
   attempt?: number;
 }
 
+/**
+ * `workflow.delay.batch/timers`: several timers parked as one message (an id cannot contain `/`,
+ * so no workflow's delay subject is this one). Parked until `fireAt`, the latest of theirs; then
+ * each is fired as if it had been scheduled alone. Nats-Msg-Id `timers/<batch uuid>`.
+ */
+export interface TimerBatchMessage {
+  fireAt: number;
+  timers: TimerMessage[];
+}
+
 /** `workflow.signal.<id>.<name>`: Nats-Msg-Id `<id>/signal/<signalId>`. */
 export interface SignalMessage {
   workflowId: string;
@@ -71,6 +81,7 @@ export const MSG_ID = {
   completion: (id: string, step: string, attempt: number) => `${id}/${step}/${attempt}/completed`,
   timer: (id: string, key: string) => `${id}/timer/${key}`,
   fired: (id: string, key: string) => `${id}/fired/${key}`,
+  timerBatch: (batchId: string) => `timers/${batchId}`,
 };
 
 export const TIMER_KEY = {
@@ -122,6 +133,11 @@ export function parseTimer(body: unknown): TimerMessage {
   }
   if (body.kind !== "retry" && body.kind !== "sleep" && body.kind !== "timeout") throw new ProtocolError(`timer kind ${JSON.stringify(body.kind)} is unknown`);
   return body as unknown as TimerMessage;
+}
+
+export function parseTimerBatch(body: unknown): TimerBatchMessage {
+  if (!isObject(body) || typeof body.fireAt !== "number" || !Array.isArray(body.timers)) throw new ProtocolError(`timer batch needs numeric "fireAt" and a "timers" array`);
+  return { fireAt: body.fireAt, timers: body.timers.map(parseTimer) };
 }
 
 export function parseSignal(body: unknown): SignalMessage {

@@ -1,6 +1,6 @@
 /**
  * Durable timers: retry backoffs, sleeps and workflow timeouts. A timer is a message on
- * WORKFLOW_TIMERS, written before anything relies on it. Any runtime's timer service pulls it and,
+ * WORKFLOW_TIMERS (alone, or with others in a batch), written before anything relies on it. Any runtime's timer service pulls it and,
  * until it is due, parks it with a NAK delay; when due, it publishes the "fired" event to the
  * orchestrator and acks. Timers have their own stream and consumer (unlimited ack-pending) because
  * a parked message holds an ack-pending slot: on the events consumer, enough sleeping workflows
@@ -9,7 +9,7 @@
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import type { Logger } from "./logger.js";
 import type { Topology } from "./nats/topology.js";
-import { encode, MSG_ID, parseJson, parseTimer } from "./protocol.js";
+import { encode, MSG_ID, parseJson, parseTimer, parseTimerBatch, type TimerMessage } from "./protocol.js";
 import { recordDeadLetter } from "./dead-letters.js";
 
 /** Firing this early is fine: the orchestrator re-checks each timer's condition against the state. */
@@ -36,20 +36,29 @@ export function createTimerService(options: { topology: Topology; logger: Logger
   let loop: Promise<void> | undefined;
 
   async function handle(msg: JsMsg): Promise<void> {
-    let timer;
+    // One timer, or a batch of them parked together (orchestrator/timer-batches.ts): fired at once.
+    let due: { fireAt: number; timers: TimerMessage[] };
     try {
-      timer = parseTimer(parseJson(msg.data));
+      const body = parseJson(msg.data);
+      if (msg.subject === topology.names.timerBatchSubject) {
+        due = parseTimerBatch(body);
+      } else {
+        const timer = parseTimer(body);
+        due = { fireAt: timer.fireAt, timers: [timer] };
+      }
     } catch (err) {
       await recordDeadLetter(topology, logger, { reason: "invalid_message", message: (err as Error).message, subject: msg.subject, data: msg.data });
       msg.ack();
       return;
     }
-    const wait = timer.fireAt - clock.now();
+    const wait = due.fireAt - clock.now();
     if (wait > EARLY_FIRE_TOLERANCE_MS) {
       msg.nak(wait);
       return;
     }
-    await topology.js.publish(topology.names.timerFiredSubject(timer.workflowId, timer.key), encode(timer), { msgID: MSG_ID.fired(timer.workflowId, timer.key) });
+    await Promise.all(
+      due.timers.map((timer) => topology.js.publish(topology.names.timerFiredSubject(timer.workflowId, timer.key), encode(timer), { msgID: MSG_ID.fired(timer.workflowId, timer.key) })),
+    );
     options.crashPoint?.("timer-fired-before-ack");
     msg.ack();
   }

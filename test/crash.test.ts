@@ -255,6 +255,27 @@ describe("crash recovery (child-process runtimes)", () => {
     console.log(`[crash a] kill mid-activity → completed in ${Date.now() - t0} ms`);
   });
 
+  it("a runtime SIGKILLed in a long workflow: another one replays it through its history chunks and runs no finished step again", async () => {
+    setup("long");
+    const a = await spawnRuntime("A", runtimeOptions());
+    const wf = await openClient();
+    await wf.start("long_crashy", { slowMs: 1_500 }, { id: "kill-long" });
+
+    await waitFor("slow_step to start on A", () => markerLines(markerDir, MARKER_FILES.slowStarted).find((l) => l.pid === a.pid), 15_000, 20);
+    expect((await wf.topology.states.get("kill-long"))!.json<WorkflowState>().history?.chunks).toBeGreaterThanOrEqual(1);
+    await killRuntime(a);
+    const b = await spawnRuntime("B", runtimeOptions());
+
+    const state = (await waitForTerminal(wf, ["kill-long"], 30_000)).get("kill-long")!;
+    const fastNames = Array.from({ length: 45 }, (_, i) => (i === 0 ? "fast_step" : `fast_step-${i + 1}`));
+    expectCleanJournal(state, [...fastNames.slice(0, 40), "slow_step", ...fastNames.slice(40)]);
+    expect(state.result).toEqual({ slow: { pid: b.pid }, fast: 45 });
+    const fast = markerLines(markerDir, MARKER_FILES.fast).filter((l) => l.workflowId === "kill-long");
+    expect(fast.filter((l) => l.pid === a.pid)).toHaveLength(40); // finished before the kill: not run again
+    expect(fast.filter((l) => l.pid === b.pid)).toHaveLength(5);
+    expect(markerLines(markerDir, MARKER_FILES.slowStarted).filter((l) => l.workflowId === "kill-long").map((l) => l.pid)).toEqual([a.pid, b.pid]);
+  });
+
   it("a retry backoff pending when the runtime is killed still fires, and not early", async () => {
     const t0 = Date.now();
     setup("b");

@@ -9,8 +9,9 @@
 import { describe, expect, it } from "vitest";
 import type { Msg } from "@nats-io/nats-core";
 import { DiscardPolicy } from "@nats-io/jetstream";
-import { createRuntime, defineDag, type ActivityContext, type DagDefinition, type WorkflowContext, type WorkflowState } from "../runtime/index.js";
+import { createRuntime, defineDag, defineWorkflow, type ActivityContext, type DagDefinition, type WorkflowContext, type WorkflowState } from "../runtime/index.js";
 import { Engine, resultSignal, sleep, useEngines } from "./fixtures/engine/harness.js";
+import { MAX_SPREAD_MS } from "../runtime/orchestrator/timer-batches.js";
 
 const engine = useEngines();
 
@@ -210,5 +211,27 @@ describe("recording a completion that fails part way", () => {
     const state = await client.describe("part-way-1");
     expect(state.steps.first).toMatchObject({ status: "completed", attempt: 1 });
     expect(state.journal).toEqual(["first", "second"]);
+  });
+});
+
+describe("workflow deadlines", () => {
+  it("starts at once park their deadlines together, and every workflow still times out on time", async () => {
+    const e = engine();
+    const waits = defineWorkflow(async (ctx: WorkflowContext) => ctx.waitForSignal("never"), { timeout: "1s" });
+    await e.runtime({ workflows: { waits } });
+    const client = await e.client();
+    const n = 40;
+    const handles = await Promise.all(Array.from({ length: n }, (_, i) => client.start("waits", null, { id: `deadline-${i}` })));
+    const ends = await Promise.all(handles.map((h) => client.waitForEnd(h.id, resultSignal())));
+    for (const state of ends) {
+      expect(state.status).toBe("timed_out");
+      expect(state.error).toMatchObject({ type: "WorkflowTimeoutError" });
+      const late = Date.parse(state.completedAt!) - Date.parse(state.deadline!);
+      expect(late).toBeGreaterThanOrEqual(-5); // timers may fire 5 ms early (clock tolerance), never more
+      expect(late).toBeLessThan(MAX_SPREAD_MS + 2_000); // the batch's spread, plus delivery on a loaded machine
+    }
+    // Fewer timer messages than workflows: deadlines decided together were stored together.
+    const { jsm } = await e.topology();
+    expect((await jsm.streams.info(e.names.timersStream)).state.last_seq).toBeLessThan(n);
   });
 });

@@ -62,6 +62,9 @@ describe("history chunks", () => {
     for (let n = 0; n < head.history!.chunks; n++) chunks.push((await client.topology.states.get(historyKey("long-1", n)))!.json<HistoryChunk>());
     expect([...chunks.flatMap((c) => c.journal), ...head.journal]).toEqual(whole.journal);
     expect(await client.waitForEnd("long-1", resultSignal())).toEqual(whole);
+    const watched: WorkflowState[] = [];
+    for await (const state of client.watch("long-1", resultSignal())) watched.push(state);
+    expect(watched.at(-1)).toEqual(whole);
     // Chunks are not workflows.
     expect((await client.list()).map((w) => w.id)).toEqual(["long-1"]);
   });
@@ -185,27 +188,32 @@ describe("splitHistory", () => {
     journal,
   });
   const names = (n: number) => Array.from({ length: n }, (_, i) => `s${i}`);
+  const split = (state: WorkflowState) => splitHistory(state, JSON.stringify(state).length);
 
   it("moves nothing until the state holds twice a chunk of delivered steps, then the oldest chunk, never a pending step", () => {
-    expect(splitHistory(base(names(2 * CHUNK_MAX_STEPS - 1)))).toBeUndefined();
-    const split = splitHistory(base(names(2 * CHUNK_MAX_STEPS)))!;
-    expect(split.chunk.journal).toEqual(names(CHUNK_MAX_STEPS));
-    expect(Object.keys(split.chunk.steps)).toEqual(names(CHUNK_MAX_STEPS));
-    expect(split.head.journal).toEqual(names(2 * CHUNK_MAX_STEPS).slice(CHUNK_MAX_STEPS));
-    expect(split.head.steps.pending!.status).toBe("scheduled");
-    expect(split.head.history).toEqual({ chunks: 1, steps: CHUNK_MAX_STEPS });
-    const next = splitHistory({ ...split.head, steps: { ...split.head.steps, ...base(names(3 * CHUNK_MAX_STEPS)).steps }, journal: names(3 * CHUNK_MAX_STEPS).slice(CHUNK_MAX_STEPS) })!;
+    expect(split(base(names(2 * CHUNK_MAX_STEPS - 1)))).toBeUndefined();
+    const first = split(base(names(2 * CHUNK_MAX_STEPS)))!;
+    expect(first.chunk.journal).toEqual(names(CHUNK_MAX_STEPS));
+    expect(Object.keys(first.chunk.steps)).toEqual(names(CHUNK_MAX_STEPS));
+    expect(first.head.journal).toEqual(names(2 * CHUNK_MAX_STEPS).slice(CHUNK_MAX_STEPS));
+    expect(first.head.steps.pending!.status).toBe("scheduled");
+    expect(first.head.history).toEqual({ chunks: 1, steps: CHUNK_MAX_STEPS });
+    const next = split({ ...first.head, steps: { ...first.head.steps, ...base(names(3 * CHUNK_MAX_STEPS)).steps }, journal: names(3 * CHUNK_MAX_STEPS).slice(CHUNK_MAX_STEPS) })!;
     expect(next.chunk.chunk).toBe(1);
     expect(next.head.history).toEqual({ chunks: 2, steps: 2 * CHUNK_MAX_STEPS });
   });
 
   it("large outputs: moves by bytes, a chunk of at most CHUNK_MAX_BYTES (one step at least), and keeps the last delivered step", () => {
     const big = (i: number) => "x".repeat(i === 3 ? 3 * CHUNK_MAX_BYTES : CHUNK_MAX_BYTES / 3);
-    const split = splitHistory(base(names(5), big))!;
-    expect(split.chunk.journal).toEqual(["s0", "s1"]); // a third step would pass CHUNK_MAX_BYTES
-    const huge = splitHistory(base(["s0", "s1"], (i) => "x".repeat(i === 0 ? 3 * CHUNK_MAX_BYTES : 10)))!;
+    expect(split(base(names(5), big))!.chunk.journal).toEqual(["s0", "s1"]); // a third step would pass CHUNK_MAX_BYTES
+    const huge = split(base(["s0", "s1"], (i) => "x".repeat(i === 0 ? 3 * CHUNK_MAX_BYTES : 10)))!;
     expect(huge.chunk.journal).toEqual(["s0"]);
     expect(huge.head.journal).toEqual(["s1"]);
-    expect(splitHistory(base(["s0"], () => "x".repeat(3 * CHUNK_MAX_BYTES)))).toBeUndefined();
+    expect(split(base(["s0"], () => "x".repeat(3 * CHUNK_MAX_BYTES)))).toBeUndefined();
+  });
+
+  it("a large state whose bulk is not delivered steps (a large input) moves nothing", () => {
+    const state = { ...base(names(4)), input: "x".repeat(3 * CHUNK_MAX_BYTES) };
+    expect(split(state)).toBeUndefined();
   });
 });

@@ -13,7 +13,7 @@ import { ensureTopology, type Topology } from "../nats/topology.js";
 import { randomUUID } from "node:crypto";
 import { encode, type CancelMessage, type SignalMessage, type StartMessage } from "../protocol.js";
 import { isTerminal, type WorkflowState, type WorkflowStatus } from "../state.js";
-import { withHistory } from "../orchestrator/history.js";
+import { withHistory, type HistoryChunk } from "../orchestrator/history.js";
 import { readAllStates } from "../orchestrator/state-store.js";
 import type { WorkflowFunction } from "../workflow-api.js";
 
@@ -95,12 +95,13 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
   async function* watch(id: string, opts: ResultOptions = {}): AsyncIterable<WorkflowState> {
     validateWorkflowId(id);
     const watcher = await topology.states.watch({ key: id });
+    const chunks = new Map<number, HistoryChunk>();
     const onAbort = () => watcher.stop();
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     try {
       for await (const entry of watcher) {
         if (entry.operation !== "PUT" || entry.length === 0) continue;
-        const state = await withHistory(topology.states, entry.json<WorkflowState>());
+        const state = await withHistory(topology.states, entry.json<WorkflowState>(), chunks);
         yield state;
         if (isTerminal(state.status)) return;
       }

@@ -27,6 +27,8 @@ export interface Names {
   cancelSubject(workflowId: string): string;
   taskSubject(activityType: string): string;
   timerScheduleSubject(workflowId: string): string;
+  /** Where timers parked together are published (protocol.ts TimerBatchMessage). */
+  timerBatchSubject: string;
   deadLetterSubject(reason: string): string;
   /**
    * Core NATS (not stored): the orchestrator publishes a workflow's terminal state here right
@@ -66,6 +68,7 @@ export function createNames(namespace = ""): Names {
     cancelSubject: (id) => `${eventsPrefix}cancel.${token(id)}`,
     taskSubject: (type) => `${s}activity.tasks.${type}`,
     timerScheduleSubject: (id) => `${eventsPrefix}delay.${token(id)}`,
+    timerBatchSubject: `${eventsPrefix}delay.batch/timers`,
     deadLetterSubject: (reason) => `${eventsPrefix}deadletter.${reason}`,
     finishedSubject: (id) => `${eventsPrefix}finished.${token(id)}`,
     eventKind(subject) {

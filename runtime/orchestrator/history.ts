@@ -55,10 +55,14 @@ function bytesOf(step: StepState): number {
 /**
  * When `state` holds enough delivered steps, the chunk of the oldest ones and the state without
  * them; undefined otherwise (almost always: a chunk is due once per CHUNK_MAX_STEPS steps).
+ * `serializedLength`: the length of the state's JSON, which the caller has at hand.
  */
-export function splitHistory(state: WorkflowState): { head: WorkflowState; chunk: HistoryChunk } | undefined {
+export function splitHistory(state: WorkflowState, serializedLength: number): { head: WorkflowState; chunk: HistoryChunk } | undefined {
   const journal = state.journal;
   if (journal.length < 2) return undefined;
+  // The common case, decided without measuring steps: few delivered steps, and a state too small
+  // for them to weigh 2 × CHUNK_MAX_BYTES.
+  if (journal.length < 2 * CHUNK_MAX_STEPS && serializedLength < 2 * CHUNK_MAX_BYTES) return undefined;
   let total = 0;
   let take = 0;
   let takeBytes = 0;
@@ -114,18 +118,26 @@ export async function storeChunk(kv: KV, chunk: HistoryChunk): Promise<void> {
  * The workflow's whole record: its chunks' steps and journal entries put back in front of the
  * state's own. What replay and people (`wf show`, describe()) need; the state as stored otherwise.
  */
-export async function withHistory(kv: KV, state: WorkflowState): Promise<WorkflowState> {
-  const chunks = state.history?.chunks ?? 0;
-  if (chunks === 0) return state;
-  const entries = await Promise.all(Array.from({ length: chunks }, (_, n) => kv.get(historyKey(state.id, n))));
+export async function withHistory(kv: KV, state: WorkflowState, known?: Map<number, HistoryChunk>): Promise<WorkflowState> {
+  const count = state.history?.chunks ?? 0;
+  if (count === 0) return state;
+  const chunks = await Promise.all(
+    Array.from({ length: count }, async (_, n) => {
+      const cached = known?.get(n);
+      if (cached) return cached;
+      const entry = await kv.get(historyKey(state.id, n));
+      if (!entry || entry.operation !== "PUT" || entry.length === 0) throw new HistoryMissingError(state.id, historyKey(state.id, n));
+      const chunk = entry.json<HistoryChunk>();
+      known?.set(n, chunk); // chunks never change: a watcher reads each once
+      return chunk;
+    }),
+  );
   const steps: Record<string, StepState> = {};
   const journal: string[] = [];
-  entries.forEach((entry, n) => {
-    if (!entry || entry.operation !== "PUT" || entry.length === 0) throw new HistoryMissingError(state.id, historyKey(state.id, n));
-    const chunk = entry.json<HistoryChunk>();
+  for (const chunk of chunks) {
     Object.assign(steps, chunk.steps);
     journal.push(...chunk.journal);
-  });
+  }
   return { ...state, steps: Object.assign(steps, state.steps), journal: journal.concat(state.journal) };
 }
 

@@ -17,6 +17,7 @@ import { isTerminal, STATE_SCHEMA_VERSION, type WorkflowState } from "../state.j
 import { BlockedWorkflowError, decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
 import { pendingEffects, publishEffects, type Effect } from "./outbox.js";
 import { splitHistory, storeChunk, withHistory } from "./history.js";
+import { TimerBatcher } from "./timer-batches.js";
 import { readAllStates, serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 
 export interface Orchestrator {
@@ -104,6 +105,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     logger: baseLogger,
     now: options.now ?? Date.now,
   };
+  const timerBatcher = new TimerBatcher(topology);
   const chains = new Map<string, Promise<void>>();
   const inFlight = new Set<Promise<void>>();
   let messages: Awaited<ReturnType<Awaited<ReturnType<Topology["js"]["consumers"]["get"]>>["consume"]>> | undefined;
@@ -212,7 +214,15 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       announceIfFinished(stored.state);
       if (waitsOnlyOnDistantTimers(stored.state, decision.effects, env.now(), config.orchestrator.cacheDistantWaitsMs)) store.forget(id);
       options.crashPoint?.("after-state-write-before-dispatch");
-      await publishEffects(topology, stored.state, decision.effects);
+      // The deadline is parked with other starts' (timer-batches.ts); the start is acked only
+      // once it is stored, like every other effect.
+      const deadlines: Array<Promise<void>> = [];
+      const others: Effect[] = [];
+      for (const effect of decision.effects) {
+        if (effect.kind === "timer" && effect.timer.kind === "timeout") deadlines.push(timerBatcher.park(effect.timer));
+        else others.push(effect);
+      }
+      await Promise.all([publishEffects(topology, stored.state, others), ...deadlines]);
       msg.ack();
     });
   }
@@ -256,9 +266,10 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       try {
         // A long workflow's oldest delivered steps move to a history chunk, stored before the
         // state that no longer holds them (history.ts).
-        const split = splitHistory(decision.state);
+        const serialized = serializeState(decision.state);
+        const split = splitHistory(decision.state, serialized.length);
         if (split) await storeChunk(topology.states, split.chunk);
-        const write = failIfTooLarge(split ? { ...decision, state: split.head } : decision, stored, maxStateBytes);
+        const write = split ? failIfTooLarge({ ...decision, state: split.head }, stored, maxStateBytes) : failIfTooLarge(decision, stored, maxStateBytes, serialized);
         const next = await store.update(write.state, stored.revision, write.execution, write.serialized);
         announceIfFinished(next.state, write.serialized);
         if (waitsOnlyOnDistantTimers(next.state, write.effects, env.now(), config.orchestrator.cacheDistantWaitsMs)) store.forget(id);
@@ -500,8 +511,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
  * A state that NATS cannot store would be retried forever; instead the workflow fails, with the
  * last state it could store and an error that says why.
  */
-function failIfTooLarge(decision: Decision & { kind: "write" }, stored: StoredWorkflow, maxBytes: number): Decision & { kind: "write"; serialized?: string } {
-  const serialized = serializeState(decision.state); // serialized once: the write below reuses it
+function failIfTooLarge(decision: Decision & { kind: "write" }, stored: StoredWorkflow, maxBytes: number, serialized = serializeState(decision.state)): Decision & { kind: "write"; serialized?: string } {
+  // Serialized once: the write below reuses it.
   // UTF-8 takes at most 3 bytes per UTF-16 unit: most states are far below the limit, uncounted.
   const bytes = serialized.length * 3 <= maxBytes ? serialized.length : Buffer.byteLength(serialized);
   if (bytes <= maxBytes) return { ...decision, serialized };

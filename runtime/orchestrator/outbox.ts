@@ -65,7 +65,7 @@ async function publishTask(topology: Topology, state: WorkflowState, stepName: s
   await topology.js.publish(topology.names.taskSubject(task.activity), encode(task), { msgID: MSG_ID.task(state.id, stepName, step.attempt) });
 }
 
-async function publishTimer(topology: Topology, timer: TimerMessage): Promise<void> {
+export async function publishTimer(topology: Topology, timer: TimerMessage): Promise<void> {
   const h = headers();
   h.set("Jetflow-Fire-At", new Date(timer.fireAt).toISOString());
   await topology.js.publish(topology.names.timerScheduleSubject(timer.workflowId), encode(timer), { msgID: MSG_ID.timer(timer.workflowId, timer.key), headers: h });
