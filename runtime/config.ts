@@ -94,6 +94,12 @@ export const configSchema = {
       default: "30s" as string | number,
       env: "WF_ACK_WAIT",
     },
+    continuations: {
+      doc: "Run the next step of a workflow in the runtime that recorded the previous one, without publishing its task, when that runtime hosts the activity and has a free slot (both roles only). The previous task's message stays unacknowledged as the step's lease until the chain ends, so a crash is repaired as if the task had been published. Turn off to send every task through the tasks stream.",
+      format: Boolean,
+      default: true,
+      env: "WF_CONTINUATIONS",
+    },
     maxDeliveries: {
       doc: "Deliveries of one attempt (each one a runtime that died running it) before the attempt fails as a crash loop.",
       format: "nat",
@@ -162,6 +168,7 @@ export interface Config {
     slots: number;
     activities: string[];
     ackWaitMs: number;
+    continuations: boolean;
     maxDeliveries: number;
     shutdownGraceMs: number;
   };
@@ -250,6 +257,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       slots: raw.worker.slots,
       activities: raw.worker.activities,
       ackWaitMs: parseDuration(raw.worker.ackWait, "worker.ackWait"),
+      continuations: raw.worker.continuations,
       maxDeliveries: raw.worker.maxDeliveries,
       shutdownGraceMs: parseDuration(raw.worker.shutdownGrace, "worker.shutdownGrace"),
     },

@@ -44,6 +44,11 @@ export interface StepState {
   finishedAt?: string;
   /** The runtime that ran the last attempt. */
   worker?: string;
+  /**
+   * status "scheduled": the runtime running this attempt as a continuation of the previous step
+   * (its task was not published; docs/protocol.md, "Continuations").
+   */
+  continued?: string;
   /** status "retrying": when the next attempt is dispatched. */
   nextAttemptAt?: string;
   /** kind "signal": the signal name it waits for; once received, `output` is its payload. */

@@ -255,6 +255,25 @@ describe("crash recovery (child-process runtimes)", () => {
     console.log(`[crash a] kill mid-activity → completed in ${Date.now() - t0} ms`);
   });
 
+  it("a runtime SIGKILLed in a continued step: the lease is redelivered, the step's task published, and no finished step runs again", async () => {
+    setup("cont");
+    const a = await spawnRuntime("A", runtimeOptions());
+    const wf = await openClient();
+    await wf.start("continued_crashy", { slowMs: 1_500 }, { id: "kill-continued" });
+
+    await waitFor("slow_step to start on A", () => markerLines(markerDir, MARKER_FILES.slowStarted).find((l) => l.pid === a.pid), 15_000, 20);
+    // slow_step ran as a continuation: its task was never published (fast_step's is its lease).
+    expect((await wf.topology.jsm.streams.info(wf.topology.names.tasksStream)).state.last_seq).toBe(1);
+    await killRuntime(a);
+    const b = await spawnRuntime("B", runtimeOptions());
+
+    const state = (await waitForTerminal(wf, ["kill-continued"], 30_000)).get("kill-continued")!;
+    expectCleanJournal(state, ["fast_step", "slow_step"]);
+    expect(state.result).toEqual({ slow: { pid: b.pid }, fast: "fast" });
+    expect(markerLines(markerDir, MARKER_FILES.fast).filter((l) => l.workflowId === "kill-continued").map((l) => l.pid)).toEqual([a.pid]);
+    expect(markerLines(markerDir, MARKER_FILES.slowStarted).filter((l) => l.workflowId === "kill-continued").map((l) => l.pid)).toEqual([a.pid, b.pid]);
+  });
+
   it("a runtime SIGKILLed in a long workflow: another one replays it through its history chunks and runs no finished step again", async () => {
     setup("long");
     const a = await spawnRuntime("A", runtimeOptions());

@@ -187,7 +187,8 @@ describe("recording a completion that fails part way", () => {
       await ctx.activities.second(null);
       return "done";
     };
-    await e.runtime({ workflows: { two }, activities: acts });
+    // Continuations off: `second` goes through the tasks stream (the continuation path has a test below).
+    await e.runtime({ workflows: { two }, activities: acts, config: { worker: { continuations: false } } });
     const client = await e.client();
     const { jsm } = client.topology;
     const tasks = e.names.tasksStream;
@@ -205,9 +206,8 @@ describe("recording a completion that fails part way", () => {
     expect(recorded?.steps.first?.status).toBe("completed");
     await jsm.streams.update(tasks, { ...original });
     expect(await handle.result(resultSignal())).toBe("done");
-    // `first` ran again on the redelivery (at least once); its second completion changed nothing.
-    expect(runs.filter((r) => r.startsWith("first")).length).toBeGreaterThanOrEqual(2);
-    expect(runs.filter((r) => r.startsWith("second"))).toEqual(["second#1"]);
+    // The redelivered task of `first` was found recorded: not run again, `second` re-published instead.
+    expect(runs).toEqual(["first#1", "second#1"]);
     const state = await client.describe("part-way-1");
     expect(state.steps.first).toMatchObject({ status: "completed", attempt: 1 });
     expect(state.journal).toEqual(["first", "second"]);
@@ -233,5 +233,73 @@ describe("workflow deadlines", () => {
     // Fewer timer messages than workflows: deadlines decided together were stored together.
     const { jsm } = await e.topology();
     expect((await jsm.streams.info(e.names.timersStream)).state.last_seq).toBeLessThan(n);
+  });
+});
+
+describe("continuations", () => {
+  it("a runtime with both roles runs a workflow's next steps itself: one task message per workflow, not one per step", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { chain }, activities });
+    const client = await e.client();
+    // One at a time, so a slot is always free for the next step (under load, a step that finds no
+    // free slot has its task published as usual).
+    const results: number[] = [];
+    for (let i = 0; i < 10; i++) results.push((await (await client.start("chain", { n: i }, { id: `cont-${i}` })).result(resultSignal())) as number);
+    expect(results).toEqual(Array.from({ length: 10 }, (_, i) => i + 3));
+    const { jsm } = await e.topology();
+    expect((await jsm.streams.info(e.names.tasksStream)).state.last_seq).toBe(10);
+    const state = await client.describe("cont-0");
+    expect(state.journal).toEqual(["inc", "inc-2", "inc-3"]);
+    expect(Object.values(state.steps).map((s) => [s.status, s.attempt])).toEqual([
+      ["completed", 1],
+      ["completed", 1],
+      ["completed", 1],
+    ]);
+  });
+
+  it("with worker.continuations off, every step's task goes through the tasks stream", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { chain }, activities, config: { worker: { continuations: false } } });
+    const client = await e.client();
+    await Promise.all(Array.from({ length: 10 }, async (_, i) => (await client.start("chain", { n: i }, { id: `nocont-${i}` })).result(resultSignal())));
+    const { jsm } = await e.topology();
+    expect((await jsm.streams.info(e.names.tasksStream)).state.last_seq).toBe(30);
+  });
+
+  it("a fan-out whose other task cannot be published: nothing runs twice, and the workflow completes once NATS takes it", async () => {
+    const e = engine();
+    const runs: string[] = [];
+    const acts = {
+      first: async (_: unknown, ctx: ActivityContext) => void runs.push(`first#${ctx.attempt}`),
+      left: async (_: unknown, ctx: ActivityContext) => void runs.push(`left#${ctx.attempt}`),
+      right: async (_: unknown, ctx: ActivityContext) => void runs.push(`right#${ctx.attempt}`),
+    };
+    const fan = async (ctx: WorkflowContext<typeof acts>) => {
+      await ctx.activities.first(null);
+      await Promise.all([ctx.activities.left(null), ctx.activities.right(null)]);
+      return "done";
+    };
+    await e.runtime({ workflows: { fan }, activities: acts });
+    const client = await e.client();
+    const { jsm } = client.topology;
+    const tasks = e.names.tasksStream;
+    const original = (await jsm.streams.info(tasks)).config;
+    // `first`'s task stays in the stream while unacked: with room for one message, the decision
+    // that records `first` runs `left` here and cannot publish `right`. The slot taken for `left`
+    // is given back, `first`'s task is released, and its redelivery re-publishes both.
+    await jsm.streams.update(tasks, { ...original, max_msgs: 1, discard: DiscardPolicy.New });
+    const handle = await client.start("fan", null, { id: "fan-part-way" });
+    let recorded: WorkflowState | undefined;
+    for (let i = 0; i < 100 && !recorded; i++) {
+      const state = await client.describe("fan-part-way").catch(() => undefined);
+      if (state?.steps.right?.status === "scheduled") recorded = state;
+      else await sleep(50);
+    }
+    expect(recorded?.steps.first?.status).toBe("completed");
+    await sleep(300);
+    expect(runs).toEqual(["first#1"]); // `left` was not started: its reservation was cancelled
+    await jsm.streams.update(tasks, { ...original });
+    expect(await handle.result(resultSignal())).toBe("done");
+    expect([...runs].sort()).toEqual(["first#1", "left#1", "right#1"]);
   });
 });

@@ -81,6 +81,7 @@ export async function decideCompletion(env: DecideEnv, stored: StoredWorkflow, e
   step.startedAt = event.startedAt;
   step.finishedAt = event.finishedAt;
   step.worker = event.worker;
+  delete step.continued; // this attempt is over
   const effects: Effect[] = [];
 
   if (event.ok) {

@@ -12,10 +12,10 @@ import { RevisionConflictError, ValidationError } from "../errors.js";
 import { validateWorkflowId } from "../ids.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
-import { encode, parseCancel, type CompletionMessage, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage } from "../protocol.js";
+import { encode, parseCancel, type CompletionMessage, type TaskMessage, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage } from "../protocol.js";
 import { isTerminal, STATE_SCHEMA_VERSION, type WorkflowState } from "../state.js";
 import { BlockedWorkflowError, decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
-import { pendingEffects, publishEffects, type Effect } from "./outbox.js";
+import { pendingEffects, publishEffects, taskMessage, type Effect } from "./outbox.js";
 import { splitHistory, storeChunk, withHistory } from "./history.js";
 import { TimerBatcher } from "./timer-batches.js";
 import { readAllStates, serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
@@ -28,11 +28,23 @@ export interface Orchestrator {
    * WORKFLOW_EVENTS: the state CAS that records it is its durable record (the task is acked only
    * after it). See LocalOutcome for what the worker does next.
    */
-  applyLocalCompletion(completion: CompletionMessage, redelivered: boolean): Promise<LocalOutcome>;
+  applyLocalCompletion(completion: CompletionMessage, redelivered: boolean, continuation?: Continuation): Promise<LocalOutcome>;
+}
+
+/**
+ * The worker's offer to run the next step of the workflow whose completion it hands over, in this
+ * process, without publishing its task: reserve() takes a worker slot for that activity type (or
+ * returns undefined), and the reservation is then started with the step's task, or cancelled.
+ */
+export interface Continuation {
+  reserve(activityType: string): { start(task: TaskMessage): void; cancel(): void } | undefined;
 }
 
 /**
  * applied: the state records the completion and its effects are published: ack the task.
+ * continued: the same, except one next task, which the Continuation started instead of it being
+ *   published: the task's message is now that step's lease (docs/protocol.md, "Continuations"):
+ *   the continuation acks it (or releases it) when it ends.
  * declined: nothing was written (stopping, unknown workflow, blocked, CAS conflicts): publish the
  *   completion as an event, the ordinary path.
  * retry: it failed part way; the state may record it while its effects are not published (NATS
@@ -41,7 +53,7 @@ export interface Orchestrator {
  *   redelivery, recognised as one, re-publishes every pending effect (and runs the activity again,
  *   which at-least-once allows).
  */
-export type LocalOutcome = "applied" | "declined" | "retry";
+export type LocalOutcome = "applied" | "continued" | "declined" | "retry";
 
 /** What apply() needs of an event: a JetStream message, or a completion from this runtime's worker. */
 type EventMessage = Pick<JsMsg, "subject" | "redelivered" | "ack" | "nak"> & { info: { deliveryCount: number } };
@@ -51,16 +63,21 @@ type EventMessage = Pick<JsMsg, "subject" | "redelivered" | "ack" | "nak"> & { i
  * it (or already did); nak() means "not here": the worker publishes it as an event instead.
  */
 class LocalCompletion implements EventMessage {
-  outcome: "pending" | "applied" | "declined" = "pending";
+  outcome: "pending" | "applied" | "continued" | "declined" = "pending";
   readonly info: { deliveryCount: number };
   constructor(
     readonly subject: string,
     readonly redelivered: boolean,
+    readonly continuation: Continuation | undefined,
   ) {
     this.info = { deliveryCount: redelivered ? 2 : 1 };
   }
   ack(): void {
     if (this.outcome === "pending") this.outcome = "applied";
+  }
+  /** Recorded, and a next step runs here holding the task's message (see Continuation). */
+  continued(): void {
+    if (this.outcome === "pending") this.outcome = "continued";
   }
   nak(): void {
     if (this.outcome === "pending") this.outcome = "declined";
@@ -143,7 +160,11 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
           return await handleStart(msg, body);
         case "completed": {
           const event = parseCompletion(body);
-          return await serialize(event.workflowId, () => apply(msg, event.workflowId, (stored) => decideCompletion(env, stored, event)));
+          // A completion for an attempt already recorded, from a task that was redelivered (or may
+          // have been: a worker that does not say), may follow the death of a runtime that held
+          // that task as the lease of a continued step (see Continuation): it repairs.
+          const repairDuplicate = event.redelivered !== false;
+          return await serialize(event.workflowId, () => apply(msg, event.workflowId, (stored) => decideCompletion(env, stored, event), { repairDuplicate }));
         }
         case "timer": {
           const timer = parseTimer(body);
@@ -228,7 +249,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   }
 
   /** Load, decide, CAS, publish, ack; on a lost CAS, re-read and decide again. */
-  async function apply(msg: EventMessage, id: string, decide: (stored: StoredWorkflow) => Promise<Decision>, applyOptions: { mayPrecedeStart?: boolean } = {}): Promise<void> {
+  async function apply(msg: EventMessage, id: string, decide: (stored: StoredWorkflow) => Promise<Decision>, applyOptions: { mayPrecedeStart?: boolean; repairDuplicate?: boolean } = {}): Promise<void> {
     for (let attempt = 1; attempt <= MAX_CAS_ATTEMPTS; attempt++) {
       const stored = await store.load(id, attempt > 1);
       if (!stored) {
@@ -261,8 +282,11 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
           store.forget(id);
           continue;
         }
-        return duplicate(msg, stored, decision.reason);
+        return duplicate(msg, stored, decision.reason, applyOptions.repairDuplicate);
       }
+      // A next task this runtime's worker runs itself (see Continuation): reserved before the
+      // write, which marks the step as continued, so that a recovery pass leaves it alone.
+      let here = reserveHere(msg, decision.state, decision.effects);
       try {
         // A long workflow's oldest delivered steps move to a history chunk, stored before the
         // state that no longer holds them (history.ts).
@@ -270,16 +294,28 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         const split = splitHistory(decision.state, serialized.length);
         if (split) await storeChunk(topology.states, split.chunk);
         const write = split ? failIfTooLarge({ ...decision, state: split.head }, stored, maxStateBytes) : failIfTooLarge(decision, stored, maxStateBytes, serialized);
+        if (here && !write.effects.includes(here.effect)) {
+          here.reservation.cancel(); // the workflow failed instead (its state too large)
+          here = undefined;
+        }
         const next = await store.update(write.state, stored.revision, write.execution, write.serialized);
         announceIfFinished(next.state, write.serialized);
         if (waitsOnlyOnDistantTimers(next.state, write.effects, env.now(), config.orchestrator.cacheDistantWaitsMs)) store.forget(id);
         options.crashPoint?.("after-state-write-before-dispatch");
-        await publishEffects(topology, next.state, write.effects);
+        const continued = here;
+        await publishEffects(topology, next.state, continued ? write.effects.filter((effect) => effect !== continued.effect) : write.effects);
         options.crashPoint?.("after-dispatch-before-ack");
         if (isTerminal(next.state.status) && next.state.status !== "cancelled") abortRunningSteps(next.state);
-        msg.ack();
+        if (continued) {
+          here = undefined;
+          continued.reservation.start(taskMessage(next.state, continued.effect.step));
+          (msg as LocalCompletion).continued();
+        } else {
+          msg.ack();
+        }
         return;
       } catch (err) {
+        here?.reservation.cancel();
         store.forget(id);
         if (!(err instanceof RevisionConflictError)) throw err;
         logger.debug(`lost a CAS on ${id}; re-reading`, { workflowId: id, attempt });
@@ -289,12 +325,29 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   }
 
   /**
-   * An event the state already reflects. If it is a redelivery, the runtime that applied it may
-   * have died before publishing the effects: publish every pending one again (deduplicated by
-   * Nats-Msg-Id), then ack.
+   * One next task of a completion from this runtime's own worker, for the worker to run here
+   * instead of publishing it (see Continuation): the first task whose activity type gets a slot.
+   * Its step in `state` (the decision's draft, not yet written) is marked `continued`.
    */
-  async function duplicate(msg: EventMessage, stored: StoredWorkflow, reason: string): Promise<void> {
-    if (msg.redelivered) {
+  function reserveHere(msg: EventMessage, state: WorkflowState, effects: Effect[]): { effect: Effect & { kind: "task" }; reservation: NonNullable<ReturnType<Continuation["reserve"]>> } | undefined {
+    if (!(msg instanceof LocalCompletion) || !msg.continuation || stopping) return undefined;
+    for (const effect of effects) {
+      if (effect.kind !== "task") continue;
+      const reservation = msg.continuation.reserve(state.steps[effect.step]!.activity!);
+      if (!reservation) continue;
+      state.steps[effect.step] = { ...state.steps[effect.step]!, continued: config.worker.id };
+      return { effect, reservation };
+    }
+    return undefined;
+  }
+
+  /**
+   * An event the state already reflects. If it is a redelivery (or `repair`), the runtime that
+   * applied it may have died before publishing the effects: publish every pending one again
+   * (deduplicated by Nats-Msg-Id), then ack.
+   */
+  async function duplicate(msg: EventMessage, stored: StoredWorkflow, reason: string, repair = false): Promise<void> {
+    if (msg.redelivered || repair) {
       const effects = pendingEffects(stored.state);
       logger.debug(`redelivered event already applied (${reason}); re-publishing ${effects.length} pending effect(s)`, { workflowId: stored.state.id });
       await publishEffects(topology, stored.state, effects);
@@ -326,7 +379,9 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       store.clear();
       for (const { state } of await readAllStates(topology.states, (s) => s.status === "running")) {
         if (stopping) break;
-        const effects = pendingEffects(state);
+        // Continued steps have no task message to lose: their runtime runs them (and holds a
+        // lease whose redelivery re-publishes them, should that runtime die).
+        const effects = pendingEffects(state, { skipContinued: true });
         if (effects.length === 0) continue;
         await publishEffects(topology, state, effects);
         workflows += 1;
@@ -458,16 +513,16 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   }
 
   return {
-    async applyLocalCompletion(completion, redelivered) {
+    async applyLocalCompletion(completion, redelivered, continuation) {
       if (stopping) return "declined";
-      const local = new LocalCompletion(topology.names.completedSubject(completion.workflowId, completion.step), redelivered);
+      const local = new LocalCompletion(topology.names.completedSubject(completion.workflowId, completion.step), redelivered, continuation);
       try {
         await serialize(completion.workflowId, () => apply(local, completion.workflowId, (stored) => decideCompletion(env, stored, completion)));
       } catch (err) {
         logger.warn(`recording the completion of ${completion.step} failed part way (${(err as Error)?.message ?? err}); releasing the task to repair it`, { workflowId: completion.workflowId });
         return "retry";
       }
-      return local.outcome === "applied" ? "applied" : "declined";
+      return local.outcome === "pending" ? "declined" : local.outcome;
     },
     async start() {
       stopping = false;

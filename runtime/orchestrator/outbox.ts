@@ -23,13 +23,17 @@ export async function publishEffects(topology: Topology, state: WorkflowState, e
   await Promise.all(published);
 }
 
-/** Every effect a state still waits on: what a recovering runtime re-publishes. */
-export function pendingEffects(state: WorkflowState): Effect[] {
+/**
+ * Every effect a state still waits on: what a recovering runtime re-publishes. `skipContinued`
+ * leaves out the tasks of steps a runtime runs as continuations (they were never published).
+ */
+export function pendingEffects(state: WorkflowState, options: { skipContinued?: boolean } = {}): Effect[] {
   if (state.status !== "running") return [];
   const effects: Effect[] = [];
   for (const [name, step] of Object.entries(state.steps)) {
-    if (step.status === "scheduled") effects.push({ kind: "task", step: name });
-    else if (step.status === "retrying" && step.nextAttemptAt) effects.push({ kind: "timer", timer: retryTimer(state.id, name, step.attempt + 1, Date.parse(step.nextAttemptAt)) });
+    if (step.status === "scheduled") {
+      if (!(options.skipContinued && step.continued)) effects.push({ kind: "task", step: name });
+    } else if (step.status === "retrying" && step.nextAttemptAt) effects.push({ kind: "timer", timer: retryTimer(state.id, name, step.attempt + 1, Date.parse(step.nextAttemptAt)) });
     else if (step.status === "waiting" && step.fireAt) effects.push({ kind: "timer", timer: sleepTimer(state.id, name, Date.parse(step.fireAt)) });
   }
   if (state.deadline) effects.push({ kind: "timer", timer: timeoutTimer(state.id, Date.parse(state.deadline)) });
@@ -50,8 +54,14 @@ export const sleepTimer = (workflowId: string, step: string, fireAt: number): Ti
 export const timeoutTimer = (workflowId: string, fireAt: number): TimerMessage => ({ workflowId, key: TIMER_KEY.timeout(), kind: "timeout", fireAt });
 
 async function publishTask(topology: Topology, state: WorkflowState, stepName: string): Promise<void> {
+  const task = taskMessage(state, stepName);
+  await topology.js.publish(topology.names.taskSubject(task.activity), encode(task), { msgID: MSG_ID.task(state.id, stepName, task.attempt) });
+}
+
+/** The task of a `scheduled` step, as its message carries it. */
+export function taskMessage(state: WorkflowState, stepName: string): TaskMessage {
   const step = state.steps[stepName]!;
-  const task: TaskMessage = {
+  return {
     workflowId: state.id,
     workflow: state.workflow,
     step: stepName,
@@ -62,7 +72,6 @@ async function publishTask(topology: Topology, state: WorkflowState, stepName: s
     scheduledAt: step.scheduledAt,
     bundle: state.bundle,
   };
-  await topology.js.publish(topology.names.taskSubject(task.activity), encode(task), { msgID: MSG_ID.task(state.id, stepName, step.attempt) });
 }
 
 export async function publishTimer(topology: Topology, timer: TimerMessage): Promise<void> {

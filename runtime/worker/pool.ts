@@ -17,11 +17,13 @@ import type { Registry } from "../definitions.js";
 import { toErrorRecord, type ErrorRecord } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { ensureActivityConsumer, type Topology } from "../nats/topology.js";
-import { MSG_ID, parseJson, parseTask, type CompletionMessage, type TaskMessage } from "../protocol.js";
+import { encode, MSG_ID, parseJson, parseTask, type CompletionMessage, type TaskMessage } from "../protocol.js";
 import { recordDeadLetter } from "../dead-letters.js";
 import { createActivityContext } from "./activity-context.js";
 import { Slots } from "./slots.js";
-import type { LocalOutcome } from "../orchestrator/loop.js";
+import type { Continuation, LocalOutcome } from "../orchestrator/loop.js";
+import { pendingEffects, publishEffects } from "../orchestrator/outbox.js";
+import { isTerminal, type WorkflowState } from "../state.js";
 
 export interface WorkerPool {
   start(): Promise<void>;
@@ -46,7 +48,7 @@ export interface WorkerPoolOptions {
    * CAS is the durable record) instead of being published to WORKFLOW_EVENTS and consumed again.
    * "declined": the completion is published instead; "retry": the task is released (see LocalOutcome).
    */
-  applyCompletion?: (completion: CompletionMessage, redelivered: boolean) => Promise<LocalOutcome>;
+  applyCompletion?: (completion: CompletionMessage, redelivered: boolean, continuation?: Continuation) => Promise<LocalOutcome>;
   /** Test-only hook: called at named points so crash tests can kill the process there. */
   crashPoint?: (name: string) => void;
 }
@@ -61,6 +63,39 @@ const encoder = new TextEncoder();
 const RELEASE_DELAY_MS = 1_000;
 /** For waits that only end by being granted. */
 const NEVER = new AbortController().signal;
+
+/** What running a task needs of its message: a JetStream delivery, or a continuation (below). */
+type TaskDelivery = Pick<JsMsg, "data" | "subject" | "redelivered" | "ack" | "nak" | "working"> & { info: { deliveryCount: number } };
+
+/**
+ * A next step run in this process without a task message of its own (see Continuation in
+ * orchestrator/loop.ts). Its lease is the message of the task that came before it, kept unacked
+ * (and kept alive) until the chain ends: if this runtime dies, that message is redelivered, its
+ * completion is found recorded, and the runtime that got it re-publishes what the workflow waits
+ * on, this step's task included.
+ */
+class ContinuedTask implements TaskDelivery {
+  readonly redelivered = false;
+  readonly info = { deliveryCount: 1 };
+  readonly data: Uint8Array;
+  constructor(
+    readonly subject: string,
+    task: TaskMessage,
+    private readonly lease: TaskDelivery,
+  ) {
+    // Through JSON like a published task: the activity gets its own copy of the input.
+    this.data = encode(task);
+  }
+  ack(): void {
+    this.lease.ack();
+  }
+  nak(millis?: number): void {
+    this.lease.nak(millis);
+  }
+  working(): void {
+    this.lease.working();
+  }
+}
 
 /** How an attempt ended, as its completion reports it. */
 type Outcome = { ok: true; output: unknown } | { ok: false; error: ErrorRecord };
@@ -116,7 +151,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   }
   const heartbeatMs = Math.max(200, Math.floor(config.worker.ackWaitMs / 3));
   /** Tasks between delivery and ack: one pool-wide timer keeps their ack deadlines moving (not one timer per task). */
-  const inProgress = new Set<JsMsg>();
+  const inProgress = new Set<TaskDelivery>();
   let keepAliveTimer: ReturnType<typeof setInterval> | undefined;
   /** Activity attempts running now: stop() aborts them when the grace period is over. */
   const runningAttempts = new Set<AbortController>();
@@ -168,24 +203,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
             continue;
           }
           used += 1;
-          inProgress.add(msg);
-          let slotHeld = true;
-          const releaseSlot = () => {
-            if (!slotHeld) return;
-            slotHeld = false;
-            slots.release(1);
-          };
-          const task = runTask(msg, releaseSlot)
-            .catch((err) => {
-              // Unexpected (a bug, or a task no check foresaw): log it; never let it end the process.
-              logger.error(`task on ${msg.subject} failed: ${(err as Error)?.stack ?? err}`);
-            })
-            .finally(() => {
-              inProgress.delete(msg);
-              tasks.delete(task);
-              releaseSlot();
-            });
-          tasks.add(task);
+          startTask(msg);
         }
         pulling.signal.removeEventListener("abort", stop);
       } catch (err) {
@@ -200,6 +218,44 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     }
   }
 
+  /** Run a task in a slot already taken for it (the slot is given back when it ends). */
+  function startTask(msg: TaskDelivery): void {
+    inProgress.add(msg);
+    let slotHeld = true;
+    const releaseSlot = () => {
+      if (!slotHeld) return;
+      slotHeld = false;
+      slots.release(1);
+    };
+    const task = runTask(msg, releaseSlot)
+      .catch((err) => {
+        // Unexpected (a bug, or a task no check foresaw): log it; never let it end the process.
+        logger.error(`task on ${msg.subject} failed: ${(err as Error)?.stack ?? err}`);
+      })
+      .finally(() => {
+        inProgress.delete(msg);
+        tasks.delete(task);
+        releaseSlot();
+      });
+    tasks.add(task);
+  }
+
+  /**
+   * The offer to run the next step of a workflow here (see Continuation), holding `lease`: only
+   * for activity types this pool pulls, with a slot free now, and not while stopping.
+   */
+  function continuationOf(lease: TaskDelivery): Continuation {
+    return {
+      reserve(activityType) {
+        if (pulling.signal.aborted || !loops.has(activityType) || !slots.tryAcquire()) return undefined;
+        return {
+          start: (task) => startTask(new ContinuedTask(topology.names.taskSubject(task.activity), task, lease)),
+          cancel: () => slots.release(1),
+        };
+      },
+    };
+  }
+
   /**
    * Run one task. `releaseSlot` gives its activity slot back: once the activity settled, recording
    * its completion (a state CAS and the next task's publish, or a completion event) is engine work
@@ -207,7 +263,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
    * own. (Holding the slot through the recording capped a runtime at worker.slots workflows
    * advancing at once, however short the activities: 16 by default.)
    */
-  async function runTask(msg: JsMsg, releaseSlot: () => void): Promise<void> {
+  async function runTask(msg: TaskDelivery, releaseSlot: () => void): Promise<void> {
     let task: TaskMessage;
     try {
       task = parseTask(parseJson(msg.data));
@@ -226,6 +282,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       msg.nak(5_000);
       return;
     }
+    if (msg.redelivered && (await alreadyRecorded(msg, task, meta))) return;
     const deliveries = msg.info.deliveryCount;
     if (deliveries > config.worker.maxDeliveries) {
       // Each earlier delivery ended without a completion: the runtime running it died (or hung).
@@ -283,8 +340,49 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     await record(msg, task, startedAt, releaseSlot, outcome);
   }
 
+  /**
+   * A redelivered task whose attempt the workflow's state already records (the runtime that ran it
+   * died after recording it, or held it as the lease of a continued step) is not run again: what
+   * the workflow waits on is re-published instead (deduplicated by Nats-Msg-Id), which restarts a
+   * continued step that died with its runtime. A task of an ended workflow is dropped. Only for
+   * redeliveries: one read, rarely. True when the task was handled here (acked, or released
+   * again because the re-publish failed).
+   */
+  async function alreadyRecorded(msg: TaskDelivery, task: TaskMessage, meta: Record<string, unknown>): Promise<boolean> {
+    let state: WorkflowState | undefined;
+    try {
+      const entry = await topology.states.get(task.workflowId);
+      state = entry && entry.operation === "PUT" && entry.length > 0 ? entry.json<WorkflowState>() : undefined;
+    } catch {
+      return false; // cannot tell: run it (at least once)
+    }
+    if (!state) return false;
+    if (isTerminal(state.status)) {
+      logger.info(`dropped a redelivered task of ${task.activity}: the workflow is ${state.status}`, meta);
+      msg.ack();
+      return true;
+    }
+    const step = state.steps[task.step];
+    // A step no longer in the state moved to a history chunk: it was delivered long ago.
+    const recorded = step ? !(step.status === "scheduled" && step.attempt === task.attempt) : state.history !== undefined;
+    if (!recorded) return false;
+    logger.info(`redelivered task of ${task.activity} is already recorded; re-publishing what the workflow waits on instead of running it`, meta);
+    try {
+      await publishEffects(topology, state, pendingEffects(state));
+      msg.ack();
+    } catch (err) {
+      logger.warn(`re-publishing what workflow ${task.workflowId} waits on failed (${(err as Error)?.message ?? err}); releasing the task to try again`, meta);
+      try {
+        msg.nak(RELEASE_DELAY_MS);
+      } catch {
+        /* connection gone: redelivered after the ack wait */
+      }
+    }
+    return true;
+  }
+
   /** Record the outcome (see complete()) under the recording bound, with the activity slot given back. */
-  async function record(msg: JsMsg, task: TaskMessage, startedAt: Date, releaseSlot: () => void, outcome: Outcome): Promise<void> {
+  async function record(msg: TaskDelivery, task: TaskMessage, startedAt: Date, releaseSlot: () => void, outcome: Outcome): Promise<void> {
     await recording.acquireUpTo(1, NEVER);
     releaseSlot();
     try {
@@ -294,8 +392,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     }
   }
 
-  async function complete(msg: JsMsg, task: TaskMessage, startedAt: Date, outcome: Outcome): Promise<void> {
-    const base = { workflowId: task.workflowId, step: task.step, attempt: task.attempt, startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), worker: config.worker.id };
+  async function complete(msg: TaskDelivery, task: TaskMessage, startedAt: Date, outcome: Outcome): Promise<void> {
+    const base = { workflowId: task.workflowId, step: task.step, attempt: task.attempt, startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), worker: config.worker.id, redelivered: msg.redelivered };
     let completion: CompletionMessage = outcome.ok ? { ...base, ok: true, output: outcome.output } : { ...base, ok: false, error: outcome.error };
     let text: string;
     try {
@@ -307,12 +405,15 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       completion = { ...base, ok: false, error: { message: `output of activity ${task.activity} cannot be recorded: ${(err as Error).message}`, type: "ActivityOutputError", nonRetryable: true } };
       text = JSON.stringify(completion);
     }
+    let local: LocalOutcome;
     try {
       // The completion must be durable before the task is acked: either recorded in the state by
       // this runtime's orchestrator, or published as an event (NATS may be restarting: retry).
       // A completion applied here went through JSON like a published one (Dates become strings),
       // so the cached execution sees exactly what a replay from the stored state would.
-      const local: LocalOutcome = options.applyCompletion ? await options.applyCompletion(JSON.parse(text) as CompletionMessage, msg.redelivered).catch(() => "retry" as const) : "declined";
+      local = options.applyCompletion
+        ? await options.applyCompletion(JSON.parse(text) as CompletionMessage, msg.redelivered, config.worker.continuations ? continuationOf(msg) : undefined).catch(() => "retry" as const)
+        : "declined";
       if (local === "retry") {
         try {
           msg.nak(RELEASE_DELAY_MS);
@@ -334,7 +435,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       return;
     }
     options.crashPoint?.("after-completion-before-ack");
-    msg.ack();
+    // Continued: the next step runs here and holds this message as its lease (it acks it).
+    if (local !== "continued") msg.ack();
     const level = completion.ok ? "debug" : "info";
     logger[level](`${task.activity} ${completion.ok ? "completed" : `failed: ${completion.error.type}: ${completion.error.message}`}`, {
       workflowId: task.workflowId,
