@@ -197,7 +197,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
           logger,
           registry: () => code.current(),
           registryFor: (v) => code.registryFor(v),
-          ...(local ? { applyCompletion: (completion, redelivered, continuation) => local.applyLocalCompletion(completion, redelivered, continuation) } : {}),
+          ...(local ? { applyCompletion: (completion, source) => local.applyLocalCompletion(completion, source) } : {}),
           ...(options.crashPoint ? { crashPoint: options.crashPoint } : {}),
         });
         code.onChange(() => workers?.refresh());

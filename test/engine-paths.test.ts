@@ -12,6 +12,7 @@ import { DiscardPolicy } from "@nats-io/jetstream";
 import { createRuntime, defineDag, defineWorkflow, type ActivityContext, type DagDefinition, type WorkflowContext, type WorkflowState } from "../runtime/index.js";
 import { Engine, resultSignal, sleep, useEngines } from "./fixtures/engine/harness.js";
 import { MAX_SPREAD_MS } from "../runtime/orchestrator/timer-batches.js";
+import { pendingEffects } from "../runtime/orchestrator/outbox.js";
 
 const engine = useEngines();
 
@@ -301,5 +302,59 @@ describe("continuations", () => {
     await jsm.streams.update(tasks, { ...original });
     expect(await handle.result(resultSignal())).toBe("done");
     expect([...runs].sort()).toEqual(["first#1", "left#1", "right#1"]);
+  });
+});
+
+describe("continuations when NATS loses writes", () => {
+  it("a continued step whose state went back (the write that scheduled it lost) releases its lease: the previous step runs again, the workflow completes", async () => {
+    const e = engine();
+    const runs: string[] = [];
+    let releaseSecond!: () => void;
+    const secondMayEnd = new Promise<void>((resolve) => (releaseSecond = resolve));
+    const acts = {
+      first: async (_: unknown, ctx: ActivityContext) => void runs.push(`first#${ctx.attempt}`),
+      second: async (_: unknown, ctx: ActivityContext) => {
+        runs.push(`second#${ctx.attempt}`);
+        if (runs.filter((r) => r.startsWith("second")).length === 1) await secondMayEnd;
+      },
+    };
+    const two = async (ctx: WorkflowContext<typeof acts>) => {
+      await ctx.activities.first(null);
+      await ctx.activities.second(null);
+      return "done";
+    };
+    await e.runtime({ workflows: { two }, activities: acts });
+    const client = await e.client();
+    const { states } = client.topology;
+    await client.start("two", null, { id: "went-back" });
+    for (let i = 0; i < 100 && runs.length < 2; i++) await sleep(20);
+    expect(runs).toEqual(["first#1", "second#1"]);
+    const now = await client.describe("went-back");
+    expect(now.steps.second?.continued).toBeDefined(); // second runs as a continuation
+    // NATS "loses" the write that recorded `first` and scheduled `second`: the state is again
+    // what the start wrote, `first` scheduled.
+    const { output: _output, startedAt: _startedAt, finishedAt: _finishedAt, worker: _worker, resolvedAt: _resolvedAt, ...firstScheduled } = now.steps.first!;
+    await states.put("went-back", JSON.stringify({ ...now, steps: { first: { ...firstScheduled, status: "scheduled" } }, journal: [] }));
+    releaseSecond();
+    expect(await (await client.getHandle("went-back")).result(resultSignal())).toBe("done");
+    expect(runs).toEqual(["first#1", "second#1", "first#1", "second#1"]);
+    const state = await client.describe("went-back");
+    expect(state.journal).toEqual(["first", "second"]);
+    expect(state.steps.second?.continued).toBeUndefined();
+  });
+
+  it("recovery after a reconnect re-publishes continued steps scheduled before the disconnect, and leaves later ones to their runtime", () => {
+    const at = (ms: number) => new Date(ms).toISOString();
+    const state: WorkflowState = {
+      v: 2, id: "w", workflow: "wf", status: "running", input: null, createdAt: at(0), updatedAt: at(0), bundle: "x", kind: "code", journal: [],
+      steps: {
+        published: { seq: 0, kind: "activity", activity: "a", status: "scheduled", attempt: 1, scheduledAt: at(1_000) },
+        before: { seq: 1, kind: "activity", activity: "a", status: "scheduled", attempt: 1, scheduledAt: at(1_000), continued: "rt-1" },
+        after: { seq: 2, kind: "activity", activity: "a", status: "scheduled", attempt: 1, scheduledAt: at(5_000), continued: "rt-1" },
+      },
+    };
+    const tasks = (since?: number) => pendingEffects(state, since === undefined ? {} : { continuedSince: since }).map((e) => (e.kind === "task" ? e.step : e.kind));
+    expect(tasks(3_000)).toEqual(["published", "before"]);
+    expect(tasks()).toEqual(["published", "before", "after"]); // a redelivery's repair publishes them all
   });
 });

@@ -34,7 +34,7 @@ export interface DecideEnv {
 
 export type Decision =
   | { kind: "write"; state: WorkflowState; effects: Effect[]; execution: WorkflowExecution | undefined }
-  | { kind: "noop"; reason: string };
+  | { kind: "noop"; reason: string; unknownStep?: boolean };
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -71,7 +71,11 @@ export async function decideCompletion(env: DecideEnv, stored: StoredWorkflow, e
   const current = stored.state;
   if (current.status !== "running") return { kind: "noop", reason: `workflow is ${current.status}` };
   const existing = current.steps[event.step];
-  if (!existing || existing.kind !== "activity") return { kind: "noop", reason: `no activity step "${event.step}"` };
+  if (!existing || existing.kind !== "activity") {
+    // Not in the state, and not in a history chunk (there is none): a step this state never
+    // scheduled. A state that went back (a NATS crash lost writes) looks like this.
+    return { kind: "noop", reason: `no activity step "${event.step}"`, unknownStep: !existing && current.history === undefined };
+  }
   if (existing.status !== "scheduled" || existing.attempt !== event.attempt) {
     return { kind: "noop", reason: `attempt ${event.attempt} of step "${event.step}" is already settled (step is ${existing.status}, attempt ${existing.attempt})` };
   }

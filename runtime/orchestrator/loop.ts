@@ -28,7 +28,17 @@ export interface Orchestrator {
    * WORKFLOW_EVENTS: the state CAS that records it is its durable record (the task is acked only
    * after it). See LocalOutcome for what the worker does next.
    */
-  applyLocalCompletion(completion: CompletionMessage, redelivered: boolean, continuation?: Continuation): Promise<LocalOutcome>;
+  applyLocalCompletion(completion: CompletionMessage, source: LocalSource): Promise<LocalOutcome>;
+}
+
+/** Where a completion handed to applyLocalCompletion comes from. */
+export interface LocalSource {
+  /** The task had been delivered before. */
+  redelivered: boolean;
+  /** The task was a continuation: its message is the previous step's, held as its lease. */
+  leased: boolean;
+  /** The offer to run the next step here, if the worker makes one. */
+  continuation?: Continuation | undefined;
 }
 
 /**
@@ -47,11 +57,12 @@ export interface Continuation {
  *   the continuation acks it (or releases it) when it ends.
  * declined: nothing was written (stopping, unknown workflow, blocked, CAS conflicts): publish the
  *   completion as an event, the ordinary path.
- * retry: it failed part way; the state may record it while its effects are not published (NATS
- *   went away between the two). Publishing the event would not repair that (a first delivery of a
- *   completion already recorded is a plain no-op), so the task is released instead: its
- *   redelivery, recognised as one, re-publishes every pending effect (and runs the activity again,
- *   which at-least-once allows).
+ * retry: it failed part way (or, for a continuation, the state no longer knows the step: it went
+ *   back, a NATS crash lost writes, and the lease must bring the previous step back); the state may record it while its effects are not published (NATS
+ *   went away between the two). Publishing the event would not repair that (jetflow's worker says
+ *   the task was not redelivered, so the completion is a plain no-op), so the task is released
+ *   instead: the worker that gets it again finds its attempt recorded and re-publishes every
+ *   pending effect instead of running it.
  */
 export type LocalOutcome = "applied" | "continued" | "declined" | "retry";
 
@@ -63,14 +74,23 @@ type EventMessage = Pick<JsMsg, "subject" | "redelivered" | "ack" | "nak"> & { i
  * it (or already did); nak() means "not here": the worker publishes it as an event instead.
  */
 class LocalCompletion implements EventMessage {
-  outcome: "pending" | "applied" | "continued" | "declined" = "pending";
+  outcome: "pending" | "applied" | "continued" | "declined" | "released" = "pending";
   readonly info: { deliveryCount: number };
+  readonly redelivered: boolean;
+  readonly leased: boolean;
+  readonly continuation: Continuation | undefined;
   constructor(
     readonly subject: string,
-    readonly redelivered: boolean,
-    readonly continuation: Continuation | undefined,
+    source: LocalSource,
   ) {
-    this.info = { deliveryCount: redelivered ? 2 : 1 };
+    this.redelivered = source.redelivered;
+    this.leased = source.leased;
+    this.continuation = source.continuation;
+    this.info = { deliveryCount: source.redelivered ? 2 : 1 };
+  }
+  /** Not recorded, and the lease must not be acked: the worker releases it (see LocalOutcome "retry"). */
+  release(): void {
+    if (this.outcome === "pending") this.outcome = "released";
   }
   ack(): void {
     if (this.outcome === "pending") this.outcome = "applied";
@@ -107,6 +127,8 @@ const RECOVERY_DELAY_MS = 2_000;
 const BLOCKED_RETRY_MS = 30_000;
 const UNKNOWN_WORKFLOW_RETRY_MS = 500;
 const RETRY_DELAY_MS = 1_000;
+/** Clock difference between runtimes that recovery allows for when it judges a continued step's age (see recoverPending). */
+const CONTINUED_SKEW_MS = 500;
 
 export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   const { topology, config, logger: baseLogger } = options;
@@ -282,6 +304,14 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
           store.forget(id);
           continue;
         }
+        if (decision.unknownStep && msg instanceof LocalCompletion && msg.leased) {
+          // A continued step the state does not know: the state went back to before the step
+          // that scheduled it (a NATS crash lost writes). Acking the lease would lose that step
+          // too; released, it is delivered again and runs again.
+          logger.warn(`a continued step's completion finds ${decision.reason} in the state of ${id} (NATS lost writes?); releasing its lease`, { workflowId: id });
+          msg.release();
+          return;
+        }
         return duplicate(msg, stored, decision.reason, applyOptions.repairDuplicate);
       }
       // A next task this runtime's worker runs itself (see Continuation): reserved before the
@@ -364,13 +394,23 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
    * while the state still waits for it. Redelivery cannot repair those; re-publishing can. Tasks
    * and timers still stored are dropped as duplicates (same Nats-Msg-Id); a task whose completion
    * is merely in flight may run once more, which at-least-once allows.
+   *
+   * Continued steps (see Continuation) scheduled before the connection was lost are re-published
+   * too: the crash may have lost the lease that would otherwise restart them. Those scheduled
+   * since (CONTINUED_SKEW_MS of clock difference allowed) were recorded by the server as it is
+   * now, and their runtime runs them: re-publishing them would only run them twice.
    */
   let recovering = false;
   let recoverAgain = false;
-  async function recoverPending(reason: string): Promise<void> {
+  /** When this runtime saw NATS go away (unset while connected). */
+  let disconnectedAt: number | undefined;
+  /** For the pass after this one: the earliest disconnect it must cover. */
+  let againSince = Infinity;
+  async function recoverPending(reason: string, since: number): Promise<void> {
     if (stopping) return;
     if (recovering) {
       recoverAgain = true; // NATS went away again during this pass: one more after it
+      againSince = Math.min(againSince, since);
       return;
     }
     recovering = true;
@@ -379,9 +419,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       store.clear();
       for (const { state } of await readAllStates(topology.states, (s) => s.status === "running")) {
         if (stopping) break;
-        // Continued steps have no task message to lose: their runtime runs them (and holds a
-        // lease whose redelivery re-publishes them, should that runtime die).
-        const effects = pendingEffects(state, { skipContinued: true });
+        const effects = pendingEffects(state, { continuedSince: since + CONTINUED_SKEW_MS });
         if (effects.length === 0) continue;
         await publishEffects(topology, state, effects);
         workflows += 1;
@@ -393,7 +431,9 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       recovering = false;
       if (recoverAgain) {
         recoverAgain = false;
-        setTimeout(() => void recoverPending(reason), RECOVERY_DELAY_MS).unref();
+        const next = againSince;
+        againSince = Infinity;
+        setTimeout(() => void recoverPending(reason, next), RECOVERY_DELAY_MS).unref();
       }
     }
   }
@@ -513,15 +553,16 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   }
 
   return {
-    async applyLocalCompletion(completion, redelivered, continuation) {
+    async applyLocalCompletion(completion, source) {
       if (stopping) return "declined";
-      const local = new LocalCompletion(topology.names.completedSubject(completion.workflowId, completion.step), redelivered, continuation);
+      const local = new LocalCompletion(topology.names.completedSubject(completion.workflowId, completion.step), source);
       try {
         await serialize(completion.workflowId, () => apply(local, completion.workflowId, (stored) => decideCompletion(env, stored, completion)));
       } catch (err) {
         logger.warn(`recording the completion of ${completion.step} failed part way (${(err as Error)?.message ?? err}); releasing the task to repair it`, { workflowId: completion.workflowId });
         return "retry";
       }
+      if (local.outcome === "released") return "retry";
       return local.outcome === "pending" ? "declined" : local.outcome;
     },
     async start() {
@@ -532,7 +573,12 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       void (async () => {
         for await (const status of topology.nc.status()) {
           if (stopping) return;
-          if (status.type === "reconnect") setTimeout(() => void recoverPending("a NATS reconnect"), RECOVERY_DELAY_MS).unref();
+          if (status.type === "disconnect") disconnectedAt ??= Date.now();
+          if (status.type === "reconnect") {
+            const since = disconnectedAt ?? Date.now();
+            disconnectedAt = undefined;
+            setTimeout(() => void recoverPending("a NATS reconnect", since), RECOVERY_DELAY_MS).unref();
+          }
         }
       })();
     },

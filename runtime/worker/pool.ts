@@ -21,7 +21,7 @@ import { encode, MSG_ID, parseJson, parseTask, type CompletionMessage, type Task
 import { recordDeadLetter } from "../dead-letters.js";
 import { createActivityContext } from "./activity-context.js";
 import { Slots } from "./slots.js";
-import type { Continuation, LocalOutcome } from "../orchestrator/loop.js";
+import type { Continuation, LocalOutcome, LocalSource } from "../orchestrator/loop.js";
 import { pendingEffects, publishEffects } from "../orchestrator/outbox.js";
 import { isTerminal, type WorkflowState } from "../state.js";
 
@@ -48,7 +48,7 @@ export interface WorkerPoolOptions {
    * CAS is the durable record) instead of being published to WORKFLOW_EVENTS and consumed again.
    * "declined": the completion is published instead; "retry": the task is released (see LocalOutcome).
    */
-  applyCompletion?: (completion: CompletionMessage, redelivered: boolean, continuation?: Continuation) => Promise<LocalOutcome>;
+  applyCompletion?: (completion: CompletionMessage, source: LocalSource) => Promise<LocalOutcome>;
   /** Test-only hook: called at named points so crash tests can kill the process there. */
   crashPoint?: (name: string) => void;
 }
@@ -412,7 +412,13 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       // A completion applied here went through JSON like a published one (Dates become strings),
       // so the cached execution sees exactly what a replay from the stored state would.
       local = options.applyCompletion
-        ? await options.applyCompletion(JSON.parse(text) as CompletionMessage, msg.redelivered, config.worker.continuations ? continuationOf(msg) : undefined).catch(() => "retry" as const)
+        ? await options
+            .applyCompletion(JSON.parse(text) as CompletionMessage, {
+              redelivered: msg.redelivered,
+              leased: msg instanceof ContinuedTask,
+              continuation: config.worker.continuations ? continuationOf(msg) : undefined,
+            })
+            .catch(() => "retry" as const)
         : "declined";
       if (local === "retry") {
         try {
