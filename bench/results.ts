@@ -51,7 +51,8 @@ export function markdownSection(info: RunInfo, figures: Figure[], summary: Recor
     const ratio = rawSteps ? Math.round(((tp.steps_per_s as number) / rawSteps) * 100) / 100 : undefined;
     rows.push([
       `jetflow throughput, ${tp.runtimes} \`wf run\``,
-      `${fmt(tp.steps_per_s)} steps/s, ${fmt(tp.workflows_per_s)} wf/s${ratio !== undefined ? ` — **${ratio}× raw**` : ""}${interleaved ? ` (raw runs interleaved: ${fmt(interleaved.steps_per_s)} steps/s)` : ""}`,
+      `${fmt(tp.steps_per_s)} steps/s, ${fmt(tp.workflows_per_s)} wf/s${ratio !== undefined ? ` — **${ratio}× raw**` : ""}${interleaved ? ` (raw runs interleaved: ${fmt(interleaved.steps_per_s)} steps/s)` : ""}` +
+        (tp.durable_writes_per_step !== undefined ? `; ${fmt(tp.durable_writes_per_step)} durable writes per step (raw: 3)` : ""),
       "≥ 0.7× raw",
     ]);
   }

@@ -13,6 +13,7 @@ import { cpuMeter } from "./lib/proc.js";
 import { spawnRuntime, stopAll, waitUntilPulling, type RuntimeProcess } from "./lib/runtimes.js";
 import { medianBy, round, runPool, summarize, withTimeout } from "./lib/stats.js";
 import { createWaiter } from "./lib/waiter.js";
+import type { Topology } from "../runtime/nats/topology.js";
 import { startRawLoop, THROUGHPUT_RUNS, THROUGHPUT_WARM_UP } from "./raw-bound.js";
 
 
@@ -50,6 +51,7 @@ export async function throughput(ctx: BenchContext, runtimeCount: number): Promi
       // figure is the median of a few runs, so one disturbed second does not decide it.
       const reps: Array<{ seconds: number; cpu: Record<string, number>; latencies: number[] }> = [];
       const rawSeconds: number[] = [];
+      const writesBefore = await storedMessages(client.topology);
       for (let rep = 0; rep < THROUGHPUT_RUNS; rep++) {
         rawSeconds.push(await raw.timedRun(`r${runtimeCount}-${rep}`, n, concurrency));
         const meter = cpuMeter({ nats_server: ctx.natsPid, ...Object.fromEntries(runtimes.map((r) => [r.label.replace(/-/g, "_"), r.pid])) });
@@ -64,6 +66,9 @@ export async function throughput(ctx: BenchContext, runtimeCount: number): Promi
         );
         reps.push({ seconds: (performance.now() - t0) / 1000, cpu: meter(), latencies });
       }
+      const writesAfter = await storedMessages(client.topology);
+      const steps = THROUGHPUT_RUNS * n * ORDER_STEPS;
+      const writesPerStep = Object.fromEntries(Object.entries(writesAfter).map(([stream, seq]) => [stream, round((seq - (writesBefore[stream] ?? 0)) / steps, 3)]));
       const { seconds, cpu, latencies } = medianBy(reps, (r) => r.seconds);
       const rawMedian = medianBy(rawSeconds, (sec) => sec);
       const rss = Object.fromEntries(runtimes.map((r) => [r.label, round(r.rssMb() ?? NaN, 1)]));
@@ -87,6 +92,9 @@ export async function throughput(ctx: BenchContext, runtimeCount: number): Promi
         latency_under_load: { p50_ms: under.p50_ms, p99_ms: under.p99_ms },
         runtime_rss_mb: rss,
         cpu,
+        // Messages JetStream stored per step during the timed runs (the raw loop: 3 per step).
+        durable_writes_per_step: round(Object.values(writesPerStep).reduce((a, b) => a + b, 0), 3),
+        durable_writes_by_stream: writesPerStep,
         ...(cpuProfDir ? { cpu_profiles: runtimes.map((r) => join(cpuProfDir, r.label)) } : {}),
       };
     } finally {
@@ -97,4 +105,13 @@ export async function throughput(ctx: BenchContext, runtimeCount: number): Promi
     await client.close().catch(() => undefined);
     await stopAll(runtimes);
   }
+}
+
+/** Messages ever stored in each of the namespace's streams (last sequence): the durable writes so far. */
+async function storedMessages(topology: Topology): Promise<Record<string, number>> {
+  const { names, jsm } = topology;
+  const streams = { events: names.eventsStream, tasks: names.tasksStream, timers: names.timersStream, states: `KV_${names.statesBucket}` };
+  const out: Record<string, number> = {};
+  for (const [label, stream] of Object.entries(streams)) out[label] = (await jsm.streams.info(stream)).state.last_seq;
+  return out;
 }
