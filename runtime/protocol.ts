@@ -32,14 +32,6 @@ export type CompletionMessage = {
   startedAt: string;
   finishedAt: string;
   worker: string;
-  /**
-   * Whether the task had been delivered before (its delivery count was over 1). jetflow's workers
-   * always say; a completion without it is treated as possibly redelivered. A completion for an
-   * attempt already recorded that may come from a redelivered task makes the orchestrator
-   * re-publish what the workflow waits on (its previous runtime may have died holding that task
-   * as the lease of a continued step: docs/protocol.md, "Continuations").
-   */
-  redelivered?: boolean;
 } & ({ ok: true; output: unknown } | { ok: false; error: ErrorRecord });
 
 export type TimerKind = "retry" | "sleep" | "timeout";
@@ -130,7 +122,6 @@ export function parseCompletion(body: unknown): CompletionMessage {
   if (!Number.isInteger(body.attempt) || (body.attempt as number) < 1) throw new ProtocolError(`completion needs "attempt" ≥ 1`);
   if (typeof body.ok !== "boolean") throw new ProtocolError(`completion needs boolean "ok"`);
   if (body.ok === false && !(isObject(body.error) && typeof body.error.message === "string")) throw new ProtocolError(`failed completion needs "error": {"message", "type"}`);
-  if (body.redelivered !== undefined && typeof body.redelivered !== "boolean") throw new ProtocolError(`completion "redelivered" must be a boolean`);
   const error = body.error as ErrorRecord | undefined;
   if (error && typeof error.type !== "string") error.type = "Error";
   return body as unknown as CompletionMessage;

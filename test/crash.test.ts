@@ -274,6 +274,26 @@ describe("crash recovery (child-process runtimes)", () => {
     expect(markerLines(markerDir, MARKER_FILES.slowStarted).filter((l) => l.workflowId === "kill-continued").map((l) => l.pid)).toEqual([a.pid, b.pid]);
   });
 
+  it("a lease delivered again as a new task (nats-server 2.9 can): its second execution repairs the workflow at once", async () => {
+    setup("cont2");
+    // A long ack wait: the lease cannot come back by redelivery within this test.
+    const a = await spawnRuntime("A", runtimeOptions({ workerAckWait: "60s" }));
+    const wf = await openClient();
+    await wf.start("continued_crashy", { slowMs: 1_500 }, { id: "lease-twice" });
+    await waitFor("slow_step to start on A", () => markerLines(markerDir, MARKER_FILES.slowStarted).find((l) => l.pid === a.pid), 15_000, 20);
+    await killRuntime(a);
+    // The server hands fast_step's task (slow_step's lease, still unacked) out again, as a first delivery.
+    const { jsm, js, names } = wf.topology;
+    const lease = await jsm.streams.getMessage(names.tasksStream, { seq: 1 });
+    await js.publish(lease!.subject, lease!.data);
+    const b = await spawnRuntime("B", runtimeOptions({ workerAckWait: "60s" }));
+
+    const state = (await waitForTerminal(wf, ["lease-twice"], 30_000)).get("lease-twice")!;
+    expectCleanJournal(state, ["fast_step", "slow_step"]);
+    expect(markerLines(markerDir, MARKER_FILES.fast).filter((l) => l.workflowId === "lease-twice").map((l) => l.pid)).toEqual([a.pid, b.pid]);
+    expect(markerLines(markerDir, MARKER_FILES.slowStarted).filter((l) => l.workflowId === "lease-twice").map((l) => l.pid)).toEqual([a.pid, b.pid]);
+  });
+
   it("a runtime SIGKILLed in a long workflow: another one replays it through its history chunks and runs no finished step again", async () => {
     setup("long");
     const a = await spawnRuntime("A", runtimeOptions());

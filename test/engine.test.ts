@@ -272,11 +272,11 @@ describe("idempotency", () => {
         startedAt: original.startedAt,
         finishedAt: original.finishedAt,
         worker: original.worker,
-        redelivered: false, // as jetflow's workers send it (a completion that does not say repairs: see "continuations")
         ok: true,
         output: "a1",
       };
-      // Twice, without a Nats-Msg-Id (JetStream cannot drop them), as a duplicate publish would look.
+      // Twice, without a Nats-Msg-Id (JetStream cannot drop them): the same report again, as a
+      // duplicated publish would look (another execution's report would make it repair).
       await js.publish(names.completedSubject("dup-mid", "first"), encode(duplicate));
       await js.publish(names.completedSubject("dup-mid", "first"), encode({ ...duplicate, output: "different" }));
       await waitForEventsApplied(client.topology);

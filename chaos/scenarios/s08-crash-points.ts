@@ -7,6 +7,7 @@
  */
 import { CRASH_POINTS, type CrashPointName } from "../../test/fixtures/crash-functions.js";
 import { readCrashes, readExecutions, verify } from "../lib/verify.js";
+import { diagnoseStuck } from "../lib/diagnose.js";
 import { faults, verdictFigures, verdictOk, type Scenario } from "../lib/scenario.js";
 import { expectationsOf, orders, startAll } from "../lib/workload.js";
 import { sleep } from "../lib/util.js";
@@ -53,6 +54,7 @@ export const crashPoints: Scenario = {
       await startAll(client, items, n / (options.quick ? 4 : 12));
       const pending = await observer.waitForTerminal(ids, 150_000, { onProgress: (d, t) => ctx.log(`${point}: ${d}/${t} finished`) });
       const runMs = Date.now() - t0;
+      await diagnoseStuck(client, namespace, pending, readExecutions(ctx.markerDir), (l) => ctx.log(`${point}: ${l}`));
       await sleep(2_500);
       fleet.stopSupervising();
       await fleet.close();

@@ -34,7 +34,14 @@ export interface DecideEnv {
 
 export type Decision =
   | { kind: "write"; state: WorkflowState; effects: Effect[]; execution: WorkflowExecution | undefined }
-  | { kind: "noop"; reason: string; unknownStep?: boolean };
+  | {
+      kind: "noop";
+      reason: string;
+      /** A completion for a step this state never scheduled (see decideCompletion). */
+      unknownStep?: boolean;
+      /** A completion of an attempt already recorded, reported by another execution than the recorded one. */
+      anotherExecution?: boolean;
+    };
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -77,7 +84,10 @@ export async function decideCompletion(env: DecideEnv, stored: StoredWorkflow, e
     return { kind: "noop", reason: `no activity step "${event.step}"`, unknownStep: !existing && current.history === undefined };
   }
   if (existing.status !== "scheduled" || existing.attempt !== event.attempt) {
-    return { kind: "noop", reason: `attempt ${event.attempt} of step "${event.step}" is already settled (step is ${existing.status}, attempt ${existing.attempt})` };
+    // The same report again (a duplicated event) carries the recorded times and worker; another
+    // execution's does not: its task was delivered again, and may have been a continuation's lease.
+    const anotherExecution = existing.startedAt !== event.startedAt || existing.finishedAt !== event.finishedAt || existing.worker !== event.worker;
+    return { kind: "noop", reason: `attempt ${event.attempt} of step "${event.step}" is already settled (step is ${existing.status}, attempt ${existing.attempt})`, anotherExecution };
   }
   const now = env.now();
   const state = draft(current);

@@ -182,11 +182,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
           return await handleStart(msg, body);
         case "completed": {
           const event = parseCompletion(body);
-          // A completion for an attempt already recorded, from a task that was redelivered (or may
-          // have been: a worker that does not say), may follow the death of a runtime that held
-          // that task as the lease of a continued step (see Continuation): it repairs.
-          const repairDuplicate = event.redelivered !== false;
-          return await serialize(event.workflowId, () => apply(msg, event.workflowId, (stored) => decideCompletion(env, stored, event), { repairDuplicate }));
+          return await serialize(event.workflowId, () => apply(msg, event.workflowId, (stored) => decideCompletion(env, stored, event)));
         }
         case "timer": {
           const timer = parseTimer(body);
@@ -271,7 +267,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   }
 
   /** Load, decide, CAS, publish, ack; on a lost CAS, re-read and decide again. */
-  async function apply(msg: EventMessage, id: string, decide: (stored: StoredWorkflow) => Promise<Decision>, applyOptions: { mayPrecedeStart?: boolean; repairDuplicate?: boolean } = {}): Promise<void> {
+  async function apply(msg: EventMessage, id: string, decide: (stored: StoredWorkflow) => Promise<Decision>, applyOptions: { mayPrecedeStart?: boolean } = {}): Promise<void> {
     for (let attempt = 1; attempt <= MAX_CAS_ATTEMPTS; attempt++) {
       const stored = await store.load(id, attempt > 1);
       if (!stored) {
@@ -312,7 +308,9 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
           msg.release();
           return;
         }
-        return duplicate(msg, stored, decision.reason, applyOptions.repairDuplicate);
+        // Another execution of an attempt already recorded: its task was delivered again, and may
+        // have been the lease of a continued step whose runtime died (see Continuation): repair.
+        return duplicate(msg, stored, decision.reason, decision.anotherExecution);
       }
       // A next task this runtime's worker runs itself (see Continuation): reserved before the
       // write, which marks the step as continued, so that a recovery pass leaves it alone.

@@ -241,19 +241,41 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   }
 
   /**
-   * The offer to run the next step of a workflow here (see Continuation), holding `lease`: only
-   * for activity types this pool pulls, with a slot free now, and not while stopping.
+   * The offer to run the next step of a workflow here (see Continuation), holding `lease`: for
+   * activity types this pool pulls, and not while stopping. The step starts in the next free slot,
+   * ahead of the pull loops: a workflow under way goes before new work, and a slot is not held
+   * while the decision's state write is in flight (under load that many writes are, and holding
+   * slots through them left most next steps to the tasks stream).
    */
   function continuationOf(lease: TaskDelivery): Continuation {
     return {
       reserve(activityType) {
-        if (pulling.signal.aborted || !loops.has(activityType) || !slots.tryAcquire()) return undefined;
+        if (pulling.signal.aborted || !loops.has(activityType)) return undefined;
         return {
-          start: (task) => startTask(new ContinuedTask(topology.names.taskSubject(task.activity), task, lease)),
-          cancel: () => slots.release(1),
+          start: (task) => startWhenSlotFree(new ContinuedTask(topology.names.taskSubject(task.activity), task, lease)),
+          cancel: () => undefined,
         };
       },
     };
+  }
+
+  /** A continued step waits for a slot in memory, its lease kept alive; stopping releases the lease. */
+  function startWhenSlotFree(msg: ContinuedTask): void {
+    if (slots.tryAcquire()) return startTask(msg);
+    inProgress.add(msg);
+    const waiting = slots.acquireUpTo(1, pulling.signal, true).then(
+      () => startTask(msg),
+      () => {
+        inProgress.delete(msg);
+        try {
+          msg.nak(); // stopping: the lease goes to another runtime, which re-publishes this step
+        } catch {
+          /* connection gone: redelivered after the ack wait */
+        }
+      },
+    );
+    const tracked = waiting.finally(() => tasks.delete(tracked));
+    tasks.add(tracked);
   }
 
   /**
@@ -393,7 +415,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   }
 
   async function complete(msg: TaskDelivery, task: TaskMessage, startedAt: Date, outcome: Outcome): Promise<void> {
-    const base = { workflowId: task.workflowId, step: task.step, attempt: task.attempt, startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), worker: config.worker.id, redelivered: msg.redelivered };
+    const base = { workflowId: task.workflowId, step: task.step, attempt: task.attempt, startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), worker: config.worker.id };
     let completion: CompletionMessage = outcome.ok ? { ...base, ok: true, output: outcome.output } : { ...base, ok: false, error: outcome.error };
     let text: string;
     try {

@@ -15,8 +15,8 @@ export class Slots {
     return this.total - this.free;
   }
 
-  /** Wait until at least one slot is free, then take up to `max`. */
-  acquireUpTo(max: number, signal: AbortSignal): Promise<number> {
+  /** Wait until at least one slot is free, then take up to `max`. `first`: ahead of every waiter. */
+  acquireUpTo(max: number, signal: AbortSignal, first = false): Promise<number> {
     signal.throwIfAborted();
     if (this.free > 0 && this.waiters.length === 0) return Promise.resolve(this.take(max));
     return new Promise((resolve, reject) => {
@@ -35,7 +35,8 @@ export class Slots {
           resolve(granted);
         },
       };
-      this.waiters.push(waiter);
+      if (first) this.waiters.unshift(waiter);
+      else this.waiters.push(waiter);
       signal.addEventListener("abort", onAbort, { once: true });
     });
   }
