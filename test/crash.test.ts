@@ -416,6 +416,28 @@ describe("crash recovery (child-process runtimes)", () => {
     console.log(`[crash d] NATS down ${restartedAt - killedAt} ms; all completed ${Date.now() - restartedAt} ms after the restart; total ${Date.now() - t0} ms`);
   });
 
+  it("NATS killed while continued steps run: their runtime records them once NATS is back, without running them again", async () => {
+    setup("f");
+    // A long ack wait: a lease redelivery cannot be what completes these workflows within the test.
+    const a = await spawnRuntime("A", runtimeOptions({ workerAckWait: "60s" }));
+    const wf = await openClient();
+    const ids = Array.from({ length: 5 }, (_, i) => `nats-continued-${i}`);
+    await Promise.all(ids.map((id) => wf.start("continued_crashy", { slowMs: 1_000 }, { id })));
+    await waitFor("the continued slow_steps to start", () => (markerLines(markerDir, MARKER_FILES.slowStarted).length >= ids.length ? true : undefined), 15_000, 20);
+    await sleep(100);
+
+    await nats.kill();
+    await sleep(1_500); // the slow_steps end while NATS is away: recording them fails until it is back
+    await nats.restart();
+
+    const states = await waitForTerminal(wf, ids, 45_000);
+    for (const id of ids) {
+      expectCleanJournal(states.get(id)!, ["fast_step", "slow_step"]);
+      expect(markerLines(markerDir, MARKER_FILES.slowStarted).filter((l) => l.workflowId === id).map((l) => l.pid)).toEqual([a.pid]);
+    }
+    expect(a.hasExited()).toBe(false);
+  });
+
   it("SIGTERM under load: running activities are released at once and finish on another runtime", async () => {
     const t0 = Date.now();
     setup("e");

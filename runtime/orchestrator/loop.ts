@@ -57,14 +57,16 @@ export interface Continuation {
  *   the continuation acks it (or releases it) when it ends.
  * declined: nothing was written (stopping, unknown workflow, blocked, CAS conflicts): publish the
  *   completion as an event, the ordinary path.
- * retry: it failed part way (or, for a continuation, the state no longer knows the step: it went
- *   back, a NATS crash lost writes, and the lease must bring the previous step back); the state may record it while its effects are not published (NATS
+ * released: (a continuation) the state no longer knows the step: it went back, a NATS crash lost
+ *   the write that scheduled it. The lease must not be acked: released, it brings the previous
+ *   step back.
+ * retry: it failed part way; the state may record it while its effects are not published (NATS
  *   went away between the two). Publishing the event would not repair that (jetflow's worker says
  *   the task was not redelivered, so the completion is a plain no-op), so the task is released
  *   instead: the worker that gets it again finds its attempt recorded and re-publishes every
  *   pending effect instead of running it.
  */
-export type LocalOutcome = "applied" | "continued" | "declined" | "retry";
+export type LocalOutcome = "applied" | "continued" | "declined" | "retry" | "released";
 
 /** What apply() needs of an event: a JetStream message, or a completion from this runtime's worker. */
 type EventMessage = Pick<JsMsg, "subject" | "redelivered" | "ack" | "nak"> & { info: { deliveryCount: number } };
@@ -127,8 +129,6 @@ const RECOVERY_DELAY_MS = 2_000;
 const BLOCKED_RETRY_MS = 30_000;
 const UNKNOWN_WORKFLOW_RETRY_MS = 500;
 const RETRY_DELAY_MS = 1_000;
-/** Clock difference between runtimes that recovery allows for when it judges a continued step's age (see recoverPending). */
-const CONTINUED_SKEW_MS = 500;
 
 export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   const { topology, config, logger: baseLogger } = options;
@@ -393,22 +393,16 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
    * and timers still stored are dropped as duplicates (same Nats-Msg-Id); a task whose completion
    * is merely in flight may run once more, which at-least-once allows.
    *
-   * Continued steps (see Continuation) scheduled before the connection was lost are re-published
-   * too: the crash may have lost the lease that would otherwise restart them. Those scheduled
-   * since (CONTINUED_SKEW_MS of clock difference allowed) were recorded by the server as it is
-   * now, and their runtime runs them: re-publishing them would only run them twice.
+   * Continued steps (see Continuation) are left to the runtime running them, which keeps retrying
+   * to record them until NATS is back: they have no task message a crash could have lost, and
+   * re-publishing them would run them twice.
    */
   let recovering = false;
   let recoverAgain = false;
-  /** When this runtime saw NATS go away (unset while connected). */
-  let disconnectedAt: number | undefined;
-  /** For the pass after this one: the earliest disconnect it must cover. */
-  let againSince = Infinity;
-  async function recoverPending(reason: string, since: number): Promise<void> {
+  async function recoverPending(reason: string): Promise<void> {
     if (stopping) return;
     if (recovering) {
       recoverAgain = true; // NATS went away again during this pass: one more after it
-      againSince = Math.min(againSince, since);
       return;
     }
     recovering = true;
@@ -417,7 +411,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       store.clear();
       for (const { state } of await readAllStates(topology.states, (s) => s.status === "running")) {
         if (stopping) break;
-        const effects = pendingEffects(state, { continuedSince: since + CONTINUED_SKEW_MS });
+        const effects = pendingEffects(state, { skipContinued: true });
         if (effects.length === 0) continue;
         await publishEffects(topology, state, effects);
         workflows += 1;
@@ -429,9 +423,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       recovering = false;
       if (recoverAgain) {
         recoverAgain = false;
-        const next = againSince;
-        againSince = Infinity;
-        setTimeout(() => void recoverPending(reason, next), RECOVERY_DELAY_MS).unref();
+        setTimeout(() => void recoverPending(reason), RECOVERY_DELAY_MS).unref();
       }
     }
   }
@@ -560,7 +552,6 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         logger.warn(`recording the completion of ${completion.step} failed part way (${(err as Error)?.message ?? err}); releasing the task to repair it`, { workflowId: completion.workflowId });
         return "retry";
       }
-      if (local.outcome === "released") return "retry";
       return local.outcome === "pending" ? "declined" : local.outcome;
     },
     async start() {
@@ -571,12 +562,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       void (async () => {
         for await (const status of topology.nc.status()) {
           if (stopping) return;
-          if (status.type === "disconnect") disconnectedAt ??= Date.now();
-          if (status.type === "reconnect") {
-            const since = disconnectedAt ?? Date.now();
-            disconnectedAt = undefined;
-            setTimeout(() => void recoverPending("a NATS reconnect", since), RECOVERY_DELAY_MS).unref();
-          }
+          if (status.type === "reconnect") setTimeout(() => void recoverPending("a NATS reconnect"), RECOVERY_DELAY_MS).unref();
         }
       })();
     },

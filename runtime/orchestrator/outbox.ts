@@ -24,17 +24,15 @@ export async function publishEffects(topology: Topology, state: WorkflowState, e
 }
 
 /**
- * Every effect a state still waits on: what a recovering runtime re-publishes. `continuedSince`
- * leaves out the tasks of steps that a runtime runs as continuations (never published) and that
- * were scheduled at or after that time (epoch ms).
+ * Every effect a state still waits on: what a recovering runtime re-publishes. `skipContinued`
+ * leaves out the tasks of steps a runtime runs as continuations (they were never published).
  */
-export function pendingEffects(state: WorkflowState, options: { continuedSince?: number } = {}): Effect[] {
+export function pendingEffects(state: WorkflowState, options: { skipContinued?: boolean } = {}): Effect[] {
   if (state.status !== "running") return [];
   const effects: Effect[] = [];
   for (const [name, step] of Object.entries(state.steps)) {
     if (step.status === "scheduled") {
-      const leftToItsRuntime = step.continued !== undefined && options.continuedSince !== undefined && Date.parse(step.scheduledAt) >= options.continuedSince;
-      if (!leftToItsRuntime) effects.push({ kind: "task", step: name });
+      if (!(options.skipContinued && step.continued)) effects.push({ kind: "task", step: name });
     } else if (step.status === "retrying" && step.nextAttemptAt) effects.push({ kind: "timer", timer: retryTimer(state.id, name, step.attempt + 1, Date.parse(step.nextAttemptAt)) });
     else if (step.status === "waiting" && step.fireAt) effects.push({ kind: "timer", timer: sleepTimer(state.id, name, Date.parse(step.fireAt)) });
   }

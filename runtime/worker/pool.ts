@@ -442,7 +442,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
             })
             .catch(() => "retry" as const)
         : "declined";
-      if (local === "retry") {
+      if (local === "retry" && msg instanceof ContinuedTask) local = await keepRecording(msg, text, task);
+      if (local === "retry" || local === "released") {
         try {
           msg.nak(RELEASE_DELAY_MS);
         } catch {
@@ -471,6 +472,29 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       step: task.step,
       attempt: task.attempt,
     });
+  }
+
+  /**
+   * A continued step whose recording failed part way (NATS went away) keeps trying, here, until
+   * NATS is back or the runtime stops: releasing its lease instead would leave the step to the
+   * lease's redelivery, which a crashed server may have lost with its last writes, and recovery
+   * after a reconnect leaves continued steps to their runtime. Each retry counts as a redelivery:
+   * if an earlier try was recorded, its effects are re-published. "retry" when stopping: the
+   * caller releases the lease.
+   */
+  async function keepRecording(msg: ContinuedTask, text: string, task: TaskMessage): Promise<LocalOutcome> {
+    for (let delayMs = 200; !pulling.signal.aborted; delayMs = Math.min(delayMs * 2, 2_000)) {
+      await sleep(delayMs, undefined, { signal: pulling.signal }).catch(() => undefined);
+      if (pulling.signal.aborted) break;
+      const outcome: LocalOutcome = await options.applyCompletion!(JSON.parse(text) as CompletionMessage, {
+        redelivered: true,
+        leased: true,
+        continuation: config.worker.continuations ? continuationOf(msg) : undefined,
+      }).catch(() => "retry" as const);
+      if (outcome !== "retry") return outcome;
+      logger.debug(`recording ${task.step} still fails; retrying in ${delayMs}ms`, { workflowId: task.workflowId });
+    }
+    return "retry";
   }
 
   /**
