@@ -12,6 +12,7 @@ import { DiscardPolicy } from "@nats-io/jetstream";
 import { createRuntime, defineDag, defineWorkflow, type ActivityContext, type DagDefinition, type WorkflowClient, type WorkflowContext, type WorkflowState } from "../runtime/index.js";
 import { Engine, resultSignal, sleep, useEngines, waitForState } from "./fixtures/engine/harness.js";
 import { MAX_SPREAD_MS } from "../runtime/orchestrator/timer-batches.js";
+import type { CompletionMessage } from "../runtime/protocol.js";
 import { pendingEffects } from "../runtime/orchestrator/outbox.js";
 
 const engine = useEngines();
@@ -259,6 +260,41 @@ describe("continuations", () => {
       ["completed", 1],
       ["completed", 1],
     ]);
+  });
+
+  it("a stale completion of an earlier attempt changes nothing and does not restart a continued step", async () => {
+    const e = engine();
+    const runs: string[] = [];
+    let releaseSecond!: () => void;
+    const secondMayEnd = new Promise<void>((resolve) => (releaseSecond = resolve));
+    const acts = {
+      first: async (_: unknown, ctx: ActivityContext) => {
+        runs.push(`first#${ctx.attempt}`);
+        if (ctx.attempt === 1) throw new Error("first attempt fails");
+      },
+      second: async (_: unknown, ctx: ActivityContext) => {
+        runs.push(`second#${ctx.attempt}`);
+        await secondMayEnd;
+      },
+    };
+    const two = async (ctx: WorkflowContext<typeof acts>) => {
+      await ctx.activities.first(null);
+      await ctx.activities.second(null);
+      return "done";
+    };
+    await e.runtime({ workflows: { two }, activities: acts });
+    const client = await e.client();
+    const handle = await client.start("two", null, { id: "stale-report" });
+    const running = await waitForState(client, "stale-report", (s) => s.steps.second?.continued !== undefined);
+    expect(running.steps.first).toMatchObject({ status: "completed", attempt: 2 });
+    // Attempt 1's report again, as a late duplicate from the runtime that ran it.
+    const { js, names } = client.topology;
+    const stale: CompletionMessage = { workflowId: "stale-report", step: "first", attempt: 1, startedAt: new Date().toISOString(), finishedAt: new Date().toISOString(), worker: "elsewhere", ok: false, error: { message: "first attempt fails", type: "Error" } };
+    await js.publish(names.completedSubject("stale-report", "first"), new TextEncoder().encode(JSON.stringify(stale)));
+    await sleep(500);
+    releaseSecond();
+    expect(await handle.result(resultSignal())).toBe("done");
+    expect(runs).toEqual(["first#1", "first#2", "second#1"]);
   });
 
   it("with worker.continuations off, every step's task goes through the tasks stream", async () => {

@@ -85,8 +85,11 @@ export async function decideCompletion(env: DecideEnv, stored: StoredWorkflow, e
   }
   if (existing.status !== "scheduled" || existing.attempt !== event.attempt) {
     // The same report again (a duplicated event) carries the recorded times and worker; another
-    // execution's does not: its task was delivered again, and may have been a continuation's lease.
-    const anotherExecution = existing.startedAt !== event.startedAt || existing.finishedAt !== event.finishedAt || existing.worker !== event.worker;
+    // execution of the recorded attempt does not: its task was delivered again, and may have been
+    // a continuation's lease (only the task of a settled attempt whose step came next can be one).
+    // A report of an older attempt is stale, nothing more.
+    const settled = existing.status === "completed" || existing.status === "failed";
+    const anotherExecution = settled && existing.attempt === event.attempt && (existing.startedAt !== event.startedAt || existing.finishedAt !== event.finishedAt || existing.worker !== event.worker);
     return { kind: "noop", reason: `attempt ${event.attempt} of step "${event.step}" is already settled (step is ${existing.status}, attempt ${existing.attempt})`, anotherExecution };
   }
   const now = env.now();
