@@ -27,6 +27,32 @@ const chain = async (ctx: WorkflowContext<typeof activities>, input: { n: number
 };
 
 /**
+ * Workflow `two`: activity `first`, then `second`, recording each run as `<name>#<attempt>`. The
+ * first run of `second` waits for releaseSecond(); `first` can fail its first attempt.
+ */
+function firstThenSecond(options: { firstFailsOnce?: boolean } = {}) {
+  const runs: string[] = [];
+  let releaseSecond!: () => void;
+  const secondMayEnd = new Promise<void>((resolve) => (releaseSecond = resolve));
+  const activities = {
+    first: async (_: unknown, ctx: ActivityContext) => {
+      runs.push(`first#${ctx.attempt}`);
+      if (options.firstFailsOnce && ctx.attempt === 1) throw new Error("first attempt fails");
+    },
+    second: async (_: unknown, ctx: ActivityContext) => {
+      runs.push(`second#${ctx.attempt}`);
+      if (runs.filter((r) => r.startsWith("second")).length === 1) await secondMayEnd;
+    },
+  };
+  const two = async (ctx: WorkflowContext<typeof activities>) => {
+    await ctx.activities.first(null);
+    await ctx.activities.second(null);
+    return "done";
+  };
+  return { runs, releaseSecond, activities, workflows: { two } };
+}
+
+/**
  * Limit the tasks stream to one message (new ones refused) until the returned function puts the
  * limit back: while a task is unacked, publishing the next one fails.
  */
@@ -264,25 +290,8 @@ describe("continuations", () => {
 
   it("a stale completion of an earlier attempt changes nothing and does not restart a continued step", async () => {
     const e = engine();
-    const runs: string[] = [];
-    let releaseSecond!: () => void;
-    const secondMayEnd = new Promise<void>((resolve) => (releaseSecond = resolve));
-    const acts = {
-      first: async (_: unknown, ctx: ActivityContext) => {
-        runs.push(`first#${ctx.attempt}`);
-        if (ctx.attempt === 1) throw new Error("first attempt fails");
-      },
-      second: async (_: unknown, ctx: ActivityContext) => {
-        runs.push(`second#${ctx.attempt}`);
-        await secondMayEnd;
-      },
-    };
-    const two = async (ctx: WorkflowContext<typeof acts>) => {
-      await ctx.activities.first(null);
-      await ctx.activities.second(null);
-      return "done";
-    };
-    await e.runtime({ workflows: { two }, activities: acts });
+    const { runs, releaseSecond, activities: acts, workflows } = firstThenSecond({ firstFailsOnce: true });
+    await e.runtime({ workflows, activities: acts });
     const client = await e.client();
     const handle = await client.start("two", null, { id: "stale-report" });
     const running = await waitForState(client, "stale-report", (s) => s.steps.second?.continued !== undefined);
@@ -339,22 +348,8 @@ describe("continuations", () => {
 describe("continuations when NATS loses writes", () => {
   it("a continued step whose state went back (the write that scheduled it lost) releases its lease: the previous step runs again, the workflow completes", async () => {
     const e = engine();
-    const runs: string[] = [];
-    let releaseSecond!: () => void;
-    const secondMayEnd = new Promise<void>((resolve) => (releaseSecond = resolve));
-    const acts = {
-      first: async (_: unknown, ctx: ActivityContext) => void runs.push(`first#${ctx.attempt}`),
-      second: async (_: unknown, ctx: ActivityContext) => {
-        runs.push(`second#${ctx.attempt}`);
-        if (runs.filter((r) => r.startsWith("second")).length === 1) await secondMayEnd;
-      },
-    };
-    const two = async (ctx: WorkflowContext<typeof acts>) => {
-      await ctx.activities.first(null);
-      await ctx.activities.second(null);
-      return "done";
-    };
-    await e.runtime({ workflows: { two }, activities: acts });
+    const { runs, releaseSecond, activities: acts, workflows } = firstThenSecond();
+    await e.runtime({ workflows, activities: acts });
     const client = await e.client();
     const { states } = client.topology;
     await client.start("two", null, { id: "went-back" });
