@@ -95,7 +95,7 @@ export const configSchema = {
       env: "WF_ACK_WAIT",
     },
     continuations: {
-      doc: "Run the next step of a workflow in the runtime that recorded the previous one, without publishing its task, when that runtime hosts the activity and has a free slot (both roles only). The previous task's message stays unacknowledged as the step's lease until the chain ends, so a crash is repaired as if the task had been published. Turn off to send every task through the tasks stream.",
+      doc: "Run the next step of a workflow in the runtime that recorded the previous one, without publishing its task, when that runtime hosts the activity (both roles only); the step waits for the runtime's next free slot, ahead of new tasks. The previous task's message stays unacknowledged as the step's lease until the chain ends, so a crash is repaired as if the task had been published. Turn off to send every task through the tasks stream.",
       format: Boolean,
       default: true,
       env: "WF_CONTINUATIONS",

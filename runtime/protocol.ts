@@ -90,6 +90,16 @@ export const TIMER_KEY = {
   timeout: () => "timeout",
 };
 
+/**
+ * The UTF-8 size of `text`, counted only when it could pass `limit`: UTF-8 takes at most 3 bytes
+ * per UTF-16 unit, so most messages (far below their limit) cost no count at all.
+ */
+export function utf8BytesOver(text: string, limit: number): number | undefined {
+  if (text.length * 3 <= limit) return undefined;
+  const bytes = Buffer.byteLength(text);
+  return bytes > limit ? bytes : undefined;
+}
+
 export class ProtocolError extends Error {
   constructor(message: string) {
     super(message);

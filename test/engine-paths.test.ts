@@ -338,7 +338,7 @@ describe("continuations", () => {
     const recorded = await waitForState(client, "fan-part-way", (s) => s.steps.right?.status === "scheduled");
     expect(recorded.steps.first?.status).toBe("completed");
     await sleep(300);
-    expect(runs).toEqual(["first#1"]); // `left` was not started: its reservation was cancelled
+    expect(runs).toEqual(["first#1"]); // `left` was not started: the decision that would continue it failed to publish `right`
     await roomAgain();
     expect(await handle.result(resultSignal())).toBe("done");
     expect([...runs].sort()).toEqual(["first#1", "left#1", "right#1"]);

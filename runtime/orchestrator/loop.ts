@@ -12,7 +12,7 @@ import { RevisionConflictError, ValidationError } from "../errors.js";
 import { validateWorkflowId } from "../ids.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
-import { encode, parseCancel, type CompletionMessage, type TaskMessage, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage } from "../protocol.js";
+import { encode, parseCancel, type CompletionMessage, type TaskMessage, utf8BytesOver, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage } from "../protocol.js";
 import { isTerminal, STATE_SCHEMA_VERSION, type WorkflowState } from "../state.js";
 import { BlockedWorkflowError, decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
 import { pendingEffects, publishEffects, taskMessage, type Effect } from "./outbox.js";
@@ -43,11 +43,12 @@ export interface LocalSource {
 
 /**
  * The worker's offer to run the next step of the workflow whose completion it hands over, in this
- * process, without publishing its task: reserve() takes a worker slot for that activity type (or
- * returns undefined), and the reservation is then started with the step's task, or cancelled.
+ * process, without publishing its task (it waits for a free slot there, holding the lease).
  */
 export interface Continuation {
-  reserve(activityType: string): { start(task: TaskMessage): void; cancel(): void } | undefined;
+  /** This runtime's worker runs that activity type, and is not stopping. */
+  hosts(activityType: string): boolean;
+  start(task: TaskMessage): void;
 }
 
 /**
@@ -61,10 +62,10 @@ export interface Continuation {
  *   the write that scheduled it. The lease must not be acked: released, it brings the previous
  *   step back.
  * retry: it failed part way; the state may record it while its effects are not published (NATS
- *   went away between the two). Publishing the event would not repair that (jetflow's worker says
- *   the task was not redelivered, so the completion is a plain no-op), so the task is released
- *   instead: the worker that gets it again finds its attempt recorded and re-publishes every
- *   pending effect instead of running it.
+ *   went away between the two). Publishing the event would not repair that (the same report again
+ *   is a plain no-op), so the task is released instead: the worker that gets it again finds its
+ *   attempt recorded and re-publishes every pending effect instead of running it. (A continuation
+ *   keeps trying instead: see keepRecording in worker/pool.ts.)
  */
 export type LocalOutcome = "applied" | "continued" | "declined" | "retry" | "released";
 
@@ -90,7 +91,7 @@ class LocalCompletion implements EventMessage {
     this.continuation = source.continuation;
     this.info = { deliveryCount: source.redelivered ? 2 : 1 };
   }
-  /** Not recorded, and the lease must not be acked: the worker releases it (see LocalOutcome "retry"). */
+  /** Not recorded, and the lease must not be acked: the worker releases it (see LocalOutcome "released"). */
   release(): void {
     if (this.outcome === "pending") this.outcome = "released";
   }
@@ -312,9 +313,9 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         // have been the lease of a continued step whose runtime died (see Continuation): repair.
         return duplicate(msg, stored, decision.reason, decision.anotherExecution);
       }
-      // A next task this runtime's worker runs itself (see Continuation): reserved before the
+      // A next task this runtime's worker runs itself (see Continuation): chosen before the
       // write, which marks the step as continued, so that a recovery pass leaves it alone.
-      let here = reserveHere(msg, decision.state, decision.effects);
+      const here = continuedHere(msg, decision.state, decision.effects);
       try {
         // A long workflow's oldest delivered steps move to a history chunk, stored before the
         // state that no longer holds them (history.ts).
@@ -322,28 +323,23 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         const split = splitHistory(decision.state, serialized.length);
         if (split) await storeChunk(topology.states, split.chunk);
         const write = split ? failIfTooLarge({ ...decision, state: split.head }, stored, maxStateBytes) : failIfTooLarge(decision, stored, maxStateBytes, serialized);
-        if (here && !write.effects.includes(here.effect)) {
-          here.reservation.cancel(); // the workflow failed instead (its state too large)
-          here = undefined;
-        }
+        // (A state too large fails the workflow instead: no effects, nothing continues.)
+        const continued = here && write.effects.includes(here) ? here : undefined;
         const next = await store.update(write.state, stored.revision, write.execution, write.serialized);
         announceIfFinished(next.state, write.serialized);
         if (waitsOnlyOnDistantTimers(next.state, write.effects, env.now(), config.orchestrator.cacheDistantWaitsMs)) store.forget(id);
         options.crashPoint?.("after-state-write-before-dispatch");
-        const continued = here;
-        await publishEffects(topology, next.state, continued ? write.effects.filter((effect) => effect !== continued.effect) : write.effects);
+        await publishEffects(topology, next.state, continued ? write.effects.filter((effect) => effect !== continued) : write.effects);
         options.crashPoint?.("after-dispatch-before-ack");
         if (isTerminal(next.state.status) && next.state.status !== "cancelled") abortRunningSteps(next.state);
-        if (continued) {
-          here = undefined;
-          continued.reservation.start(taskMessage(next.state, continued.effect.step));
-          (msg as LocalCompletion).continued();
+        if (continued && msg instanceof LocalCompletion) {
+          msg.continuation!.start(taskMessage(next.state, continued.step));
+          msg.continued();
         } else {
           msg.ack();
         }
         return;
       } catch (err) {
-        here?.reservation.cancel();
         store.forget(id);
         if (!(err instanceof RevisionConflictError)) throw err;
         logger.debug(`lost a CAS on ${id}; re-reading`, { workflowId: id, attempt });
@@ -354,30 +350,26 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
 
   /**
    * One next task of a completion from this runtime's own worker, for the worker to run here
-   * instead of publishing it (see Continuation): the first task whose activity type gets a slot.
+   * instead of publishing it (see Continuation): the first task of an activity type it hosts.
    * Its step in `state` (the decision's draft, not yet written) is marked `continued`.
    */
-  function reserveHere(msg: EventMessage, state: WorkflowState, effects: Effect[]): { effect: Effect & { kind: "task" }; reservation: NonNullable<ReturnType<Continuation["reserve"]>> } | undefined {
+  function continuedHere(msg: EventMessage, state: WorkflowState, effects: Effect[]): (Effect & { kind: "task" }) | undefined {
     if (!(msg instanceof LocalCompletion) || !msg.continuation || stopping) return undefined;
-    for (const effect of effects) {
-      if (effect.kind !== "task") continue;
-      const reservation = msg.continuation.reserve(state.steps[effect.step]!.activity!);
-      if (!reservation) continue;
-      state.steps[effect.step] = { ...state.steps[effect.step]!, continued: config.worker.id };
-      return { effect, reservation };
-    }
-    return undefined;
+    const continuation = msg.continuation;
+    const effect = effects.find((e): e is Effect & { kind: "task" } => e.kind === "task" && continuation.hosts(state.steps[e.step]!.activity!));
+    if (effect) state.steps[effect.step] = { ...state.steps[effect.step]!, continued: config.worker.id };
+    return effect;
   }
 
   /**
-   * An event the state already reflects. If it is a redelivery (or `repair`), the runtime that
-   * applied it may have died before publishing the effects: publish every pending one again
-   * (deduplicated by Nats-Msg-Id), then ack.
+   * An event the state already reflects. If it is a redelivery (or `repair`: another execution
+   * reported it), the runtime that applied it may have died before publishing the effects: publish
+   * every pending one again (deduplicated by Nats-Msg-Id), then ack.
    */
   async function duplicate(msg: EventMessage, stored: StoredWorkflow, reason: string, repair = false): Promise<void> {
     if (msg.redelivered || repair) {
       const effects = pendingEffects(stored.state);
-      logger.debug(`redelivered event already applied (${reason}); re-publishing ${effects.length} pending effect(s)`, { workflowId: stored.state.id });
+      logger.debug(`${msg.redelivered ? "redelivered event" : "another execution's completion"} already applied (${reason}); re-publishing ${effects.length} pending effect(s)`, { workflowId: stored.state.id });
       await publishEffects(topology, stored.state, effects);
     } else {
       logger.debug(`duplicate event ignored: ${reason}`, { workflowId: stored.state.id });
@@ -598,9 +590,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
  */
 function failIfTooLarge(decision: Decision & { kind: "write" }, stored: StoredWorkflow, maxBytes: number, serialized = serializeState(decision.state)): Decision & { kind: "write"; serialized?: string } {
   // Serialized once: the write below reuses it.
-  // UTF-8 takes at most 3 bytes per UTF-16 unit: most states are far below the limit, uncounted.
-  const bytes = serialized.length * 3 <= maxBytes ? serialized.length : Buffer.byteLength(serialized);
-  if (bytes <= maxBytes) return { ...decision, serialized };
+  const bytes = utf8BytesOver(serialized, maxBytes);
+  if (bytes === undefined) return { ...decision, serialized };
   const error = new StateTooLargeError(decision.state.id, bytes, maxBytes);
   const now = new Date().toISOString();
   const state: WorkflowState = { ...stored.state, status: "failed", error: { message: `${error.message}. ${error.hint}`, type: "StateTooLargeError" }, updatedAt: now, completedAt: now };

@@ -6,8 +6,9 @@
  * completion of a step's attempt is recorded.
  */
 import { headers } from "@nats-io/nats-core";
+import { randomUUID } from "node:crypto";
 import type { Topology } from "../nats/topology.js";
-import { encode, MSG_ID, TIMER_KEY, type TaskMessage, type TimerMessage } from "../protocol.js";
+import { encode, MSG_ID, TIMER_KEY, type TaskMessage, type TimerBatchMessage, type TimerMessage } from "../protocol.js";
 import type { WorkflowState } from "../state.js";
 
 export type Effect = { kind: "task"; step: string } | { kind: "timer"; timer: TimerMessage };
@@ -75,7 +76,18 @@ export function taskMessage(state: WorkflowState, stepName: string): TaskMessage
 }
 
 export async function publishTimer(topology: Topology, timer: TimerMessage): Promise<void> {
+  await topology.js.publish(topology.names.timerScheduleSubject(timer.workflowId), encode(timer), { msgID: MSG_ID.timer(timer.workflowId, timer.key), headers: fireAtHeader(timer.fireAt) });
+}
+
+/** Several timers parked as one message (timer-batches.ts), due at the latest of theirs. */
+export async function publishTimerBatch(topology: Topology, timers: TimerMessage[]): Promise<void> {
+  const batch: TimerBatchMessage = { fireAt: Math.max(...timers.map((t) => t.fireAt)), timers };
+  await topology.js.publish(topology.names.timerBatchSubject, encode(batch), { msgID: MSG_ID.timerBatch(randomUUID()), headers: fireAtHeader(batch.fireAt) });
+}
+
+/** Informational: the body is authoritative. */
+function fireAtHeader(fireAt: number) {
   const h = headers();
-  h.set("Jetflow-Fire-At", new Date(timer.fireAt).toISOString());
-  await topology.js.publish(topology.names.timerScheduleSubject(timer.workflowId), encode(timer), { msgID: MSG_ID.timer(timer.workflowId, timer.key), headers: h });
+  h.set("Jetflow-Fire-At", new Date(fireAt).toISOString());
+  return h;
 }

@@ -10,6 +10,7 @@ import type { KV } from "@nats-io/kv";
 import { JetflowError, RevisionConflictError } from "../errors.js";
 import type { WorkflowExecution } from "../journal/execution.js";
 import type { StepState, WorkflowState } from "../state.js";
+import { utf8BytesOver } from "../protocol.js";
 import { isHistoryKey } from "./history.js";
 
 export interface StoredWorkflow {
@@ -33,18 +34,17 @@ export class StateStore {
 
   private encode(state: WorkflowState, serialized?: string): string {
     const text = serialized ?? serializeState(state);
-    // UTF-8 takes at most 3 bytes per UTF-16 unit: most states are far below the limit, uncounted.
-    const bytes = text.length * 3 <= this.maxBytes ? text.length : Buffer.byteLength(text);
-    if (bytes > this.maxBytes) throw new StateTooLargeError(state.id, bytes, this.maxBytes);
+    const over = utf8BytesOver(text, this.maxBytes);
+    if (over !== undefined) throw new StateTooLargeError(state.id, over, this.maxBytes);
     return text;
   }
 
-  /** Cached state if held, else a read. `fresh` skips the cache (after a conflict). */
   /** The cached state, without asking NATS. */
   cached(id: string): StoredWorkflow | undefined {
     return this.cache.get(id);
   }
 
+  /** Cached state if held, else a read. `fresh` skips the cache (after a conflict). */
   async load(id: string, fresh = false): Promise<StoredWorkflow | undefined> {
     if (!fresh) {
       const cached = this.cache.get(id);

@@ -12,11 +12,9 @@
  * A batch fires at the latest of its timers' times; timers more than MAX_SPREAD_MS apart go into
  * separate batches, so a deadline fires at most that much late.
  */
-import { headers } from "@nats-io/nats-core";
-import { randomUUID } from "node:crypto";
 import type { Topology } from "../nats/topology.js";
-import { encode, MSG_ID, type TimerBatchMessage, type TimerMessage } from "../protocol.js";
-import { publishTimer } from "./outbox.js";
+import type { TimerMessage } from "../protocol.js";
+import { publishTimer, publishTimerBatch } from "./outbox.js";
 
 export const MAX_SPREAD_MS = 50;
 /** Timers per batch message (about 100 bytes each). */
@@ -56,14 +54,8 @@ export class TimerBatcher {
 
   private async store(batch: Parked[]): Promise<void> {
     try {
-      if (batch.length === 1) {
-        await publishTimer(this.topology, batch[0]!.timer);
-      } else {
-        const message: TimerBatchMessage = { fireAt: Math.max(...batch.map((p) => p.timer.fireAt)), timers: batch.map((p) => p.timer) };
-        const h = headers();
-        h.set("Jetflow-Fire-At", new Date(message.fireAt).toISOString());
-        await this.topology.js.publish(this.topology.names.timerBatchSubject, encode(message), { msgID: MSG_ID.timerBatch(randomUUID()), headers: h });
-      }
+      if (batch.length === 1) await publishTimer(this.topology, batch[0]!.timer);
+      else await publishTimerBatch(this.topology, batch.map((p) => p.timer));
       for (const parked of batch) parked.stored();
     } catch (err) {
       for (const parked of batch) parked.failed(err);

@@ -17,7 +17,7 @@ import type { Registry } from "../definitions.js";
 import { toErrorRecord, type ErrorRecord } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { ensureActivityConsumer, type Topology } from "../nats/topology.js";
-import { encode, MSG_ID, parseJson, parseTask, type CompletionMessage, type TaskMessage } from "../protocol.js";
+import { encode, MSG_ID, parseJson, parseTask, utf8BytesOver, type CompletionMessage, type TaskMessage } from "../protocol.js";
 import { recordDeadLetter } from "../dead-letters.js";
 import { createActivityContext } from "./activity-context.js";
 import { Slots } from "./slots.js";
@@ -249,29 +249,19 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
    */
   function continuationOf(lease: TaskDelivery): Continuation {
     return {
-      reserve(activityType) {
-        if (pulling.signal.aborted || !loops.has(activityType)) return undefined;
-        return {
-          start: (task) => startWhenSlotFree(new ContinuedTask(topology.names.taskSubject(task.activity), task, lease)),
-          cancel: () => undefined,
-        };
-      },
+      hosts: (activityType) => !pulling.signal.aborted && loops.has(activityType),
+      start: (task) => startWhenSlotFree(new ContinuedTask(topology.names.taskSubject(task.activity), task, lease)),
     };
   }
 
   /** A continued step waits for a slot in memory, its lease kept alive; stopping releases the lease. */
   function startWhenSlotFree(msg: ContinuedTask): void {
-    if (slots.tryAcquire()) return startTask(msg);
     inProgress.add(msg);
     const waiting = slots.acquireUpTo(1, pulling.signal, true).then(
       () => startTask(msg),
       () => {
         inProgress.delete(msg);
-        try {
-          msg.nak(); // stopping: the lease goes to another runtime, which re-publishes this step
-        } catch {
-          /* connection gone: redelivered after the ack wait */
-        }
+        release(msg); // stopping: the lease goes to another runtime, which re-publishes this step
       },
     );
     const tracked = waiting.finally(() => tasks.delete(tracked));
@@ -394,11 +384,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       msg.ack();
     } catch (err) {
       logger.warn(`re-publishing what workflow ${task.workflowId} waits on failed (${(err as Error)?.message ?? err}); releasing the task to try again`, meta);
-      try {
-        msg.nak(RELEASE_DELAY_MS);
-      } catch {
-        /* connection gone: redelivered after the ack wait */
-      }
+      release(msg, RELEASE_DELAY_MS);
     }
     return true;
   }
@@ -420,9 +406,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     let text: string;
     try {
       text = JSON.stringify(completion);
-      // UTF-8 takes at most 3 bytes per UTF-16 unit: most completions are far below the limit, uncounted.
-      const bytes = text.length * 3 <= MAX_OUTPUT_BYTES ? text.length : Buffer.byteLength(text);
-      if (bytes > MAX_OUTPUT_BYTES) throw new Error(`the completion is ${bytes} bytes; the limit is ${MAX_OUTPUT_BYTES}`);
+      const bytes = utf8BytesOver(text, MAX_OUTPUT_BYTES);
+      if (bytes !== undefined) throw new Error(`the completion is ${bytes} bytes; the limit is ${MAX_OUTPUT_BYTES}`);
     } catch (err) {
       completion = { ...base, ok: false, error: { message: `output of activity ${task.activity} cannot be recorded: ${(err as Error).message}`, type: "ActivityOutputError", nonRetryable: true } };
       text = JSON.stringify(completion);
@@ -444,11 +429,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         : "declined";
       if (local === "retry" && msg instanceof ContinuedTask) local = await keepRecording(msg, text, task);
       if (local === "retry" || local === "released") {
-        try {
-          msg.nak(RELEASE_DELAY_MS);
-        } catch {
-          /* connection gone: redelivered after the ack wait */
-        }
+        release(msg, RELEASE_DELAY_MS);
         return;
       }
       if (local === "declined") {
@@ -483,18 +464,23 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
    * caller releases the lease.
    */
   async function keepRecording(msg: ContinuedTask, text: string, task: TaskMessage): Promise<LocalOutcome> {
-    for (let delayMs = 200; !pulling.signal.aborted; delayMs = Math.min(delayMs * 2, 2_000)) {
-      await sleep(delayMs, undefined, { signal: pulling.signal }).catch(() => undefined);
-      if (pulling.signal.aborted) break;
-      const outcome: LocalOutcome = await options.applyCompletion!(JSON.parse(text) as CompletionMessage, {
-        redelivered: true,
-        leased: true,
-        continuation: config.worker.continuations ? continuationOf(msg) : undefined,
-      }).catch(() => "retry" as const);
-      if (outcome !== "retry") return outcome;
-      logger.debug(`recording ${task.step} still fails; retrying in ${delayMs}ms`, { workflowId: task.workflowId });
+    const source: LocalSource = { redelivered: true, leased: true, continuation: config.worker.continuations ? continuationOf(msg) : undefined };
+    const once = async (): Promise<LocalOutcome> => {
+      const outcome = await options.applyCompletion!(JSON.parse(text) as CompletionMessage, source);
+      if (outcome === "retry") throw new Error(`recording ${task.step} of ${task.workflowId} failed part way`);
+      return outcome;
+    };
+    // The same backoff as a completion's publish (200 ms doubling to 2 s), until stop() begins.
+    return pRetry(once, { retries: Infinity, minTimeout: 200, maxTimeout: 2_000, signal: pulling.signal }).catch(() => "retry" as const);
+  }
+
+  /** Give a message back to JetStream (NAK), for now or after `delayMs`; a closed connection redelivers it after its ack wait anyway. */
+  function release(msg: TaskDelivery, delayMs?: number): void {
+    try {
+      msg.nak(delayMs);
+    } catch {
+      /* connection gone: redelivered after the ack wait */
     }
-    return "retry";
   }
 
   /**
@@ -546,13 +532,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       // Our pull requests outlive their subscriptions on the server: make it drop them before
       // releasing anything (a task NAK'd while one waits could go straight back to it).
       await forgetAbandonedPulls();
-      for (const msg of unstarted.splice(0)) {
-        try {
-          msg.nak();
-        } catch {
-          /* connection gone: redelivered after the ack wait */
-        }
-      }
+      for (const msg of unstarted.splice(0)) release(msg);
       if (tasks.size > 0) {
         logger.info(`waiting up to ${config.worker.shutdownGraceMs}ms for ${tasks.size} running activit${tasks.size === 1 ? "y" : "ies"}`);
         // The grace timer is cancelled as soon as the tasks are done: it must not keep the process alive.

@@ -41,13 +41,6 @@ export class Slots {
     });
   }
 
-  /** Take one slot if one is free and nobody waits for it; false otherwise. */
-  tryAcquire(): boolean {
-    if (this.free === 0 || this.waiters.length > 0) return false;
-    this.free -= 1;
-    return true;
-  }
-
   release(count: number): void {
     this.free += count;
     while (this.free > 0 && this.waiters.length > 0) {
