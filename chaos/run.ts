@@ -5,6 +5,8 @@
  *   CHAOS_SCENARIOS=1,2,7   which scenarios (default: all)
  *   CHAOS_N=200             workflows per scenario (default: each scenario's own)
  *   CHAOS_QUICK=1           small figures (CI-sized)
+ *   CHAOS_REPEAT=20         run the chosen scenarios that many times; the summary lists every
+ *                           run that failed and every violation it saw
  *   NATS_SERVER_BIN=…       the nats-server to run (scenario 3 needs 2.10 or later)
  *
  * Exit code 0 when every scenario held its guarantees, 1 otherwise. Every process and server a
@@ -29,21 +31,30 @@ async function main(): Promise<number> {
   const n = process.env.CHAOS_N ? Number(process.env.CHAOS_N) : undefined;
   if (n !== undefined && !(Number.isInteger(n) && n > 0)) throw new Error(`CHAOS_N must be a positive whole number, got ${process.env.CHAOS_N}`);
   const quick = process.env.CHAOS_QUICK === "1";
+  const repeat = process.env.CHAOS_REPEAT ? Number(process.env.CHAOS_REPEAT) : 1;
+  if (!(Number.isInteger(repeat) && repeat > 0)) throw new Error(`CHAOS_REPEAT must be a positive whole number, got ${process.env.CHAOS_REPEAT}`);
   const selected = SCENARIOS.filter((s) => !only || only.includes(s.id));
-  const results: ScenarioResult[] = [];
+  const results: Array<ScenarioResult & { run: number }> = [];
   const t0 = Date.now();
-  for (const scenario of selected) {
-    const result = await runScenario(scenario, { quick, ...(n !== undefined ? { n } : {}) });
-    results.push(result);
-    process.stdout.write(JSON.stringify(result) + "\n");
+  for (let run = 1; run <= repeat; run++) {
+    for (const scenario of selected) {
+      const result = { ...(await runScenario(scenario, { quick, ...(n !== undefined ? { n } : {}) })), run };
+      results.push(result);
+      process.stdout.write(JSON.stringify(result) + "\n");
+    }
   }
   const failed = results.filter((r) => !r.ok && !r.skipped);
+  const label = (r: { scenario: string; run: number }) => (repeat > 1 ? `${r.scenario} (run ${r.run})` : r.scenario);
   process.stderr.write(
-    `chaos: ${results.length} scenario(s) in ${Math.round((Date.now() - t0) / 1000)} s; ` +
-      (failed.length ? `FAILED: ${failed.map((r) => r.scenario).join(", ")}` : "all held") +
-      (results.some((r) => r.skipped) ? `; skipped: ${results.filter((r) => r.skipped).map((r) => r.scenario).join(", ")}` : "") +
+    `chaos: ${results.length} scenario run(s) in ${Math.round((Date.now() - t0) / 1000)} s; ` +
+      (failed.length ? `FAILED: ${failed.map(label).join(", ")}` : "all held") +
+      (results.some((r) => r.skipped) ? `; skipped: ${[...new Set(results.filter((r) => r.skipped).map((r) => r.scenario))].join(", ")}` : "") +
       "\n",
   );
+  for (const r of failed) {
+    const violations = (r.violations as string[] | undefined) ?? [];
+    process.stderr.write(`  ${label(r)}: ${r.error ?? ""}${violations.length ? `\n    ${violations.join("\n    ")}` : ""}\n`);
+  }
   return failed.length ? 1 : 0;
 }
 

@@ -26,6 +26,7 @@ import { createNames } from "./nats/names.js";
 import { createOrchestrator, type Orchestrator } from "./orchestrator/loop.js";
 import { createTimerService, type TimerService } from "./timers.js";
 import { createWorkerPool, type WorkerPool } from "./worker/pool.js";
+import { createLeases, type Leases } from "./worker/leases.js";
 import { ActivityFailure } from "./workflow-api.js";
 
 export type RuntimeRole = "all" | "orchestrator" | "worker";
@@ -100,6 +101,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   let timers: TimerService | undefined;
   let workers: WorkerPool | undefined;
   let watcher: { stop(): void } | undefined;
+  let leases: Leases | undefined;
 
   async function resolveCode(top: Topology): Promise<CodeVersions> {
     if (versions) return versions;
@@ -182,9 +184,11 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
             .catch((err) => logger.error(`cannot load deployed code ${deployment.version}: ${(err as Error).message}`, { component: "runtime" }));
         });
       }
+      leases = createLeases(topology, config.worker.id);
+      leases.start();
       if (role !== "worker") {
         const crash = options.crashPoint ? { crashPoint: options.crashPoint } : {};
-        orchestrator = createOrchestrator({ topology, config, logger, registryFor: (v) => code.registryFor(v), currentRegistry: () => code.current(), ...crash });
+        orchestrator = createOrchestrator({ topology, config, logger, registryFor: (v) => code.registryFor(v), currentRegistry: () => code.current(), leases, ...crash });
         timers = createTimerService({ topology, logger, ...crash });
         await orchestrator.start();
         await timers.start();
@@ -197,6 +201,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
           logger,
           registry: () => code.current(),
           registryFor: (v) => code.registryFor(v),
+          leases,
           ...(local ? { applyCompletion: (completion, source) => local.applyLocalCompletion(completion, source) } : {}),
           ...(options.crashPoint ? { crashPoint: options.crashPoint } : {}),
         });
@@ -214,6 +219,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       watcher?.stop();
       await workers?.stop(reason);
       await Promise.all([orchestrator?.stop(), timers?.stop()]);
+      // Last: until the workers stopped, this runtime may still run continued steps.
+      leases?.stop();
       if (nc && !options.connection) await nc.drain().catch(() => nc?.close());
     },
   };

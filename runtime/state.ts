@@ -49,6 +49,13 @@ export interface StepState {
    * (its task was not published; docs/protocol.md, "Continuations").
    */
   continued?: string;
+  /**
+   * status "scheduled", `continued`: the task whose message is this step's lease (the first step
+   * of the chain of continued steps; docs/protocol.md, "Continuations"). A repair re-publishes a
+   * continued step only when it handles that very task and its holder no longer runs the step.
+   * (Absent in states written before it existed: then any repair may re-publish the step.)
+   */
+  lease?: LeaseRef;
   /** status "retrying": when the next attempt is dispatched. */
   nextAttemptAt?: string;
   /** kind "signal": the signal name it waits for; once received, `output` is its payload. */
@@ -57,6 +64,12 @@ export interface StepState {
   fireAt?: string;
   /** Epoch ms at which the workflow code received the result; replay's clock for that activation. */
   resolvedAt?: number;
+}
+
+/** A task by its step and attempt: what `Nats-Msg-Id` `<id>/<step>/<attempt>` names. */
+export interface LeaseRef {
+  step: string;
+  attempt: number;
 }
 
 export interface WorkflowState {

@@ -369,6 +369,71 @@ describe("continuations when NATS loses writes", () => {
     expect(state.steps.second?.continued).toBeUndefined();
   });
 
+  for (const where of ["another runtime", "the same runtime"] as const) {
+    it(`a second execution of a continued step's lease on ${where} leaves the running step alone: no step runs twice`, async () => {
+      // A restarted nats-server that forgot a delivery, or a copy of the task published again,
+      // hands the lease's task out while its holder still runs the chain. The repair of that
+      // second execution must not publish the continued step: it would run twice, and every later
+      // step with it (chaos scenario 2 saw it: the same step on one pid 2 ms apart).
+      const e = engine();
+      const { runs, releaseSecond, activities: acts, workflows } = firstThenSecond();
+      // One slot on the holder when another runtime must take the copy: `second` fills it.
+      await e.runtime({ workflows, activities: acts, config: { worker: { slots: where === "another runtime" ? 1 : 4 } } });
+      const client = await e.client();
+      const handle = await client.start("two", null, { id: `shadow-${where.split(" ")[0]}` });
+      const running = await waitForState(client, handle.id, (s) => s.steps.second?.continued !== undefined);
+      expect(running.steps.second?.lease).toEqual({ step: "first", attempt: 1 });
+      for (let i = 0; i < 100 && runs.length < 2; i++) await sleep(20);
+      if (where === "another runtime") await e.runtime({ workflows, activities: acts });
+      const { jsm, js, names } = client.topology;
+      const lease = await jsm.streams.getMessage(names.tasksStream, { seq: 1 });
+      await js.publish(lease!.subject, lease!.data);
+      for (let i = 0; i < 150 && runs.length < 3; i++) await sleep(20);
+      expect(runs).toEqual(["first#1", "second#1", "first#1"]);
+      await sleep(700); // a re-published `second` would have started by now
+      expect(runs).toEqual(["first#1", "second#1", "first#1"]);
+      releaseSecond();
+      expect(await handle.result(resultSignal())).toBe("done");
+      expect(runs.filter((r) => r.startsWith("second"))).toEqual(["second#1"]);
+    });
+  }
+
+  it("a continued step of a long workflow (with history chunks) whose scheduling write was lost releases its lease: the workflow completes", async () => {
+    const e = engine();
+    const runs: string[] = [];
+    let releaseLast!: () => void;
+    const lastMayEnd = new Promise<void>((resolve) => (releaseLast = resolve));
+    const acts = {
+      step: async (_: unknown, ctx: ActivityContext) => void runs.push(`step#${ctx.attempt}`),
+      last: async (_: unknown, ctx: ActivityContext) => {
+        runs.push(`last#${ctx.attempt}`);
+        if (runs.filter((r) => r.startsWith("last")).length === 1) await lastMayEnd;
+      },
+    };
+    const long = async (ctx: WorkflowContext<typeof acts>) => {
+      for (let i = 0; i < 40; i++) await ctx.activities.step(null);
+      await ctx.activities.last(null);
+      return "done";
+    };
+    await e.runtime({ workflows: { long }, activities: acts });
+    const client = await e.client();
+    const { states } = client.topology;
+    const handle = await client.start("long", null, { id: "long-went-back" });
+    await waitForState(client, "long-went-back", (s) => s.steps.last?.continued !== undefined);
+    // The state as stored (describe() puts the chunks' steps back in front).
+    const now = (await states.get("long-went-back"))!.json<WorkflowState>();
+    expect(now.history).toBeDefined(); // older steps moved to chunks
+    // NATS "loses" the write that recorded the 40th `step` and scheduled `last`.
+    const previous = now.journal[now.journal.length - 1]!;
+    const { output: _o, startedAt: _s, finishedAt: _f, worker: _w, resolvedAt: _r, ...scheduled } = now.steps[previous]!;
+    const { last: _last, ...steps } = now.steps;
+    await states.put("long-went-back", JSON.stringify({ ...now, steps: { ...steps, [previous]: { ...scheduled, status: "scheduled" } }, journal: now.journal.slice(0, -1) }));
+    releaseLast();
+    expect(await handle.result(resultSignal())).toBe("done");
+    expect(runs.filter((r) => r.startsWith("last"))).toEqual(["last#1", "last#1"]);
+    expect(runs.filter((r) => r.startsWith("step")).length).toBe(41); // the 40th ran again, nothing else
+  });
+
   it("recovery after a reconnect leaves continued steps to their runtime; a redelivery's repair publishes them", () => {
     const at = (ms: number) => new Date(ms).toISOString();
     const state: WorkflowState = {

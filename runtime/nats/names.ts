@@ -35,6 +35,11 @@ export interface Names {
    * after writing it, so waiting clients need no KV watch. A hint; the state is the record.
    */
   finishedSubject(workflowId: string): string;
+  /**
+   * Core NATS (not stored): where a runtime answers whether it still holds a continued step's
+   * lease (worker/leases.ts). `instance` is the runtime's `continued` id.
+   */
+  leaseSubject(instance: string): string;
   /** The event kind of a subject on the events stream, or undefined when it is not one of ours. */
   eventKind(subject: string): "start" | "completed" | "timer" | "signal" | "cancel" | undefined;
   /** The workflow type of a start subject. */
@@ -71,6 +76,7 @@ export function createNames(namespace = ""): Names {
     timerBatchSubject: `${eventsPrefix}delay.batch/timers`,
     deadLetterSubject: (reason) => `${eventsPrefix}deadletter.${reason}`,
     finishedSubject: (id) => `${eventsPrefix}finished.${token(id)}`,
+    leaseSubject: (instance) => `${eventsPrefix}lease.${instance}`,
     eventKind(subject) {
       if (!subject.startsWith(eventsPrefix)) return undefined;
       const rest = subject.slice(eventsPrefix.length);

@@ -37,8 +37,11 @@ export type Decision =
   | {
       kind: "noop";
       reason: string;
-      /** A completion for a step this state never scheduled (see decideCompletion). */
-      unknownStep?: boolean;
+      /**
+       * A completion for a step this state does not hold: one it never scheduled (a state that
+       * went back), or one that moved to a history chunk (see decideCompletion).
+       */
+      absentStep?: boolean;
       /** A completion of an attempt already recorded, reported by another execution than the recorded one. */
       anotherExecution?: boolean;
     };
@@ -79,9 +82,9 @@ export async function decideCompletion(env: DecideEnv, stored: StoredWorkflow, e
   if (current.status !== "running") return { kind: "noop", reason: `workflow is ${current.status}` };
   const existing = current.steps[event.step];
   if (!existing || existing.kind !== "activity") {
-    // Not in the state, and not in a history chunk (there is none): a step this state never
-    // scheduled. A state that went back (a NATS crash lost writes) looks like this.
-    return { kind: "noop", reason: `no activity step "${event.step}"`, unknownStep: !existing && current.history === undefined };
+    // Not in the state: a step this state never scheduled (a state that went back: a NATS crash
+    // lost writes), or a delivered one that moved to a history chunk. The caller tells them apart.
+    return { kind: "noop", reason: `no activity step "${event.step}"`, absentStep: !existing };
   }
   if (existing.status !== "scheduled" || existing.attempt !== event.attempt) {
     // The same report again (a duplicated event) carries the recorded times and worker; another
@@ -99,6 +102,7 @@ export async function decideCompletion(env: DecideEnv, stored: StoredWorkflow, e
   step.finishedAt = event.finishedAt;
   step.worker = event.worker;
   delete step.continued; // this attempt is over
+  delete step.lease;
   const effects: Effect[] = [];
 
   if (event.ok) {

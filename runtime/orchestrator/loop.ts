@@ -13,7 +13,8 @@ import { validateWorkflowId } from "../ids.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
 import { encode, parseCancel, type CompletionMessage, type TaskMessage, utf8BytesOver, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage } from "../protocol.js";
-import { isTerminal, STATE_SCHEMA_VERSION, type WorkflowState } from "../state.js";
+import { isTerminal, STATE_SCHEMA_VERSION, type LeaseRef, type WorkflowState } from "../state.js";
+import { repairEffects, type Leases } from "../worker/leases.js";
 import { BlockedWorkflowError, decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
 import { pendingEffects, publishEffects, taskMessage, type Effect } from "./outbox.js";
 import { splitHistory, storeChunk, withHistory } from "./history.js";
@@ -37,6 +38,8 @@ export interface LocalSource {
   redelivered: boolean;
   /** The task was a continuation: its message is the previous step's, held as its lease. */
   leased: boolean;
+  /** The task whose message the worker holds: its own, or (leased) the first of its chain. */
+  lease: LeaseRef;
   /** The offer to run the next step here, if the worker makes one. */
   continuation?: Continuation | undefined;
 }
@@ -46,6 +49,10 @@ export interface LocalSource {
  * process, without publishing its task (it waits for a free slot there, holding the lease).
  */
 export interface Continuation {
+  /** The runtime instance that would hold the step (its `continued`; worker/leases.ts). */
+  holder: string;
+  /** The task whose message would be the step's lease. */
+  lease: LeaseRef;
   /** This runtime's worker runs that activity type, and is not stopping. */
   hosts(activityType: string): boolean;
   start(task: TaskMessage): void;
@@ -61,13 +68,16 @@ export interface Continuation {
  * released: (a continuation) the state no longer knows the step: it went back, a NATS crash lost
  *   the write that scheduled it. The lease must not be acked: released, it brings the previous
  *   step back.
+ * held: the state already records it, and a continued step whose lease is the worker's message
+ *   still runs on its holder (worker/leases.ts): the message may be that lease, so it must not be
+ *   acked; the worker releases it with a delay, and the holder acks it when the chain ends.
  * retry: it failed part way; the state may record it while its effects are not published (NATS
  *   went away between the two). Publishing the event would not repair that (the same report again
  *   is a plain no-op), so the task is released instead: the worker that gets it again finds its
  *   attempt recorded and re-publishes every pending effect instead of running it. (A continuation
  *   keeps trying instead: see keepRecording in worker/pool.ts.)
  */
-export type LocalOutcome = "applied" | "continued" | "declined" | "retry" | "released";
+export type LocalOutcome = "applied" | "continued" | "declined" | "retry" | "released" | "held";
 
 /** What apply() needs of an event: a JetStream message, or a completion from this runtime's worker. */
 type EventMessage = Pick<JsMsg, "subject" | "redelivered" | "ack" | "nak"> & { info: { deliveryCount: number } };
@@ -77,10 +87,11 @@ type EventMessage = Pick<JsMsg, "subject" | "redelivered" | "ack" | "nak"> & { i
  * it (or already did); nak() means "not here": the worker publishes it as an event instead.
  */
 class LocalCompletion implements EventMessage {
-  outcome: "pending" | "applied" | "continued" | "declined" | "released" = "pending";
+  outcome: "pending" | "applied" | "continued" | "declined" | "released" | "held" = "pending";
   readonly info: { deliveryCount: number };
   readonly redelivered: boolean;
   readonly leased: boolean;
+  readonly lease: LeaseRef;
   readonly continuation: Continuation | undefined;
   constructor(
     readonly subject: string,
@@ -88,6 +99,7 @@ class LocalCompletion implements EventMessage {
   ) {
     this.redelivered = source.redelivered;
     this.leased = source.leased;
+    this.lease = source.lease;
     this.continuation = source.continuation;
     this.info = { deliveryCount: source.redelivered ? 2 : 1 };
   }
@@ -97,6 +109,10 @@ class LocalCompletion implements EventMessage {
   }
   ack(): void {
     if (this.outcome === "pending") this.outcome = "applied";
+  }
+  /** Recorded already, and the worker's message may be a live continuation's lease (see LocalOutcome "held"). */
+  held(): void {
+    if (this.outcome === "pending") this.outcome = "held";
   }
   /** Recorded, and a next step runs here holding the task's message (see Continuation). */
   continued(): void {
@@ -115,6 +131,8 @@ export interface OrchestratorOptions {
   registryFor(version: string | undefined): Promise<Registry>;
   /** The current code, for new starts. */
   currentRegistry(): Registry;
+  /** Who holds continued steps (worker/leases.ts): a repair re-publishes only those nobody runs. */
+  leases: Leases;
   now?: () => number;
   /** Test-only: called at named points so crash tests can kill the process there. */
   crashPoint?: (name: string) => void;
@@ -301,10 +319,12 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
           store.forget(id);
           continue;
         }
-        if (decision.unknownStep && msg instanceof LocalCompletion && msg.leased) {
-          // A continued step the state does not know: the state went back to before the step
+        if (decision.absentStep && msg instanceof LocalCompletion && msg.leased) {
+          // A continued step the state does not hold: the state went back to before the step
           // that scheduled it (a NATS crash lost writes). Acking the lease would lose that step
-          // too; released, it is delivered again and runs again.
+          // too; released, it is delivered again and runs again. (Even when the state has history
+          // chunks: a step that is not delivered yet cannot have moved to one, and if a late
+          // retry's step did, the redelivered lease finds its attempt recorded and repairs.)
           logger.warn(`a continued step's completion finds ${decision.reason} in the state of ${id} (NATS lost writes?); releasing its lease`, { workflowId: id });
           msg.release();
           return;
@@ -357,7 +377,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     if (!(msg instanceof LocalCompletion) || !msg.continuation || stopping) return undefined;
     const continuation = msg.continuation;
     const effect = effects.find((e): e is Effect & { kind: "task" } => e.kind === "task" && continuation.hosts(state.steps[e.step]!.activity!));
-    if (effect) state.steps[effect.step] = { ...state.steps[effect.step]!, continued: config.worker.id };
+    if (effect) state.steps[effect.step] = { ...state.steps[effect.step]!, continued: continuation.holder, lease: continuation.lease };
     return effect;
   }
 
@@ -368,9 +388,13 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
    */
   async function duplicate(msg: EventMessage, stored: StoredWorkflow, reason: string, repair = false): Promise<void> {
     if (msg.redelivered || repair) {
-      const effects = pendingEffects(stored.state);
+      // Continued steps are repaired only through their lease's task (worker/leases.ts): an
+      // event on WORKFLOW_EVENTS never is one, a completion from this runtime's worker may be.
+      const { effects, held } =
+        msg instanceof LocalCompletion ? await repairEffects(stored.state, msg.lease, options.leases.status) : { effects: pendingEffects(stored.state, { skipContinued: true }), held: false };
       logger.debug(`${msg.redelivered ? "redelivered event" : "another execution's completion"} already applied (${reason}); re-publishing ${effects.length} pending effect(s)`, { workflowId: stored.state.id });
       await publishEffects(topology, stored.state, effects);
+      if (held && msg instanceof LocalCompletion) return msg.held();
     } else {
       logger.debug(`duplicate event ignored: ${reason}`, { workflowId: stored.state.id });
     }

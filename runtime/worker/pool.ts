@@ -22,8 +22,9 @@ import { recordDeadLetter } from "../dead-letters.js";
 import { createActivityContext } from "./activity-context.js";
 import { Slots } from "./slots.js";
 import type { Continuation, LocalOutcome, LocalSource } from "../orchestrator/loop.js";
-import { pendingEffects, publishEffects } from "../orchestrator/outbox.js";
-import { isTerminal, type WorkflowState } from "../state.js";
+import { publishEffects } from "../orchestrator/outbox.js";
+import { isTerminal, type LeaseRef, type WorkflowState } from "../state.js";
+import { repairEffects, type Leases } from "./leases.js";
 
 export interface WorkerPool {
   start(): Promise<void>;
@@ -49,6 +50,8 @@ export interface WorkerPoolOptions {
    * "declined": the completion is published instead; "retry": the task is released (see LocalOutcome).
    */
   applyCompletion?: (completion: CompletionMessage, source: LocalSource) => Promise<LocalOutcome>;
+  /** The continued steps this runtime holds, and the question to other runtimes (leases.ts). */
+  leases: Leases;
   /** Test-only hook: called at named points so crash tests can kill the process there. */
   crashPoint?: (name: string) => void;
 }
@@ -80,8 +83,10 @@ class ContinuedTask implements TaskDelivery {
   readonly data: Uint8Array;
   constructor(
     readonly subject: string,
-    task: TaskMessage,
+    readonly task: TaskMessage,
     private readonly lease: TaskDelivery,
+    /** The task whose message `lease` is (the first of the chain), as the state records it. */
+    readonly leaseRef: LeaseRef,
   ) {
     // Through JSON like a published task: the activity gets its own copy of the input.
     this.data = encode(task);
@@ -236,6 +241,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         inProgress.delete(msg);
         tasks.delete(task);
         releaseSlot();
+        if (msg instanceof ContinuedTask) options.leases.release(msg.task.workflowId, msg.task.step);
       });
     tasks.add(task);
   }
@@ -247,11 +253,23 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
    * while the decision's state write is in flight (under load that many writes are, and holding
    * slots through them left most next steps to the tasks stream).
    */
-  function continuationOf(lease: TaskDelivery): Continuation {
+  function continuationOf(lease: TaskDelivery, leaseRef: LeaseRef): Continuation {
     return {
+      holder: options.leases.instance,
+      lease: leaseRef,
       hosts: (activityType) => !pulling.signal.aborted && loops.has(activityType),
-      start: (task) => startWhenSlotFree(new ContinuedTask(topology.names.taskSubject(task.activity), task, lease)),
+      start: (task) => {
+        // Held from now until its attempt ends (recorded or released): a repair that asks in
+        // between is told to leave the step alone (leases.ts).
+        options.leases.hold(task.workflowId, task.step);
+        startWhenSlotFree(new ContinuedTask(topology.names.taskSubject(task.activity), task, lease, leaseRef));
+      },
     };
+  }
+
+  /** The task a delivery's message stands for in a lease: its own, or the chain's first. */
+  function leaseRefOf(msg: TaskDelivery, task: TaskMessage): LeaseRef {
+    return msg instanceof ContinuedTask ? msg.leaseRef : { step: task.step, attempt: task.attempt };
   }
 
   /** A continued step waits for a slot in memory, its lease kept alive; stopping releases the lease. */
@@ -261,6 +279,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       () => startTask(msg),
       () => {
         inProgress.delete(msg);
+        options.leases.release(msg.task.workflowId, msg.task.step);
         release(msg); // stopping: the lease goes to another runtime, which re-publishes this step
       },
     );
@@ -378,9 +397,17 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     // A step no longer in the state moved to a history chunk: it was delivered long ago.
     const recorded = step ? !(step.status === "scheduled" && step.attempt === task.attempt) : state.history !== undefined;
     if (!recorded) return false;
-    logger.info(`redelivered task of ${task.activity} is already recorded; re-publishing what the workflow waits on instead of running it`, meta);
     try {
-      await publishEffects(topology, state, pendingEffects(state));
+      const repair = await repairEffects(state, leaseRefOf(msg, task), options.leases.status);
+      await publishEffects(topology, state, repair.effects);
+      if (repair.held) {
+        // This message may be the lease of a continued step that still runs: its holder acks it
+        // when the chain ends; until then it comes back now and then and is asked about again.
+        logger.info(`redelivered task of ${task.activity} is already recorded, and a continued step it leases still runs; leaving it to its runtime`, meta);
+        release(msg, config.worker.ackWaitMs);
+        return true;
+      }
+      logger.info(`redelivered task of ${task.activity} is already recorded; re-published what the workflow waits on instead of running it`, meta);
       msg.ack();
     } catch (err) {
       logger.warn(`re-publishing what workflow ${task.workflowId} waits on failed (${(err as Error)?.message ?? err}); releasing the task to try again`, meta);
@@ -423,13 +450,20 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
             .applyCompletion(JSON.parse(text) as CompletionMessage, {
               redelivered: msg.redelivered,
               leased: msg instanceof ContinuedTask,
-              continuation: config.worker.continuations ? continuationOf(msg) : undefined,
+              lease: leaseRefOf(msg, task),
+              continuation: config.worker.continuations ? continuationOf(msg, leaseRefOf(msg, task)) : undefined,
             })
             .catch(() => "retry" as const)
         : "declined";
       if (local === "retry" && msg instanceof ContinuedTask) local = await keepRecording(msg, text, task);
       if (local === "retry" || local === "released") {
         release(msg, RELEASE_DELAY_MS);
+        return;
+      }
+      if (local === "held") {
+        // Another execution of an attempt already recorded, and this message may be the lease of
+        // a continued step that still runs (leases.ts): its holder acks it when its chain ends.
+        release(msg, config.worker.ackWaitMs);
         return;
       }
       if (local === "declined") {
@@ -464,7 +498,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
    * caller releases the lease.
    */
   async function keepRecording(msg: ContinuedTask, text: string, task: TaskMessage): Promise<LocalOutcome> {
-    const source: LocalSource = { redelivered: true, leased: true, continuation: config.worker.continuations ? continuationOf(msg) : undefined };
+    const source: LocalSource = { redelivered: true, leased: true, lease: msg.leaseRef, continuation: config.worker.continuations ? continuationOf(msg, msg.leaseRef) : undefined };
     const once = async (): Promise<LocalOutcome> => {
       const outcome = await options.applyCompletion!(JSON.parse(text) as CompletionMessage, source);
       if (outcome === "retry") throw new Error(`recording ${task.step} of ${task.workflowId} failed part way`);
