@@ -19,7 +19,8 @@ import { BlockedWorkflowError, decideCancel, decideCompletion, decideSignal, dec
 import { pendingEffects, publishEffects, taskMessage, type Effect } from "./outbox.js";
 import { splitHistory, storeChunk, withHistory } from "./history.js";
 import { TimerBatcher } from "./timer-batches.js";
-import { readAllStates, serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
+import { createRecovery } from "./recovery.js";
+import { serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 
 export interface Orchestrator {
   start(): Promise<void>;
@@ -142,8 +143,6 @@ const MAX_CAS_ATTEMPTS = 20;
 /** Pull request lifetime of the event consumer; see run(). */
 const PULL_EXPIRES_MS = 5_000;
 const UNKNOWN_WORKFLOW_RETRIES = 10;
-/** Give JetStream a moment after a reconnect (stream and consumer leaders) before recovering. */
-const RECOVERY_DELAY_MS = 2_000;
 /** A blocked workflow's event is retried this often (or every orchestrator.ackWait, if shorter). */
 const BLOCKED_RETRY_MS = 30_000;
 const UNKNOWN_WORKFLOW_RETRY_MS = 500;
@@ -164,6 +163,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     now: options.now ?? Date.now,
   };
   const timerBatcher = new TimerBatcher(topology);
+  const recovery = createRecovery({ topology, logger, beforePass: () => store.clear() });
   const chains = new Map<string, Promise<void>>();
   const inFlight = new Set<Promise<void>>();
   let messages: Awaited<ReturnType<Awaited<ReturnType<Topology["js"]["consumers"]["get"]>>["consume"]>> | undefined;
@@ -401,49 +401,6 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     msg.ack();
   }
 
-  /**
-   * After NATS comes back, re-publish what every running workflow waits on. A server that crashed
-   * can come back without writes it had acknowledged (JetStream acks before fsync): an event's
-   * ack may have stuck while the state write it caused was lost, or a consumed task may be gone
-   * while the state still waits for it. Redelivery cannot repair those; re-publishing can. Tasks
-   * and timers still stored are dropped as duplicates (same Nats-Msg-Id); a task whose completion
-   * is merely in flight may run once more, which at-least-once allows.
-   *
-   * Continued steps (see Continuation) are left to the runtime running them, which keeps retrying
-   * to record them until NATS is back: they have no task message a crash could have lost, and
-   * re-publishing them would run them twice.
-   */
-  let recovering = false;
-  let recoverAgain = false;
-  async function recoverPending(reason: string): Promise<void> {
-    if (stopping) return;
-    if (recovering) {
-      recoverAgain = true; // NATS went away again during this pass: one more after it
-      return;
-    }
-    recovering = true;
-    let workflows = 0;
-    try {
-      store.clear();
-      for (const { state } of await readAllStates(topology.states, (s) => s.status === "running")) {
-        if (stopping) break;
-        const effects = pendingEffects(state, { skipContinued: true });
-        if (effects.length === 0) continue;
-        await publishEffects(topology, state, effects);
-        workflows += 1;
-      }
-      logger.info(`after ${reason}: re-published the pending commands of ${workflows} running workflow(s)`);
-    } catch (err) {
-      logger.warn(`re-publishing pending commands after ${reason} failed: ${(err as Error)?.message ?? err}`);
-    } finally {
-      recovering = false;
-      if (recoverAgain) {
-        recoverAgain = false;
-        setTimeout(() => void recoverPending(reason), RECOVERY_DELAY_MS).unref();
-      }
-    }
-  }
-
   /** Record (once) that the workflow is blocked, and retry the event later: its state stays as it was. */
   async function block(msg: EventMessage, stored: StoredWorkflow, err: BlockedWorkflowError): Promise<void> {
     logger.error(`workflow ${stored.state.id} is blocked: ${err.message}`, { workflowId: stored.state.id });
@@ -575,15 +532,11 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       loop = run().catch((err) => {
         if (!stopping) logger.error(`orchestrator loop ended: ${(err as Error)?.stack ?? err}`);
       });
-      void (async () => {
-        for await (const status of topology.nc.status()) {
-          if (stopping) return;
-          if (status.type === "reconnect") setTimeout(() => void recoverPending("a NATS reconnect"), RECOVERY_DELAY_MS).unref();
-        }
-      })();
+      recovery.start();
     },
     async stop() {
       stopping = true;
+      recovery.stop();
       // Drain the subscription first: events the server sent before it saw our unsubscribe still
       // reach the loop (a plain stop() would drop them, and each would wait for its ack wait).
       // (Bounded: with NATS unreachable the drain's flush would wait for a reconnect.)
