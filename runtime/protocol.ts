@@ -76,6 +76,14 @@ export interface CancelMessage {
   reason?: string;
 }
 
+/**
+ * Header of a completion event whose worker tried to record it in-process and failed part way:
+ * the state may record it already while its effects were not published. The orchestrator treats
+ * such an event like a redelivery: if it finds the attempt recorded, it re-publishes what the
+ * workflow waits on.
+ */
+export const REPAIR_HEADER = "Jetflow-Recorded-Part-Way";
+
 export const MSG_ID = {
   task: (id: string, step: string, attempt: number) => `${id}/${step}/${attempt}`,
   completion: (id: string, step: string, attempt: number) => `${id}/${step}/${attempt}/completed`,

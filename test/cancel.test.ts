@@ -53,3 +53,45 @@ it("cancelling a running workflow marks it cancelled and aborts its activity", a
     await runtime.stop();
   }
 });
+
+it("a cancel the workers saw but JetStream did not store strands no step: the task comes back and the workflow completes", async () => {
+  const config = loadConfig({ env: {}, overrides: { nats: { servers: [nats.url] }, namespace: "cancel2", log: { level: "warn" } } });
+  let runs = 0;
+  const runtime = await createRuntime({
+    config,
+    workflows: {
+      once: async (ctx: { activity: (t: string) => Promise<unknown> }) => ctx.activity("stoppable"),
+    },
+    activities: {
+      // The first run waits to be aborted; a second one completes.
+      stoppable: (_input: unknown, ctx: ActivityContext) =>
+        new Promise((resolve, reject) => {
+          runs += 1;
+          if (runs > 1) return resolve("ran again");
+          ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason));
+        }),
+    },
+  });
+  await runtime.start();
+  const client = await createClient({ config });
+  const { jsm, names, nc } = client.topology;
+  const events = (await jsm.streams.info(names.eventsStream)).config;
+  try {
+    const handle = await client.start("once", null, { id: "unstored-cancel" });
+    await expect.poll(() => runs, { timeout: 10_000 }).toBe(1);
+    // The events stream stops capturing cancels for a moment: the workers see this one on core
+    // NATS, the orchestrator never does (as when JetStream failed to store it).
+    const cancelSubjects = events.subjects.filter((s) => s.includes(".cancel."));
+    expect(cancelSubjects.length).toBe(1);
+    await jsm.streams.update(names.eventsStream, { ...events, subjects: events.subjects.filter((s) => !cancelSubjects.includes(s)) });
+    nc.publish(names.cancelSubject("unstored-cancel"), JSON.stringify({ workflowId: "unstored-cancel", reason: "lost on the way" }));
+    await nc.flush();
+    await jsm.streams.update(names.eventsStream, events);
+    expect(await handle.result({ signal: AbortSignal.timeout(15_000) })).toBe("ran again");
+    expect(runs).toBe(2);
+  } finally {
+    await jsm.streams.update(names.eventsStream, events).catch(() => undefined);
+    await client.close();
+    await runtime.stop();
+  }
+});

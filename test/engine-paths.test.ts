@@ -214,7 +214,7 @@ describe("DAG activations", () => {
 });
 
 describe("recording a completion that fails part way", () => {
-  it("the task is released, and its redelivery publishes the next task the state already recorded", async () => {
+  it("the completion is published as an event marked for repair, whose delivery publishes the next task the state already recorded", async () => {
     const e = engine();
     const runs: string[] = [];
     const acts = {
@@ -232,16 +232,53 @@ describe("recording a completion that fails part way", () => {
     // While `first`'s task is unacked (it is, until its completion is recorded), the stream takes
     // no second message: the state CAS succeeds, the publish of `second`'s task fails.
     const roomAgain = await roomForOneTask(e, client);
+    const completions = await watchCompletions(e);
     const handle = await client.start("two", null, { id: "part-way-1" });
-    const recorded = await waitForState(client, "part-way-1", (s) => s.steps.second?.status === "scheduled");
-    expect(recorded.steps.first?.status).toBe("completed");
-    await roomAgain();
+    // Once the event is published, `first`'s task is acked: there is room for `second`'s again.
     expect(await handle.result(resultSignal())).toBe("done");
-    // The redelivered task of `first` was found recorded: not run again, `second` re-published instead.
+    await roomAgain();
+    // `first` was not run again: its completion event found it recorded and published `second`.
     expect(runs).toEqual(["first#1", "second#1"]);
+    expect(completions.seen.filter((subject) => subject.endsWith(".first"))).toHaveLength(1);
+    completions.stop();
     const state = await client.describe("part-way-1");
     expect(state.steps.first).toMatchObject({ status: "completed", attempt: 1 });
     expect(state.journal).toEqual(["first", "second"]);
+  });
+});
+
+describe("recording a completion that fails before its write", () => {
+  it("keeps the activity's result: the completion goes out as an event, and the step does not run again", async () => {
+    const e = engine();
+    const runs: string[] = [];
+    const acts = {
+      first: async (_: unknown, ctx: ActivityContext) => void runs.push(`first#${ctx.attempt}`),
+      second: async (_: unknown, ctx: ActivityContext) => void runs.push(`second#${ctx.attempt}`),
+    };
+    const two = async (ctx: WorkflowContext<typeof acts>) => {
+      await ctx.activities.first(null);
+      await ctx.activities.second(null);
+      return "done";
+    };
+    // The first state write of a completion fails (as a KV write does while NATS elects a leader).
+    let failures = 0;
+    const crashPoint = (name: string) => {
+      if (name === "before-state-write" && failures === 0) {
+        failures += 1;
+        throw new Error("injected: the state write did not happen");
+      }
+    };
+    const runtime = await createRuntime({ config: e.config(), workflows: { two }, activities: acts, crashPoint });
+    await runtime.start();
+    const client = await e.client();
+    try {
+      const handle = await client.start("two", null, { id: "write-failed" });
+      expect(await handle.result(resultSignal())).toBe("done");
+      expect(failures).toBe(1);
+      expect(runs).toEqual(["first#1", "second#1"]);
+    } finally {
+      await runtime.stop("test end");
+    }
   });
 });
 
@@ -332,15 +369,15 @@ describe("continuations", () => {
     const client = await e.client();
     // `first`'s task stays in the stream while unacked: with room for one message, the decision
     // that records `first` would run `left` here but cannot publish `right`. `left` is not
-    // started, `first`'s task is released, and its redelivery re-publishes both.
+    // started; `first`'s completion goes out as an event marked for repair, whose delivery
+    // re-publishes both (one at a time, as room frees up).
     const roomAgain = await roomForOneTask(e, client);
+    const completions = await watchCompletions(e);
     const handle = await client.start("fan", null, { id: "fan-part-way" });
-    const recorded = await waitForState(client, "fan-part-way", (s) => s.steps.right?.status === "scheduled");
-    expect(recorded.steps.first?.status).toBe("completed");
-    await sleep(300);
-    expect(runs).toEqual(["first#1"]); // `left` was not started: the decision that would continue it failed to publish `right`
-    await roomAgain();
     expect(await handle.result(resultSignal())).toBe("done");
+    await roomAgain();
+    expect(completions.seen.filter((subject) => subject.endsWith(".first"))).toHaveLength(1); // the part-way path was taken
+    completions.stop();
     expect([...runs].sort()).toEqual(["first#1", "left#1", "right#1"]);
   });
 });

@@ -12,7 +12,7 @@ import { RevisionConflictError, ValidationError } from "../errors.js";
 import { validateWorkflowId } from "../ids.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
-import { encode, parseCancel, type CompletionMessage, type TaskMessage, utf8BytesOver, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage } from "../protocol.js";
+import { encode, REPAIR_HEADER, parseCancel, type CompletionMessage, type TaskMessage, utf8BytesOver, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage } from "../protocol.js";
 import { isTerminal, STATE_SCHEMA_VERSION, type LeaseRef, type WorkflowState } from "../state.js";
 import { repairEffects, type Leases } from "../worker/leases.js";
 import { BlockedWorkflowError, decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
@@ -73,10 +73,11 @@ export interface Continuation {
  *   still runs on its holder (worker/leases.ts): the message may be that lease, so it must not be
  *   acked; the worker releases it with a delay, and the holder acks it when the chain ends.
  * retry: it failed part way; the state may record it while its effects are not published (NATS
- *   went away between the two). Publishing the event would not repair that (the same report again
- *   is a plain no-op), so the task is released instead: the worker that gets it again finds its
- *   attempt recorded and re-publishes every pending effect instead of running it. (A continuation
- *   keeps trying instead: see keepRecording in worker/pool.ts.)
+ *   went away between the two), or may not record it at all. The worker publishes the completion
+ *   as an event marked with REPAIR_HEADER: applied if it was not recorded, and if it was, its
+ *   delivery re-publishes every pending effect. The activity's result is kept either way (releasing
+ *   the task instead ran it again when the write had not happened). (A continuation keeps trying
+ *   in-process instead: see keepRecording in worker/pool.ts.)
  */
 export type LocalOutcome = "applied" | "continued" | "declined" | "retry" | "released" | "held";
 
@@ -201,7 +202,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
           return await handleStart(msg, body);
         case "completed": {
           const event = parseCompletion(body);
-          return await serialize(event.workflowId, () => apply(msg, event.workflowId, (stored) => decideCompletion(env, stored, event)));
+          const lease = { step: event.step, attempt: event.attempt };
+          return await serialize(event.workflowId, () => apply(msg, event.workflowId, (stored) => decideCompletion(env, stored, event), { lease }));
         }
         case "timer": {
           const timer = parseTimer(body);
@@ -286,7 +288,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   }
 
   /** Load, decide, CAS, publish, ack; on a lost CAS, re-read and decide again. */
-  async function apply(msg: EventMessage, id: string, decide: (stored: StoredWorkflow) => Promise<Decision>, applyOptions: { mayPrecedeStart?: boolean } = {}): Promise<void> {
+  async function apply(msg: EventMessage, id: string, decide: (stored: StoredWorkflow) => Promise<Decision>, applyOptions: { mayPrecedeStart?: boolean; lease?: LeaseRef } = {}): Promise<void> {
     for (let attempt = 1; attempt <= MAX_CAS_ATTEMPTS; attempt++) {
       const stored = await store.load(id, attempt > 1);
       if (!stored) {
@@ -331,7 +333,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         }
         // Another execution of an attempt already recorded: its task was delivered again, and may
         // have been the lease of a continued step whose runtime died (see Continuation): repair.
-        return duplicate(msg, stored, decision.reason, decision.anotherExecution);
+        return duplicate(msg, stored, decision.reason, decision.anotherExecution, applyOptions.lease);
       }
       // A next task this runtime's worker runs itself (see Continuation): chosen before the
       // write, which marks the step as continued, so that a recovery pass leaves it alone.
@@ -345,6 +347,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         const write = split ? failIfTooLarge({ ...decision, state: split.head }, stored, maxStateBytes) : failIfTooLarge(decision, stored, maxStateBytes, serialized);
         // (A state too large fails the workflow instead: no effects, nothing continues.)
         const continued = here && write.effects.includes(here) ? here : undefined;
+        options.crashPoint?.("before-state-write");
         const next = await store.update(write.state, stored.revision, write.execution, write.serialized);
         announceIfFinished(next.state, write.serialized);
         if (waitsOnlyOnDistantTimers(next.state, write.effects, env.now(), config.orchestrator.cacheDistantWaitsMs)) store.forget(id);
@@ -386,12 +389,16 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
    * reported it), the runtime that applied it may have died before publishing the effects: publish
    * every pending one again (deduplicated by Nats-Msg-Id), then ack.
    */
-  async function duplicate(msg: EventMessage, stored: StoredWorkflow, reason: string, repair = false): Promise<void> {
-    if (msg.redelivered || repair) {
-      // Continued steps are repaired only through their lease's task (worker/leases.ts): an
-      // event on WORKFLOW_EVENTS never is one, a completion from this runtime's worker may be.
-      const { effects, held } =
-        msg instanceof LocalCompletion ? await repairEffects(stored.state, msg.lease, options.leases.status) : { effects: pendingEffects(stored.state, { skipContinued: true }), held: false };
+  async function duplicate(msg: EventMessage, stored: StoredWorkflow, reason: string, anotherExecution = false, completionOf?: LeaseRef): Promise<void> {
+    // A completion its worker could record only part way in-process comes as an event that says
+    // so (protocol.ts REPAIR_HEADER): its first delivery may find it recorded and its effects not.
+    const partWay = isJsMsg(msg) && msg.headers?.has(REPAIR_HEADER) === true;
+    if (msg.redelivered || anotherExecution || partWay) {
+      // Continued steps are repaired only through their lease's task (worker/leases.ts): a
+      // completion from this runtime's worker may hold it; so may the part-way decision whose
+      // continued step never started (its lease is the completed task, acked since).
+      const lease = msg instanceof LocalCompletion ? msg.lease : partWay ? completionOf : undefined;
+      const { effects, held } = lease ? await repairEffects(stored.state, lease, options.leases.status) : { effects: pendingEffects(stored.state, { skipContinued: true }), held: false };
       logger.debug(`${msg.redelivered ? "redelivered event" : "another execution's completion"} already applied (${reason}); re-publishing ${effects.length} pending effect(s)`, { workflowId: stored.state.id });
       await publishEffects(topology, stored.state, effects);
       if (held && msg instanceof LocalCompletion) return msg.held();

@@ -17,7 +17,8 @@ import type { Registry } from "../definitions.js";
 import { toErrorRecord, type ErrorRecord } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { ensureActivityConsumer, type Topology } from "../nats/topology.js";
-import { encode, MSG_ID, parseJson, parseTask, utf8BytesOver, type CompletionMessage, type TaskMessage } from "../protocol.js";
+import { headers } from "@nats-io/nats-core";
+import { encode, REPAIR_HEADER, MSG_ID, parseJson, parseTask, utf8BytesOver, type CompletionMessage, type TaskMessage } from "../protocol.js";
 import { recordDeadLetter } from "../dead-letters.js";
 import { createActivityContext } from "./activity-context.js";
 import { Slots } from "./slots.js";
@@ -47,7 +48,7 @@ export interface WorkerPoolOptions {
   /**
    * This runtime's orchestrator, when it has one: a completion is applied in-process (its state
    * CAS is the durable record) instead of being published to WORKFLOW_EVENTS and consumed again.
-   * "declined": the completion is published instead; "retry": the task is released (see LocalOutcome).
+   * "declined": the completion is published instead; "retry": published too, marked for repair (see LocalOutcome).
    */
   applyCompletion?: (completion: CompletionMessage, source: LocalSource) => Promise<LocalOutcome>;
   /** The continued steps this runtime holds, and the question to other runtimes (leases.ts). */
@@ -62,8 +63,10 @@ const FETCH_EXPIRES_MS = 1_000;
 const DRAIN_TIMEOUT_MS = 2_000;
 const MAX_OUTPUT_BYTES = 900 * 1024;
 const encoder = new TextEncoder();
-/** A task whose completion could only be recorded part way comes back after this (see LocalOutcome). */
+/** A released task (or lease) comes back after this: a continuation whose state went back, or that stops part way. */
 const RELEASE_DELAY_MS = 1_000;
+/** A task whose attempt a cancel aborted comes back after this: by then the cancel is applied (or was never stored). */
+const CANCELLED_RELEASE_DELAY_MS = 2_000;
 /** For waits that only end by being granted. */
 const NEVER = new AbortController().signal;
 
@@ -346,9 +349,12 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     } catch (err) {
       const reason: unknown = attempt.signal.aborted ? attempt.signal.reason : undefined;
       if (reason instanceof CancelledAttempt) {
-        // The workflow is cancelled: its state no longer waits for this step.
+        // The workflow is cancelled, or ended: its state no longer waits for this step. The task
+        // is not acked without a completion, though: the cancel was seen on core NATS, and if
+        // JetStream did not store it the workflow still waits. Released, the task comes back
+        // after the cancel was applied and is dropped (its workflow ended), or runs again.
         logger.info(`aborted ${task.activity}: workflow cancelled`, meta);
-        msg.ack();
+        release(msg, CANCELLED_RELEASE_DELAY_MS);
         return;
       }
       if (reason instanceof ShutdownError) {
@@ -456,7 +462,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
             .catch(() => "retry" as const)
         : "declined";
       if (local === "retry" && msg instanceof ContinuedTask) local = await keepRecording(msg, text, task);
-      if (local === "retry" || local === "released") {
+      // (A continued step still "retry" after keepRecording: this runtime is stopping.)
+      if (local === "released" || (local === "retry" && msg instanceof ContinuedTask)) {
         release(msg, RELEASE_DELAY_MS);
         return;
       }
@@ -466,9 +473,13 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         release(msg, config.worker.ackWaitMs);
         return;
       }
-      if (local === "declined") {
+      if (local === "declined" || local === "retry") {
+        // "retry": recorded part way in-process; the event says so, and repairs what is missing
+        // (see LocalOutcome), so the activity's result is not thrown away.
         const data = encoder.encode(text);
-        const publish = () => topology.js.publish(topology.names.completedSubject(task.workflowId, task.step), data, { msgID: MSG_ID.completion(task.workflowId, task.step, task.attempt) });
+        const marked = local === "retry" ? { headers: repairHeaders() } : {};
+        const publish = () =>
+          topology.js.publish(topology.names.completedSubject(task.workflowId, task.step), data, { msgID: MSG_ID.completion(task.workflowId, task.step, task.attempt), ...marked });
         // The first try is a plain publish (the common case, and the hot path); retries back off.
         await publish().catch(() =>
           pRetry(publish, { retries: Infinity, minTimeout: 200, maxTimeout: 2_000, signal: pulling.signal.aborted ? graceOver.signal : undefined }),
@@ -582,6 +593,12 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       clearInterval(keepAliveTimer);
     },
   };
+}
+
+function repairHeaders() {
+  const h = headers();
+  h.set(REPAIR_HEADER, "1");
+  return h;
 }
 
 /** Node's timers take at most 2^31-1 ms (24.8 days); a longer delay fires after 1 ms, or throws past 2^32-1. */
