@@ -23,6 +23,7 @@ import { createConsoleLogger, type Logger } from "./logger.js";
 import { connectNats, type NatsConnection } from "./nats/connect.js";
 import { ensureTopology, type Topology } from "./nats/topology.js";
 import { createNames } from "./nats/names.js";
+import { createBlockedResumer, type BlockedResumer } from "./orchestrator/blocked.js";
 import { createOrchestrator, type Orchestrator } from "./orchestrator/loop.js";
 import { createTimerService, type TimerService } from "./timers.js";
 import { createWorkerPool, type WorkerPool } from "./worker/pool.js";
@@ -98,6 +99,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   let versions: CodeVersions | undefined = localRegistry && programmatic ? fixedCodeVersions(localRegistry) : undefined;
   let orchestrator: Orchestrator | undefined;
   let timers: TimerService | undefined;
+  let resumer: BlockedResumer | undefined;
   let workers: WorkerPool | undefined;
   let watcher: { stop(): void } | undefined;
 
@@ -166,6 +168,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         replicas: config.replicas,
         storage: config.storage,
         orchestratorAckWaitMs: config.orchestrator.ackWaitMs,
+        orchestratorMaxAckPending: config.orchestrator.maxAckPending,
       });
       const code = await resolveCode(topology);
       versions = code;
@@ -188,6 +191,9 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         timers = createTimerService({ topology, logger, ...crash });
         await orchestrator.start();
         await timers.start();
+        // This runtime's code may be the fix for workflows blocked on a divergence: retry them.
+        resumer = createBlockedResumer({ topology, logger });
+        await resumer.start();
       }
       if (role !== "orchestrator") {
         const local = orchestrator;
@@ -213,6 +219,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     async stop(reason = "shutdown") {
       watcher?.stop();
       await workers?.stop(reason);
+      await resumer?.stop();
       await Promise.all([orchestrator?.stop(), timers?.stop()]);
       if (nc && !options.connection) await nc.drain().catch(() => nc?.close());
     },
