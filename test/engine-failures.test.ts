@@ -13,6 +13,7 @@ import {
   type WorkflowContext,
   type WorkflowState,
 } from "../runtime/index.js";
+import { renderState } from "../cli/output.js";
 import { parkedWorkflows } from "../runtime/orchestrator/blocked.js";
 import { abortableSleep, deferred, Engine, resultSignal, sleep, waitFor, waitForState, useEngines } from "./fixtures/engine/harness.js";
 
@@ -451,6 +452,8 @@ describe("replay", () => {
       expect(blocked.status).toBe("running");
       expect(blocked.blocked!.message).toMatch(/activity a \(step "a"\)/);
     }
+    // `wf show` says so, and why.
+    expect(renderState((await client.describe(ids[0]!)))).toMatch(/blocked since \S+: .*the journal recorded activity a \(step "a"\)/);
     // Every blocked completion is published (the worker publishes it once its own orchestrator
     // declined it): each is still on the events stream (unacked) or parked.
     const topology = await e.topology();
