@@ -14,7 +14,9 @@ import {
   type WorkflowState,
 } from "../runtime/index.js";
 import { renderState } from "../cli/output.js";
-import { parkedWorkflows } from "../runtime/orchestrator/blocked.js";
+import { headers } from "@nats-io/nats-core";
+import { createConsoleLogger } from "../runtime/logger.js";
+import { createBlockedResumer, PARKED_SUBJECT_HEADER, parkedWorkflows } from "../runtime/orchestrator/blocked.js";
 import { abortableSleep, deferred, Engine, resultSignal, sleep, waitFor, waitForState, useEngines } from "./fixtures/engine/harness.js";
 
 const engine = useEngines();
@@ -474,5 +476,28 @@ describe("replay", () => {
       expect(done.blocked).toBeUndefined();
     }
     expect((await parkedWorkflows(topology)).size).toBe(0);
+  });
+
+  it("a runtime's sweep re-publishes the parked events of a workflow that is no longer blocked", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { waiter: async (ctx: WorkflowContext) => ctx.waitForSignal("go") }, activities: {} });
+    const client = await e.client();
+    await client.start("waiter", null, { id: "unblocked-1" });
+    await waitForState(client, "unblocked-1", (s) => Object.values(s.steps).some((step) => step.kind === "signal"));
+    const topology = await e.topology();
+    const resumer = createBlockedResumer({ topology, logger: createConsoleLogger({ level: "warn" }), sweepMs: 50 });
+    await resumer.start();
+    try {
+      // What a runtime leaves when it dies between a write that cleared `blocked` and releasing
+      // the workflow's other parked events: a parked signal of a workflow that is not blocked.
+      const h = headers();
+      h.set(PARKED_SUBJECT_HEADER, topology.names.signalSubject("unblocked-1", "go"));
+      await topology.js.publish(topology.names.parkedSubject("unblocked-1"), JSON.stringify({ workflowId: "unblocked-1", name: "go", payload: 42, signalId: "s-1" }), { headers: h });
+      const done = await waitForState(client, "unblocked-1");
+      expect(done).toMatchObject({ status: "completed", result: 42 });
+      expect((await parkedWorkflows(topology)).size).toBe(0);
+    } finally {
+      await resumer.stop();
+    }
   });
 });

@@ -131,7 +131,9 @@ export function createBlockedResumer(options: { topology: Topology; logger: Logg
     running = running.then(async () => {
       if (stopped) return;
       try {
-        const resumed = await resumeBlocked(topology, logger, kind === "sweep" ? { filter: async (id) => !(await stillBlocked(id)) } : {});
+        // (Checked per workflow: stop() does not wait for a whole pass over many blocked workflows.)
+        const filter = async (id: string) => !stopped && (kind === "start" || !(await stillBlocked(id)));
+        const resumed = await resumeBlocked(topology, logger, { filter });
         if (resumed > 0) logger.info(`${kind === "start" ? "retrying" : "resuming"} ${resumed} blocked workflow(s): their parked events are re-published`);
       } catch (err) {
         if (!stopped) logger.warn(`resuming blocked workflows failed: ${(err as Error)?.message ?? err}`);
