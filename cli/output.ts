@@ -47,6 +47,10 @@ export function renderState(state: WorkflowState): string {
     ),
   );
   if (state.error) lines.push(color.red(`error: ${state.error.type}: ${state.error.message}`));
+  if (state.blocked) {
+    lines.push(color.yellow(`blocked since ${state.blocked.since}: ${state.blocked.message}`));
+    lines.push(color.dim("  its events are parked until code that replays its journal is deployed (or it is cancelled)"));
+  }
   const steps = stepsInOrder(state);
   if (steps.length) {
     lines.push("");

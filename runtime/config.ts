@@ -114,8 +114,13 @@ export const configSchema = {
   orchestrator: {
     ackWait: { doc: "Redelivery delay of an event whose runtime died while applying it.", format: "duration", default: "30s" as string | number },
     concurrency: { doc: "Events applied at once by one runtime; also how many of its own workers' completions it records at once.", format: "nat", default: 128 },
+    maxAckPending: {
+      doc: "Events the orchestrators of all runtimes may hold unacknowledged at once (the events consumer's max_ack_pending); delivery of further events waits.",
+      format: "nat",
+      default: 20_000,
+    },
     onNonDeterminism: {
-      doc: "When a replay diverges from the journal: fail the workflow, or block it (its events are retried every orchestrator.ackWait, at most 30 s, until code that replays cleanly is running, or it is cancelled).",
+      doc: "When a replay diverges from the journal: fail the workflow, or block it (it stays running and its events are parked in WORKFLOW_PARKED, until code that replays cleanly is deployed or a runtime starts, or it is cancelled).",
       format: ["fail", "block"],
       default: "fail",
     },
@@ -172,7 +177,7 @@ export interface Config {
     maxDeliveries: number;
     shutdownGraceMs: number;
   };
-  orchestrator: { ackWaitMs: number; concurrency: number; cacheSize: number; cacheDistantWaitsMs: number; onNonDeterminism: "fail" | "block" };
+  orchestrator: { ackWaitMs: number; concurrency: number; maxAckPending: number; cacheSize: number; cacheDistantWaitsMs: number; onNonDeterminism: "fail" | "block" };
   defaults: { activityTimeoutMs: number; workflowTimeoutMs: number; retry: RetryPolicy };
   limits: { maxInputBytes: number };
   log: { level: LogLevel; format: "text" | "json" };
@@ -264,6 +269,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     orchestrator: {
       ackWaitMs: parseDuration(raw.orchestrator.ackWait, "orchestrator.ackWait"),
       concurrency: Math.max(1, raw.orchestrator.concurrency),
+      maxAckPending: Math.max(1, raw.orchestrator.maxAckPending),
       cacheSize: raw.orchestrator.cacheSize,
       cacheDistantWaitsMs: parseDuration(raw.orchestrator.cacheDistantWaits, "orchestrator.cacheDistantWaits"),
       onNonDeterminism: raw.orchestrator.onNonDeterminism as "fail" | "block",

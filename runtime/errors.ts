@@ -72,6 +72,20 @@ export class NonDeterminismError extends JetflowError {
   }
 }
 
+/**
+ * With orchestrator.onNonDeterminism = "block", thrown by a decision instead of failing a diverging
+ * workflow: the orchestrator parks the event (orchestrator/blocked.ts) and marks the state
+ * `blocked`. Internal: users see the marker in the state and `wf show`, never this error.
+ */
+export class BlockedWorkflowError extends JetflowError {
+  constructor(readonly divergence: NonDeterminismError) {
+    super("WF_WORKFLOW_BLOCKED", divergence.message, {
+      cause: divergence,
+      hint: "Deploy code that replays the workflow's journal (or cancel it); its parked events are then applied.",
+    });
+  }
+}
+
 /** Thrown inside workflow code for things the sandbox forbids (timers, I/O). */
 export class DeterminismViolationError extends JetflowError {}
 

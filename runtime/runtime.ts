@@ -23,6 +23,7 @@ import { createConsoleLogger, type Logger } from "./logger.js";
 import { connectNats, type NatsConnection } from "./nats/connect.js";
 import { ensureTopology, type Topology } from "./nats/topology.js";
 import { createNames } from "./nats/names.js";
+import { createBlockedResumer, type BlockedResumer } from "./orchestrator/blocked.js";
 import { createOrchestrator, type Orchestrator } from "./orchestrator/loop.js";
 import { createTimerService, type TimerService } from "./timers.js";
 import { createWorkerPool, type WorkerPool } from "./worker/pool.js";
@@ -99,6 +100,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   let versions: CodeVersions | undefined = localRegistry && programmatic ? fixedCodeVersions(localRegistry) : undefined;
   let orchestrator: Orchestrator | undefined;
   let timers: TimerService | undefined;
+  let resumer: BlockedResumer | undefined;
   let workers: WorkerPool | undefined;
   let watcher: { stop(): void } | undefined;
   let leases: Leases | undefined;
@@ -168,6 +170,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         replicas: config.replicas,
         storage: config.storage,
         orchestratorAckWaitMs: config.orchestrator.ackWaitMs,
+        orchestratorMaxAckPending: config.orchestrator.maxAckPending,
       });
       const code = await resolveCode(topology);
       versions = code;
@@ -192,6 +195,9 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         timers = createTimerService({ topology, logger, ...crash });
         await orchestrator.start();
         await timers.start();
+        // This runtime's code may be the fix for workflows blocked on a divergence: retry them.
+        resumer = createBlockedResumer({ topology, logger });
+        await resumer.start();
       }
       if (role !== "orchestrator") {
         const local = orchestrator;
@@ -218,6 +224,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     async stop(reason = "shutdown") {
       watcher?.stop();
       await workers?.stop(reason);
+      await resumer?.stop();
       await Promise.all([orchestrator?.stop(), timers?.stop()]);
       // Last: until the workers stopped, this runtime may still run continued steps.
       leases?.stop();

@@ -13,7 +13,11 @@ import {
   type WorkflowContext,
   type WorkflowState,
 } from "../runtime/index.js";
-import { abortableSleep, deferred, Engine, resultSignal, sleep, waitForState, useEngines } from "./fixtures/engine/harness.js";
+import { renderState } from "../cli/output.js";
+import { headers } from "@nats-io/nats-core";
+import { createConsoleLogger } from "../runtime/logger.js";
+import { createBlockedResumer, PARKED_SUBJECT_HEADER, parkedWorkflows } from "../runtime/orchestrator/blocked.js";
+import { abortableSleep, deferred, Engine, resultSignal, sleep, waitFor, waitForState, useEngines } from "./fixtures/engine/harness.js";
 
 const engine = useEngines();
 
@@ -410,5 +414,90 @@ describe("replay", () => {
     expect(done.status).toBe("completed");
     expect(done.result).toBe("b");
     expect(done.blocked).toBeUndefined();
+  });
+
+  it("blocked workflows park their events outside the events consumer's window: others still run, and fixed code resumes them", async () => {
+    const e = engine();
+    const window = 3;
+    const ids = Array.from({ length: 2 * window }, (_, i) => `parked-${i}`);
+    const fresh = async (ctx: WorkflowContext) => ctx.activity("b");
+    const v1 = {
+      wf: async (ctx: WorkflowContext) => {
+        await ctx.activity("a");
+        return ctx.activity("b");
+      },
+      fresh,
+    };
+    const v2 = {
+      wf: async (ctx: WorkflowContext) => {
+        await ctx.activity("c");
+        return ctx.activity("b");
+      },
+      fresh,
+    };
+    const activities = { a: async () => "a", b: async () => "b", c: async () => "c" };
+    // A 30 s ack wait: before parking, each blocked event was NAK'd for 30 s and held its slot.
+    const config = {
+      orchestrator: { onNonDeterminism: "block", maxAckPending: window, ackWait: "30s" },
+      defaults: { activityTimeout: "5m" },
+    };
+    // v1 without a worker for "a": every workflow waits with its task for "a" queued.
+    const rt1 = await e.runtime({ workflows: v1, activities: { b: activities.b }, config });
+    const client = await e.client();
+    for (const id of ids) await client.start("wf", null, { id });
+    for (const id of ids) await waitForState(client, id, (s) => s.steps.a?.status === "scheduled");
+    await e.stopRuntime(rt1);
+    // Incompatible code runs "a": every completion blocks its workflow, twice as many as the window.
+    const rt2 = await e.runtime({ workflows: v2, activities, config });
+    for (const id of ids) {
+      const blocked = await waitForState(client, id, (s) => s.blocked !== undefined, 20_000);
+      expect(blocked.status).toBe("running");
+      expect(blocked.blocked!.message).toMatch(/activity a \(step "a"\)/);
+    }
+    // `wf show` says so, and why.
+    expect(renderState((await client.describe(ids[0]!)))).toMatch(/blocked since \S+: .*the journal recorded activity a \(step "a"\)/);
+    // Every blocked completion is published (the worker publishes it once its own orchestrator
+    // declined it): each is still on the events stream (unacked) or parked.
+    const topology = await e.topology();
+    const { names, jsm } = topology;
+    const published = async () => (await jsm.streams.info(names.eventsStream)).state.messages + (await jsm.streams.info(names.parkedStream)).state.messages;
+    await waitFor("every blocked completion published", async () => ((await published()) >= ids.length ? true : undefined), 20_000);
+    // The window is free: a fresh workflow starts and completes.
+    expect(await (await client.start("fresh", null, { id: "fresh-1" })).result(resultSignal())).toBe("b");
+    expect((await jsm.consumers.info(names.eventsStream, names.orchestratorConsumer)).num_ack_pending).toBe(0);
+    expect([...(await parkedWorkflows(topology)).keys()].sort()).toEqual(ids);
+    await e.stopRuntime(rt2);
+    // Fixed code starts: it retries the blocked workflows, whose parked events now apply.
+    await e.runtime({ workflows: v1, activities, config });
+    for (const id of ids) {
+      const done = await waitForState(client, id, undefined, 20_000);
+      expect(done.status).toBe("completed");
+      expect(done.result).toBe("b");
+      expect(done.blocked).toBeUndefined();
+    }
+    expect((await parkedWorkflows(topology)).size).toBe(0);
+  });
+
+  it("a runtime's sweep re-publishes the parked events of a workflow that is no longer blocked", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { waiter: async (ctx: WorkflowContext) => ctx.waitForSignal("go") }, activities: {} });
+    const client = await e.client();
+    await client.start("waiter", null, { id: "unblocked-1" });
+    await waitForState(client, "unblocked-1", (s) => Object.values(s.steps).some((step) => step.kind === "signal"));
+    const topology = await e.topology();
+    const resumer = createBlockedResumer({ topology, logger: createConsoleLogger({ level: "warn" }), sweepMs: 50 });
+    await resumer.start();
+    try {
+      // What a runtime leaves when it dies between a write that cleared `blocked` and releasing
+      // the workflow's other parked events: a parked signal of a workflow that is not blocked.
+      const h = headers();
+      h.set(PARKED_SUBJECT_HEADER, topology.names.signalSubject("unblocked-1", "go"));
+      await topology.js.publish(topology.names.parkedSubject("unblocked-1"), JSON.stringify({ workflowId: "unblocked-1", name: "go", payload: 42, signalId: "s-1" }), { headers: h });
+      const done = await waitForState(client, "unblocked-1");
+      expect(done).toMatchObject({ status: "completed", result: 42 });
+      expect((await parkedWorkflows(topology)).size).toBe(0);
+    } finally {
+      await resumer.stop();
+    }
   });
 });

@@ -9,6 +9,7 @@ import { toErrorRecord } from "../errors.js";
 import { replayWorkflow } from "../journal/replay.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
+import { resumeBlocked } from "../orchestrator/blocked.js";
 import { withHistory } from "../orchestrator/history.js";
 import { readAllStates, StateStore } from "../orchestrator/state-store.js";
 import { RevisionConflictError } from "../errors.js";
@@ -70,6 +71,10 @@ export async function deployBundle(options: DeployOptions): Promise<DeployReport
   await store.promote(bundle.version, options.deployedBy, current?.revision ?? 0);
   report.promoted = true;
   await migrate(topology, registry, bundle.version, report, options.logger);
+  // Blocked workflows that replay cleanly now run on this version: their parked events can be
+  // applied. (Promotion came first, so runtimes already run it; a workflow moved meanwhile is
+  // retried by each runtime's sweep.) Those that still diverge stay parked.
+  await resumeBlocked(topology, options.logger, { except: new Set(report.diverging.map((d) => d.workflowId)) });
   return report;
 }
 

@@ -9,6 +9,8 @@ export interface Names {
   tasksStream: string;
   timersStream: string;
   deadLettersStream: string;
+  /** Events of blocked workflows, parked outside the events consumer's window (orchestrator/blocked.ts). */
+  parkedStream: string;
   statesBucket: string;
   /** Object Store of code bundles, by content hash. */
   bundlesStore: string;
@@ -30,6 +32,10 @@ export interface Names {
   /** Where timers parked together are published (protocol.ts TimerBatchMessage). */
   timerBatchSubject: string;
   deadLetterSubject(reason: string): string;
+  /** Where a blocked workflow's events are parked: one subject per workflow, so the subjects list the blocked workflows. */
+  parkedSubject(workflowId: string): string;
+  /** The workflow id of a parked subject. */
+  workflowIdOfParked(subject: string): string;
   /**
    * Core NATS (not stored): the orchestrator publishes a workflow's terminal state here right
    * after writing it, so waiting clients need no KV watch. A hint; the state is the record.
@@ -59,6 +65,7 @@ export function createNames(namespace = ""): Names {
     tasksStream: `${n}ACTIVITY_TASKS`,
     timersStream: `${n}WORKFLOW_TIMERS`,
     deadLettersStream: `${n}WORKFLOW_DEAD_LETTERS`,
+    parkedStream: `${n}WORKFLOW_PARKED`,
     statesBucket: `${n}WORKFLOW_STATES`,
     bundlesStore: `${n}WORKFLOW_BUNDLES`,
     deploymentsBucket: `${n}WORKFLOW_DEPLOYMENTS`,
@@ -75,6 +82,8 @@ export function createNames(namespace = ""): Names {
     timerScheduleSubject: (id) => `${eventsPrefix}delay.${token(id)}`,
     timerBatchSubject: `${eventsPrefix}delay.batch/timers`,
     deadLetterSubject: (reason) => `${eventsPrefix}deadletter.${reason}`,
+    parkedSubject: (id) => `${eventsPrefix}parked.${token(id)}`,
+    workflowIdOfParked: (subject) => subject.slice(`${eventsPrefix}parked.`.length),
     finishedSubject: (id) => `${eventsPrefix}finished.${token(id)}`,
     leaseSubject: (instance) => `${eventsPrefix}lease.${instance}`,
     eventKind(subject) {

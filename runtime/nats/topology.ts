@@ -32,6 +32,7 @@ export const DEFAULT_DUPLICATE_WINDOW_MS = 120_000;
  * handles each timer at once (park or fire), so this only bounds how late a crash makes a timer.
  */
 export const DEFAULT_TIMER_ACK_WAIT_MS = 5_000;
+export const DEFAULT_ORCHESTRATOR_MAX_ACK_PENDING = 20_000;
 export const DEFAULT_DEAD_LETTER_MAX_AGE_MS = 30 * 86_400_000;
 
 export interface Topology {
@@ -47,6 +48,8 @@ export interface TopologyOptions {
   replicas: number;
   storage: Config["storage"];
   orchestratorAckWaitMs: number;
+  /** Events delivered to the orchestrators and not yet acked, across all runtimes (orchestrator.maxAckPending). */
+  orchestratorMaxAckPending?: number;
   /**
    * Bring existing consumers' settings in line with this config (runtimes). Clients only create
    * what is missing: a client with default settings must not reset a fleet's ack waits.
@@ -95,6 +98,16 @@ export async function ensureTopology(nc: NatsConnection, options: TopologyOption
       max_msgs: 100_000,
       discard: DiscardPolicy.Old,
     }),
+    // No limits: a parked event is the only copy of an event a blocked workflow still needs. It
+    // holds one message per event of a blocked workflow, and is emptied as they resume.
+    ensureStream(jsm, {
+      name: names.parkedStream,
+      subjects: [names.parkedSubject(">")],
+      retention: RetentionPolicy.Limits,
+      storage,
+      num_replicas: replicas,
+      duplicate_window: nanos(DEFAULT_DUPLICATE_WINDOW_MS),
+    }),
   ]);
 
   await Promise.all([
@@ -104,7 +117,7 @@ export async function ensureTopology(nc: NatsConnection, options: TopologyOption
       deliver_policy: DeliverPolicy.All,
       ack_wait: nanos(options.orchestratorAckWaitMs),
       max_deliver: -1,
-      max_ack_pending: 20_000,
+      max_ack_pending: options.orchestratorMaxAckPending ?? DEFAULT_ORCHESTRATOR_MAX_ACK_PENDING,
     }),
     ensureConsumer(jsm, options.updateConsumers ?? true, names.timersStream, {
       durable_name: names.timersConsumer,

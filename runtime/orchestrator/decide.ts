@@ -10,7 +10,7 @@
 import type { Config } from "../config.js";
 import { bindWorkflow, type Registry, type RegisteredWorkflow } from "../definitions.js";
 import { formatDuration, parseDuration } from "../duration.js";
-import { NonDeterminismError, toErrorRecord, type ErrorRecord } from "../errors.js";
+import { BlockedWorkflowError, NonDeterminismError, toErrorRecord, type ErrorRecord } from "../errors.js";
 import { activate, toJson, WorkflowExecution, type Command } from "../journal/execution.js";
 import { replayWorkflow, stepResult } from "../journal/replay.js";
 import type { Logger } from "../logger.js";
@@ -24,7 +24,7 @@ export interface DecideEnv {
   /** The code a workflow runs on: its recorded version if still loadable, else the current one. */
   registryFor(version: string | undefined): Promise<Registry>;
   defaults: Config["defaults"];
-  /** "block": a divergence leaves the workflow as it is and throws BlockedWorkflowError (the event is retried later). */
+  /** "block": a divergence leaves the workflow as it is and throws BlockedWorkflowError (the loop parks the event). */
   onNonDeterminism?: "fail" | "block";
   /** The state with its history chunks' steps and journal put back (history.ts): what replay needs. */
   withHistory(state: WorkflowState): Promise<WorkflowState>;
@@ -268,14 +268,6 @@ async function executionFor(env: DecideEnv, stored: StoredWorkflow, next: Workfl
     if (!isPermanentReplayFailure(err)) throw err;
     if (err instanceof NonDeterminismError && env.onNonDeterminism === "block") throw new BlockedWorkflowError(err);
     return failWorkflow(next, now, err, env.logger);
-  }
-}
-
-/** Thrown (config orchestrator.onNonDeterminism = "block") instead of failing a diverging workflow. */
-export class BlockedWorkflowError extends Error {
-  constructor(readonly divergence: NonDeterminismError) {
-    super(divergence.message);
-    this.name = "BlockedWorkflowError";
   }
 }
 

@@ -8,14 +8,15 @@ import type { JsMsg } from "@nats-io/jetstream";
 import type { Config } from "../config.js";
 import { recordDeadLetter } from "../dead-letters.js";
 import type { Registry } from "../definitions.js";
-import { RevisionConflictError, ValidationError } from "../errors.js";
+import { BlockedWorkflowError, RevisionConflictError, ValidationError } from "../errors.js";
 import { validateWorkflowId } from "../ids.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
 import { encode, REPAIR_HEADER, parseCancel, type CompletionMessage, type TaskMessage, utf8BytesOver, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage } from "../protocol.js";
 import { isTerminal, STATE_SCHEMA_VERSION, type LeaseRef, type WorkflowState } from "../state.js";
 import { repairEffects, type Leases } from "../worker/leases.js";
-import { BlockedWorkflowError, decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
+import { decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
+import { parkEvent, releaseParked } from "./blocked.js";
 import { pendingEffects, publishEffects, taskMessage, type Effect } from "./outbox.js";
 import { splitHistory, storeChunk, withHistory } from "./history.js";
 import { TimerBatcher } from "./timer-batches.js";
@@ -144,8 +145,6 @@ const MAX_CAS_ATTEMPTS = 20;
 /** Pull request lifetime of the event consumer; see run(). */
 const PULL_EXPIRES_MS = 5_000;
 const UNKNOWN_WORKFLOW_RETRIES = 10;
-/** A blocked workflow's event is retried this often (or every orchestrator.ackWait, if shorter). */
-const BLOCKED_RETRY_MS = 30_000;
 const UNKNOWN_WORKFLOW_RETRY_MS = 500;
 const RETRY_DELAY_MS = 1_000;
 
@@ -361,6 +360,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         } else {
           msg.ack();
         }
+        if (stored.state.blocked) releaseUnblocked(id);
         return;
       } catch (err) {
         store.forget(id);
@@ -408,14 +408,26 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     msg.ack();
   }
 
-  /** Record (once) that the workflow is blocked, and retry the event later: its state stays as it was. */
+  /**
+   * Record (once) that the workflow is blocked, and park the event (blocked.ts) before acking it:
+   * its state stays as it was. A delayed NAK instead would keep a max_ack_pending slot of the shared
+   * events consumer per blocked workflow, and enough of them stop event delivery for everyone.
+   */
   async function block(msg: EventMessage, stored: StoredWorkflow, err: BlockedWorkflowError): Promise<void> {
     logger.error(`workflow ${stored.state.id} is blocked: ${err.message}`, { workflowId: stored.state.id });
     if (!stored.state.blocked) {
       const state: WorkflowState = { ...stored.state, blocked: { message: err.message, since: new Date().toISOString() } };
       await store.update(state, stored.revision).catch(() => undefined); // a lost CAS just means we record it next time
     }
-    msg.nak(Math.min(BLOCKED_RETRY_MS, config.orchestrator.ackWaitMs));
+    // Our own worker's completion: declined, it is published as an event and parked on that path.
+    if (!isJsMsg(msg)) return msg.nak();
+    await parkEvent(topology, msg, stored.state.id);
+    msg.ack();
+  }
+
+  /** A write just cleared `blocked`: the workflow's other parked events can be applied now. */
+  function releaseUnblocked(id: string): void {
+    releaseParked(topology, id).catch((err) => logger.warn(`re-publishing the parked events of ${id} failed (the next sweep retries): ${(err as Error)?.message ?? err}`, { workflowId: id }));
   }
 
   /**
