@@ -11,6 +11,7 @@ import type { Logger } from "./logger.js";
 import type { Topology } from "./nats/topology.js";
 import { encode, MSG_ID, parseJson, parseTimer, parseTimerBatch, type TimerMessage } from "./protocol.js";
 import { recordDeadLetter } from "./dead-letters.js";
+import { drainThenStop } from "./nats/drain.js";
 
 /** Firing this early is fine: the orchestrator re-checks each timer's condition against the state. */
 const EARLY_FIRE_TOLERANCE_MS = 5;
@@ -86,9 +87,7 @@ export function createTimerService(options: { topology: Topology; logger: Logger
     async stop() {
       // Drain first, as the orchestrator does: timers already on their way are still parked or
       // fired here instead of waiting out the 30 s ack wait; then the server forgets our request.
-      const drained = (messages as unknown as { sub?: { drain(): Promise<void> } } | undefined)?.sub?.drain().catch(() => undefined);
-      if (drained) await Promise.race([drained, new Promise((r) => setTimeout(r, 2_000).unref())]);
-      messages?.stop();
+      await drainThenStop(messages);
       await topology.jsm.consumers.info(topology.names.timersStream, topology.names.timersConsumer).catch(() => undefined);
       await loop;
     },

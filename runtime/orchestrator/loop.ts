@@ -21,6 +21,7 @@ import { pendingEffects, publishEffects, taskMessage, type Effect } from "./outb
 import { splitHistory, storeChunk, withHistory } from "./history.js";
 import { TimerBatcher } from "./timer-batches.js";
 import { createRecovery } from "./recovery.js";
+import { drainThenStop } from "../nats/drain.js";
 import { serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 
 export interface Orchestrator {
@@ -557,11 +558,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       stopping = true;
       recovery.stop();
       // Drain the subscription first: events the server sent before it saw our unsubscribe still
-      // reach the loop (a plain stop() would drop them, and each would wait for its ack wait).
-      // (Bounded: with NATS unreachable the drain's flush would wait for a reconnect.)
-      const drained = (messages as unknown as { sub?: { drain(): Promise<void> } } | undefined)?.sub?.drain().catch(() => undefined);
-      if (drained) await Promise.race([drained, new Promise((r) => setTimeout(r, 2_000).unref())]);
-      messages?.stop();
+      // reach the loop (nats/drain.ts), which keeps them for the NAKs below.
+      await drainThenStop(messages);
       // The server keeps our pull request until it expires and would hand it events that nobody
       // reads any more (each then waits for the ack wait). A consumer info, sent after the
       // unsubscribe on the same connection, makes the server drop requests without interest;

@@ -22,6 +22,7 @@ import { encode, REPAIR_HEADER, MSG_ID, parseJson, parseTask, utf8BytesOver, typ
 import { recordDeadLetter } from "../dead-letters.js";
 import { createActivityContext } from "./activity-context.js";
 import { Slots } from "./slots.js";
+import { drainThenStop } from "../nats/drain.js";
 import type { Continuation, LocalOutcome, LocalSource } from "../orchestrator/loop.js";
 import { publishEffects } from "../orchestrator/outbox.js";
 import { isTerminal, type LeaseRef, type WorkflowState } from "../state.js";
@@ -203,7 +204,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       let used = 0;
       try {
         const batch = await consumer.fetch({ max_messages: granted, expires: FETCH_EXPIRES_MS });
-        const stop = () => void drainThenStop(batch);
+        const stop = () => void drainThenStop(batch, DRAIN_TIMEOUT_MS);
         pulling.signal.addEventListener("abort", stop, { once: true });
         for await (const msg of batch) {
           if (pulling.signal.aborted) {
@@ -526,18 +527,6 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     } catch {
       /* connection gone: redelivered after the ack wait */
     }
-  }
-
-  /**
-   * End a fetch without losing the tasks already on their way: a plain stop() unsubscribes at
-   * once, and a task the server sent before it saw the unsubscribe would be dropped here and wait
-   * for its ack wait. Draining delivers those to the loop (which keeps them for stop()) first.
-   */
-  async function drainThenStop(batch: { stop(): void }): Promise<void> {
-    const drained = (batch as unknown as { sub?: { drain(): Promise<void> } }).sub?.drain().catch(() => undefined);
-    // Bounded: with NATS unreachable the drain's flush would wait for a reconnect.
-    if (drained) await Promise.race([drained, sleep(DRAIN_TIMEOUT_MS, undefined, { ref: false })]);
-    batch.stop();
   }
 
   /**
