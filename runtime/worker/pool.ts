@@ -20,6 +20,7 @@ import { ensureActivityConsumer, type Topology } from "../nats/topology.js";
 import { encode, MSG_ID, parseJson, parseTask, utf8BytesOver, type CompletionMessage, type TaskMessage } from "../protocol.js";
 import { recordDeadLetter } from "../dead-letters.js";
 import { createActivityContext } from "./activity-context.js";
+import { createTaskReleaser } from "./release.js";
 import { Slots } from "./slots.js";
 import type { Continuation, LocalOutcome, LocalSource } from "../orchestrator/loop.js";
 import { pendingEffects, publishEffects } from "../orchestrator/outbox.js";
@@ -121,6 +122,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   /** Completions being recorded at once (see runTask): as many as the orchestrator applies at once. */
   const recording = new Slots(Math.max(1, config.orchestrator.concurrency));
   const pulling = new AbortController(); // stops the pull loops
+  /** Releases re-publish a task instead of NAKing it, so they are not counted as crashes (release.ts). */
+  const releaser = createTaskReleaser({ topology, ackWaitMs: config.worker.ackWaitMs, stopping: pulling.signal });
   const tasks = new Set<Promise<void>>();
   const loops = new Map<string, Promise<void>>();
   /** Tasks pulled after stop() began, never started: released by stop(). */
@@ -203,7 +206,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
             continue;
           }
           used += 1;
-          startTask(msg);
+          startTask(releaser.wrap(msg));
         }
         pulling.signal.removeEventListener("abort", stop);
       } catch (err) {
@@ -532,7 +535,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       // Our pull requests outlive their subscriptions on the server: make it drop them before
       // releasing anything (a task NAK'd while one waits could go straight back to it).
       await forgetAbandonedPulls();
-      for (const msg of unstarted.splice(0)) release(msg);
+      for (const msg of unstarted.splice(0)) release(releaser.wrap(msg));
       if (tasks.size > 0) {
         logger.info(`waiting up to ${config.worker.shutdownGraceMs}ms for ${tasks.size} running activit${tasks.size === 1 ? "y" : "ies"}`);
         // The grace timer is cancelled as soon as the tasks are done: it must not keep the process alive.
@@ -545,6 +548,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       graceOver.abort(new ShutdownError(reason));
       for (const attempt of runningAttempts) attempt.abort(new ShutdownError(reason));
       await Promise.allSettled([...tasks]);
+      await releaser.settled();
       clearInterval(keepAliveTimer);
     },
   };
