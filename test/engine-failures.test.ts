@@ -466,10 +466,15 @@ describe("replay", () => {
     expect(await (await client.start("fresh", null, { id: "fresh-1" })).result(resultSignal())).toBe("b");
     expect((await jsm.consumers.info(names.eventsStream, names.orchestratorConsumer)).num_ack_pending).toBe(0);
     expect([...(await parkedWorkflows(topology)).keys()].sort()).toEqual(ids);
+    // A blocked workflow can be cancelled; the write that ends the block releases its parked events.
+    const [cancelled, ...rest] = ids as [string, ...string[]];
+    await client.cancel(cancelled, "given up");
+    expect((await waitForState(client, cancelled)).status).toBe("cancelled");
+    await waitFor("the cancelled workflow's parked events released", async () => (!(await parkedWorkflows(topology)).has(cancelled) ? true : undefined));
     await e.stopRuntime(rt2);
     // Fixed code starts: it retries the blocked workflows, whose parked events now apply.
     await e.runtime({ workflows: v1, activities, config });
-    for (const id of ids) {
+    for (const id of rest) {
       const done = await waitForState(client, id, undefined, 20_000);
       expect(done.status).toBe("completed");
       expect(done.result).toBe("b");
