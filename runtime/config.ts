@@ -101,7 +101,7 @@ export const configSchema = {
       env: "WF_CONTINUATIONS",
     },
     maxDeliveries: {
-      doc: "Deliveries of one attempt (each one a runtime that died running it) before the attempt fails as a crash loop.",
+      doc: "Crashes of one attempt (deliveries that ended without an answer: its runtime died running it; a task a worker gives back does not count) before the attempt fails as a crash loop.",
       format: "nat",
       default: 5,
     },

@@ -14,7 +14,14 @@ import {
   type WorkflowState,
 } from "../runtime/index.js";
 import { renderState } from "../cli/output.js";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { headers } from "@nats-io/nats-core";
+import { buildFunctions } from "../runtime/bundle/build.js";
+import { deployBundle } from "../runtime/bundle/deploy.js";
+import { openDeploymentStore } from "../runtime/bundle/deployments.js";
+import { loadBundle } from "../runtime/bundle/load.js";
 import { createConsoleLogger } from "../runtime/logger.js";
 import { createBlockedResumer, PARKED_SUBJECT_HEADER, parkedWorkflows } from "../runtime/orchestrator/blocked.js";
 import { abortableSleep, deferred, Engine, resultSignal, sleep, waitFor, waitForState, useEngines } from "./fixtures/engine/harness.js";
@@ -466,16 +473,64 @@ describe("replay", () => {
     expect(await (await client.start("fresh", null, { id: "fresh-1" })).result(resultSignal())).toBe("b");
     expect((await jsm.consumers.info(names.eventsStream, names.orchestratorConsumer)).num_ack_pending).toBe(0);
     expect([...(await parkedWorkflows(topology)).keys()].sort()).toEqual(ids);
+    // A blocked workflow can be cancelled; the write that ends the block releases its parked events.
+    const [cancelled, ...rest] = ids as [string, ...string[]];
+    await client.cancel(cancelled, "given up");
+    expect((await waitForState(client, cancelled)).status).toBe("cancelled");
+    await waitFor("the cancelled workflow's parked events released", async () => (!(await parkedWorkflows(topology)).has(cancelled) ? true : undefined));
     await e.stopRuntime(rt2);
     // Fixed code starts: it retries the blocked workflows, whose parked events now apply.
     await e.runtime({ workflows: v1, activities, config });
-    for (const id of ids) {
+    for (const id of rest) {
       const done = await waitForState(client, id, undefined, 20_000);
       expect(done.status).toBe("completed");
       expect(done.result).toBe("b");
       expect(done.blocked).toBeUndefined();
     }
     expect((await parkedWorkflows(topology)).size).toBe(0);
+  });
+
+  it("a deploy of code that replays a blocked workflow re-publishes its parked events, not those of workflows that still diverge", async () => {
+    const e = engine();
+    const aThenB = async (ctx: WorkflowContext) => {
+      await ctx.activity("a");
+      return ctx.activity("b");
+    };
+    const cThenB = async (ctx: WorkflowContext) => {
+      await ctx.activity("c");
+      return ctx.activity("b");
+    };
+    const activities = { a: async () => "a", b: async () => "b", c: async () => "c" };
+    const config = { orchestrator: { onNonDeterminism: "block" }, defaults: { activityTimeout: "5m" } };
+    const rt1 = await e.runtime({ workflows: { wf: aThenB, other: aThenB }, activities: { b: activities.b }, config });
+    const client = await e.client();
+    await client.start("wf", null, { id: "fixable-1" });
+    await client.start("other", null, { id: "unfixable-1" });
+    for (const id of ["fixable-1", "unfixable-1"]) await waitForState(client, id, (s) => s.steps.a?.status === "scheduled");
+    await e.stopRuntime(rt1);
+    const rt2 = await e.runtime({ workflows: { wf: cThenB, other: cThenB }, activities, config });
+    const topology = await e.topology();
+    await waitFor("both blocked and parked", async () => ((await parkedWorkflows(topology)).size === 2 ? true : undefined), 20_000);
+    await e.stopRuntime(rt2);
+    // The fix, deployed as a bundle: "wf" replays again; "other" is not in it, so it still diverges.
+    const functions = mkdtempSync(join(tmpdir(), "jetflow-blocked-deploy-"));
+    mkdirSync(join(functions, "workflows"));
+    mkdirSync(join(functions, "activities"));
+    writeFileSync(join(functions, "workflows", "wf.ts"), "export async function wf(ctx: any) {\n  await ctx.activity(\"a\");\n  return ctx.activity(\"b\");\n}\n");
+    writeFileSync(join(functions, "activities", "steps.ts"), "export async function a() { return \"a\"; }\nexport async function b() { return \"b\"; }\n");
+    const logger = createConsoleLogger({ level: "error" });
+    const bundle = await buildFunctions(functions);
+    const registry = await loadBundle(bundle, { logger, cacheDir: join(functions, ".build") });
+    const store = await openDeploymentStore(topology, { replicas: 1, storage: "file" });
+    const report = await deployBundle({ topology, store, bundle, registry, deployedBy: "test", logger, force: true });
+    expect(report.compatible).toEqual(["fixable-1"]);
+    expect(report.diverging.map((d) => d.workflowId)).toEqual(["unfixable-1"]);
+    // The fixable one's completion of "a" is back on the events stream (no runtime runs now).
+    expect([...(await parkedWorkflows(topology)).keys()]).toEqual(["unfixable-1"]);
+    const back = await topology.jsm.streams.getMessage(topology.names.eventsStream, { last_by_subj: topology.names.completedSubject("fixable-1", "a") });
+    expect(JSON.parse(back!.string())).toMatchObject({ workflowId: "fixable-1", step: "a", ok: true, output: "a" });
+    expect((await client.describe("fixable-1")).bundle).toBe(bundle.version);
+    rmSync(functions, { recursive: true, force: true });
   });
 
   it("a runtime's sweep re-publishes the parked events of a workflow that is no longer blocked", async () => {

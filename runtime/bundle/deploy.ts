@@ -74,7 +74,11 @@ export async function deployBundle(options: DeployOptions): Promise<DeployReport
   // Blocked workflows that replay cleanly now run on this version: their parked events can be
   // applied. (Promotion came first, so runtimes already run it; a workflow moved meanwhile is
   // retried by each runtime's sweep.) Those that still diverge stay parked.
-  await resumeBlocked(topology, options.logger, { except: new Set(report.diverging.map((d) => d.workflowId)) });
+  // Best effort: the version is promoted already, and each runtime retries blocked workflows when
+  // it starts (and sweeps those no longer blocked).
+  await resumeBlocked(topology, options.logger, { except: new Set(report.diverging.map((d) => d.workflowId)) }).catch((err) =>
+    options.logger.warn(`retrying blocked workflows after the deploy failed: ${(err as Error)?.message ?? err}`, { component: "deploy" }),
+  );
   return report;
 }
 

@@ -24,7 +24,7 @@
 import type { MsgRequest } from "@nats-io/jetstream";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
-import { MSG_ID, parseJson, parseTimerBatch } from "../protocol.js";
+import { MSG_ID, parseJson, parseTask, parseTimerBatch } from "../protocol.js";
 import { pendingEffects, publishEffects, type Effect } from "./outbox.js";
 import { readAllStates } from "./state-store.js";
 
@@ -120,7 +120,8 @@ function effectId(workflowId: string, effect: Effect, attempt: number | undefine
 /**
  * The ids of every task and timer still stored: both streams are work queues, so what they hold
  * is pending. One read per stored message (the next one by sequence, skipping deleted ones).
- * Batched timers count by the per-timer id of each timer they carry.
+ * Tasks count by their body (a released copy has an id of its own), batched timers by the
+ * per-timer id of each timer they carry.
  */
 async function storedEffectIds(topology: Topology): Promise<Set<string>> {
   const ids = new Set<string>();
@@ -133,7 +134,15 @@ async function storedEffectIds(topology: Topology): Promise<Set<string>> {
       const msg = await topology.jsm.streams.getMessage(stream, { seq, next_by_subj: ">" } as unknown as MsgRequest);
       if (!msg) break;
       const id = msg.header?.get("Nats-Msg-Id");
-      if (id && stream === topology.names.timersStream && id.startsWith(MSG_ID.timerBatch(""))) {
+      if (stream === topology.names.tasksStream) {
+        // By the body, not the header: a released task is a copy under an id of its own (worker/release.ts).
+        try {
+          const task = parseTask(parseJson(msg.data));
+          ids.add(MSG_ID.task(task.workflowId, task.step, task.attempt));
+        } catch {
+          /* not a task we can read: the worker dead-letters it */
+        }
+      } else if (id && id.startsWith(MSG_ID.timerBatch(""))) {
         try {
           for (const timer of parseTimerBatch(parseJson(msg.data)).timers) ids.add(MSG_ID.timer(timer.workflowId, timer.key));
         } catch {

@@ -21,6 +21,7 @@ import { headers } from "@nats-io/nats-core";
 import { encode, REPAIR_HEADER, MSG_ID, parseJson, parseTask, utf8BytesOver, type CompletionMessage, type TaskMessage } from "../protocol.js";
 import { recordDeadLetter } from "../dead-letters.js";
 import { createActivityContext } from "./activity-context.js";
+import { createTaskReleaser, type ReleasableDelivery } from "./release.js";
 import { Slots } from "./slots.js";
 import { drainThenStop } from "../nats/drain.js";
 import type { Continuation, LocalOutcome, LocalSource } from "../orchestrator/loop.js";
@@ -104,6 +105,11 @@ class ContinuedTask implements TaskDelivery {
   working(): void {
     this.lease.working();
   }
+  keep(millis?: number): void {
+    const lease = this.lease as TaskDelivery & { keep?(millis?: number): void };
+    if (lease.keep) lease.keep(millis);
+    else lease.nak(millis);
+  }
 }
 
 /** How an attempt ended, as its completion reports it. */
@@ -130,6 +136,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   /** Completions being recorded at once (see runTask): as many as the orchestrator applies at once. */
   const recording = new Slots(Math.max(1, config.orchestrator.concurrency));
   const pulling = new AbortController(); // stops the pull loops
+  /** Releases re-publish a task instead of NAKing it, so they are not counted as crashes (release.ts). */
+  const releaser = createTaskReleaser({ topology, ackWaitMs: config.worker.ackWaitMs, stopping: pulling.signal });
   const tasks = new Set<Promise<void>>();
   const loops = new Map<string, Promise<void>>();
   /** Tasks pulled after stop() began, never started: released by stop(). */
@@ -212,7 +220,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
             continue;
           }
           used += 1;
-          startTask(msg);
+          startTask(releaser.wrap(msg));
         }
         pulling.signal.removeEventListener("abort", stop);
       } catch (err) {
@@ -411,7 +419,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         // This message may be the lease of a continued step that still runs: its holder acks it
         // when the chain ends; until then it comes back now and then and is asked about again.
         logger.info(`redelivered task of ${task.activity} is already recorded, and a continued step it leases still runs; leaving it to its runtime`, meta);
-        release(msg, config.worker.ackWaitMs);
+        keepForHolder(msg, config.worker.ackWaitMs);
         return true;
       }
       logger.info(`redelivered task of ${task.activity} is already recorded; re-published what the workflow waits on instead of running it`, meta);
@@ -471,7 +479,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       if (local === "held") {
         // Another execution of an attempt already recorded, and this message may be the lease of
         // a continued step that still runs (leases.ts): its holder acks it when its chain ends.
-        release(msg, config.worker.ackWaitMs);
+        keepForHolder(msg, config.worker.ackWaitMs);
         return;
       }
       if (local === "declined" || local === "retry") {
@@ -520,6 +528,13 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     return pRetry(once, { retries: Infinity, minTimeout: 200, maxTimeout: 2_000, signal: pulling.signal }).catch(() => "retry" as const);
   }
 
+  /** Give back a message that may be a live continuation's lease: the very message, not a copy (release.ts keep). */
+  function keepForHolder(msg: TaskDelivery, delayMs: number): void {
+    if (msg instanceof ContinuedTask) return msg.keep(delayMs);
+    if ("keep" in msg && typeof msg.keep === "function") return (msg as ReleasableDelivery).keep(delayMs);
+    release(msg, delayMs);
+  }
+
   /** Give a message back to JetStream (NAK), for now or after `delayMs`; a closed connection redelivers it after its ack wait anyway. */
   function release(msg: TaskDelivery, delayMs?: number): void {
     try {
@@ -566,7 +581,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       // Our pull requests outlive their subscriptions on the server: make it drop them before
       // releasing anything (a task NAK'd while one waits could go straight back to it).
       await forgetAbandonedPulls();
-      for (const msg of unstarted.splice(0)) release(msg);
+      for (const msg of unstarted.splice(0)) release(releaser.wrap(msg));
       if (tasks.size > 0) {
         logger.info(`waiting up to ${config.worker.shutdownGraceMs}ms for ${tasks.size} running activit${tasks.size === 1 ? "y" : "ies"}`);
         // The grace timer is cancelled as soon as the tasks are done: it must not keep the process alive.
@@ -579,6 +594,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       graceOver.abort(new ShutdownError(reason));
       for (const attempt of runningAttempts) attempt.abort(new ShutdownError(reason));
       await Promise.allSettled([...tasks]);
+      await releaser.settled();
       clearInterval(keepAliveTimer);
     },
   };

@@ -1,0 +1,113 @@
+/**
+ * Releases are not crashes (worker/release.ts): a worker that gives a task back (its completion
+ * was not recorded, it stops, it has no code for it) releases it, and worker.maxDeliveries must
+ * count only the deliveries that ended without any answer. The release is injected at the pool's
+ * real boundary: its applyCompletion answers "released" (what the orchestrator answers when the
+ * state no longer knows the step).
+ */
+import { describe, expect, it } from "vitest";
+import { createRegistry } from "../runtime/definitions.js";
+import { hostRealm } from "../runtime/journal/execution.js";
+import { createConsoleLogger } from "../runtime/logger.js";
+import type { LocalOutcome } from "../runtime/orchestrator/loop.js";
+import { encode, type CompletionMessage, type TaskMessage } from "../runtime/protocol.js";
+import { createWorkerPool } from "../runtime/worker/pool.js";
+import { ActivityFailure } from "../runtime/workflow-api.js";
+import { headers } from "@nats-io/nats-core";
+import { ensureActivityConsumer } from "../runtime/nats/topology.js";
+import { CRASHES_HEADER, RELEASED_HEADER } from "../runtime/worker/release.js";
+import { createLeases } from "../runtime/worker/leases.js";
+import { useEngines, waitFor } from "./fixtures/engine/harness.js";
+
+const engine = useEngines();
+
+describe("worker releases", () => {
+  it("a task released more than worker.maxDeliveries times because its completion could not be recorded still completes", async () => {
+    const e = engine();
+    const maxDeliveries = 2;
+    const hiccups = maxDeliveries + 2; // more releases in a row than the crash-loop limit
+    const config = e.config({ worker: { maxDeliveries } });
+    const topology = await e.topology();
+    let runs = 0;
+    const registry = createRegistry({
+      version: "test",
+      workflows: {},
+      activities: {
+        work: async () => {
+          runs += 1;
+          return "done";
+        },
+      },
+      realm: hostRealm(ActivityFailure),
+    });
+    const received: CompletionMessage[] = [];
+    const pool = createWorkerPool({
+      topology,
+      config,
+      logger: createConsoleLogger({ level: "warn" }),
+      registry: () => registry,
+      leases: createLeases(topology, "test"),
+      applyCompletion: async (completion): Promise<LocalOutcome> => {
+        received.push(completion);
+        return received.length <= hiccups ? "released" : "applied";
+      },
+    });
+    await pool.start();
+    try {
+      const task: TaskMessage = { workflowId: "rel-1", workflow: "wf", step: "work", activity: "work", attempt: 1, input: null, timeoutMs: 5_000, scheduledAt: new Date().toISOString() };
+      await topology.js.publish(topology.names.taskSubject("work"), encode(task), { msgID: "rel-1/work/1" });
+      await waitFor("the completion recorded", async () => (received.length > hiccups ? true : undefined), 30_000);
+      expect(received.map((c) => (c.ok ? "ok" : c.error.type))).toEqual(Array(hiccups + 1).fill("ok"));
+      expect(runs).toBe(hiccups + 1);
+      // Acked: nothing left for the type's consumer.
+      await waitFor("the task acked", async () => ((await topology.jsm.streams.info(topology.names.tasksStream)).state.messages === 0 ? true : undefined));
+    } finally {
+      await pool.stop("test end");
+    }
+  });
+
+  it("still counts crashes: a delivery that ended without an answer, and those a released copy carries", async () => {
+    const e = engine();
+    const config = e.config({ worker: { maxDeliveries: 1, ackWait: "1s" } });
+    const topology = await e.topology();
+    const { names, js } = topology;
+    let runs = 0;
+    const registry = createRegistry({ version: "test", workflows: {}, activities: { work: async () => (runs += 1) }, realm: hostRealm(ActivityFailure) });
+    const task = (workflowId: string): TaskMessage => ({ workflowId, workflow: "wf", step: "work", activity: "work", attempt: 1, input: null, timeoutMs: 5_000, scheduledAt: new Date().toISOString() });
+    // A runtime that died running it: pulled through the shared consumer and never answered.
+    await ensureActivityConsumer(topology, "work", config.worker.ackWaitMs);
+    await js.publish(names.taskSubject("work"), encode(task("crashed-1")), { msgID: "crashed-1/work/1" });
+    const consumer = await js.consumers.get(names.tasksStream, names.activityConsumer("work"));
+    const dropped = await consumer.next({ expires: 5_000 });
+    expect(dropped?.info.deliveryCount).toBe(1);
+    // A copy released after one crash (what release.ts publishes), with the limit at one crash.
+    const h = headers();
+    h.set(CRASHES_HEADER, "1");
+    h.set(RELEASED_HEADER, "1");
+    await js.publish(names.taskSubject("work"), encode(task("copied-1")), { headers: h, msgID: "copied-1/work/1/copy" });
+    const received: CompletionMessage[] = [];
+    const pool = createWorkerPool({
+      topology,
+      config,
+      logger: createConsoleLogger({ level: "error" }),
+      registry: () => registry,
+      leases: createLeases(topology, "test"),
+      applyCompletion: async (completion): Promise<LocalOutcome> => {
+        received.push(completion);
+        return "applied";
+      },
+    });
+    await pool.start();
+    try {
+      await waitFor("both completions", async () => (received.length >= 2 ? true : undefined), 20_000);
+      for (const completion of received) {
+        expect(completion.ok ? "ok" : completion.error.type).toBe("ActivityCrashLoopError");
+        expect(completion.ok ? "" : completion.error.message).toMatch(/crashed or lost its runtime 1 times \(worker.maxDeliveries=1\)/);
+      }
+      expect(received.map((c) => c.workflowId).sort()).toEqual(["copied-1", "crashed-1"]);
+      expect(runs).toBe(0);
+    } finally {
+      await pool.stop("test end");
+    }
+  });
+});
