@@ -89,6 +89,32 @@ export class BlockedWorkflowError extends JetflowError {
 /** Thrown inside workflow code for things the sandbox forbids (timers, I/O). */
 export class DeterminismViolationError extends JetflowError {}
 
+/**
+ * The reason an activity's `ctx.signal` fires when its workflow is cancelled or ended (the worker
+ * aborts its running attempts); the attempt's task goes back to JetStream, never acked unrecorded.
+ */
+export class CancelledError extends JetflowError {
+  constructor(reason: string) {
+    super("WF_CANCELLED", reason);
+  }
+}
+
+/** The reason an activity's `ctx.signal` fires when its attempt's timeout passes. */
+export class ActivityTimeoutError extends JetflowError {
+  constructor(timeoutMs: number) {
+    super("WF_ACTIVITY_TIMEOUT", `activity timed out after ${timeoutMs}ms`, {
+      hint: "Make the activity faster, raise its timeout, or let it honour ctx.signal.",
+    });
+  }
+}
+
+/** The reason an activity's `ctx.signal` fires when its runtime stops and the grace period is over. */
+export class ShutdownError extends JetflowError {
+  constructor(reason: string) {
+    super("WF_SHUTDOWN", `the runtime is stopping (${reason})`, { hint: "The task is released to another runtime; nothing to do." });
+  }
+}
+
 /** An operation was given up on because its AbortSignal fired. */
 export class AbortedError extends JetflowError {}
 

@@ -19,6 +19,9 @@ export {
   NonDeterminismError,
   DeterminismViolationError,
   AbortedError,
+  CancelledError,
+  ActivityTimeoutError,
+  ShutdownError,
 } from "./errors.js";
 export type { ErrorRecord, JetflowErrorOptions } from "./errors.js";
 export { NonRetryableError, ActivityFailure, defineDag, defineWorkflow } from "./workflow-api.js";

@@ -14,13 +14,15 @@ import { setTimeout as sleep } from "node:timers/promises";
 import pRetry from "p-retry";
 import type { Config } from "../config.js";
 import type { Registry } from "../definitions.js";
-import { toErrorRecord, type ErrorRecord } from "../errors.js";
+import { ActivityTimeoutError, CancelledError, ShutdownError, toErrorRecord, type ErrorRecord } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { ensureActivityConsumer, type Topology } from "../nats/topology.js";
 import { headers } from "@nats-io/nats-core";
-import { encode, REPAIR_HEADER, MSG_ID, parseJson, parseTask, utf8BytesOver, type CompletionMessage, type TaskMessage } from "../protocol.js";
+import { REPAIR_HEADER, MSG_ID, parseJson, parseTask, utf8BytesOver, type CompletionMessage, type TaskMessage } from "../protocol.js";
 import { recordDeadLetter } from "../dead-letters.js";
 import { createActivityContext } from "./activity-context.js";
+import { armTimeout, raceAbort } from "./attempt.js";
+import { ContinuedTask, type TaskDelivery } from "./continued-task.js";
 import { createTaskReleaser, type ReleasableDelivery } from "./release.js";
 import { Slots } from "./slots.js";
 import { drainThenStop } from "../nats/drain.js";
@@ -72,62 +74,9 @@ const CANCELLED_RELEASE_DELAY_MS = 2_000;
 /** For waits that only end by being granted. */
 const NEVER = new AbortController().signal;
 
-/** What running a task needs of its message: a JetStream delivery, or a continuation (below). */
-type TaskDelivery = Pick<JsMsg, "data" | "subject" | "redelivered" | "ack" | "nak" | "working"> & { info: { deliveryCount: number } };
-
-/**
- * A next step run in this process without a task message of its own (see Continuation in
- * orchestrator/loop.ts). Its lease is the message of the task that came before it, kept unacked
- * (and kept alive) until the chain ends: if this runtime dies, that message is redelivered, its
- * completion is found recorded, and the runtime that got it re-publishes what the workflow waits
- * on, this step's task included.
- */
-class ContinuedTask implements TaskDelivery {
-  readonly redelivered = false;
-  readonly info = { deliveryCount: 1 };
-  readonly data: Uint8Array;
-  constructor(
-    readonly subject: string,
-    readonly task: TaskMessage,
-    private readonly lease: TaskDelivery,
-    /** The task whose message `lease` is (the first of the chain), as the state records it. */
-    readonly leaseRef: LeaseRef,
-  ) {
-    // Through JSON like a published task: the activity gets its own copy of the input.
-    this.data = encode(task);
-  }
-  ack(): void {
-    this.lease.ack();
-  }
-  nak(millis?: number): void {
-    this.lease.nak(millis);
-  }
-  working(): void {
-    this.lease.working();
-  }
-  keep(millis?: number): void {
-    const lease = this.lease as TaskDelivery & { keep?(millis?: number): void };
-    if (lease.keep) lease.keep(millis);
-    else lease.nak(millis);
-  }
-}
-
 /** How an attempt ended, as its completion reports it. */
 type Outcome = { ok: true; output: unknown } | { ok: false; error: ErrorRecord };
 
-class ShutdownError extends Error {
-  constructor(reason: string) {
-    super(reason);
-    this.name = "ShutdownError";
-  }
-}
-
-class CancelledAttempt extends Error {
-  constructor(reason: string) {
-    super(reason);
-    this.name = "CancelledError";
-  }
-}
 
 export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   const { topology, config } = options;
@@ -187,7 +136,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       callback: (_err, msg) => {
         try {
           const { workflowId, reason } = JSON.parse(new TextDecoder().decode(msg.data)) as { workflowId?: string; reason?: string };
-          for (const controller of (workflowId && cancellers.get(workflowId)) || []) controller.abort(new CancelledAttempt(reason ?? "workflow cancelled"));
+          for (const controller of (workflowId && cancellers.get(workflowId)) || []) controller.abort(new CancelledError(reason ?? "workflow cancelled"));
         } catch {
           /* not ours to judge: the orchestrator dead-letters malformed cancels */
         }
@@ -357,7 +306,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       outcome = { ok: true, output: output === undefined ? null : output };
     } catch (err) {
       const reason: unknown = attempt.signal.aborted ? attempt.signal.reason : undefined;
-      if (reason instanceof CancelledAttempt) {
+      if (reason instanceof CancelledError) {
         // The workflow is cancelled, or ended: its state no longer waits for this step. The task
         // is not acked without a completion, though: the cancel was seen on core NATS, and if
         // JetStream did not store it the workflow still waits. Released, the task comes back
@@ -373,7 +322,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         return;
       }
       outcome =
-        reason instanceof ActivityTimeout
+        reason instanceof ActivityTimeoutError
           ? { ok: false, error: { message: `activity ${task.activity} timed out after ${task.timeoutMs}ms (attempt ${task.attempt})`, type: "ActivityTimeoutError" } }
           : { ok: false, error: toErrorRecord(err) };
     } finally {
@@ -605,47 +554,3 @@ function repairHeaders() {
   h.set(REPAIR_HEADER, "1");
   return h;
 }
-
-/** Node's timers take at most 2^31-1 ms (24.8 days); a longer delay fires after 1 ms, or throws past 2^32-1. */
-const MAX_TIMER_MS = 2_147_483_647;
-
-/** The reason an attempt is aborted when its timeout passes. */
-class ActivityTimeout extends Error {
-  constructor() {
-    super("activity timed out");
-    this.name = "ActivityTimeoutError";
-  }
-}
-
-/** Abort the attempt when the task's timeout passes, however long it is (Node timers cap at 24.8 days). */
-function armTimeout(attempt: AbortController, task: TaskMessage): { clear(): void } {
-  const deadline = Date.now() + task.timeoutMs;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const arm = () => {
-    const left = deadline - Date.now();
-    if (left <= 0) attempt.abort(new ActivityTimeout());
-    else timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
-  };
-  timer = setTimeout(arm, Math.max(1, Math.min(Math.round(task.timeoutMs), MAX_TIMER_MS)));
-  return { clear: () => clearTimeout(timer) };
-}
-
-/** Settle with the promise, or reject with the signal's reason when it fires first (a hung activity). */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e);
-      },
-    );
-  });
-}
-
