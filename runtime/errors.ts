@@ -115,6 +115,15 @@ export class ShutdownError extends JetflowError {
   }
 }
 
+/** A workflow's state names a workflow type its pinned code does not have (replay cannot run). */
+export class UnknownWorkflowError extends JetflowError {
+  constructor(workflowType: string, version: string) {
+    super("WF_UNKNOWN_WORKFLOW", `workflow type "${workflowType}" is not in the loaded code (version ${version})`, {
+      hint: "Deploy code that has it (wf deploy), or check the workflow type in the start subject.",
+    });
+  }
+}
+
 /** An operation was given up on because its AbortSignal fired. */
 export class AbortedError extends JetflowError {}
 

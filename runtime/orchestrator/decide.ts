@@ -10,7 +10,7 @@
 import type { Config } from "../config.js";
 import { bindWorkflow, type Registry, type RegisteredWorkflow } from "../definitions.js";
 import { formatDuration, parseDuration } from "../duration.js";
-import { BlockedWorkflowError, NonDeterminismError, toErrorRecord, type ErrorRecord } from "../errors.js";
+import { BlockedWorkflowError, BundleError, NonDeterminismError, toErrorRecord, UnknownWorkflowError, type ErrorRecord } from "../errors.js";
 import { activate, toJson, WorkflowExecution, type Command } from "../journal/execution.js";
 import { replayWorkflow, stepResult } from "../journal/replay.js";
 import type { Logger } from "../logger.js";
@@ -275,7 +275,7 @@ async function replay(env: DecideEnv, state: WorkflowState): Promise<WorkflowExe
   const registry = await env.registryFor(state.bundle);
   const definition = registry.workflows.get(state.workflow);
   if (!definition) {
-    throw Object.assign(new Error(`workflow type "${state.workflow}" is not in the loaded code (version ${registry.version})`), { name: "UnknownWorkflowError" });
+    throw new UnknownWorkflowError(state.workflow, registry.version);
   }
   return replayWorkflow(await env.withHistory(state), { ...bindWorkflow(definition, state.id), logger: env.logger });
 }
@@ -329,10 +329,12 @@ function addStep(env: DecideEnv, state: WorkflowState, command: Command, now: nu
   effects.push({ kind: "task", step: command.name });
 }
 
+const PERMANENT_BUNDLE_CODES = new Set(["WF_BUNDLE_NOT_FOUND", "WF_WORKFLOW_LOAD_FAILED", "WF_ACTIVITY_LOAD_FAILED"]);
+
 function isPermanentReplayFailure(err: unknown): boolean {
-  if (err instanceof NonDeterminismError) return true;
-  const e = err as { name?: string; code?: string };
-  return e?.name === "UnknownWorkflowError" || e?.code === "WF_BUNDLE_NOT_FOUND" || e?.code === "WF_WORKFLOW_LOAD_FAILED" || e?.code === "WF_ACTIVITY_LOAD_FAILED";
+  if (err instanceof NonDeterminismError || err instanceof UnknownWorkflowError) return true;
+  // Code that cannot load never will; a NATS error while fetching it is retried instead.
+  return err instanceof BundleError && PERMANENT_BUNDLE_CODES.has(err.code);
 }
 
 function failWorkflow(state: WorkflowState, now: number, err: unknown, logger: Logger): Decision {
