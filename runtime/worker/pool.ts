@@ -77,7 +77,6 @@ const NEVER = new AbortController().signal;
 /** How an attempt ended, as its completion reports it. */
 type Outcome = { ok: true; output: unknown } | { ok: false; error: ErrorRecord };
 
-
 export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   const { topology, config } = options;
   const logger = options.logger.child({ component: "worker" });
