@@ -1,0 +1,161 @@
+/**
+ * The newcomer path, as README says it, on a fresh copy of the repository (its tracked files, and
+ * new ones not ignored, as they are in the work tree): `npm ci`; `npm run example` with nothing
+ * at NATS_URL (it starts nats-server, runs, stops it); `wf init` into another folder, `npm install`
+ * there with nothing published, `wf dev` with nothing at NATS_URL, `wf start hello --wait` prints
+ * the greeting; then SIGKILL wf dev, and nothing it started is left: not its nats-server (by pid),
+ * not the watchdog, not the port.
+ */
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer, connect as tcpConnect } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { natsServerBinary } from "./helpers/nats-server.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const NPM_FLAGS = ["--prefer-offline", "--no-audit", "--no-fund"];
+const temps: string[] = [];
+const children: ChildProcess[] = [];
+
+afterAll(() => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  for (const dir of temps) rmSync(dir, { recursive: true, force: true });
+});
+
+function temp(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  temps.push(dir);
+  return dir;
+}
+
+/** The environment of a newcomer's shell: nothing of ours that points jetflow elsewhere. */
+function newcomerEnv(natsUrl: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, NATS_URL: natsUrl, NO_COLOR: "1", NATS_SERVER_BIN: natsServerBinary() };
+  for (const key of Object.keys(env)) if (/^(WF_|WORKER_ID$|npm_)/.test(key)) delete env[key];
+  return env;
+}
+
+function run(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv, timeoutMs = 180_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(command, args, { cwd, env, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = tcpConnect({ host: "127.0.0.1", port });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
+
+/** Alive and not a zombie (an orphan whose reaper is slow is dead for our purposes). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A copy of the repository as a fresh clone would have it, plus files not yet committed. */
+function freshCopy(): string {
+  const copy = join(temp("jetflow-newcomer-repo-"), "jetflow");
+  const files = execFileSync("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: ROOT, encoding: "utf8" }).split("\0");
+  for (const file of files) {
+    if (!file || !existsSync(join(ROOT, file))) continue;
+    mkdirSync(dirname(join(copy, file)), { recursive: true });
+    cpSync(join(ROOT, file), join(copy, file));
+  }
+  return copy;
+}
+
+describe("the newcomer path (README's quick start and dev loop) on a fresh copy", () => {
+  it("npm ci, npm run example, wf init, npm install, wf dev, wf start --wait; SIGKILL wf dev leaves nothing", { timeout: 300_000 }, async () => {
+    const repo = freshCopy();
+    expect(existsSync(join(repo, "node_modules"))).toBe(false);
+
+    // Quick start: npm ci (README: npm install; CI and a clean checkout: npm ci), then the example.
+    const installed = await run("npm", ["ci", ...NPM_FLAGS], repo, newcomerEnv("nats://127.0.0.1:1"));
+    expect(installed.code, installed.stderr).toBe(0);
+    expect(existsSync(join(repo, "dist", "cli", "wf.js")), "npm ci builds dist/").toBe(true);
+
+    const examplePort = await freePort();
+    const example = await run("npm", ["run", "example"], repo, newcomerEnv(`nats://127.0.0.1:${examplePort}`), 120_000);
+    expect(example.code, `${example.stdout}\n${example.stderr}`).toBe(0);
+    expect(example.stdout).toContain(`NATS nats://127.0.0.1:${examplePort} (started for this example`);
+    expect(example.stdout).toMatch(/order_processing-\S+\s+order_processing\s+completed/);
+    expect(example.stdout).toMatch(/order_saga-\S+\s+order_saga\s+failed/);
+    expect(await portOpen(examplePort), "the example stopped the nats-server it started").toBe(false);
+
+    // The dev loop: npx wf init my-app && cd my-app && npm install; npx wf dev.
+    const apps = temp("jetflow-newcomer-app-");
+    const devPort = await freePort();
+    const env = newcomerEnv(`nats://127.0.0.1:${devPort}`);
+    const init = await run("npx", ["wf", "init", join(apps, "my-app")], repo, env, 60_000);
+    expect(init.code, init.stderr).toBe(0);
+    const app = join(apps, "my-app");
+    const manifest = JSON.parse(readFileSync(join(app, "package.json"), "utf8")) as { dependencies: Record<string, string> };
+    expect(manifest.dependencies.jetflow).toMatch(/^file:/);
+    expect(readFileSync(join(app, "README.md"), "utf8")).toContain(`jetflow checkout at ${repo}`);
+    const appInstalled = await run("npm", ["install", ...NPM_FLAGS], app, env);
+    expect(appInstalled.code, appInstalled.stderr).toBe(0);
+
+    // `npx wf dev` runs node_modules/.bin/wf; run that directly so that the pid killed is wf dev's.
+    const dev = spawn(join(app, "node_modules", ".bin", "wf"), ["dev"], { cwd: app, env, stdio: ["ignore", "pipe", "pipe"] });
+    children.push(dev);
+    let out = "";
+    dev.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
+    dev.stderr!.on("data", (chunk: Buffer) => (out += chunk.toString()));
+    await until(() => out.includes("loaded") || dev.exitCode !== null, "wf dev to load the functions", 60_000);
+    expect(out).toContain("loaded");
+    const pid = Number(/started by wf dev, pid (\d+)/.exec(out)?.[1]);
+    expect(pid, out).toBeGreaterThan(0);
+    expect(alive(pid)).toBe(true);
+    const watchdogs = execFileSync("ps", ["-o", "ppid=", "-p", String(pid)], { encoding: "utf8" }).trim();
+    const watchdog = Number(watchdogs);
+
+    const started = await run("npx", ["wf", "start", "hello", "--input", '{"name":"Ada"}', "--wait"], app, env, 60_000);
+    expect(started.code, `${started.stderr}\n${out}`).toBe(0);
+    expect(JSON.parse(started.stdout).greeting).toBe("Hello, Ada!");
+
+    dev.kill("SIGKILL");
+    await until(() => dev.exitCode !== null || dev.signalCode !== null, "wf dev to die");
+    await until(() => !alive(pid), `the nats-server wf dev started (pid ${pid}) to end`);
+    await until(() => !alive(watchdog), `its watchdog (pid ${watchdog}) to end`);
+    await until(async () => !(await portOpen(devPort)), `port ${devPort} to be free`);
+  });
+});
