@@ -4,7 +4,8 @@
  * at NATS_URL (it starts nats-server, runs, stops it); `wf init` into another folder, `npm install`
  * there with nothing published, `wf dev` with nothing at NATS_URL, `wf start hello --wait` prints
  * the greeting; then SIGKILL wf dev, and nothing it started is left: not its nats-server (by pid),
- * not the watchdog, not the port.
+ * not the watchdog, not the port. Last, `wf init` from an installed copy (a packed tarball
+ * installed elsewhere) makes a project that installs and builds after that copy is gone.
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -157,5 +158,25 @@ describe("the newcomer path (README's quick start and dev loop) on a fresh copy"
     await until(() => !alive(pid), `the nats-server wf dev started (pid ${pid}) to end`);
     await until(() => !alive(watchdog), `its watchdog (pid ${watchdog}) to end`);
     await until(async () => !(await portOpen(devPort)), `port ${devPort} to be free`);
+
+    // From an installed copy (what `npm install jetflow` would give): wf init packs it into the
+    // project, so the project does not depend on where that copy lives.
+    const host = temp("jetflow-newcomer-host-");
+    const packed = await run("npm", ["pack", repo, "--ignore-scripts", "--silent", "--pack-destination", host], host, env, 60_000);
+    expect(packed.code, packed.stderr).toBe(0);
+    const tarball = join(host, packed.stdout.trim().split("\n").pop()!);
+    const hostInstalled = await run("npm", ["install", ...NPM_FLAGS, tarball], host, env);
+    expect(hostInstalled.code, hostInstalled.stderr).toBe(0);
+    const app2 = join(apps, "app2");
+    const init2 = await run(join(host, "node_modules", ".bin", "wf"), ["init", app2], apps, env, 60_000);
+    expect(init2.code, init2.stderr).toBe(0);
+    const manifest2 = JSON.parse(readFileSync(join(app2, "package.json"), "utf8")) as { dependencies: Record<string, string> };
+    expect(manifest2.dependencies.jetflow).toMatch(/^file:vendor\/jetflow-[\d.]+\.tgz$/);
+    rmSync(host, { recursive: true, force: true }); // the installed copy is gone: the project still installs
+    const app2Installed = await run("npm", ["install", ...NPM_FLAGS], app2, env);
+    expect(app2Installed.code, app2Installed.stderr).toBe(0);
+    const built = await run("npx", ["wf", "build"], app2, env, 60_000);
+    expect(built.code, built.stderr).toBe(0);
+    expect(built.stdout).toContain("hello (code)");
   });
 });
