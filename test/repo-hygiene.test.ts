@@ -58,9 +58,9 @@ function configuredHosts(): string[] {
   return [...hosts];
 }
 
-/** Tracked files and those about to be (untracked, not ignored), as they are in the work tree. */
+/** Tracked files, as they are in the work tree (an app made with `wf init my-app` in the checkout is not ours). */
 function repoFiles(): string[] {
-  const out = execFileSync("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: root, encoding: "utf8" });
+  const out = execFileSync("git", ["ls-files", "-z", "--cached"], { cwd: root, encoding: "utf8" });
   return out.split("\0").filter((f) => f && existsSync(join(root, f)));
 }
 
