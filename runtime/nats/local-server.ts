@@ -46,7 +46,7 @@ function isExecutable(path: string): boolean {
 /** The one-line command that installs nats-server on this platform. */
 export function natsInstallHint(platform: NodeJS.Platform = process.platform, exists: (path: string) => boolean = existsSync): string {
   if (platform === "darwin") return "brew install nats-server";
-  if (platform === "win32") return "winget install nats-io.nats-server (or put nats-server.exe on PATH, or set NATS_SERVER_BIN)";
+  if (platform === "win32") return "put nats-server.exe (from the NATS project's releases) on PATH, or set NATS_SERVER_BIN to it";
   const sudo = typeof process.getuid === "function" && process.getuid() === 0 ? "" : "sudo ";
   if (exists("/usr/bin/apt-get")) return `${sudo}apt-get install -y nats-server`;
   if (exists("/usr/bin/dnf")) return `${sudo}dnf install -y nats-server`;
@@ -64,7 +64,11 @@ const WATCHDOG = `
 process.title = "jetflow-nats-watchdog";
 const { spawn } = require("node:child_process");
 const [binary, ...args] = process.argv.slice(1);
-const child = spawn(binary, args, { stdio: ["ignore", "ignore", "inherit"] });
+// Its log passes through us: once our parent is gone, writes to that pipe fail, and nats-server
+// would die of SIGPIPE mid-shutdown instead of closing its store cleanly.
+const child = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
+process.stderr.on("error", () => {});
+child.stderr.on("data", (chunk) => { try { process.stderr.write(chunk); } catch {} });
 let stopping = false;
 const stop = () => {
   if (stopping) return;
