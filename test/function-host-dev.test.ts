@@ -105,7 +105,7 @@ describe("wf dev: NATS", () => {
     expect(result.code).toBe(1);
     expect(Date.now() - t0).toBeLessThan(10_000);
     expect(result.stderr).toContain(`no NATS server answers at nats://127.0.0.1:${port}`);
-    expect(result.stderr).toMatch(/hint: Install it: `(sudo )?apt-get install -y nats-server`/);
+    expect(result.stderr).toMatch(/hint: Install it: `[^`]*nats-server[^`]*`/);
   });
 
   it("reuses a NATS server that answers at NATS_URL, and leaves it running on Ctrl-C", async () => {

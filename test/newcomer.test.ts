@@ -122,6 +122,14 @@ describe("the newcomer path (README's quick start and dev loop) on a fresh copy"
     expect(example.stdout).toMatch(/order_saga-\S+\s+order_saga\s+failed/);
     expect(await portOpen(examplePort), "the example stopped the nats-server it started").toBe(false);
 
+    // No nats-server to start: it fails at once with the install command, instead of waiting forever.
+    const t0 = Date.now();
+    const noBinary = await run("npm", ["run", "example"], repo, { ...newcomerEnv(`nats://127.0.0.1:${examplePort}`), NATS_SERVER_BIN: join(repo, "no-nats-server") }, 30_000);
+    expect(noBinary.code).not.toBe(0);
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    expect(noBinary.stderr).toContain(`no NATS server answers at nats://127.0.0.1:${examplePort}`);
+    expect(noBinary.stderr).toMatch(/hint: Install it: `[^`]*nats-server[^`]*`/);
+
     // The dev loop: npx wf init my-app && cd my-app && npm install; npx wf dev.
     const apps = temp("jetflow-newcomer-app-");
     const devPort = await freePort();
@@ -146,8 +154,10 @@ describe("the newcomer path (README's quick start and dev loop) on a fresh copy"
     const pid = Number(/started by wf dev, pid (\d+)/.exec(out)?.[1]);
     expect(pid, out).toBeGreaterThan(0);
     expect(alive(pid)).toBe(true);
-    const watchdogs = execFileSync("ps", ["-o", "ppid=", "-p", String(pid)], { encoding: "utf8" }).trim();
-    const watchdog = Number(watchdogs);
+    // Its parent is the watchdog (field 4 of /proc/<pid>/stat; no procps on a minimal machine).
+    const watchdog = Number(readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /s, "").split(" ")[1]);
+    expect(watchdog).toBeGreaterThan(1);
+    expect(alive(watchdog)).toBe(true);
 
     const started = await run("npx", ["wf", "start", "hello", "--input", '{"name":"Ada"}', "--wait"], app, env, 60_000);
     expect(started.code, `${started.stderr}\n${out}`).toBe(0);
