@@ -190,3 +190,14 @@ describe("the newcomer path (README's quick start and dev loop) on a fresh copy"
     expect(built.stdout).toContain("hello (code)");
   });
 });
+
+describe("the install command in the hint", () => {
+  it("is this platform's one-liner", async () => {
+    const { natsInstallHint } = await import("../runtime/nats/local-server.js");
+    const only = (path: string) => (p: string) => p === path;
+    expect(natsInstallHint("darwin", () => false)).toBe("brew install nats-server");
+    expect(natsInstallHint("linux", only("/usr/bin/apt-get"))).toMatch(/^(sudo )?apt-get install -y nats-server$/);
+    expect(natsInstallHint("linux", only("/usr/bin/dnf"))).toMatch(/^(sudo )?dnf install -y nats-server$/);
+    expect(natsInstallHint("linux", () => false)).toContain("NATS_SERVER_BIN");
+  });
+});
