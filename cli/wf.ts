@@ -149,11 +149,14 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err) => {
-    process.exitCode = reportError(err, true);
-  },
-);
+/**
+ * Exit once the command is done, even if a socket lingers: nats.js leaves the socket of a
+ * connection attempt that timed out open, which would keep a failed `wf list` alive forever. The
+ * timer is unref'd: a process with nothing left exits at once, as before, output flushed.
+ */
+function exitSoon(code: number): void {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 500).unref();
+}
+
+main(process.argv.slice(2)).then(exitSoon, (err) => exitSoon(reportError(err, true)));

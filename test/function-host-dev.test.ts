@@ -5,6 +5,8 @@
  * started on when new workflow code would diverge from its journal; a failing activity fixed by a
  * save succeeds on its next retry. Latency is the bench's business, not asserted here.
  */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   client,
@@ -14,6 +16,7 @@ import {
   resultOf,
   spawnWf,
   uniqueNamespace,
+  tempDir,
   useFixture,
   waitForState,
   wf,
@@ -22,6 +25,28 @@ import {
 } from "./fixtures/function-host/harness.js";
 
 const { server, envFor } = useSuiteNats();
+
+/** Alive and not a zombie (an orphan whose reaper is slow is dead for our purposes). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+async function waitUntil(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 /** A project with the greeting workflow, v1 of its activity. */
 const helloProject = () => makeProject({ "activities/greet.ts": "activities/greet.v1.ts", "workflows/hello.ts": "workflows/hello.ts" });
@@ -45,6 +70,42 @@ describe("wf dev: NATS", () => {
 
     expect(await dev.stop("SIGINT")).toBe(0);
     expect(await portOpen(port)).toBe(false);
+  });
+
+  it("its nats-server does not outlive a SIGKILLed wf dev: the watchdog stops it, the port and the store are free", async () => {
+    const port = await freePort();
+    const env: Env = { NATS_URL: `nats://127.0.0.1:${port}`, WF_NAMESPACE: uniqueNamespace("devkill") };
+    const project = helloProject();
+    const dev = spawnWf("wf dev", ["dev"], { cwd: project, env });
+    const banner = await dev.waitFor("started by wf dev");
+    await dev.waitFor("loaded");
+    const pid = Number(/pid (\d+)/.exec(banner)![1]);
+    expect(processAlive(pid)).toBe(true);
+    expect(await portOpen(port)).toBe(true);
+
+    dev.child.kill("SIGKILL"); // no exit hook, no signal handler runs
+    await dev.exited;
+    await waitUntil(() => !processAlive(pid), "the nats-server started by wf dev to end");
+    await waitUntil(async () => !(await portOpen(port)), "the port to be free");
+
+    // The store is free too: the next wf dev starts its own server on it, and it works.
+    const again = spawnWf("wf dev again", ["dev"], { cwd: project, env });
+    await again.waitFor("loaded");
+    expect(again.stdout).toContain("started by wf dev");
+    const started = await wf(["start", "hello", "--input", '{"name":"Ada"}', "--wait"], { cwd: project, env });
+    expect(started.code, started.stderr).toBe(0);
+    expect(await again.stop("SIGINT")).toBe(0);
+  });
+
+  it("fails at once, with the install command, when nothing answers and no nats-server can be started", async () => {
+    const port = await freePort();
+    const env: Env = { NATS_URL: `nats://127.0.0.1:${port}`, WF_NAMESPACE: uniqueNamespace("devnobin"), NATS_SERVER_BIN: join(tempDir(), "nats-server") };
+    const t0 = Date.now();
+    const result = await wf(["dev"], { cwd: helloProject(), env, timeoutMs: 15_000 });
+    expect(result.code).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(result.stderr).toContain(`no NATS server answers at nats://127.0.0.1:${port}`);
+    expect(result.stderr).toMatch(/hint: Install it: `[^`]*nats-server[^`]*`/);
   });
 
   it("reuses a NATS server that answers at NATS_URL, and leaves it running on Ctrl-C", async () => {

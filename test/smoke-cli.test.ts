@@ -5,6 +5,7 @@
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { promisify } from "node:util";
 import { existsSync } from "node:fs";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
@@ -95,5 +96,61 @@ describe("wf CLI against a running wf run", () => {
     const missing = await wf("show", "does-not-exist");
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("no workflow with id does-not-exist");
+  });
+});
+
+describe("wf CLI without a NATS to talk to", () => {
+  const commands = [
+    ["start", "order_processing", "--input", "{}", "--wait"],
+    ["show", "some-id"],
+    ["list"],
+    ["signal", "some-id", "go"],
+    ["cancel", "some-id"],
+  ];
+
+  async function against(url: string) {
+    const noNats = { ...env, NATS_URL: url };
+    return Promise.all(
+      commands.map(async (args) => {
+        const t0 = Date.now();
+        const r = await run(process.execPath, [WF, ...args], { cwd: ROOT, env: noNats, timeout: 30_000 }).then(
+          () => ({ code: 0, stderr: "" }),
+          (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
+        );
+        return { args, ms: Date.now() - t0, ...r };
+      }),
+    );
+  }
+
+  it("nothing listening: each command fails at once with the URL and a hint", async () => {
+    const port = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, "127.0.0.1", () => {
+        const { port } = s.address() as AddressInfo;
+        s.close(() => resolve(port));
+      });
+    });
+    for (const r of await against(`nats://127.0.0.1:${port}`)) {
+      expect(r.code, r.args.join(" ")).toBe(1);
+      expect(r.stderr).toContain(`cannot reach NATS at nats://127.0.0.1:${port}`);
+      expect(r.stderr).toContain("hint: Is NATS running there? `wf dev` starts one");
+      expect(r.ms, r.args.join(" ")).toBeLessThan(10_000);
+    }
+  });
+
+  it("something listening that never speaks NATS: each command gives up within seconds, not nats.js's 20 s", async () => {
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => sockets.push(socket)); // accepts, says nothing
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const { port } = silent.address() as AddressInfo;
+    try {
+      for (const r of await against(`nats://127.0.0.1:${port}`)) {
+        expect(r.code, r.args.join(" ")).toBe(1);
+        expect(r.stderr).toContain(`cannot reach NATS at nats://127.0.0.1:${port}`);
+        expect(r.ms, r.args.join(" ")).toBeLessThan(12_000);
+      }
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
   });
 });

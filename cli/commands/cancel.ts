@@ -1,4 +1,4 @@
-import { createClient } from "../../runtime/client/client.js";
+import { cliClient } from "../client.js";
 import { configFromFlags } from "../config.js";
 import { UsageError } from "../errors.js";
 import { print } from "../output.js";
@@ -7,7 +7,7 @@ import type { CommandContext } from "../wf.js";
 export async function cancelCommand(ctx: CommandContext): Promise<number> {
   const [id] = ctx.positionals;
   if (!id) throw new UsageError("wf cancel needs a workflow id");
-  const client = await createClient({ config: configFromFlags(ctx) });
+  const client = await cliClient(configFromFlags(ctx));
   try {
     await client.cancel(id, typeof ctx.values.reason === "string" ? ctx.values.reason : undefined);
     print(`cancel requested for ${id}`);

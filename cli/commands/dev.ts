@@ -28,7 +28,7 @@ export async function devCommand(ctx: CommandContext): Promise<number> {
   const logger = createConsoleLogger({ level: initial.log.level === "info" ? "warn" : initial.log.level });
   const nats = await ensureDevNats(initial.nats.servers, { storeDir: join(process.cwd(), ".wf", "nats"), logger: createConsoleLogger({ level: "info" }) });
   const config = nats.started ? configFromFlags(ctx, { nats: { servers: [nats.url] } }) : initial;
-  print(`${color.bold("wf dev")}  NATS ${nats.url}${nats.started ? color.dim(" (started by wf dev, store .wf/nats)") : ""}${config.namespace ? `  namespace ${config.namespace}` : ""}`);
+  print(`${color.bold("wf dev")}  NATS ${nats.url}${nats.started ? color.dim(` (started by wf dev, pid ${nats.pid}, store .wf/nats; it stops when wf dev ends, however it ends)`) : ""}${config.namespace ? `  namespace ${config.namespace}` : ""}`);
   print(color.dim(`watching ${config.functionsDir}; Ctrl-C to stop`));
 
   let runtime: Runtime | undefined;

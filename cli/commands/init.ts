@@ -1,9 +1,63 @@
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { basename, join, resolve } from "node:path";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
+import { fileURLToPath } from "node:url";
 import { UsageError } from "../errors.js";
 import { color, print } from "../output.js";
 import type { CommandContext } from "../wf.js";
+
+/** The root of the jetflow package this command runs from (a checkout or an installed copy). */
+function jetflowRoot(): { root: string; version: string } {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const manifest = join(dir, "package.json");
+    if (existsSync(manifest)) {
+      const pkg = JSON.parse(readFileSync(manifest, "utf8")) as { name?: string; version?: string };
+      if (pkg.name === "jetflow") return { root: realpathSync(dir), version: pkg.version ?? "0.0.0" };
+    }
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`cannot find jetflow's package.json above ${fileURLToPath(import.meta.url)}`);
+    dir = parent;
+  }
+}
+
+/** How the new project depends on jetflow, and the sentence its README says about it. */
+interface JetflowDependency {
+  spec: string;
+  readme: string;
+  /** A tarball to write into the project (an installed copy, packed). */
+  pack?: { root: string; into: string };
+}
+
+/**
+ * No flag: the jetflow that runs this command, so that `npm install` works with nothing published.
+ * A checkout is linked (`file:` its root: a rebuild of the checkout is what the project runs); an
+ * installed copy (under node_modules, an npx cache, a global install) may vanish, so it is packed
+ * into the project's vendor/ as a tarball. `--jetflow <spec>` overrides both.
+ */
+function jetflowDependency(dir: string, flag: string | boolean | undefined): JetflowDependency {
+  if (typeof flag === "string") {
+    return { spec: flag, readme: `It depends on jetflow \`${flag}\` (as \`wf init --jetflow ${flag}\` was told).` };
+  }
+  const { root, version } = jetflowRoot();
+  if (root.split(sep).includes("node_modules")) {
+    const tarball = `vendor/jetflow-${version}.tgz`;
+    return {
+      spec: `file:${tarball}`,
+      readme: `It depends on jetflow ${version} packed from ${root} by \`wf init\` into \`${tarball}\`. ` +
+        "To use another jetflow, run `npm install <spec>` (a version, a tarball or a folder), or create the project with `wf init --jetflow <spec>`.",
+      pack: { root, into: join(dir, "vendor") },
+    };
+  }
+  // Relative when the checkout is near (the project can move with it), else absolute (readable).
+  const near = relative(dir, root) || ".";
+  const link = near.split(sep).filter((part) => part === "..").length > 2 ? root : near;
+  return {
+    spec: `file:${link}`,
+    readme: `It depends on the jetflow checkout at ${root} (\`file:${link}\`, linked by npm): rebuild that checkout (\`npm run build\`) and this project runs the new code. ` +
+      "To use another jetflow, run `npm install <spec>` (a version, a tarball or a folder), or create the project with `wf init --jetflow <spec>`.",
+  };
+}
 
 /** `wf init [dir]`: a new project whose example workflow runs with `npx wf dev` at once. */
 export async function initCommand(ctx: CommandContext): Promise<number> {
@@ -11,8 +65,8 @@ export async function initCommand(ctx: CommandContext): Promise<number> {
   if (existsSync(dir) && readdirSync(dir).filter((f) => !f.startsWith(".")).length > 0 && !ctx.values.force) {
     throw new UsageError(`${dir} is not empty`, "Choose a new folder (`wf init my-app`), or pass --force to add the files anyway (existing files are kept).");
   }
-  const version = (createRequire(import.meta.url)("../../../package.json") as { version: string }).version;
-  const jetflowSpec = typeof ctx.values.jetflow === "string" ? ctx.values.jetflow : `^${version}`;
+  const jetflow = jetflowDependency(dir, ctx.values.jetflow);
+  const jetflowSpec = jetflow.spec;
   const name = basename(dir).toLowerCase().replace(/[^a-z0-9-]/g, "-") || "jetflow-app";
   const files: Record<string, string> = {
     "package.json": JSON.stringify(
@@ -54,11 +108,12 @@ export async function hello(ctx: WorkflowContext<typeof activities>, input: { na
 `,
     "README.md": `# ${name}
 
-A [jetflow](https://www.npmjs.com/package/jetflow) project: durable workflows on NATS JetStream.
+A jetflow project: durable workflows on NATS JetStream. ${jetflow.readme}
 
 \`\`\`bash
 npm install
-npx wf dev                                          # NATS (found or started), hot reload, live log
+npx wf dev                                          # NATS (NATS_URL if it answers, else it starts nats-server
+                                                    # with its store in .wf/nats), hot reload, live log
 npx wf start hello --input '{"name":"Ada"}' --wait  # in another terminal
 \`\`\`
 
@@ -66,6 +121,13 @@ Activities live in \`functions/activities\`, workflows in \`functions/workflows\
 Production: \`npx wf deploy\` publishes the code to NATS; \`npx wf run\` runs it (start as many as you need).
 `,
   };
+  if (jetflow.pack) {
+    mkdirSync(jetflow.pack.into, { recursive: true });
+    // --ignore-scripts: an installed copy has dist/ already and no sources to build it from.
+    execFileSync(process.platform === "win32" ? "npm.cmd" : "npm", ["pack", jetflow.pack.root, "--ignore-scripts", "--silent", "--pack-destination", jetflow.pack.into], {
+      stdio: ["ignore", "ignore", "inherit"],
+    });
+  }
   const written: string[] = [];
   for (const [path, text] of Object.entries(files)) {
     const target = join(dir, path);
@@ -74,7 +136,7 @@ Production: \`npx wf deploy\` publishes the code to NATS; \`npx wf run\` runs it
     writeFileSync(target, text);
     written.push(path);
   }
-  print(`${color.green("created")} ${dir}`);
+  print(`${color.green("created")} ${dir}  ${color.dim(`(jetflow: ${jetflowSpec})`)}`);
   for (const path of written) print(color.dim(`  ${path}`));
   print("");
   print("next:");

@@ -1,4 +1,4 @@
-import { createClient } from "../../runtime/client/client.js";
+import { cliClient } from "../client.js";
 import type { WorkflowStatus } from "../../runtime/state.js";
 import { TERMINAL_STATUSES } from "../../runtime/state.js";
 import { configFromFlags } from "../config.js";
@@ -13,7 +13,7 @@ export async function listCommand(ctx: CommandContext): Promise<number> {
   if (status !== undefined && !STATUSES.includes(status)) throw new UsageError(`--status must be one of ${STATUSES.join(", ")}, got "${status}"`);
   const limit = ctx.values.limit === undefined ? 50 : Number(ctx.values.limit);
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit must be a whole number ≥ 1, got "${String(ctx.values.limit)}"`);
-  const client = await createClient({ config: configFromFlags(ctx) });
+  const client = await cliClient(configFromFlags(ctx));
   try {
     const items = await client.list({ ...(status ? { status } : {}), ...(typeof ctx.values.workflow === "string" ? { workflow: ctx.values.workflow } : {}), limit });
     if (ctx.values.json) printJson(items);

@@ -1,4 +1,4 @@
-import { createClient } from "../../runtime/client/client.js";
+import { cliClient } from "../client.js";
 import { configFromFlags } from "../config.js";
 import { UsageError } from "../errors.js";
 import { print, printJson, renderState } from "../output.js";
@@ -7,7 +7,7 @@ import type { CommandContext } from "../wf.js";
 export async function showCommand(ctx: CommandContext): Promise<number> {
   const [id] = ctx.positionals;
   if (!id) throw new UsageError("wf show needs a workflow id", "Usage: wf show <id>; `wf list` shows recent ids.");
-  const client = await createClient({ config: configFromFlags(ctx) });
+  const client = await cliClient(configFromFlags(ctx));
   try {
     const state = await client.describe(id);
     if (ctx.values.json) printJson(state);

@@ -1,4 +1,4 @@
-import { createClient } from "../../runtime/client/client.js";
+import { cliClient } from "../client.js";
 import { configFromFlags } from "../config.js";
 import { UsageError } from "../errors.js";
 import { print } from "../output.js";
@@ -17,7 +17,7 @@ export async function signalCommand(ctx: CommandContext): Promise<number> {
       throw new UsageError(`--payload is not valid JSON: ${(err as Error).message}`, `Quote it for the shell, e.g. --payload '{"approved":true}'.`);
     }
   }
-  const client = await createClient({ config: configFromFlags(ctx) });
+  const client = await cliClient(configFromFlags(ctx));
   try {
     await client.describe(id); // a clear error for an unknown id, rather than a signal nobody receives
     await client.signal(id, name, payload);

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { createClient } from "../../runtime/client/client.js";
+import { cliClient } from "../client.js";
 import { parseDuration } from "../../runtime/duration.js";
 import { WorkflowFailedError } from "../../runtime/errors.js";
 import { configFromFlags } from "../config.js";
@@ -13,7 +13,7 @@ export async function startCommand(ctx: CommandContext): Promise<number> {
   if (extra.length) throw new UsageError(`unexpected argument(s): ${extra.join(" ")}`, "Quote the JSON input: --input '{\"orderId\":\"o-1\"}'.");
   const input = readInput(ctx.values.input);
   const config = configFromFlags(ctx);
-  const client = await createClient({ config });
+  const client = await cliClient(config);
   try {
     const handle = await client.start(workflow, input, typeof ctx.values.id === "string" ? { id: ctx.values.id } : {});
     if (!ctx.values.wait) {

@@ -20,6 +20,12 @@ export interface ConnectOptions {
   /** Keep trying until NATS answers (runtimes). When false, fail after the first refusal (CLI). */
   waitForServer?: boolean;
   signal?: AbortSignal;
+  /**
+   * Fail fast (CLI commands): give up on a server that accepts the TCP connection but does not
+   * speak NATS within this many milliseconds (nats.js waits 20 s by default). Only with
+   * waitForServer false; runtimes keep the default.
+   */
+  connectTimeoutMs?: number;
 }
 
 export function connectionOptions(config: NatsConnectionConfig, name: string): ConnectionOptions {
@@ -59,6 +65,7 @@ export async function connectNats(config: NatsConnectionConfig, options: Connect
   const { logger } = options;
   const where = config.servers.join(",");
   const connectOptions = connectionOptions(config, options.name);
+  if (!options.waitForServer && options.connectTimeoutMs !== undefined) connectOptions.timeout = options.connectTimeoutMs;
   let lastLogged = 0;
   const nc = await pRetry(
     async () => {
@@ -76,7 +83,9 @@ export async function connectNats(config: NatsConnectionConfig, options: Connect
           );
         }
         throw new ConnectionError("WF_NATS_UNREACHABLE", `cannot reach NATS at ${where}: ${message}`, {
-          hint: "Start one with `nats-server -js` (Debian: apt-get install nats-server), or set NATS_URL.",
+          hint: options.waitForServer
+            ? "Start one with `nats-server -js` (Debian: apt-get install nats-server), or set NATS_URL."
+            : "Is NATS running there? `wf dev` starts one for development (or run `nats-server -js`); else point NATS_URL or --nats at yours.",
           cause: err,
         });
       }

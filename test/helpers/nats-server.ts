@@ -76,7 +76,7 @@ function isExecutable(path: string): boolean {
 
 const INSTALL_HINT =
   "Install it with `apt-get install nats-server` (Debian/Ubuntu), or run " +
-  "`bash scripts/fetch-nats-server.sh` and set NATS_SERVER_BIN to the path it prints last.";
+  "`bash scripts/fetch-nats-server.sh trixie` (2.10; `sid` for 2.15) and set NATS_SERVER_BIN to the path it prints last.";
 
 /** NATS_SERVER_BIN, else `nats-server` on PATH, else /usr/sbin/nats-server. */
 export function natsServerBinary(): string {
