@@ -37,7 +37,7 @@ export const clusterNodeLoss: Scenario = {
   async run(ctx, n, options) {
     const version = serverVersion();
     if (!atLeast(version, [2, 10, 0])) {
-      const reason = `nats-server ${version} (${natsServerBinary()}): clustered KV compare-and-set is only serializable from 2.9.21, and this suite runs clusters on 2.10 or later; set NATS_SERVER_BIN to a 2.10 binary (bash scripts/fetch-nats-server.sh)`;
+      const reason = `nats-server ${version} (${natsServerBinary()}): clustered KV compare-and-set is only serializable from 2.9.21, and this suite runs clusters on 2.10 or later; set NATS_SERVER_BIN to a 2.10 or 2.15 binary (bash scripts/fetch-nats-server.sh trixie, or sid)`;
       ctx.log(`skipped: ${reason}`);
       return { ok: true, skipped: reason, started: 0, completed: 0, lost: 0, failed: 0, duplicateStepCompletions: { total: 0, byStep: {} }, activityExecutions: 0, faultsInjected: faults({}), natsServer: version };
     }
