@@ -49,6 +49,17 @@ export interface TimerMessage {
   step?: string;
   /** kind "retry": the attempt the timer dispatches. */
   attempt?: number;
+  /**
+   * Set when the orchestrator re-parked a timer that fired before `fireAt` by its clock (a timer
+   * service whose clock runs ahead): the stream sequence of that early fired event, which makes
+   * this parking's Nats-Msg-Ids new (`<id>/timer/<key>/<repark>`, `<id>/fired/<key>/<repark>`).
+   */
+  repark?: number;
+  /**
+   * With `repark`: how long the timer service waits before firing it, on the NATS server's clock
+   * (a NAK delay), whatever its own clock says, so a clock running ahead cannot fire it early again.
+   */
+  parkMs?: number;
 }
 
 /**
@@ -79,8 +90,8 @@ export interface CancelMessage {
 export const MSG_ID = {
   task: (id: string, step: string, attempt: number) => `${id}/${step}/${attempt}`,
   completion: (id: string, step: string, attempt: number) => `${id}/${step}/${attempt}/completed`,
-  timer: (id: string, key: string) => `${id}/timer/${key}`,
-  fired: (id: string, key: string) => `${id}/fired/${key}`,
+  timer: (id: string, key: string, repark?: number) => (repark === undefined ? `${id}/timer/${key}` : `${id}/timer/${key}/${repark}`),
+  fired: (id: string, key: string, repark?: number) => (repark === undefined ? `${id}/fired/${key}` : `${id}/fired/${key}/${repark}`),
   timerBatch: (batchId: string) => `timers/${batchId}`,
 };
 

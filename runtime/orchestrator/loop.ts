@@ -18,6 +18,7 @@ import { BlockedWorkflowError, decideCancel, decideCompletion, decideSignal, dec
 import { pendingEffects, publishEffects, taskMessage, type Effect } from "./outbox.js";
 import { splitHistory, storeChunk, withHistory } from "./history.js";
 import { TimerBatcher } from "./timer-batches.js";
+import { earlyByMs, reparkTimer } from "./early-timers.js";
 import { readAllStates, serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 
 export interface Orchestrator {
@@ -187,6 +188,12 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         }
         case "timer": {
           const timer = parseTimer(body);
+          const early = earlyByMs(timer, env.now());
+          if (early > 0) {
+            logger.debug(`timer ${timer.key} fired ${early}ms early by this runtime's clock; parking it again`, { workflowId: timer.workflowId });
+            await reparkTimer(topology, timer, early, msg.seq);
+            return msg.ack();
+          }
           return await serialize(timer.workflowId, () => apply(msg, timer.workflowId, (stored) => decideTimer(env, stored, timer)));
         }
         case "signal": {
