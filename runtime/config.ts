@@ -124,6 +124,11 @@ export const configSchema = {
       format: ["fail", "block"],
       default: "fail",
     },
+    maxDeliveries: {
+      doc: "Deliveries after which an event that keeps failing is given up: it is dead-lettered (event_failed) and its workflow fails with PoisonEventError. Retries back off from 1 s to 60 s (20 deliveries: about 15 minutes). An error that cannot heal (the stack overflows on the event's data) gives up at once.",
+      format: "nat",
+      default: 20,
+    },
     cacheSize: { doc: "Workflows whose state and live execution a runtime keeps in memory (each saves a replay when its next event comes; about 8 KiB each).", format: "nat", default: 2_000 },
     cacheDistantWaits: {
       doc: "A workflow that waits only on timers (sleeps, retry backoffs) due later than this is dropped from that cache; it is read and replayed when it wakes.",
@@ -144,6 +149,11 @@ export const configSchema = {
   },
   limits: {
     maxInputBytes: { doc: "Largest accepted workflow input, in bytes of JSON.", format: "nat", default: 256 * 1024 },
+    maxInputDepth: {
+      doc: "Deepest nesting of arrays and objects accepted in a start message or a signal (the message's own object counts as 1). Deeper ones are dead-lettered (invalid_message) and the start's workflow fails: deep data overflows the stack wherever it is copied or serialized.",
+      format: "nat",
+      default: 64,
+    },
   },
   log: {
     level: { doc: "Log level.", format: ["debug", "info", "warn", "error", "silent"], default: "info", env: "WF_LOG_LEVEL" },
@@ -177,9 +187,9 @@ export interface Config {
     maxDeliveries: number;
     shutdownGraceMs: number;
   };
-  orchestrator: { ackWaitMs: number; concurrency: number; maxAckPending: number; cacheSize: number; cacheDistantWaitsMs: number; onNonDeterminism: "fail" | "block" };
+  orchestrator: { ackWaitMs: number; concurrency: number; maxAckPending: number; cacheSize: number; cacheDistantWaitsMs: number; onNonDeterminism: "fail" | "block"; maxDeliveries: number };
   defaults: { activityTimeoutMs: number; workflowTimeoutMs: number; retry: RetryPolicy };
-  limits: { maxInputBytes: number };
+  limits: { maxInputBytes: number; maxInputDepth: number };
   log: { level: LogLevel; format: "text" | "json" };
 }
 
@@ -273,6 +283,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       cacheSize: raw.orchestrator.cacheSize,
       cacheDistantWaitsMs: parseDuration(raw.orchestrator.cacheDistantWaits, "orchestrator.cacheDistantWaits"),
       onNonDeterminism: raw.orchestrator.onNonDeterminism as "fail" | "block",
+      maxDeliveries: Math.max(1, raw.orchestrator.maxDeliveries),
     },
     defaults: {
       activityTimeoutMs: parseDuration(raw.defaults.activityTimeout, "defaults.activityTimeout"),
@@ -285,7 +296,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
         nonRetryableErrors: raw.defaults.retry.nonRetryableErrors,
       },
     },
-    limits: { maxInputBytes: raw.limits.maxInputBytes },
+    limits: { maxInputBytes: raw.limits.maxInputBytes, maxInputDepth: Math.max(1, raw.limits.maxInputDepth) },
     log: { level: raw.log.level as LogLevel, format: raw.log.format as "text" | "json" },
   });
 }

@@ -6,7 +6,7 @@ import { headers } from "@nats-io/nats-core";
 import type { Logger } from "./logger.js";
 import type { Topology } from "./nats/topology.js";
 
-export type DeadLetterReason = "invalid_json" | "invalid_message" | "unknown_workflow" | "invalid_id" | "input_too_large" | "invalid_event";
+export type DeadLetterReason = "invalid_json" | "invalid_message" | "unknown_workflow" | "invalid_id" | "input_too_large" | "invalid_event" | "event_failed";
 
 export interface DeadLetter {
   reason: DeadLetterReason;

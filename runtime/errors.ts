@@ -127,6 +127,20 @@ export class UnknownWorkflowError extends JetflowError {
 /** An operation was given up on because its AbortSignal fired. */
 export class AbortedError extends JetflowError {}
 
+/**
+ * An event kept failing (or failed in a way that cannot heal): it was dead-lettered as
+ * `event_failed`, and its workflow, when one is named, failed with this error's message.
+ */
+export class PoisonEventError extends JetflowError {
+  constructor(subject: string, deliveries: number, cause: unknown) {
+    const why = (cause as Error)?.message ?? String(cause);
+    super("WF_EVENT_FAILED", `the event on ${subject} could not be applied (${deliveries} deliveries): ${why}`, {
+      cause,
+      hint: "The dead letter (stream WORKFLOW_DEAD_LETTERS, reason event_failed) holds the event; see docs/errors.md#wf_event_failed.",
+    });
+  }
+}
+
 /** Internal: a KV compare-and-set lost against a concurrent writer. Never seen by users. */
 export class RevisionConflictError extends JetflowError {
   constructor(key: string, cause?: unknown) {

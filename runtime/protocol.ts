@@ -49,6 +49,17 @@ export interface TimerMessage {
   step?: string;
   /** kind "retry": the attempt the timer dispatches. */
   attempt?: number;
+  /**
+   * Set when the orchestrator re-parked a timer that fired before `fireAt` by its clock (a timer
+   * service whose clock runs ahead): the stream sequence of that early fired event, which makes
+   * this parking's Nats-Msg-Ids new (`<id>/timer/<key>/<repark>`, `<id>/fired/<key>/<repark>`).
+   */
+  repark?: number;
+  /**
+   * With `repark`: how long the timer service waits before firing it, on the NATS server's clock
+   * (a NAK delay), whatever its own clock says, so a clock running ahead cannot fire it early again.
+   */
+  parkMs?: number;
 }
 
 /**
@@ -87,8 +98,8 @@ export const REPAIR_HEADER = "Jetflow-Recorded-Part-Way";
 export const MSG_ID = {
   task: (id: string, step: string, attempt: number) => `${id}/${step}/${attempt}`,
   completion: (id: string, step: string, attempt: number) => `${id}/${step}/${attempt}/completed`,
-  timer: (id: string, key: string) => `${id}/timer/${key}`,
-  fired: (id: string, key: string) => `${id}/fired/${key}`,
+  timer: (id: string, key: string, repark?: number) => (repark === undefined ? `${id}/timer/${key}` : `${id}/timer/${key}/${repark}`),
+  fired: (id: string, key: string, repark?: number) => (repark === undefined ? `${id}/fired/${key}` : `${id}/fired/${key}/${repark}`),
   timerBatch: (batchId: string) => `timers/${batchId}`,
 };
 
@@ -115,13 +126,39 @@ export class ProtocolError extends Error {
   }
 }
 
-export function parseJson(data: Uint8Array): unknown {
+/**
+ * `maxDepth`: the deepest nesting of arrays and objects accepted (the body's own counts as 1),
+ * checked on the text before parsing. Deep data parses, but overflows the stack later, wherever it
+ * is copied or serialized (the state write): refused here, it is a clear dead letter instead.
+ */
+export function parseJson(data: Uint8Array, options: { maxDepth?: number } = {}): unknown {
   const text = new TextDecoder().decode(data);
+  if (options.maxDepth !== undefined) {
+    const depth = jsonDepthOver(text, options.maxDepth);
+    if (depth !== undefined) throw new ProtocolError(`body nests arrays/objects deeper than limits.maxInputDepth (${options.maxDepth}); flatten the input or pass a reference`);
+  }
   try {
     return JSON.parse(text);
   } catch (err) {
     throw new ProtocolError(`body is not JSON (${(err as Error).message}): ${text.slice(0, 80)}`);
   }
+}
+
+/** A nesting depth beyond `limit` (the first one found), or undefined; brackets inside strings do not count. */
+function jsonDepthOver(text: string, limit: number): number | undefined {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) return depth;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return undefined;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);

@@ -25,7 +25,7 @@ import { ensureTopology, type Topology } from "./nats/topology.js";
 import { createNames } from "./nats/names.js";
 import { createBlockedResumer, type BlockedResumer } from "./orchestrator/blocked.js";
 import { createOrchestrator, type Orchestrator } from "./orchestrator/loop.js";
-import { createTimerService, type TimerService } from "./timers.js";
+import { createTimerService, type Clock, type TimerService } from "./timers.js";
 import { createWorkerPool, type WorkerPool } from "./worker/pool.js";
 import { createLeases, type Leases } from "./worker/leases.js";
 import { ActivityFailure } from "./workflow-api.js";
@@ -53,6 +53,8 @@ export interface RuntimeOptions {
   onDeploy?: (report: DeployReport) => void;
   /** Test-only: called at named crash points. */
   crashPoint?: (name: string) => void;
+  /** Test-only: the orchestrator's and the timer service's clocks (default: the system clock), e.g. to skew one. */
+  clocks?: { orchestrator?: Clock; timers?: Clock };
 }
 
 export interface Runtime {
@@ -191,8 +193,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       leases.start();
       if (role !== "worker") {
         const crash = options.crashPoint ? { crashPoint: options.crashPoint } : {};
-        orchestrator = createOrchestrator({ topology, config, logger, registryFor: (v) => code.registryFor(v), currentRegistry: () => code.current(), leases, ...crash });
-        timers = createTimerService({ topology, logger, ...crash });
+        orchestrator = createOrchestrator({ topology, config, logger, registryFor: (v) => code.registryFor(v), currentRegistry: () => code.current(), leases, ...crash, ...(options.clocks?.orchestrator ? { now: () => options.clocks!.orchestrator!.now() } : {}) });
+        timers = createTimerService({ topology, logger, ...crash, ...(options.clocks?.timers ? { clock: options.clocks.timers } : {}) });
         await orchestrator.start();
         await timers.start();
         // This runtime's code may be the fix for workflows blocked on a divergence: retry them.

@@ -108,8 +108,13 @@ export interface WorkflowState {
    * from the journal; its events are retried until code that replays cleanly runs.
    */
   blocked?: { message: string; since: string };
-  /** Signals received, in arrival order; `step` names the wait that consumed one. */
+  /**
+   * Signals received that no wait has consumed yet, in arrival order. A consumed one is dropped:
+   * its payload is the output of the signal step that took it.
+   */
   signals?: SignalRecord[];
+  /** Ids of the most recently consumed signals (at most 256), so a redelivered one is not received twice. */
+  seenSignals?: string[];
 }
 
 export interface SignalRecord {
@@ -117,6 +122,7 @@ export interface SignalRecord {
   name: string;
   payload: unknown;
   receivedAt: string;
+  /** Only in states written before consumed signals were dropped: the wait that consumed it. */
   step?: string;
 }
 

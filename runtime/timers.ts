@@ -52,13 +52,16 @@ export function createTimerService(options: { topology: Topology; logger: Logger
       msg.ack();
       return;
     }
-    const wait = due.fireAt - clock.now();
+    // A timer the orchestrator re-parked (it fired early by the orchestrator's clock) waits its
+    // parkMs on the server's clock once, then fires: this clock may be the one running ahead.
+    const parked = due.timers.length === 1 ? due.timers[0]!.parkMs : undefined;
+    const wait = parked !== undefined ? (msg.info.deliveryCount === 1 ? parked : 0) : due.fireAt - clock.now();
     if (wait > EARLY_FIRE_TOLERANCE_MS) {
       msg.nak(wait);
       return;
     }
     await Promise.all(
-      due.timers.map((timer) => topology.js.publish(topology.names.timerFiredSubject(timer.workflowId, timer.key), encode(timer), { msgID: MSG_ID.fired(timer.workflowId, timer.key) })),
+      due.timers.map((timer) => topology.js.publish(topology.names.timerFiredSubject(timer.workflowId, timer.key), encode(timer), { msgID: MSG_ID.fired(timer.workflowId, timer.key, timer.repark) })),
     );
     options.crashPoint?.("timer-fired-before-ack");
     msg.ack();

@@ -41,11 +41,10 @@ describe("signals", () => {
       expect(await handle.result({ signal: AbortSignal.timeout(10_000) })).toEqual({ prepared: "prepared o-1", approvers: ["ada", "grace"], note: "rush" });
       const state = await handle.describe();
       expect(state.journal).toEqual(["prepare", "signal_approve", "signal_approve-2", "signal_note"]);
-      expect(state.signals?.map((s) => [s.name, s.step])).toEqual([
-        ["note", "signal_note"],
-        ["approve", "signal_approve"],
-        ["approve", "signal_approve-2"],
-      ]);
+      // Consumed signals leave the inbox (their payloads are the steps' outputs); their ids stay for dedupe.
+      expect(state.signals).toBeUndefined();
+      expect(state.seenSignals).toHaveLength(3);
+      expect(state.steps["signal_note"]?.output).toBe("rush");
     } finally {
       await client.close();
       await runtime.stop();
@@ -70,10 +69,45 @@ describe("signals", () => {
       await handle.signal("approve", { by: "grace" });
       await handle.signal("note", "ok");
       expect(await handle.result({ signal: AbortSignal.timeout(10_000) })).toEqual({ prepared: "prepared o-2", approvers: ["ada", "grace"], note: "ok" });
-      expect((await handle.describe()).signals).toHaveLength(3);
+      expect((await handle.describe()).seenSignals).toHaveLength(3);
     } finally {
       await first.client.close();
       await second.stop();
     }
   });
+
+  it("a long-lived signal-driven workflow keeps neither consumed signals nor unbounded ids in its state", async () => {
+    const config = loadConfig({ env: {}, overrides: { nats: { servers: [nats.url] }, namespace: `sig${++counter}`, log: { level: "warn" } } });
+    const COUNT = 300;
+    const counter_ = async (ctx: WorkflowContext) => {
+      let total = 0;
+      for (let i = 0; i < COUNT; i++) total += (await ctx.waitForSignal<{ n: number; pad: string }>("add")).n;
+      return total;
+    };
+    const runtime = await createRuntime({ config, workflows: { counter_ }, activities: {} });
+    await runtime.start();
+    const client = await createClient({ config });
+    try {
+      const handle = await client.start("counter_", null, { id: "sig-long" });
+      const pad = "x".repeat(1_000);
+      let sizeAfter50 = 0;
+      for (let i = 1; i <= COUNT; i++) {
+        await waitFor(`wait ${i}`, async () => (Object.values((await handle.describe()).steps).filter((s) => s.status === "waiting").length === 1 ? true : undefined));
+        await handle.signal("add", { n: i, pad });
+        if (i === 50) {
+          await waitFor("signal 50 consumed", async () => ((await handle.describe()).journal.length === 50 ? true : undefined));
+          sizeAfter50 = JSON.stringify(await handle.describe()).length;
+        }
+      }
+      expect(await handle.result({ signal: AbortSignal.timeout(20_000) })).toBe((COUNT * (COUNT + 1)) / 2);
+      const state = await handle.describe();
+      expect(state.signals ?? []).toEqual([]);
+      expect(state.seenSignals).toHaveLength(256);
+      // Each consumed payload is recorded once, as its step's output, not again in the inbox.
+      expect(sizeAfter50).toBeLessThan(50 * 1_000 * 1.5);
+    } finally {
+      await client.close();
+      await runtime.stop();
+    }
+  }, 120_000);
 });

@@ -233,15 +233,28 @@ function consumeSignal(state: WorkflowState, stepName: string, signal: SignalRec
   step.output = signal.payload;
   step.finishedAt = iso(now);
   step.resolvedAt = now;
-  state.signals = state.signals!.map((s) => (s === signal ? { ...s, step: stepName } : s));
+  // A consumed signal lives on as the step's output; the inbox keeps only what no wait has taken
+  // (it is rewritten on every CAS), and its id joins a bounded record for dedupe. Entries with a
+  // `step` are consumed signals that states written before this change still hold.
+  const consumed = state.signals!.filter((s) => s === signal || s.step !== undefined);
+  state.signals = state.signals!.filter((s) => s !== signal && s.step === undefined);
+  if (state.signals.length === 0) delete state.signals;
+  state.seenSignals = [...(state.seenSignals ?? []), ...consumed.map((s) => s.id)].slice(-MAX_SEEN_SIGNAL_IDS);
   state.journal.push(stepName);
 }
+
+/**
+ * Consumed signal ids kept for dedupe. A signal event is redelivered only if its ack was lost
+ * after the write that consumed it (within the ack wait), and a publisher's retry with the same
+ * signalId is dropped by JetStream's duplicate window: a few hundred recent ids cover both.
+ */
+export const MAX_SEEN_SIGNAL_IDS = 256;
 
 /** A signal arrives: keep it in the inbox (deduplicated by id) and wake the wait it satisfies. */
 export async function decideSignal(env: DecideEnv, stored: StoredWorkflow, event: SignalMessage & { signalId: string }): Promise<Decision> {
   const current = stored.state;
   if (current.status !== "running") return { kind: "noop", reason: `workflow is ${current.status}` };
-  if (current.signals?.some((s) => s.id === event.signalId)) return { kind: "noop", reason: `signal ${event.signalId} already received` };
+  if (current.signals?.some((s) => s.id === event.signalId) || current.seenSignals?.includes(event.signalId)) return { kind: "noop", reason: `signal ${event.signalId} already received` };
   const now = env.now();
   const state = draft(current);
   state.signals = [...(state.signals ?? []), { id: event.signalId, name: event.name, payload: event.payload === undefined ? null : event.payload, receivedAt: iso(now) }];

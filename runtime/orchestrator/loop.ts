@@ -8,7 +8,7 @@ import type { JsMsg } from "@nats-io/jetstream";
 import type { Config } from "../config.js";
 import { recordDeadLetter } from "../dead-letters.js";
 import type { Registry } from "../definitions.js";
-import { BlockedWorkflowError, RevisionConflictError, ValidationError } from "../errors.js";
+import { BlockedWorkflowError, PoisonEventError, RevisionConflictError, ValidationError } from "../errors.js";
 import { validateWorkflowId } from "../ids.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
@@ -24,6 +24,8 @@ import { createRecovery } from "./recovery.js";
 import { drainThenStop } from "../nats/drain.js";
 import { isJsMsg, LocalCompletion, type EventMessage, type LocalOutcome, type LocalSource } from "./local-completion.js";
 export type { Continuation, LocalOutcome, LocalSource } from "./local-completion.js";
+import { earlyByMs, reparkTimer } from "./early-timers.js";
+import { afterFailure, failForPoison, workflowIdOf } from "./poison.js";
 import { serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 
 export interface Orchestrator {
@@ -102,10 +104,17 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     const kind = topology.names.eventKind(msg.subject);
     let body: unknown;
     try {
-      body = parseJson(msg.data);
+      // Input from outside (starts, signals) is bounded in depth where it is parsed (protocol.ts).
+      body = parseJson(msg.data, kind === "start" || kind === "signal" ? { maxDepth: config.limits.maxInputDepth } : {});
     } catch (err) {
-      return deadLetter(msg, "invalid_json", (err as Error).message);
+      if (kind === "start" && err instanceof ProtocolError && /maxInputDepth/.test(err.message)) {
+        // Still JSON: the id, if any, is readable, and its state says why (shallowly parsed).
+        const id = readableId(parseJsonShallow(msg.data));
+        return deadLetter(msg, "invalid_message", err.message, id, topology.names.workflowTypeOfStart(msg.subject));
+      }
+      return deadLetter(msg, err instanceof ProtocolError && /maxInputDepth/.test(err.message) ? "invalid_message" : "invalid_json", (err as Error).message);
     }
+    options.crashPoint?.(`event-parsed:${kind}`);
     try {
       switch (kind) {
         case "start":
@@ -117,6 +126,12 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         }
         case "timer": {
           const timer = parseTimer(body);
+          const early = earlyByMs(timer, env.now());
+          if (early > 0) {
+            logger.debug(`timer ${timer.key} fired ${early}ms early by this runtime's clock; parking it again`, { workflowId: timer.workflowId });
+            await reparkTimer(topology, timer, early, msg.seq);
+            return msg.ack();
+          }
           return await serialize(timer.workflowId, () => apply(msg, timer.workflowId, (stored) => decideTimer(env, stored, timer)));
         }
         case "signal": {
@@ -379,7 +394,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       workflow: workflowType,
       status: "failed",
       input: null,
-      error: { message, type: reason === "unknown_workflow" ? "UnknownWorkflowError" : "InvalidStartError" },
+      error: { message, type: reason === "unknown_workflow" ? "UnknownWorkflowError" : reason === "event_failed" ? "PoisonEventError" : "InvalidStartError" },
       createdAt: now,
       updatedAt: now,
       completedAt: now,
@@ -410,6 +425,35 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     }
   }
 
+  /** An event whose application threw: retried with a growing delay, or given up (poison.ts). */
+  async function failed(msg: JsMsg, err: unknown): Promise<void> {
+    const verdict = afterFailure(err, msg.info.deliveryCount, config.orchestrator.maxDeliveries);
+    try {
+      if (!verdict.giveUp) {
+        logger.error(`event on ${msg.subject} failed (delivery ${msg.info.deliveryCount} of at most ${config.orchestrator.maxDeliveries}), retrying in ${verdict.retryInMs}ms: ${(err as Error)?.stack ?? err}`);
+        return msg.nak(verdict.retryInMs);
+      }
+      const kind = topology.names.eventKind(msg.subject);
+      const poison = new PoisonEventError(msg.subject, msg.info.deliveryCount, err);
+      const id = workflowIdOf(parseJsonShallow(msg.data), kind);
+      await recordDeadLetter(topology, logger, { reason: "event_failed", message: poison.message, subject: msg.subject, data: msg.data, sourceSeq: msg.seq, ...(id ? { workflowId: id } : {}) });
+      if (id && kind === "start") await recordFailedStart(id, topology.names.workflowTypeOfStart(msg.subject), "event_failed", poison.message);
+      else if (id) {
+        store.forget(id);
+        const state = await failForPoison(store, id, poison, env.now());
+        if (state) announceIfFinished(state);
+      }
+      msg.ack();
+    } catch (second) {
+      logger.error(`giving up the event on ${msg.subject} failed too (${(second as Error)?.message ?? second}); it is retried`);
+      try {
+        msg.nak(RETRY_DELAY_MS);
+      } catch {
+        /* connection gone: JetStream redelivers after ack wait */
+      }
+    }
+  }
+
   async function acquireSlot(): Promise<void> {
     if (inFlight.size < config.orchestrator.concurrency) return;
     await new Promise<void>((resolve) => slotWaiters.push(resolve));
@@ -429,14 +473,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       }
       await acquireSlot();
       const task = handle(msg)
-        .catch((err) => {
-          logger.error(`event on ${msg.subject} failed: ${(err as Error)?.stack ?? err}`);
-          try {
-            msg.nak(RETRY_DELAY_MS);
-          } catch {
-            /* connection gone: JetStream redelivers after ack wait */
-          }
-        })
+        .catch((err) => failed(msg, err))
         .finally(() => {
           inFlight.delete(task);
           slotWaiters.shift()?.();
@@ -517,6 +554,15 @@ function waitsOnlyOnDistantTimers(state: WorkflowState, effects: Effect[], now: 
   return pending.length > 0 && pending.every((e) => e.kind === "timer" && e.timer.fireAt - now >= distantMs);
 }
 
+
+/** The body, for the ids of an event being given up; undefined if even that fails. */
+function parseJsonShallow(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(data));
+  } catch {
+    return undefined;
+  }
+}
 
 function readableId(body: unknown): string | undefined {
   if (typeof body === "object" && body !== null && typeof (body as { id?: unknown }).id === "string") return (body as { id: string }).id;

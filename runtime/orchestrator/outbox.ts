@@ -76,7 +76,7 @@ export function taskMessage(state: WorkflowState, stepName: string): TaskMessage
 }
 
 export async function publishTimer(topology: Topology, timer: TimerMessage): Promise<void> {
-  await topology.js.publish(topology.names.timerScheduleSubject(timer.workflowId), encode(timer), { msgID: MSG_ID.timer(timer.workflowId, timer.key), headers: fireAtHeader(timer.fireAt) });
+  await topology.js.publish(topology.names.timerScheduleSubject(timer.workflowId), encode(timer), { msgID: MSG_ID.timer(timer.workflowId, timer.key, timer.repark), headers: fireAtHeader(timer.fireAt) });
 }
 
 /** Several timers parked as one message (timer-batches.ts), due at the latest of theirs. */
