@@ -6,7 +6,7 @@
 import { parseDuration } from "./duration.js";
 import { DefinitionError, ValidationError } from "./errors.js";
 import { validateName } from "./ids.js";
-import { hostRealm, type WorkflowRealm } from "./journal/execution.js";
+import { hostRealm, type WorkflowInstance, type WorkflowRealm } from "./journal/execution.js";
 import {
   ActivityFailure,
   DAG_MARKER,
@@ -39,13 +39,21 @@ export interface RegisteredWorkflow {
    * The same code workflow evaluated in further sandboxes: a sandbox runs one activation at a
    * time, so executions are spread over several (by workflow id) to overlap.
    */
-  variants?: Array<{ fn: WorkflowFunction; realm: WorkflowRealm }>;
+  variants?: WorkflowBinding[];
   /** Where it came from, for error messages. */
   source?: string;
 }
 
+/** What an execution runs: a function and its realm, and for sandboxed code, its own module instance. */
+export interface WorkflowBinding {
+  fn: WorkflowFunction;
+  realm: WorkflowRealm;
+  /** A fresh instance of the bundle's modules per execution (bundle/sandbox.ts, "Module state"). */
+  instantiate?: () => WorkflowInstance;
+}
+
 /** The function and realm an execution of `workflowId` uses: always the same for one id. */
-export function bindWorkflow(definition: RegisteredWorkflow, workflowId: string): { fn: WorkflowFunction; realm: WorkflowRealm } {
+export function bindWorkflow(definition: RegisteredWorkflow, workflowId: string): WorkflowBinding {
   const variants = definition.variants;
   if (!variants?.length) return { fn: definition.fn, realm: definition.realm };
   let hash = 0;

@@ -30,6 +30,8 @@ export interface StepState {
   /** Attempts allowed by the retry policy. */
   maxAttempts?: number;
   input?: unknown;
+  /** kind "activity": hash of `input`'s JSON text, checked on replay (absent in steps recorded before it existed). */
+  inputHash?: string;
   output?: unknown;
   /** The error that failed the step (terminal). */
   error?: ErrorRecord;

@@ -7,7 +7,7 @@
 import { describe, expect, it } from "vitest";
 import { createRuntime, type ActivityContext, type WorkflowContext, type WorkflowState } from "../runtime/index.js";
 import { RevisionConflictError } from "../runtime/errors.js";
-import { CHUNK_MAX_BYTES, CHUNK_MAX_STEPS, historyKey, splitHistory, storeChunk, type HistoryChunk } from "../runtime/orchestrator/history.js";
+import { CHUNK_MAX_BYTES, CHUNK_MAX_STEPS, historyKey, splitHistory, storeChunk, withHistory, type HistoryChunk } from "../runtime/orchestrator/history.js";
 import type { StepState } from "../runtime/state.js";
 import { resultSignal, useEngines, waitForState } from "./fixtures/engine/harness.js";
 
@@ -158,16 +158,66 @@ describe("history chunks", () => {
     expect(error.message).toContain("lost-chunk/0");
   });
 
-  it("a chunk is stored once: the same chunk again is accepted, a different one at that position is a conflict", async () => {
+  it("a chunk is stored once: the same chunk again is accepted, a different one decided on the same or a later revision is a conflict", async () => {
     const e = engine();
     const { states } = await e.topology();
     const step = (seq: number): StepState => ({ seq, kind: "activity", activity: "inc", status: "completed", attempt: 1, output: seq, scheduledAt: "2026-01-01T00:00:00.000Z" });
-    const chunk: HistoryChunk = { v: 1, id: "c-1", chunk: 0, journal: ["inc", "inc-2"], steps: { inc: step(0), "inc-2": step(1) } };
+    const chunk: HistoryChunk = { v: 1, id: "c-1", chunk: 0, journal: ["inc", "inc-2"], steps: { inc: step(0), "inc-2": step(1) }, base: 50 };
     await storeChunk(states, chunk);
     await storeChunk(states, chunk); // a retry after a lost CAS
-    const stale = { ...chunk, journal: ["inc", "inc-3"], steps: { inc: step(0), "inc-3": step(2) } };
-    await expect(storeChunk(states, stale)).rejects.toBeInstanceOf(RevisionConflictError);
+    const other = { ...chunk, journal: ["inc", "inc-3"], steps: { inc: step(0), "inc-3": step(2) } };
+    // Decided on the same revision (a racer), or on an older one (this decision is stale): the chunk may be named by the winner.
+    await expect(storeChunk(states, other)).rejects.toBeInstanceOf(RevisionConflictError);
+    await expect(storeChunk(states, { ...other, base: 49 })).rejects.toBeInstanceOf(RevisionConflictError);
     expect((await states.get(historyKey("c-1", 0)))!.json<HistoryChunk>().journal).toEqual(["inc", "inc-2"]);
+    // Decided on a later revision: the stored one's decision lost its CAS (the state moved on without naming it), so it is replaced.
+    await storeChunk(states, { ...other, base: 51 });
+    expect((await states.get(historyKey("c-1", 0)))!.json<HistoryChunk>()).toMatchObject({ journal: ["inc", "inc-3"], base: 51 });
+    // A chunk from before `base` existed: its own KV revision bounds the revision it was decided on.
+    const old = await states.create(historyKey("c-2", 0), JSON.stringify({ v: 1, id: "c-2", chunk: 0, journal: ["x"], steps: { x: step(0) } }));
+    await expect(storeChunk(states, { ...chunk, id: "c-2", base: old })).rejects.toBeInstanceOf(RevisionConflictError);
+    await storeChunk(states, { ...chunk, id: "c-2", base: old + 1 });
+    expect((await states.get(historyKey("c-2", 0)))!.json<HistoryChunk>().journal).toEqual(["inc", "inc-2"]);
+  });
+
+  it("a decision whose CAS lost leaves a chunk of committed entries only, and the next split at that position replaces it", async () => {
+    const e = engine();
+    const { states } = await e.topology();
+    const at = "2026-01-01T00:00:00.000Z";
+    const step = (seq: number, bytes = 10): StepState => ({ seq, kind: "activity", activity: "a", status: "completed", attempt: 1, output: "x".repeat(bytes), scheduledAt: at });
+    const state = (journal: string[], steps: Record<string, StepState>): WorkflowState => ({ v: 2, id: "race", workflow: "wf", status: "running", input: null, createdAt: at, updatedAt: at, bundle: "x", kind: "code", steps, journal });
+    const committed = state(["s0", "s1"], { s0: step(0), s1: step(1) });
+    const r1 = await states.create("race", JSON.stringify(committed));
+    // Runtime A decides on r1: two new results, the second one large enough for a split.
+    const a = state([...committed.journal, "a2", "a3"], { ...committed.steps, a2: step(2), a3: step(3, 3 * CHUNK_MAX_BYTES) });
+    const splitA = splitHistory(a, JSON.stringify(a).length, { state: committed, revision: r1 })!;
+    expect(splitA.chunk.journal).toEqual(["s0"]); // a2 is not the workflow's until A's CAS wins
+    await storeChunk(states, splitA.chunk);
+    // Runtime B, also on r1, wins the CAS with another result; A's CAS loses.
+    const b = state([...committed.journal, "b2"], { ...committed.steps, b2: step(2) });
+    const r2 = await states.update("race", JSON.stringify(b), r1);
+    await expect(states.update("race", JSON.stringify(splitA.head), r1)).rejects.toThrow();
+    // The next split, decided on r2, cuts position 0 differently: it must store and commit (before: a conflict on every try, forever).
+    const c = state([...b.journal, "c3"], { ...b.steps, c3: step(3, 3 * CHUNK_MAX_BYTES) });
+    const splitC = splitHistory(c, JSON.stringify(c).length, { state: b, revision: r2 })!;
+    expect(splitC.chunk.journal).toEqual(["s0", "s1"]);
+    await storeChunk(states, splitC.chunk);
+    await states.update("race", JSON.stringify(splitC.head), r2);
+    const head = (await states.get("race"))!.json<WorkflowState>();
+    expect((await withHistory(states, head)).journal).toEqual(["s0", "s1", "b2", "c3"]);
+  });
+
+  it("a leftover chunk at the next position (a lost CAS) does not stop the workflow", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { long }, activities });
+    const client = await e.client();
+    const step: StepState = { seq: 0, kind: "activity", activity: "inc", status: "completed", attempt: 1, output: 7, scheduledAt: "2026-01-01T00:00:00.000Z" };
+    // As today's code could leave it: entries that were never committed, no base.
+    await client.topology.states.create(historyKey("leftover", 0), JSON.stringify({ v: 1, id: "leftover", chunk: 0, journal: ["inc", "never"], steps: { inc: step, never: { ...step, seq: 1 } } }));
+    expect(await (await client.start("long", { steps: 40 }, { id: "leftover" })).result(resultSignal())).toBe(40);
+    const whole = await client.describe("leftover");
+    expect(whole.journal).not.toContain("never");
+    expect(Object.keys(whole.steps)).toHaveLength(44);
   });
 });
 
@@ -188,7 +238,7 @@ describe("splitHistory", () => {
     journal,
   });
   const names = (n: number) => Array.from({ length: n }, (_, i) => `s${i}`);
-  const split = (state: WorkflowState) => splitHistory(state, JSON.stringify(state).length);
+  const split = (state: WorkflowState) => splitHistory(state, JSON.stringify(state).length, { state, revision: 1 });
 
   it("moves nothing until the state holds twice a chunk of delivered steps, then the oldest chunk, never a pending step", () => {
     expect(split(base(names(2 * CHUNK_MAX_STEPS - 1)))).toBeUndefined();

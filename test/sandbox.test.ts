@@ -5,8 +5,11 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { buildFunctions } from "../runtime/bundle/build.js";
 import { loadBundle } from "../runtime/bundle/load.js";
-import { activate, WorkflowExecution } from "../runtime/journal/execution.js";
-import { BundleError } from "../runtime/errors.js";
+import { bindWorkflow } from "../runtime/definitions.js";
+import { activate, inputHash, WorkflowExecution } from "../runtime/journal/execution.js";
+import { replayWorkflow } from "../runtime/journal/replay.js";
+import { BundleError, DeterminismViolationError, NonDeterminismError } from "../runtime/errors.js";
+import type { WorkflowState } from "../runtime/state.js";
 import { silentLogger } from "../runtime/logger.js";
 
 const dirs: string[] = [];
@@ -32,7 +35,7 @@ async function load(files: Record<string, string>) {
 
 async function runOnce(registry: Awaited<ReturnType<typeof load>>, workflow: string, at: number, id = "wf-1") {
   const def = registry.workflows.get(workflow)!;
-  const execution = new WorkflowExecution({ workflowId: id, workflow, fn: def.fn, input: null, realm: def.realm, logger: silentLogger });
+  const execution = new WorkflowExecution({ workflowId: id, workflow, ...bindWorkflow(def, id), input: null, logger: silentLogger });
   await activate(execution, at, () => execution.begin());
   return execution;
 }
@@ -100,5 +103,74 @@ describe("deterministic sandbox", () => {
     expect((timers.outcome as { error: { message: string } }).error.message).toContain("ctx.sleep");
     const fetcher = await runOnce(registry, "fetcher", 1);
     expect((fetcher.outcome as { error: { message: string } }).error.message).toContain("fetch() is not allowed");
+  });
+});
+
+describe("module state and the clock outside an activation", () => {
+  const files = {
+    "activities/a.ts": ACTIVITY,
+    "workflows/state.ts": [
+      `let counter = 0;`,
+      `const loadedAt = Date.now();`,
+      `const seed = Math.random();`,
+      `export async function count() { counter += 1; return counter; }`,
+      `export async function stamp() { return { loadedAt, seed }; }`,
+      `export async function year() {`,
+      `  const format = new Intl.DateTimeFormat("en-US", { timeZone: "UTC", year: "numeric" });`,
+      `  return { format: format.format(), parts: format.formatToParts().find((p) => p.type === "year")!.value, given: format.format(Date.UTC(2001, 5)) };`,
+      `}`,
+      `export async function clock() { return Date.now(); }`,
+      `export async function dice() { return Math.random(); }`,
+      `export async function call(ctx: any, input: unknown) { return ctx.activity("noop", input); }`,
+    ].join("\n"),
+  };
+
+  it("each execution has its own module-level variables: the same id runs the same way twice, another id does not see it", async () => {
+    const registry = await load(files);
+    const runs = [await runOnce(registry, "count", 1, "same"), await runOnce(registry, "count", 1, "same"), await runOnce(registry, "count", 1, "other")];
+    expect(runs.map((r) => r.outcome)).toEqual([{ ok: true, value: 1 }, { ok: true, value: 1 }, { ok: true, value: 1 }]);
+  });
+
+  it("top-level Date.now() and Math.random() read the execution's first activation, live and on replay alike", async () => {
+    const registry = await load(files);
+    const live = await runOnce(registry, "stamp", 1_600_000_000_000, "s-1");
+    const replayed = await runOnce(registry, "stamp", 1_600_000_000_000, "s-1");
+    expect((live.outcome as { value: { loadedAt: number } }).value.loadedAt).toBe(1_600_000_000_000);
+    expect(replayed.outcome).toEqual(live.outcome);
+  });
+
+  it("Intl.DateTimeFormat#format() and formatToParts() without a date use the activation's time", async () => {
+    const registry = await load(files);
+    const run = await runOnce(registry, "year", Date.UTC(1999, 0, 2), "y-1");
+    expect(run.outcome).toEqual({ ok: true, value: { format: "1999", parts: "1999", given: "2001" } });
+  });
+
+  it("Date.now() and Math.random() outside an activation are refused with WF_SANDBOX_CLOCK", async () => {
+    const registry = await load(files);
+    for (const name of ["clock", "dice"]) {
+      const error = await (registry.workflows.get(name)!.fn as () => Promise<unknown>)().catch((err: unknown) => err);
+      expect(error).toBeInstanceOf(DeterminismViolationError);
+      expect(error).toMatchObject({ code: "WF_SANDBOX_CLOCK", message: expect.stringContaining("outside a workflow activation") });
+    }
+  });
+
+  it("an activity called with another input on replay is a NonDeterminismError naming the step; a step recorded without a hash still replays", async () => {
+    const registry = await load(files);
+    const def = registry.workflows.get("call")!;
+    const live = new WorkflowExecution({ workflowId: "c-1", workflow: "call", ...bindWorkflow(def, "c-1"), input: { n: 1 }, logger: silentLogger });
+    await activate(live, 1, () => live.begin());
+    const [command] = live.takeIssued();
+    expect(command).toMatchObject({ kind: "activity", name: "noop", inputHash: inputHash(JSON.stringify({ n: 1 })) });
+    const at = "2026-01-01T00:00:00.000Z";
+    const state = (input: unknown, hash: string | undefined): WorkflowState => ({
+      v: 2, id: "c-1", workflow: "call", status: "running", input, createdAt: at, updatedAt: at, bundle: registry.version, kind: "code", journal: [],
+      steps: { noop: { seq: 0, kind: "activity", activity: "noop", status: "scheduled", attempt: 1, input: { n: 1 }, ...(hash ? { inputHash: hash } : {}), scheduledAt: at } },
+    });
+    const options = { ...bindWorkflow(def, "c-1"), logger: silentLogger };
+    await replayWorkflow(state({ n: 1 }, command!.kind === "activity" ? command!.inputHash : undefined), options);
+    const error = await replayWorkflow(state({ n: 2 }, (command as { inputHash: string }).inputHash), options).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(NonDeterminismError);
+    expect((error as Error).message).toMatch(/step "noop".*input \{"n":1\}.*input \{"n":2\}/);
+    await replayWorkflow(state({ n: 2 }, undefined), options); // an old journal entry: no hash, no check
   });
 });

@@ -9,9 +9,7 @@ import { createRegistry, type Registry } from "../definitions.js";
 import { BundleError, JetflowError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { Bundle } from "./build.js";
-import { loadSandbox } from "./sandbox.js";
-import type { WorkflowRealm } from "../journal/execution.js";
-import type { WorkflowFunction } from "../workflow-api.js";
+import { instanceOf, loadSandbox, type SandboxModule } from "./sandbox.js";
 
 export interface LoadBundleOptions {
   /** Where the activity module is written before import (default .wf/build in the cwd). */
@@ -31,15 +29,13 @@ export async function loadBundle(bundle: Bundle, options: LoadBundleOptions): Pr
   const cacheDir = options.cacheDir ?? join(process.cwd(), ".wf", "build");
   let workflowModules: ModuleMap;
   let realm;
-  const extraSandboxes: Array<{ modules: ModuleMap; realm: WorkflowRealm }> = [];
+  const sandboxes: SandboxModule[] = [];
   try {
-    const sandbox = loadSandbox(bundle.workflowsCode, `jetflow-workflows-${bundle.version}.js`, options.logger);
-    workflowModules = (sandbox.exports.__modules ?? {}) as ModuleMap;
-    realm = sandbox.realm;
-    for (let i = 1; i < (options.sandboxes ?? DEFAULT_SANDBOXES); i++) {
-      const extra = loadSandbox(bundle.workflowsCode, `jetflow-workflows-${bundle.version}.js`, options.logger);
-      extraSandboxes.push({ modules: (extra.exports.__modules ?? {}) as ModuleMap, realm: extra.realm });
+    for (let i = 0; i < Math.max(1, options.sandboxes ?? DEFAULT_SANDBOXES); i++) {
+      sandboxes.push(loadSandbox(bundle.workflowsCode, `jetflow-workflows-${bundle.version}.js`, options.logger));
     }
+    workflowModules = (sandboxes[0]!.exports.__modules ?? {}) as ModuleMap;
+    realm = sandboxes[0]!.realm;
   } catch (err) {
     throw new BundleError("WF_WORKFLOW_LOAD_FAILED", `loading workflow code failed: ${(err as Error)?.message ?? String(err)}`, {
       hint: "Top-level code in functions/workflows runs in the deterministic sandbox at load; move I/O into activities.",
@@ -99,22 +95,19 @@ export async function loadBundle(bundle: Bundle, options: LoadBundleOptions): Pr
       ...(options.checkActivityTypes === undefined ? {} : { checkActivityTypes: options.checkActivityTypes }),
     });
     for (const definition of registry.workflows.values()) {
-      if (definition.kind !== "code" || extraSandboxes.length === 0) continue;
-      definition.variants = [
-        { fn: definition.fn, realm: definition.realm },
-        ...extraSandboxes.map(({ modules, realm: extraRealm }) => ({ fn: exportNamed(modules, definition.name) as WorkflowFunction, realm: extraRealm })),
-      ];
+      if (definition.kind !== "code") continue;
+      // Every execution runs its own instance of the modules (sandbox.ts, "Module state").
+      definition.variants = sandboxes.map((sandbox) => ({
+        fn: instanceOf(sandbox.exports, definition.name).fn,
+        realm: sandbox.realm,
+        instantiate: () => instanceOf(sandbox.instantiate(), definition.name),
+      }));
     }
     return registry;
   } catch (err) {
     if (err instanceof JetflowError) throw err;
     throw new BundleError("WF_REGISTRY_FAILED", (err as Error).message, { cause: err });
   }
-}
-
-function exportNamed(modules: ModuleMap, name: string): unknown {
-  for (const exports of Object.values(modules)) if (name in exports) return exports[name];
-  return undefined;
 }
 
 /** Export names are workflow names; a name exported by two files is reported by createRegistry. */

@@ -17,7 +17,7 @@ import type { ActivityOptions, WorkflowContext, WorkflowFunction } from "../work
 
 /** A command the workflow code issued: it becomes a step. */
 export type Command =
-  | { kind: "activity"; seq: number; name: string; activity: string; input: unknown; options: ActivityOptions }
+  | { kind: "activity"; seq: number; name: string; activity: string; input: unknown; inputHash: string; options: ActivityOptions }
   | { kind: "sleep"; seq: number; name: string; durationMs: number }
   | { kind: "signal"; seq: number; name: string; signal: string };
 
@@ -45,10 +45,21 @@ export interface WorkflowRealm {
   activityFailure(step: string, activityType: string, attempts: number, failure: { message: string; type: string }): unknown;
 }
 
+/** One execution's own instance of a sandboxed workflow's modules (bundle/sandbox.ts, "Module state"). */
+export interface WorkflowInstance {
+  fn: WorkflowFunction;
+  activityFailure: WorkflowRealm["activityFailure"];
+}
+
 export interface ExecutionOptions {
   workflowId: string;
   workflow: string;
   fn: WorkflowFunction;
+  /**
+   * A fresh module instance for this execution, made by its first activation (so top-level code
+   * reads that activation's clock); `fn` is then unused. Absent: `fn` runs (host realm).
+   */
+  instantiate?: (() => WorkflowInstance) | undefined;
   input: unknown;
   realm: WorkflowRealm;
   logger: Logger;
@@ -76,6 +87,7 @@ export class WorkflowExecution {
   private readonly nameCounts = new Map<string, number>();
   private readonly waiters = new Map<string, Waiter>();
   private issued: Command[] = [];
+  private instance: WorkflowInstance | undefined;
   private readonly random: () => number;
   readonly ctx: WorkflowContext;
 
@@ -89,9 +101,11 @@ export class WorkflowExecution {
 
   /** Start the workflow function. Call inside `activate`. */
   begin(): void {
-    const { fn, input } = this.options;
+    const { input } = this.options;
     let result: Promise<unknown>;
     try {
+      if (this.options.instantiate) this.instance = this.options.instantiate();
+      const fn = this.instance?.fn ?? this.options.fn;
       result = Promise.resolve(fn(this.ctx, input));
     } catch (err) {
       result = Promise.reject(err);
@@ -112,7 +126,7 @@ export class WorkflowExecution {
     if (!waiter) return false;
     this.waiters.delete(step);
     if (result.ok) waiter.resolve(result.value);
-    else waiter.reject(this.options.realm.activityFailure(step, result.activity, result.attempts, result.error));
+    else waiter.reject((this.instance?.activityFailure ?? this.options.realm.activityFailure)(step, result.activity, result.attempts, result.error));
     return true;
   }
 
@@ -168,9 +182,9 @@ export class WorkflowExecution {
         if (options?.timeout !== undefined) parseDuration(options.timeout, `ctx.activity("${type}") timeout`);
         if (options?.retry?.initialInterval !== undefined) parseDuration(options.retry.initialInterval, `ctx.activity("${type}") retry.initialInterval`);
         if (options?.retry?.maxInterval !== undefined) parseDuration(options.retry.maxInterval, `ctx.activity("${type}") retry.maxInterval`);
-        const json = toJson(input === undefined ? null : input, `input of activity "${type}"`);
+        const text = jsonText(input === undefined ? null : input, `input of activity "${type}"`);
         const name = self.stepName(type, options?.name);
-        return self.command("activity", name, { activity: type, input: json, options: options ?? {} }) as Promise<never>;
+        return self.command("activity", name, { activity: type, input: JSON.parse(text), inputHash: inputHash(text), options: options ?? {} }) as Promise<never>;
       } catch (err) {
         return Promise.reject(err);
       }
@@ -224,13 +238,33 @@ export class WorkflowExecution {
 
 /** A plain-JSON copy (host realm), or a TypeError naming what could not be serialized. */
 export function toJson(value: unknown, what: string): unknown {
+  return JSON.parse(jsonText(value, what));
+}
+
+function jsonText(value: unknown, what: string): string {
   let text: string | undefined;
   try {
     text = JSON.stringify(value);
   } catch (err) {
     throw new TypeError(`${what} is not JSON-serializable: ${(err as Error).message}`);
   }
-  return text === undefined ? null : JSON.parse(text);
+  return text ?? "null";
+}
+
+/**
+ * The hash of an activity's input as JSON text, recorded with its step and compared on replay
+ * (replay.ts): a changed input is a divergence, like a changed activity type. FNV-1a, 64 bits as
+ * 16 hex digits: no security need, and cheaper than a digest for the small inputs of most steps.
+ */
+export function inputHash(text: string): string {
+  let h1 = 0x811c9dc5;
+  let h2 = 0x050c5d1f;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 16777619) >>> 0;
+    h2 = Math.imul(h2 ^ c, 2246822519) >>> 0;
+  }
+  return h1.toString(16).padStart(8, "0") + h2.toString(16).padStart(8, "0");
 }
 
 /** Activations of an exclusive realm, one after the other. */

@@ -6,11 +6,12 @@
 import { NonDeterminismError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { StepState, WorkflowState } from "../state.js";
-import { activate, WorkflowExecution, type Command, type StepResult, type WorkflowRealm } from "./execution.js";
+import { activate, WorkflowExecution, type Command, type StepResult, type WorkflowInstance, type WorkflowRealm } from "./execution.js";
 import type { WorkflowFunction } from "../workflow-api.js";
 
 export interface ReplayOptions {
   fn: WorkflowFunction;
+  instantiate?: (() => WorkflowInstance) | undefined;
   realm: WorkflowRealm;
   logger: Logger;
 }
@@ -20,6 +21,7 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
     workflowId: state.id,
     workflow: state.workflow,
     fn: options.fn,
+    instantiate: options.instantiate,
     input: state.input,
     realm: options.realm,
     logger: options.logger,
@@ -42,6 +44,13 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
         throw new NonDeterminismError(
           `workflow ${state.workflow} (id ${state.id}) diverged at step "${name}" (command #${command.seq + 1}): ` +
             `the journal recorded ${describeStep(name, step)}, but the code now issues ${describeCommand(command)}`,
+        );
+      }
+      // A step recorded without a hash (before it existed) replays on its type alone.
+      if (command.kind === "activity" && step.inputHash !== undefined && step.inputHash !== command.inputHash) {
+        throw new NonDeterminismError(
+          `workflow ${state.workflow} (id ${state.id}) diverged at step "${name}" (command #${command.seq + 1}): the journal recorded ${describeStep(name, step)} ` +
+            `with input ${preview(step.input)}, but the code now calls it with input ${preview(command.input)}`,
         );
       }
       issued.add(name);
@@ -100,4 +109,10 @@ function describeStep(name: string, step: StepState): string {
   if (step.kind === "activity") return `activity ${step.activity} (step "${name}")`;
   if (step.kind === "signal") return `wait for signal ${step.signal} (step "${name}")`;
   return `sleep (step "${name}")`;
+}
+
+/** An input, shortened for an error message. */
+function preview(value: unknown): string {
+  const text = JSON.stringify(value) ?? "undefined";
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
 }

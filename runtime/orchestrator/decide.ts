@@ -335,6 +335,7 @@ function addStep(env: DecideEnv, state: WorkflowState, command: Command, now: nu
     attempt: 1,
     maxAttempts: retry.maxRetries + 1,
     input: command.input,
+    inputHash: command.inputHash,
     timeoutMs,
     retry,
     scheduledAt: iso(now),

@@ -11,9 +11,13 @@
  * A chunk is key `<id>/<n>` of the same bucket (an id cannot contain `/`). Same bucket, same
  * stream: the chunk is stored before the state write that drops its steps, and a server that
  * loses writes in a crash loses a stream's tail, so a state that survived has its chunks.
- * A chunk's content is fixed by the workflow's journal alone (the entries at the same positions,
- * whose steps never change once delivered), so runtimes racing on one revision write the same
- * chunk, and a chunk re-written after a lost CAS is the same chunk.
+ * A chunk holds only entries of the committed state the decision was made on (its `base`
+ * revision), never ones the decision itself adds: those are not the workflow's until the CAS
+ * wins, and a runtime racing on the same revision may add others. So runtimes racing on one
+ * revision write the same chunk. A decision whose CAS then loses leaves its chunk behind, unread
+ * (the state still says `history.chunks` = n); the next split at that position, decided on a
+ * later revision, may cut it differently and replaces it (storeChunk). A chunk that a committed
+ * state names never changes.
  */
 import type { KV } from "@nats-io/kv";
 import { JetflowError, RevisionConflictError } from "../errors.js";
@@ -34,6 +38,17 @@ export interface HistoryChunk {
   journal: string[];
   /** The step record of each of them. */
   steps: Record<string, StepState>;
+  /**
+   * KV revision of the committed state this chunk was cut from. Absent in chunks written before
+   * it existed: then the chunk's own KV revision stands in for it (see storeChunk).
+   */
+  base?: number;
+}
+
+/** The committed state a decision was made on: what a split may move entries of. */
+export interface CommittedState {
+  state: WorkflowState;
+  revision: number;
 }
 
 export const historyKey = (id: string, chunk: number): string => `${id}/${chunk}`;
@@ -55,11 +70,13 @@ function bytesOf(step: StepState): number {
 /**
  * When `state` holds enough delivered steps, the chunk of the oldest ones and the state without
  * them; undefined otherwise (almost always: a chunk is due once per CHUNK_MAX_STEPS steps).
- * `serializedLength`: the length of the state's JSON, which the caller has at hand.
+ * `serializedLength`: the length of the state's JSON, which the caller has at hand. `committed`:
+ * the stored state `state` was decided on; only entries it already holds move (see the top).
  */
-export function splitHistory(state: WorkflowState, serializedLength: number): { head: WorkflowState; chunk: HistoryChunk } | undefined {
+export function splitHistory(state: WorkflowState, serializedLength: number, committed: CommittedState): { head: WorkflowState; chunk: HistoryChunk } | undefined {
   const journal = state.journal;
   if (journal.length < 2) return undefined;
+  const committedLength = committedPrefix(journal, state, committed.state);
   // The common case, decided without measuring steps: few delivered steps, and a state too small
   // for them to weigh 2 × CHUNK_MAX_BYTES.
   if (journal.length < 2 * CHUNK_MAX_STEPS && serializedLength < 2 * CHUNK_MAX_BYTES) return undefined;
@@ -69,17 +86,21 @@ export function splitHistory(state: WorkflowState, serializedLength: number): { 
   for (let i = 0; i < journal.length; i++) {
     const bytes = bytesOf(state.steps[journal[i]!]!);
     total += bytes;
-    if (take === i && i < CHUNK_MAX_STEPS && (i === 0 || takeBytes + bytes <= CHUNK_MAX_BYTES)) {
+    // The cut is measured over committed entries only, so it is the same for every decision
+    // made on this revision, whatever each adds.
+    if (take === i && i < committedLength && i < CHUNK_MAX_STEPS && (i === 0 || takeBytes + bytes <= CHUNK_MAX_BYTES)) {
       take += 1;
       takeBytes += bytes;
     }
   }
   if (journal.length < 2 * CHUNK_MAX_STEPS && total < 2 * CHUNK_MAX_BYTES) return undefined;
-  // Keep at least the last delivered step in the state: `wf show` and a watcher see what just happened.
-  take = Math.min(take, journal.length - 1);
+  // Keep at least the last committed delivered step in the state: `wf show` and a watcher see
+  // what just happened (and the cut stays a function of the committed state alone).
+  take = Math.min(take, committedLength - 1);
+  if (take <= 0) return undefined;
   const moved = journal.slice(0, take);
   const chunkIndex = state.history?.chunks ?? 0;
-  const chunk: HistoryChunk = { v: 1, id: state.id, chunk: chunkIndex, journal: moved, steps: {} };
+  const chunk: HistoryChunk = { v: 1, id: state.id, chunk: chunkIndex, journal: moved, steps: {}, base: committed.revision };
   const steps = { ...state.steps };
   for (const name of moved) {
     chunk.steps[name] = steps[name]!;
@@ -94,23 +115,46 @@ export function splitHistory(state: WorkflowState, serializedLength: number): { 
   return { head, chunk };
 }
 
+/** How many leading entries of the decision's journal the committed state already holds (normally all of its own). */
+function committedPrefix(journal: string[], state: WorkflowState, committed: WorkflowState): number {
+  if ((committed.history?.chunks ?? 0) !== (state.history?.chunks ?? 0)) return 0; // not the state it was decided on
+  const limit = Math.min(journal.length, committed.journal.length);
+  let n = 0;
+  while (n < limit && journal[n] === committed.journal[n]) n += 1;
+  return n;
+}
+
 /**
- * Store a chunk before the state write that drops its steps. Created, never overwritten: a chunk
- * already there is fine if it holds the same journal entries (a retry, or another runtime that
- * decided on the same revision); different entries mean this decision was made on a stale state,
- * which the caller treats like a lost CAS (re-read, decide again).
+ * Store a chunk before the state write that drops its steps. A chunk already there is fine if it
+ * holds the same journal entries (a retry, or another runtime that decided on the same revision).
+ *
+ * One with other entries was cut by a decision whose CAS lost, or is about to be written by one
+ * racing with this. It is replaced when it was decided on a revision older than this chunk's
+ * `base`: that decision's CAS was on a revision the state has since left, so no committed state
+ * can ever name that chunk, and none does now (the state this one is cut from says
+ * `history.chunks` = this position). Replaced by CAS on the chunk's own revision, so two
+ * replacers cannot both win. Otherwise (a chunk decided on this revision or a later one) this
+ * decision is the stale one, which the caller treats like a lost CAS (re-read, decide again).
  */
 export async function storeChunk(kv: KV, chunk: HistoryChunk): Promise<void> {
   const key = historyKey(chunk.id, chunk.chunk);
+  const data = JSON.stringify(chunk);
   try {
-    await kv.create(key, JSON.stringify(chunk));
+    await kv.create(key, data);
     return;
   } catch (err) {
     const existing = await kv.get(key);
     if (!existing || existing.operation !== "PUT" || existing.length === 0) throw err;
     const stored = existing.json<HistoryChunk>();
     if (stored.journal.length === chunk.journal.length && stored.journal.every((name, i) => name === chunk.journal[i])) return;
-    throw new RevisionConflictError(chunk.id, err);
+    // An old chunk has no base; it was decided on a revision below the one it was stored at.
+    const storedBase = stored.base ?? existing.revision;
+    if (chunk.base === undefined || storedBase >= chunk.base) throw new RevisionConflictError(chunk.id, err);
+    try {
+      await kv.update(key, data, existing.revision);
+    } catch (updateErr) {
+      throw new RevisionConflictError(chunk.id, updateErr); // another runtime replaced it first: re-read
+    }
   }
 }
 

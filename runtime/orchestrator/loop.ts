@@ -265,9 +265,9 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       const here = continuedHere(msg, decision.state, decision.effects);
       try {
         // A long workflow's oldest delivered steps move to a history chunk, stored before the
-        // state that no longer holds them (history.ts).
+        // state that no longer holds them; only steps `stored` already committed (history.ts).
         const serialized = serializeState(decision.state);
-        const split = splitHistory(decision.state, serialized.length);
+        const split = splitHistory(decision.state, serialized.length, stored);
         if (split) await storeChunk(topology.states, split.chunk);
         const write = split ? failIfTooLarge({ ...decision, state: split.head }, stored, maxStateBytes) : failIfTooLarge(decision, stored, maxStateBytes, serialized);
         // (A state too large fails the workflow instead: no effects, nothing continues.)
