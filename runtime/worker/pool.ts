@@ -20,7 +20,7 @@ import { ensureActivityConsumer, type Topology } from "../nats/topology.js";
 import { encode, MSG_ID, parseJson, parseTask, utf8BytesOver, type CompletionMessage, type TaskMessage } from "../protocol.js";
 import { recordDeadLetter } from "../dead-letters.js";
 import { createActivityContext } from "./activity-context.js";
-import { createTaskReleaser } from "./release.js";
+import { createTaskReleaser, type ReleasableDelivery } from "./release.js";
 import { Slots } from "./slots.js";
 import type { Continuation, LocalOutcome, LocalSource } from "../orchestrator/loop.js";
 import { pendingEffects, publishEffects } from "../orchestrator/outbox.js";
@@ -122,8 +122,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   /** Completions being recorded at once (see runTask): as many as the orchestrator applies at once. */
   const recording = new Slots(Math.max(1, config.orchestrator.concurrency));
   const pulling = new AbortController(); // stops the pull loops
-  /** Releases re-publish a task instead of NAKing it, so they are not counted as crashes (release.ts). */
-  const releaser = createTaskReleaser({ topology, ackWaitMs: config.worker.ackWaitMs, stopping: pulling.signal });
+  /** Releases are recorded before the NAK, so they are not counted as crashes (release.ts). */
+  const releaser = createTaskReleaser({ topology, config });
   const tasks = new Set<Promise<void>>();
   const loops = new Map<string, Promise<void>>();
   /** Tasks pulled after stop() began, never started: released by stop(). */
@@ -299,12 +299,13 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     }
     if (msg.redelivered && (await alreadyRecorded(msg, task, meta))) return;
     const deliveries = msg.info.deliveryCount;
-    if (deliveries > config.worker.maxDeliveries) {
+    const crashes = deliveries > config.worker.maxDeliveries && "crashes" in msg ? await (msg as ReleasableDelivery).crashes() : deliveries - 1;
+    if (crashes >= config.worker.maxDeliveries) {
       // Each earlier delivery ended without a completion: the runtime running it died (or hung).
       await record(msg, task, new Date(), releaseSlot, {
         ok: false,
         error: {
-          message: `activity ${task.activity} (step ${task.step}, attempt ${task.attempt}) crashed or lost its runtime ${deliveries - 1} times (worker.maxDeliveries=${config.worker.maxDeliveries}); not running it again`,
+          message: `activity ${task.activity} (step ${task.step}, attempt ${task.attempt}) crashed or lost its runtime ${crashes} times (worker.maxDeliveries=${config.worker.maxDeliveries}); not running it again`,
           type: "ActivityCrashLoopError",
           nonRetryable: true,
         },
