@@ -79,7 +79,14 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
   const logger = options.logger ?? createConsoleLogger({ level: config.log.level });
   const nc = options.connection ?? (await connectNats(config.nats, { name: "jetflow client", logger, waitForServer: options.waitForServer ?? false }));
   const names = createNames(config.namespace);
-  const topology = await ensureTopology(nc, { names, replicas: config.replicas, storage: config.storage, orchestratorAckWaitMs: config.orchestrator.ackWaitMs, orchestratorMaxAckPending: config.orchestrator.maxAckPending, updateConsumers: false });
+  const topology = await ensureTopology(nc, {
+    names,
+    replicas: config.replicas,
+    storage: config.storage,
+    orchestratorAckWaitMs: config.orchestrator.ackWaitMs,
+    orchestratorMaxAckPending: config.orchestrator.maxAckPending,
+    updateConsumers: false,
+  });
 
   async function describe(id: string): Promise<WorkflowState> {
     validateWorkflowId(id);

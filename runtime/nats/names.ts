@@ -12,6 +12,8 @@ export interface Names {
   /** Events of blocked workflows, parked outside the events consumer's window (orchestrator/blocked.ts). */
   parkedStream: string;
   statesBucket: string;
+  /** KV of releases of activity tasks by workers, so they are not counted as crashes (worker/release.ts). */
+  releasesBucket: string;
   /** Object Store of code bundles, by content hash. */
   bundlesStore: string;
   /** KV of deployments: `current` and one record per deployed version. */
@@ -67,6 +69,7 @@ export function createNames(namespace = ""): Names {
     deadLettersStream: `${n}WORKFLOW_DEAD_LETTERS`,
     parkedStream: `${n}WORKFLOW_PARKED`,
     statesBucket: `${n}WORKFLOW_STATES`,
+    releasesBucket: `${n}WORKFLOW_RELEASES`,
     bundlesStore: `${n}WORKFLOW_BUNDLES`,
     deploymentsBucket: `${n}WORKFLOW_DEPLOYMENTS`,
     orchestratorConsumer: `${n}orchestrator`,

@@ -84,7 +84,14 @@ export async function releaseParked(topology: Topology, workflowId: string): Pro
  * starts (programmatic code has no deployments). `except`: workflows known to diverge still (a
  * deploy's report), whose events would only be parked again.
  */
-export async function resumeBlocked(topology: Topology, logger: Logger, options: { except?: Set<string>; filter?: (id: string) => Promise<boolean> } = {}): Promise<number> {
+export interface ResumeOptions {
+  /** Workflows to leave parked. */
+  except?: Set<string>;
+  /** Checked per workflow just before its events are re-published: false leaves them parked. */
+  filter?: (id: string) => Promise<boolean>;
+}
+
+export async function resumeBlocked(topology: Topology, logger: Logger, options: ResumeOptions = {}): Promise<number> {
   const ids = [...(await parkedWorkflows(topology)).keys()].filter((id) => !options.except?.has(id));
   let workflows = 0;
   for (let i = 0; i < ids.length; i += RELEASE_CONCURRENCY) {
@@ -157,6 +164,7 @@ export function createBlockedResumer(options: { topology: Topology; logger: Logg
 
 function noMessage(err: unknown): null {
   // 10037: no message found (the subject has no message at or after the sequence).
-  if ((err as { code?: number; api_error?: { err_code?: number } })?.api_error?.err_code === 10037 || /no message found/i.test((err as Error)?.message ?? "")) return null;
+  const apiCode = (err as { api_error?: { err_code?: number } })?.api_error?.err_code;
+  if (apiCode === 10037 || /no message found/i.test((err as Error)?.message ?? "")) return null;
   throw err;
 }

@@ -353,7 +353,9 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
 
   /** A write just cleared `blocked`: the workflow's other parked events can be applied now. */
   function releaseUnblocked(id: string): void {
-    releaseParked(topology, id).catch((err) => logger.warn(`re-publishing the parked events of ${id} failed (the next sweep retries): ${(err as Error)?.message ?? err}`, { workflowId: id }));
+    releaseParked(topology, id).catch((err) =>
+      logger.warn(`re-publishing the parked events of ${id} failed (the next sweep retries): ${(err as Error)?.message ?? err}`, { workflowId: id }),
+    );
   }
 
   /**

@@ -120,7 +120,7 @@ function effectId(workflowId: string, effect: Effect, attempt: number | undefine
 /**
  * The ids of every task and timer still stored: both streams are work queues, so what they hold
  * is pending. One read per stored message (the next one by sequence, skipping deleted ones).
- * Tasks count by their body (a released copy has an id of its own), batched timers by the
+ * Tasks count by their body (its step and attempt), batched timers by the
  * per-timer id of each timer they carry.
  */
 async function storedEffectIds(topology: Topology): Promise<Set<string>> {
@@ -135,7 +135,7 @@ async function storedEffectIds(topology: Topology): Promise<Set<string>> {
       if (!msg) break;
       const id = msg.header?.get("Nats-Msg-Id");
       if (stream === topology.names.tasksStream) {
-        // By the body, not the header: a released task is a copy under an id of its own (worker/release.ts).
+        // By the body: the id a task was published under is the body's own (outbox.ts), and the body is the truth.
         try {
           const task = parseTask(parseJson(msg.data));
           ids.add(MSG_ID.task(task.workflowId, task.step, task.attempt));

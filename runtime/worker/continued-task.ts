@@ -39,10 +39,5 @@ export class ContinuedTask implements TaskDelivery {
   working(): void {
     this.lease.working();
   }
-  keep(millis?: number): void {
-    const lease = this.lease as TaskDelivery & { keep?(millis?: number): void };
-    if (lease.keep) lease.keep(millis);
-    else lease.nak(millis);
-  }
 }
 

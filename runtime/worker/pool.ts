@@ -84,8 +84,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   /** Completions being recorded at once (see runTask): as many as the orchestrator applies at once. */
   const recording = new Slots(Math.max(1, config.orchestrator.concurrency));
   const pulling = new AbortController(); // stops the pull loops
-  /** Releases re-publish a task instead of NAKing it, so they are not counted as crashes (release.ts). */
-  const releaser = createTaskReleaser({ topology, ackWaitMs: config.worker.ackWaitMs, stopping: pulling.signal });
+  /** Releases are recorded before the NAK, so they are not counted as crashes (release.ts). */
+  const releaser = createTaskReleaser({ topology, config });
   const tasks = new Set<Promise<void>>();
   const loops = new Map<string, Promise<void>>();
   /** Tasks pulled after stop() began, never started: released by stop(). */
@@ -275,12 +275,13 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     }
     if (msg.redelivered && (await alreadyRecorded(msg, task, meta))) return;
     const deliveries = msg.info.deliveryCount;
-    if (deliveries > config.worker.maxDeliveries) {
+    const crashes = deliveries > config.worker.maxDeliveries && "crashes" in msg ? await (msg as ReleasableDelivery).crashes() : deliveries - 1;
+    if (crashes >= config.worker.maxDeliveries) {
       // Each earlier delivery ended without a completion: the runtime running it died (or hung).
       await record(msg, task, new Date(), releaseSlot, {
         ok: false,
         error: {
-          message: `activity ${task.activity} (step ${task.step}, attempt ${task.attempt}) crashed or lost its runtime ${deliveries - 1} times (worker.maxDeliveries=${config.worker.maxDeliveries}); not running it again`,
+          message: `activity ${task.activity} (step ${task.step}, attempt ${task.attempt}) crashed or lost its runtime ${crashes} times (worker.maxDeliveries=${config.worker.maxDeliveries}); not running it again`,
           type: "ActivityCrashLoopError",
           nonRetryable: true,
         },
@@ -367,7 +368,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         // This message may be the lease of a continued step that still runs: its holder acks it
         // when the chain ends; until then it comes back now and then and is asked about again.
         logger.info(`redelivered task of ${task.activity} is already recorded, and a continued step it leases still runs; leaving it to its runtime`, meta);
-        keepForHolder(msg, config.worker.ackWaitMs);
+        release(msg, config.worker.ackWaitMs); // the very message: its holder may ack it (a NAK, not a copy)
         return true;
       }
       logger.info(`redelivered task of ${task.activity} is already recorded; re-published what the workflow waits on instead of running it`, meta);
@@ -427,7 +428,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       if (local === "held") {
         // Another execution of an attempt already recorded, and this message may be the lease of
         // a continued step that still runs (leases.ts): its holder acks it when its chain ends.
-        keepForHolder(msg, config.worker.ackWaitMs);
+        release(msg, config.worker.ackWaitMs); // the very message: its holder may ack it (a NAK, not a copy)
         return;
       }
       if (local === "declined" || local === "retry") {
@@ -474,13 +475,6 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     };
     // The same backoff as a completion's publish (200 ms doubling to 2 s), until stop() begins.
     return pRetry(once, { retries: Infinity, minTimeout: 200, maxTimeout: 2_000, signal: pulling.signal }).catch(() => "retry" as const);
-  }
-
-  /** Give back a message that may be a live continuation's lease: the very message, not a copy (release.ts keep). */
-  function keepForHolder(msg: TaskDelivery, delayMs: number): void {
-    if (msg instanceof ContinuedTask) return msg.keep(delayMs);
-    if ("keep" in msg && typeof msg.keep === "function") return (msg as ReleasableDelivery).keep(delayMs);
-    release(msg, delayMs);
   }
 
   /** Give a message back to JetStream (NAK), for now or after `delayMs`; a closed connection redelivers it after its ack wait anyway. */

@@ -1,102 +1,97 @@
 /**
  * Releases are not crashes. worker.maxDeliveries counts the deliveries of a task that ended with
- * no completion (its runtime died or hung). JetStream's delivery count also counts every NAK, and
- * a worker NAKs a task it could not record (a KV hiccup: a leader election of a few seconds), is
+ * no answer (its runtime died or hung). JetStream's delivery count also counts every NAK, and a
+ * worker NAKs a task it could not record (a KV hiccup: a leader election of a few seconds), is
  * shutting down, or has no code for: five such releases in a row would fail a healthy step with
  * ActivityCrashLoopError.
  *
- * So a worker does not NAK a task it releases: it re-publishes the task (same subject and body)
- * with the header `Jetflow-Crashes: <crashes so far>` and then acks the delivery. The copy starts
- * at delivery 1; its crashes are the header's plus its own deliveries that ended without an ack.
- * The copy also says `Jetflow-Released: 1`, so it is treated as a redelivery (the worker that gets
- * it checks whether the attempt is recorded already, as it would after a NAK).
+ * So before a worker NAKs a task it releases, it records the release in the KV bucket
+ * WORKFLOW_RELEASES: key `<task stream sequence>.<delivery number>` (one key per release, no read
+ * needed). Only when a task's delivery count passes worker.maxDeliveries does a worker list that
+ * task's keys and subtract them: the cost is paid by tasks at the limit, never by the others.
+ * Keys expire after a week (a task older than that counts its releases as crashes again).
  *
- * Failure windows: a runtime that dies while it holds a release (its delay) never acks: the
- * delivery comes back after the ack wait and counts as the crash it is. A copy published whose
- * original's ack was lost: both run (at-least-once; the orchestrator records the first completion
- * of an attempt), and a second release of the same delivery has the same Nats-Msg-Id. If the copy
- * cannot be published (NATS down), the delivery is NAK'd as before: it is counted, rarely.
+ * Why not re-publish the task with a count in a header instead: the copy and the original are two
+ * messages, and a NATS fault between publishing one and acking the other runs the activity twice
+ * (the chaos suite's NATS kills showed it). A NAK keeps one message. If the release cannot be
+ * recorded (NATS unreachable), it is NAK'd anyway and counts as a delivery: rarely, and on the
+ * side of stopping a loop.
  */
 import type { JsMsg } from "@nats-io/jetstream";
-import { headers } from "@nats-io/nats-core";
-import { setTimeout as sleep } from "node:timers/promises";
+import { Kvm, type KV } from "@nats-io/kv";
+import { StorageType } from "@nats-io/jetstream";
+import type { Config } from "../config.js";
 import type { Topology } from "../nats/topology.js";
 
-/** Deliveries of a task (and of the copies it was released as) that ended without a completion. */
-export const CRASHES_HEADER = "Jetflow-Crashes";
-/** Present on a released copy: its task was delivered before. */
-export const RELEASED_HEADER = "Jetflow-Released";
+const RELEASES_MAX_AGE_MS = 7 * 86_400_000;
+/**
+ * A release waits this long at most for its record, then NAKs anyway. Short on purpose: the
+ * delivery is no longer kept alive, and a NAK sent after its ack wait passed would hit the
+ * redelivery that another worker is running, which then runs twice (the chaos suite's NATS kills
+ * showed it with a 2 s bound).
+ */
+const RECORD_TIMEOUT_MS = 250;
 
 /** What the worker pool needs of a task's message (a subset of JsMsg). */
 export interface ReleasableDelivery {
   readonly subject: string;
   readonly data: Uint8Array;
-  /** Delivered before: by JetStream, or as an earlier copy of this task. */
   readonly redelivered: boolean;
-  /** Crashes so far plus this delivery: what worker.maxDeliveries is checked against. */
   readonly info: { deliveryCount: number };
   ack(): void;
-  /** Release the task (after `delayMs`): re-published, not counted as a delivery. */
+  /** Release the task (redelivered after `delayMs`), recording first that this was no crash. */
   nak(delayMs?: number): void;
-  /**
-   * Give this very message back (a plain NAK, counted as a delivery): for a message that may be a
-   * continued step's lease, which its holder acks by this message (worker/leases.ts). A copy would
-   * leave the holder's chain without a lease.
-   */
-  keep(delayMs?: number): void;
   working(): void;
+  /** Deliveries so far that ended without an answer: JetStream's count minus recorded releases. */
+  crashes(): Promise<number>;
 }
 
 export interface TaskReleaser {
   wrap(msg: JsMsg): ReleasableDelivery;
-  /** Resolves when every release in flight is published (stop() waits for it). */
+  /** Resolves when every release in flight is recorded and NAK'd (stop() waits for it). */
   settled(): Promise<void>;
 }
 
-/**
- * `stopping`: once it fires, a release waits no longer for its delay (the task goes to another
- * runtime now). `ackWaitMs`: a release that waits keeps its delivery alive meanwhile.
- */
-export function createTaskReleaser(options: { topology: Topology; ackWaitMs: number; stopping: AbortSignal }): TaskReleaser {
-  const { topology } = options;
+export function createTaskReleaser(options: { topology: Topology; config: Pick<Config, "replicas" | "storage"> }): TaskReleaser {
+  const { topology, config } = options;
   const inFlight = new Set<Promise<void>>();
+  let bucket: Promise<KV> | undefined;
 
-  async function release(msg: JsMsg, crashes: number, delayMs: number | undefined): Promise<void> {
+  function releases(): Promise<KV> {
+    bucket ??= new Kvm(topology.js).create(topology.names.releasesBucket, {
+      history: 1,
+      ttl: RELEASES_MAX_AGE_MS,
+      replicas: config.replicas,
+      storage: config.storage === "memory" ? StorageType.Memory : StorageType.File,
+    });
+    bucket.catch(() => (bucket = undefined)); // opened again next time
+    return bucket;
+  }
+  releases().catch(() => undefined); // opened before the first release needs it
+
+  async function release(msg: JsMsg, delayMs: number | undefined): Promise<void> {
     try {
-      if (delayMs && delayMs > 0 && !options.stopping.aborted) {
-        const keepAlive = setInterval(() => msg.working(), Math.max(100, Math.floor(options.ackWaitMs / 3)));
-        try {
-          msg.working();
-          await sleep(delayMs, undefined, { signal: options.stopping }).catch(() => undefined);
-        } finally {
-          clearInterval(keepAlive);
-        }
-      }
-      const h = headers();
-      h.set(CRASHES_HEADER, String(crashes));
-      h.set(RELEASED_HEADER, "1");
-      await topology.js.publish(msg.subject, msg.data, { headers: h, msgID: `release/${msg.seq}` });
-      msg.ack();
+      msg.working();
+      const record = releases().then((kv) => kv.put(`${msg.seq}.${msg.info.deliveryCount}`, ""));
+      await Promise.race([record, new Promise((_, reject) => setTimeout(() => reject(new Error("timeout")), RECORD_TIMEOUT_MS).unref())]);
     } catch {
-      try {
-        msg.nak(delayMs);
-      } catch {
-        /* connection gone: redelivered after the ack wait */
-      }
+      /* not recorded: this release counts as a delivery */
+    }
+    try {
+      msg.nak(delayMs);
+    } catch {
+      /* connection gone: redelivered after the ack wait */
     }
   }
 
   return {
     wrap(msg) {
-      const before = Number(msg.headers?.get(CRASHES_HEADER) || 0) || 0;
-      // This delivery's predecessors of the same message ended without an ack: crashes.
-      const crashes = before + msg.info.deliveryCount - 1;
       let settled = false;
       return {
         subject: msg.subject,
         data: msg.data,
-        redelivered: msg.redelivered || msg.headers?.get(RELEASED_HEADER) === "1",
-        info: { deliveryCount: crashes + 1 },
+        redelivered: msg.redelivered,
+        info: msg.info,
         ack() {
           if (settled) return;
           settled = true;
@@ -105,21 +100,25 @@ export function createTaskReleaser(options: { topology: Topology; ackWaitMs: num
         nak(delayMs) {
           if (settled) return;
           settled = true;
-          const p = release(msg, crashes, delayMs);
+          const p = release(msg, delayMs);
           inFlight.add(p);
           void p.finally(() => inFlight.delete(p));
         },
-        keep(delayMs) {
-          if (settled) return;
-          settled = true;
-          try {
-            msg.nak(delayMs);
-          } catch {
-            /* connection gone: redelivered after the ack wait */
-          }
-        },
         working() {
           if (!settled) msg.working();
+        },
+        async crashes() {
+          const deliveries = msg.info.deliveryCount;
+          let released = 0;
+          try {
+            const kv = await releases();
+            for await (const key of await kv.keys(`${msg.seq}.*`)) {
+              if (Number(key.slice(key.indexOf(".") + 1)) < deliveries) released += 1;
+            }
+          } catch {
+            /* cannot tell: count every earlier delivery as a crash */
+          }
+          return Math.max(0, deliveries - 1 - released);
         },
       };
     },
