@@ -18,6 +18,7 @@ import { BlockedWorkflowError, decideCancel, decideCompletion, decideSignal, dec
 import { pendingEffects, publishEffects, taskMessage, type Effect } from "./outbox.js";
 import { splitHistory, storeChunk, withHistory } from "./history.js";
 import { TimerBatcher } from "./timer-batches.js";
+import { recheckUnknownStart } from "./unknown-start.js";
 import { readAllStates, serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 
 export interface Orchestrator {
@@ -115,6 +116,8 @@ export interface OrchestratorOptions {
   registryFor(version: string | undefined): Promise<Registry>;
   /** The current code, for new starts. */
   currentRegistry(): Registry;
+  /** The code of the deployment current in NATS now, re-read (a start for a type currentRegistry() lacks). */
+  latestRegistry?: () => Promise<Registry>;
   now?: () => number;
   /** Test-only: called at named points so crash tests can kill the process there. */
   crashPoint?: (name: string) => void;
@@ -227,11 +230,17 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     if (inputBytes > config.limits.maxInputBytes) {
       return deadLetter(msg, "input_too_large", `start message of ${inputBytes} bytes exceeds limits.maxInputBytes (${config.limits.maxInputBytes})`, id, workflowType);
     }
-    const registry = options.currentRegistry();
-    const definition = registry.workflows.get(workflowType);
+    let registry = options.currentRegistry();
+    let definition = registry.workflows.get(workflowType);
     if (!definition) {
-      const known = [...registry.workflows.keys()].sort().join(", ") || "none";
-      return deadLetter(msg, "unknown_workflow", `unknown workflow type "${workflowType}" (this runtime has: ${known})`, id, workflowType);
+      // Perhaps code being deployed: re-checked and retried a little, never a terminal state (unknown-start.ts).
+      const verdict = await recheckUnknownStart({ workflowType, deliveryCount: msg.info.deliveryCount, registry, latest: options.latestRegistry });
+      if (verdict.kind === "retry") {
+        logger.warn(`${verdict.message}; retrying in ${verdict.delayMs}ms`, { workflowId: id });
+        return msg.nak(verdict.delayMs);
+      }
+      if (verdict.kind === "refuse") return deadLetter(msg, "unknown_workflow", verdict.message, id);
+      ({ registry, definition } = verdict);
     }
     await serialize(id, async () => {
       // No read before the create: kv.create fails when the id exists, so a start costs one write
