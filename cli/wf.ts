@@ -51,8 +51,15 @@ const commands: Record<string, CommandSpec> = {
   },
   run: {
     summary: "run the runtime: orchestrator + worker slots (production)",
-    usage: "wf run [--role all|orchestrator|worker] [--activities a,b] [--slots N] [--from-nats] [--print-config]",
-    options: { role: { type: "string" }, activities: { type: "string" }, slots: { type: "string" }, "from-nats": { type: "boolean" }, "print-config": { type: "boolean" } },
+    usage: "wf run [--role all|orchestrator|worker] [--activities a,b] [--slots N] [--from-nats] [--promote-local] [--print-config]",
+    options: {
+      role: { type: "string" },
+      activities: { type: "string" },
+      slots: { type: "string" },
+      "from-nats": { type: "boolean" },
+      "promote-local": { type: "boolean" },
+      "print-config": { type: "boolean" },
+    },
     run: runCommand,
   },
   build: {

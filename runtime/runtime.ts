@@ -8,6 +8,10 @@
  * - local: functions/ is bundled and deployed to NATS at start (a runtime with code is a deploy);
  * - nats: the current deployment in NATS (`wf run --from-nats`, or no functions/ folder).
  * Local and nats runtimes follow the `current` deployment from then on, switching without restart.
+ *
+ * A local runtime never moves workflows back at boot: when its functions/ holds a version that was
+ * deployed before and has since been replaced (a restart with an older copy), it runs the current
+ * deployment instead and says so; `promoteLocal` (`wf run --promote-local`) deploys it anyway.
  */
 import { existsSync } from "node:fs";
 import type { Config, ConfigOverrides } from "./config.js";
@@ -15,7 +19,7 @@ import { loadConfig } from "./config.js";
 import { createRegistry, type Registry } from "./definitions.js";
 import { buildFunctions, type Bundle } from "./bundle/build.js";
 import { deployBundle, type DeployReport } from "./bundle/deploy.js";
-import { openDeploymentStore, type DeploymentStore } from "./bundle/deployments.js";
+import { openDeploymentStore, type CurrentDeployment, type DeploymentRecord, type DeploymentStore } from "./bundle/deployments.js";
 import { loadBundle } from "./bundle/load.js";
 import { fixedCodeVersions, storedCodeVersions, type CodeVersions } from "./code-versions.js";
 import { hostRealm } from "./journal/execution.js";
@@ -49,6 +53,11 @@ export interface RuntimeOptions {
   logger?: Logger;
   /** Reuse a connection (tests, embedding); it is not closed by stop(). */
   connection?: NatsConnection;
+  /**
+   * Deploy local functions/ at boot even when it is a version that was deployed before and has
+   * since been replaced (default false: run the current deployment; see the top of this file).
+   */
+  promoteLocal?: boolean;
   /** Called with the replay-check report when this runtime deploys its local code. */
   onDeploy?: (report: DeployReport) => void;
   /** Test-only: called at named crash points. */
@@ -110,8 +119,18 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   async function resolveCode(top: Topology): Promise<CodeVersions> {
     if (versions) return versions;
     deployments = await openDeploymentStore(top, { replicas: config.replicas, storage: config.storage });
-    let initial: Registry;
-    if (localBundle && localRegistry) {
+    let initial: Registry | undefined;
+    // `wf dev` (a bundle handed in) deploys every save; `wf run` checks it is not going back.
+    const superseded = localBundle && !options.bundle && !options.promoteLocal ? await supersededBy(deployments, localBundle.version) : undefined;
+    if (superseded && localBundle) {
+      logger.warn(
+        `functions/ holds code ${localBundle.version}, deployed ${superseded.local.deployedAt} and since replaced by ${superseded.current.version} ` +
+          `(deployed ${superseded.current.deployedAt} by ${superseded.current.deployedBy}): not deploying it over the newer code; running ${superseded.current.version}. ` +
+          `To make the local code current, run \`wf deploy\` in this folder, or start with \`wf run --promote-local\`.`,
+        { component: "runtime" },
+      );
+      initial = await loadBundle(await deployments.fetch(superseded.current.version), { logger, checkActivityTypes });
+    } else if (localBundle && localRegistry) {
       // Runtimes starting together each deploy their code; a lost race re-checks against the winner.
       let report: DeployReport | undefined;
       for (let attempt = 1; !report; attempt++) {
@@ -135,8 +154,18 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       }
       initial = await loadBundle(await deployments.fetch(current.deployment.version), { logger, checkActivityTypes });
     }
+    if (!initial) throw new Error("unreachable: no code resolved");
     const stored = storedCodeVersions({ initial, store: deployments, logger, checkActivityTypes });
     return stored;
+  }
+
+  /** The code of the deployment current in NATS now, made current here if it is not yet (the watch may lag). */
+  async function latestRegistry(code: CodeVersions): Promise<Registry> {
+    const current = await deployments?.current();
+    if (!current || current.deployment.version === code.current().version) return code.current();
+    const registry = await code.load(current.deployment.version);
+    code.setCurrent(registry);
+    return registry;
   }
 
   function logDeploy(report: DeployReport): void {
@@ -193,7 +222,17 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       leases.start();
       if (role !== "worker") {
         const crash = options.crashPoint ? { crashPoint: options.crashPoint } : {};
-        orchestrator = createOrchestrator({ topology, config, logger, registryFor: (v) => code.registryFor(v), currentRegistry: () => code.current(), leases, ...crash, ...(options.clocks?.orchestrator ? { now: () => options.clocks!.orchestrator!.now() } : {}) });
+        orchestrator = createOrchestrator({
+          topology,
+          config,
+          logger,
+          registryFor: (v) => code.registryFor(v),
+          currentRegistry: () => code.current(),
+          ...(deployments ? { latestRegistry: () => latestRegistry(code) } : {}),
+          leases,
+          ...crash,
+          ...(options.clocks?.orchestrator ? { now: () => options.clocks!.orchestrator!.now() } : {}),
+        });
         timers = createTimerService({ topology, logger, ...crash, ...(options.clocks?.timers ? { clock: options.clocks.timers } : {}) });
         await orchestrator.start();
         await timers.start();
@@ -234,4 +273,16 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     },
   };
   return runtime;
+}
+
+/**
+ * When `localVersion` was deployed here before and a later deployment replaced it: both records.
+ * (A version never deployed here is new code, and deployed as before.)
+ */
+async function supersededBy(store: DeploymentStore, localVersion: string): Promise<{ local: DeploymentRecord; current: CurrentDeployment } | undefined> {
+  const current = await store.current();
+  if (!current || current.deployment.version === localVersion) return undefined;
+  const local = await store.record(localVersion);
+  if (!local || local.deployedAt > current.deployment.deployedAt) return undefined;
+  return { local, current: current.deployment };
 }

@@ -103,7 +103,7 @@ describe("ids", () => {
 });
 
 describe("bad messages", () => {
-  it("dead-letters bad start messages with a reason, records failed states where an id is readable, and keeps running", async () => {
+  it("dead-letters bad start messages with a reason, records failed states where an id is readable (not for an unknown type), and keeps running", async () => {
     const e = engine();
     const rt = await e.runtime({ workflows: { greet_wf: greet }, activities: greetActivities, config: { limits: { maxInputBytes: 1000 } } });
     expect(rt.config.limits.maxInputBytes).toBe(1000);
@@ -145,17 +145,15 @@ describe("bad messages", () => {
     expect(byBody("big-1").body.message).toMatch(/exceeds limits.maxInputBytes \(1000\)/);
     for (const l of letters) expect(l.body.subject, l.reason).toMatch(/\.workflow\.start\./);
 
-    // Where the id can be read, the workflow's state says why it failed.
-    const unknown = await waitForState(client, "unknown-1");
-    expect(unknown).toMatchObject({ status: "failed", workflow: "no_such_wf", error: { type: "UnknownWorkflowError" } });
-    expect(unknown.error!.message).toContain('"no_such_wf"');
+    // Where the id can be read, the workflow's state says why it failed; except for a type that
+    // may yet be deployed, which leaves the id free (docs/protocol.md, "Starts for unknown workflow types").
+    expect(await client.topology.states.get("unknown-1")).toBeNull();
     const big = await waitForState(client, "big-1");
     expect(big.status).toBe("failed");
     expect(big.error!.message).toMatch(/maxInputBytes/);
     const extra = await waitForState(client, "extra-1");
     expect(extra.status).toBe("failed");
     expect(extra.error!.message).toMatch(/priority/);
-    await expect(client.result("unknown-1", resultSignal())).rejects.toThrow(/no_such_wf/);
 
     // The runtime is still alive and serves a normal workflow.
     const handle = await client.start("greet_wf", { name: "after" }, { id: "after-1" });

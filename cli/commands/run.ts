@@ -22,7 +22,13 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     printJson({ keys: configKeys(), config: { ...config, nats: { ...config.nats, password: config.nats.password ? "***" : undefined, token: config.nats.token ? "***" : undefined } } });
     return 0;
   }
-  const runtime = await createRuntime({ config, role, ...(ctx.values["from-nats"] ? { code: "nats" as const } : {}) });
+  if (ctx.values["from-nats"] && ctx.values["promote-local"]) throw new UsageError("--promote-local deploys functions/, --from-nats ignores it: use one of them");
+  const runtime = await createRuntime({
+    config,
+    role,
+    ...(ctx.values["from-nats"] ? { code: "nats" as const } : {}),
+    ...(ctx.values["promote-local"] ? { promoteLocal: true } : {}),
+  });
   const stopped = new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals) => {

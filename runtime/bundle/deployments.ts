@@ -38,6 +38,8 @@ export interface DeploymentStore {
   /** Point `current` at a stored version (CAS against `expectRevision` when given). */
   promote(version: string, deployedBy: string, expectRevision?: number): Promise<CurrentDeployment>;
   list(): Promise<DeploymentRecord[]>;
+  /** The record of one version, if it was ever uploaded here. */
+  record(version: string): Promise<DeploymentRecord | undefined>;
   /** Calls back with every change of `current` (and once with its value now). */
   watch(onChange: (deployment: CurrentDeployment) => void): Promise<{ stop(): void }>;
 }
@@ -105,6 +107,10 @@ export async function openDeploymentStore(topology: Topology, options: { replica
         throw err;
       }
       return next;
+    },
+    async record(version) {
+      const entry = await kv.get(recordKey(version));
+      return entry && entry.operation === "PUT" && entry.length > 0 ? entry.json<DeploymentRecord>() : undefined;
     },
     async list() {
       const records: DeploymentRecord[] = [];

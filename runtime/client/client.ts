@@ -219,7 +219,13 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
       }
       // Same id, same Nats-Msg-Id: a retried publish is dropped by JetStream; a later one is a no-op
       // in the orchestrator because the state exists.
-      await topology.js.publish(names.startSubject(workflow), data, { msgID: `${id}/start` });
+      const ack = await topology.js.publish(names.startSubject(workflow), data, { msgID: `${id}/start` });
+      if (ack.duplicate && !(await topology.states.get(id))) {
+        // A start of this id within the duplicate window, and no state: it was refused without one
+        // (a workflow type not deployed yet, docs/protocol.md) or is still queued. Publish it again
+        // under its own Nats-Msg-Id; the orchestrator creates a state once per id (KV create) anyway.
+        await topology.js.publish(names.startSubject(workflow), data, { msgID: `${id}/start/${randomUUID()}` });
+      }
       return getHandle(id, workflow);
     },
     getHandle: (id) => getHandle(id),

@@ -26,6 +26,7 @@ import { isJsMsg, LocalCompletion, type EventMessage, type LocalOutcome, type Lo
 export type { Continuation, LocalOutcome, LocalSource } from "./local-completion.js";
 import { earlyByMs, reparkTimer } from "./early-timers.js";
 import { afterFailure, failForPoison, workflowIdOf } from "./poison.js";
+import { recheckUnknownStart } from "./unknown-start.js";
 import { serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 
 export interface Orchestrator {
@@ -49,6 +50,8 @@ export interface OrchestratorOptions {
   currentRegistry(): Registry;
   /** Who holds continued steps (worker/leases.ts): a repair re-publishes only those nobody runs. */
   leases: Leases;
+  /** The code of the deployment current in NATS now, re-read (a start for a type currentRegistry() lacks). */
+  latestRegistry?: () => Promise<Registry>;
   now?: () => number;
   /** Test-only: called at named points so crash tests can kill the process there. */
   crashPoint?: (name: string) => void;
@@ -172,11 +175,17 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     if (inputBytes > config.limits.maxInputBytes) {
       return deadLetter(msg, "input_too_large", `start message of ${inputBytes} bytes exceeds limits.maxInputBytes (${config.limits.maxInputBytes})`, id, workflowType);
     }
-    const registry = options.currentRegistry();
-    const definition = registry.workflows.get(workflowType);
+    let registry = options.currentRegistry();
+    let definition = registry.workflows.get(workflowType);
     if (!definition) {
-      const known = [...registry.workflows.keys()].sort().join(", ") || "none";
-      return deadLetter(msg, "unknown_workflow", `unknown workflow type "${workflowType}" (this runtime has: ${known})`, id, workflowType);
+      // Perhaps code being deployed: re-checked and retried a little, never a terminal state (unknown-start.ts).
+      const verdict = await recheckUnknownStart({ workflowType, deliveryCount: msg.info.deliveryCount, registry, latest: options.latestRegistry });
+      if (verdict.kind === "retry") {
+        logger.warn(`${verdict.message}; retrying in ${verdict.delayMs}ms`, { workflowId: id });
+        return msg.nak(verdict.delayMs);
+      }
+      if (verdict.kind === "refuse") return deadLetter(msg, "unknown_workflow", verdict.message, id);
+      ({ registry, definition } = verdict);
     }
     await serialize(id, async () => {
       // No read before the create: kv.create fails when the id exists, so a start costs one write
