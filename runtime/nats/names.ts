@@ -10,6 +10,8 @@ export interface Names {
   timersStream: string;
   deadLettersStream: string;
   statesBucket: string;
+  /** Signals sent to workflow ids that have no state yet, kept until the workflow starts (or for 24 h). */
+  pendingSignalsBucket: string;
   /** Object Store of code bundles, by content hash. */
   bundlesStore: string;
   /** KV of deployments: `current` and one record per deployed version. */
@@ -55,6 +57,7 @@ export function createNames(namespace = ""): Names {
     timersStream: `${n}WORKFLOW_TIMERS`,
     deadLettersStream: `${n}WORKFLOW_DEAD_LETTERS`,
     statesBucket: `${n}WORKFLOW_STATES`,
+    pendingSignalsBucket: `${n}WORKFLOW_PENDING_SIGNALS`,
     bundlesStore: `${n}WORKFLOW_BUNDLES`,
     deploymentsBucket: `${n}WORKFLOW_DEPLOYMENTS`,
     orchestratorConsumer: `${n}orchestrator`,
