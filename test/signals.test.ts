@@ -110,4 +110,37 @@ describe("signals", () => {
       await runtime.stop();
     }
   }, 120_000);
+
+  it("a signal sent before its workflow starts is kept, durably, and received once it starts", async () => {
+    const { runtime, client } = await setup();
+    try {
+      // Sent to an id that has no workflow yet (a start that comes later, delayed).
+      await client.signal("sig-early", "approve", { by: "ada" });
+      await client.signal("sig-early", "approve", { by: "grace" });
+      await client.signal("sig-early", "note", "held");
+      // Every event was applied (acked): the signals are held in NATS, not in a redelivery loop.
+      await waitFor("the signals applied", async () => {
+        const { jsm, names } = client.topology;
+        const consumer = await jsm.consumers.info(names.eventsStream, names.orchestratorConsumer);
+        return consumer.num_pending === 0 && consumer.num_ack_pending === 0 ? true : undefined;
+      });
+      const pending = await client.topology.pendingSignals.get("sig-early");
+      expect(pending?.json<{ signals: unknown[] }>().signals).toHaveLength(3);
+      // A restart in between: the held signals live in NATS, not in the runtime.
+      await runtime.stop();
+      const again = await createRuntime({ config: runtime.config, workflows: { approval }, activities: { prepare: async (order: string) => `prepared ${order}` } });
+      await again.start();
+      try {
+        const handle = await client.start("approval", { order: "o-3" }, { id: "sig-early" });
+        expect(await handle.result({ signal: AbortSignal.timeout(10_000) })).toEqual({ prepared: "prepared o-3", approvers: ["ada", "grace"], note: "held" });
+        // Released: nothing stays behind for the id.
+        const left = await client.topology.pendingSignals.get("sig-early");
+        expect(left === null || left.operation !== "PUT").toBe(true);
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      await client.close();
+    }
+  }, 30_000);
 });

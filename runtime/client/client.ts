@@ -53,7 +53,10 @@ export interface WorkflowClient {
   /** The state, every step included (history chunks read back); WorkflowNotFoundError when there is none. */
   describe(id: string): Promise<WorkflowState>;
   cancel(id: string, reason?: string): Promise<void>;
-  /** Send a signal; `ctx.waitForSignal(name)` in the workflow receives its payload. */
+  /**
+   * Send a signal; `ctx.waitForSignal(name)` in the workflow receives its payload. To an id that
+   * has not started yet, it is kept until the workflow starts (24 h at most; docs/protocol.md, "Signal").
+   */
   signal(id: string, name: string, payload?: unknown): Promise<void>;
   list(options?: { status?: WorkflowStatus; workflow?: string; limit?: number }): Promise<WorkflowSummary[]>;
   /** Watch a workflow's state changes until it ends (for live progress); each state whole, as describe() gives it. */

@@ -14,6 +14,8 @@ export interface Names {
   statesBucket: string;
   /** KV of releases of activity tasks by workers, so they are not counted as crashes (worker/release.ts). */
   releasesBucket: string;
+  /** Signals sent to workflow ids that have no state yet, kept until the workflow starts (or for 24 h). */
+  pendingSignalsBucket: string;
   /** Object Store of code bundles, by content hash. */
   bundlesStore: string;
   /** KV of deployments: `current` and one record per deployed version. */
@@ -70,6 +72,7 @@ export function createNames(namespace = ""): Names {
     parkedStream: `${n}WORKFLOW_PARKED`,
     statesBucket: `${n}WORKFLOW_STATES`,
     releasesBucket: `${n}WORKFLOW_RELEASES`,
+    pendingSignalsBucket: `${n}WORKFLOW_PENDING_SIGNALS`,
     bundlesStore: `${n}WORKFLOW_BUNDLES`,
     deploymentsBucket: `${n}WORKFLOW_DEPLOYMENTS`,
     orchestratorConsumer: `${n}orchestrator`,

@@ -35,12 +35,17 @@ export const DEFAULT_TIMER_ACK_WAIT_MS = 5_000;
 export const DEFAULT_ORCHESTRATOR_MAX_ACK_PENDING = 20_000;
 export const DEFAULT_DEAD_LETTER_MAX_AGE_MS = 30 * 86_400_000;
 
+/** How long a signal to a workflow id that has not started is kept (docs/protocol.md, "Signal"). */
+export const PENDING_SIGNAL_RETENTION_MS = 24 * 60 * 60 * 1000;
+
 export interface Topology {
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
   names: Names;
   states: KV;
+  /** Signals for ids that have no state yet (orchestrator/pending-signals.ts). */
+  pendingSignals: KV;
 }
 
 export interface TopologyOptions {
@@ -142,7 +147,17 @@ export async function ensureTopology(nc: NatsConnection, options: TopologyOption
     allow_direct: replicas === 1,
   });
 
-  return { nc, js, jsm, names, states };
+  const pendingSignals = await kvm.create(names.pendingSignalsBucket, {
+    replicas,
+    history: 1,
+    storage,
+    // Signals to an id that never starts must not accumulate forever: each key expires this long
+    // after its last write.
+    ttl: PENDING_SIGNAL_RETENTION_MS,
+    allow_direct: replicas === 1,
+  });
+
+  return { nc, js, jsm, names, states, pendingSignals };
 }
 
 /** The durable consumer of one activity type's tasks; every runtime hosting the type shares it. */

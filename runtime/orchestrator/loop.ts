@@ -27,6 +27,7 @@ export type { Continuation, LocalOutcome, LocalSource } from "./local-completion
 import { earlyByMs, reparkTimer } from "./early-timers.js";
 import { afterFailure, failForPoison, workflowIdOf } from "./poison.js";
 import { recheckUnknownStart } from "./unknown-start.js";
+import { holdSignal, MAX_PENDING_SIGNALS, releasePendingSignals } from "./pending-signals.js";
 import { serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 
 export interface Orchestrator {
@@ -60,8 +61,6 @@ export interface OrchestratorOptions {
 const MAX_CAS_ATTEMPTS = 20;
 /** Pull request lifetime of the event consumer; see run(). */
 const PULL_EXPIRES_MS = 5_000;
-const UNKNOWN_WORKFLOW_RETRIES = 10;
-const UNKNOWN_WORKFLOW_RETRY_MS = 500;
 const RETRY_DELAY_MS = 1_000;
 
 export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
@@ -140,7 +139,18 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         case "signal": {
           const signal = parseSignal(body);
           const event = { ...signal, signalId: signal.signalId ?? `seq-${msg.seq}` };
-          return await serialize(signal.workflowId, () => apply(msg, signal.workflowId, (stored) => decideSignal(env, stored, event), { mayPrecedeStart: true }));
+          const decide = (stored: StoredWorkflow) => decideSignal(env, stored, event);
+          // No state yet: the signal waits for its workflow's start (pending-signals.ts).
+          const hold = async () => {
+            if ((await holdSignal(topology.pendingSignals, event)) === "full") {
+              return deadLetter(msg, "unknown_workflow", `no workflow with id ${signal.workflowId}, and ${MAX_PENDING_SIGNALS} signals already wait for it to start`, signal.workflowId);
+            }
+            // Written before this read: a start stored since then is seen here, one stored later sees the signal.
+            if (await store.load(signal.workflowId, true)) return apply(msg, signal.workflowId, decide);
+            logger.debug(`signal ${signal.name} held until workflow ${signal.workflowId} starts`, { workflowId: signal.workflowId });
+            msg.ack();
+          };
+          return await serialize(signal.workflowId, () => apply(msg, signal.workflowId, decide, { onUnknown: hold }));
         }
         case "cancel": {
           const cancel = parseCancel(body);
@@ -192,7 +202,10 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       // (a duplicate start, rare, pays for an activation that is thrown away). A redelivered start
       // is most likely a duplicate: read first then, and repair the effects.
       const existing = msg.redelivered ? await store.load(id) : store.cached(id);
-      if (existing) return duplicate(msg, existing, `workflow ${id} already exists`);
+      if (existing) {
+        await releasePendingSignals(topology, id); // the first delivery may have died before it did
+        return duplicate(msg, existing, `workflow ${id} already exists`);
+      }
       const decision = await decideStart(env, definition, registry.version, id, start.input);
       let stored: StoredWorkflow;
       try {
@@ -200,6 +213,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       } catch (err) {
         if (err instanceof RevisionConflictError) {
           const winner = await store.load(id, true);
+          if (winner) await releasePendingSignals(topology, id);
           return winner ? duplicate(msg, winner, `workflow ${id} was started concurrently`) : retryLater(msg, err);
         }
         throw err;
@@ -216,22 +230,19 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         if (effect.kind === "timer" && effect.timer.kind === "timeout") deadlines.push(timerBatcher.park(effect.timer));
         else others.push(effect);
       }
-      await Promise.all([publishEffects(topology, stored.state, others), ...deadlines]);
+      // Signals sent before the start are re-published now that the state exists (pending-signals.ts).
+      await Promise.all([publishEffects(topology, stored.state, others), ...deadlines, releasePendingSignals(topology, id)]);
       msg.ack();
     });
   }
 
   /** Load, decide, CAS, publish, ack; on a lost CAS, re-read and decide again. */
-  async function apply(msg: EventMessage, id: string, decide: (stored: StoredWorkflow) => Promise<Decision>, applyOptions: { mayPrecedeStart?: boolean; lease?: LeaseRef } = {}): Promise<void> {
+  async function apply(msg: EventMessage, id: string, decide: (stored: StoredWorkflow) => Promise<Decision>, applyOptions: { onUnknown?: () => Promise<void>; lease?: LeaseRef } = {}): Promise<void> {
     for (let attempt = 1; attempt <= MAX_CAS_ATTEMPTS; attempt++) {
       const stored = await store.load(id, attempt > 1);
       if (!stored) {
-        // A signal sent right after a start may be applied by another runtime first: give the
-        // start a few seconds to land before calling the workflow unknown.
-        if (applyOptions.mayPrecedeStart && msg.info.deliveryCount < UNKNOWN_WORKFLOW_RETRIES) {
-          msg.nak(UNKNOWN_WORKFLOW_RETRY_MS);
-          return;
-        }
+        // A signal may come before its workflow's start: it is held for it (onUnknown).
+        if (applyOptions.onUnknown && isJsMsg(msg)) return applyOptions.onUnknown();
         return deadLetter(msg, "unknown_workflow", `no workflow with id ${id} for the event on ${msg.subject}`, id);
       }
       let decision: Decision;

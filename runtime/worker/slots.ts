@@ -1,7 +1,21 @@
 /** A counting semaphore with FIFO waiters: the worker's activity slots. */
+interface Waiter {
+  max: number;
+  resolve: (granted: number) => void;
+  reject: (reason: unknown) => void;
+  signal: AbortSignal;
+}
+
 export class Slots {
   private free: number;
-  private readonly waiters: Array<{ max: number; resolve: (granted: number) => void }> = [];
+  private readonly waiters: Waiter[] = [];
+  /**
+   * One abort listener per signal, however many wait on it. The signals live as long as the
+   * runtime (the pull loops' stop, the recording bound's never-aborted one): a listener per waiter
+   * put a dozen on one signal under load (Node's MaxListenersExceededWarning), and any path that
+   * missed a removal would have kept them for good.
+   */
+  private readonly watched = new Map<AbortSignal, { onAbort: () => void; waiters: Set<Waiter> }>();
 
   constructor(readonly total: number) {
     this.free = total;
@@ -20,24 +34,10 @@ export class Slots {
     signal.throwIfAborted();
     if (this.free > 0 && this.waiters.length === 0) return Promise.resolve(this.take(max));
     return new Promise((resolve, reject) => {
-      // The signal lives as long as the runtime: the listener must go when the wait ends.
-      const onAbort = () => {
-        const i = this.waiters.indexOf(waiter);
-        if (i >= 0) {
-          this.waiters.splice(i, 1);
-          reject(signal.reason);
-        }
-      };
-      const waiter = {
-        max,
-        resolve: (granted: number) => {
-          signal.removeEventListener("abort", onAbort);
-          resolve(granted);
-        },
-      };
+      const waiter: Waiter = { max, resolve, reject, signal };
       if (first) this.waiters.unshift(waiter);
       else this.waiters.push(waiter);
-      signal.addEventListener("abort", onAbort, { once: true });
+      this.watch(waiter);
     });
   }
 
@@ -45,8 +45,39 @@ export class Slots {
     this.free += count;
     while (this.free > 0 && this.waiters.length > 0) {
       const waiter = this.waiters.shift()!;
+      this.unwatch(waiter);
       waiter.resolve(this.take(waiter.max));
     }
+  }
+
+  private watch(waiter: Waiter): void {
+    let entry = this.watched.get(waiter.signal);
+    if (!entry) {
+      const signal = waiter.signal;
+      const waiters = new Set<Waiter>();
+      const onAbort = () => {
+        this.watched.delete(signal);
+        for (const w of waiters) {
+          const i = this.waiters.indexOf(w);
+          if (i >= 0) this.waiters.splice(i, 1);
+          w.reject(signal.reason);
+        }
+      };
+      entry = { onAbort, waiters };
+      this.watched.set(signal, entry);
+      signal.addEventListener("abort", onAbort, { once: true });
+    }
+    entry.waiters.add(waiter);
+  }
+
+  /** The wait ended: the signal's listener goes with its last waiter. */
+  private unwatch(waiter: Waiter): void {
+    const entry = this.watched.get(waiter.signal);
+    if (!entry) return;
+    entry.waiters.delete(waiter);
+    if (entry.waiters.size > 0) return;
+    this.watched.delete(waiter.signal);
+    waiter.signal.removeEventListener("abort", entry.onAbort);
   }
 
   private take(max: number): number {

@@ -1,0 +1,78 @@
+/**
+ * Signals to a workflow id that has no state yet: a signal sent just before a (delayed) start, or
+ * applied by one runtime before another has stored the start. They are kept in the
+ * WORKFLOW_PENDING_SIGNALS bucket, key `<id>`, until the workflow starts, and then re-published as
+ * ordinary signal events; a key expires 24 h after its last write (PENDING_SIGNAL_RETENTION_MS), so
+ * signals to ids that never start do not accumulate.
+ *
+ * No signal is lost between the two: the signal path writes the key, then reads the state again
+ * (applying the signal to it if it now exists); the start path writes the state, then reads the
+ * key. Whichever writes second sees the other's write. Deliveries twice over are harmless: a
+ * signal's id makes the second a duplicate.
+ */
+import type { KV } from "@nats-io/kv";
+import { RevisionConflictError } from "../errors.js";
+import type { Topology } from "../nats/topology.js";
+import { encode, type SignalMessage } from "../protocol.js";
+import { isWrongLastSequence } from "./state-store.js";
+
+/** Signals kept for one id at most; more are dead-lettered (nobody is reading them). */
+export const MAX_PENDING_SIGNALS = 100;
+
+interface PendingInbox {
+  signals: Array<SignalMessage & { signalId: string }>;
+}
+
+async function read(kv: KV, id: string): Promise<{ inbox: PendingInbox; revision: number } | undefined> {
+  const entry = await kv.get(id);
+  if (!entry || entry.operation !== "PUT" || entry.length === 0) return undefined;
+  return { inbox: entry.json<PendingInbox>(), revision: entry.revision };
+}
+
+/** Keep `signal` for `id` until it starts. "full": MAX_PENDING_SIGNALS are waiting already. */
+export async function holdSignal(kv: KV, signal: SignalMessage & { signalId: string }): Promise<"held" | "full"> {
+  for (let attempt = 1; attempt <= 20; attempt++) {
+    const current = await read(kv, signal.workflowId);
+    const signals = current?.inbox.signals ?? [];
+    if (signals.some((s) => s.signalId === signal.signalId)) return "held";
+    if (signals.length >= MAX_PENDING_SIGNALS) return "full";
+    const value = JSON.stringify({ signals: [...signals, signal] } satisfies PendingInbox);
+    try {
+      if (current) await kv.update(signal.workflowId, value, current.revision);
+      else await kv.create(signal.workflowId, value);
+      return "held";
+    } catch (err) {
+      if (!isWrongRevision(err)) throw err;
+    }
+  }
+  throw new RevisionConflictError(`pending signals of ${signal.workflowId}`);
+}
+
+/**
+ * After `id`'s state was stored: re-publish the signals held for it as signal events (a new
+ * Nats-Msg-Id `<id>/pending-signal/<signalId>`: the original's may still be in the duplicate
+ * window), then delete the key, only if no signal was added meanwhile (else once more).
+ */
+export async function releasePendingSignals(topology: Topology, id: string): Promise<number> {
+  let released = 0;
+  for (let attempt = 1; attempt <= 20; attempt++) {
+    const current = await read(topology.pendingSignals, id);
+    if (!current) return released;
+    for (const signal of current.inbox.signals) {
+      await topology.js.publish(topology.names.signalSubject(id, signal.name), encode(signal), { msgID: `${id}/pending-signal/${signal.signalId}` });
+    }
+    released = current.inbox.signals.length;
+    try {
+      await topology.pendingSignals.purge(id, { previousSeq: current.revision });
+      return released;
+    } catch (err) {
+      if (!isWrongRevision(err)) throw err;
+    }
+  }
+  throw new RevisionConflictError(`pending signals of ${id}`);
+}
+
+/** A lost CAS: kv.update on a changed key, kv.create on an existing one, a purge of a changed one. */
+function isWrongRevision(err: unknown): boolean {
+  return isWrongLastSequence(err) || /key exists/i.test((err as Error)?.message ?? "");
+}
