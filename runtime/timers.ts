@@ -13,8 +13,6 @@ import { encode, MSG_ID, parseJson, parseTimer, parseTimerBatch, type TimerMessa
 import { recordDeadLetter } from "./dead-letters.js";
 import { drainThenStop } from "./nats/drain.js";
 
-/** Firing this early is fine: the orchestrator re-checks each timer's condition against the state. */
-const EARLY_FIRE_TOLERANCE_MS = 5;
 /** Pull request lifetime of the timer consumer, as for the orchestrator's (see run()). */
 const PULL_EXPIRES_MS = 5_000;
 
@@ -56,7 +54,10 @@ export function createTimerService(options: { topology: Topology; logger: Logger
     // parkMs on the server's clock once, then fires: this clock may be the one running ahead.
     const parked = due.timers.length === 1 ? due.timers[0]!.parkMs : undefined;
     const wait = parked !== undefined ? (msg.info.deliveryCount === 1 ? parked : 0) : due.fireAt - clock.now();
-    if (wait > EARLY_FIRE_TOLERANCE_MS) {
+    // Not before it is due, by this clock (a redelivery a millisecond early is parked again): the
+    // orchestrator parks again a timer that arrives early by its own clock, and with one clock on
+    // both sides that must not happen.
+    if (wait > 0) {
       msg.nak(wait);
       return;
     }
