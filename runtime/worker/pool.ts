@@ -162,15 +162,19 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         const batch = await consumer.fetch({ max_messages: granted, expires: FETCH_EXPIRES_MS });
         const stop = () => void drainThenStop(batch, DRAIN_TIMEOUT_MS);
         pulling.signal.addEventListener("abort", stop, { once: true });
-        for await (const msg of batch) {
-          if (pulling.signal.aborted) {
-            unstarted.push(msg); // pulled while stopping: stop() hands it to another runtime
-            continue;
+        try {
+          for await (const msg of batch) {
+            if (pulling.signal.aborted) {
+              unstarted.push(msg); // pulled while stopping: stop() hands it to another runtime
+              continue;
+            }
+            used += 1;
+            startTask(releaser.wrap(msg));
           }
-          used += 1;
-          startTask(releaser.wrap(msg));
+        } finally {
+          // Also when the fetch fails part way: a listener per failed fetch would pile up on the pool's signal.
+          pulling.signal.removeEventListener("abort", stop);
         }
-        pulling.signal.removeEventListener("abort", stop);
       } catch (err) {
         if (!pulling.signal.aborted) {
           logger.warn(`pulling ${activityType} tasks failed: ${(err as Error)?.message ?? err}; retrying`);
