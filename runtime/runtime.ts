@@ -25,7 +25,7 @@ import { ensureTopology, type Topology } from "./nats/topology.js";
 import { createNames } from "./nats/names.js";
 import { createBlockedResumer, type BlockedResumer } from "./orchestrator/blocked.js";
 import { createOrchestrator, type Orchestrator } from "./orchestrator/loop.js";
-import { createTimerService, type TimerService } from "./timers.js";
+import { createTimerService, type Clock, type TimerService } from "./timers.js";
 import { createWorkerPool, type WorkerPool } from "./worker/pool.js";
 import { createLeases, type Leases } from "./worker/leases.js";
 import { ActivityFailure } from "./workflow-api.js";
@@ -51,6 +51,8 @@ export interface RuntimeOptions {
   connection?: NatsConnection;
   /** Called with the replay-check report when this runtime deploys its local code. */
   onDeploy?: (report: DeployReport) => void;
+  /** Time of the orchestrator and the timers (default: the system clock); jetflow/testing passes one it can skip ahead. */
+  clock?: Clock;
   /** Test-only: called at named crash points. */
   crashPoint?: (name: string) => void;
 }
@@ -191,8 +193,10 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       leases.start();
       if (role !== "worker") {
         const crash = options.crashPoint ? { crashPoint: options.crashPoint } : {};
-        orchestrator = createOrchestrator({ topology, config, logger, registryFor: (v) => code.registryFor(v), currentRegistry: () => code.current(), leases, ...crash });
-        timers = createTimerService({ topology, logger, ...crash });
+        const clock = options.clock;
+        const now = clock ? () => clock.now() : undefined;
+        orchestrator = createOrchestrator({ topology, config, logger, registryFor: (v) => code.registryFor(v), currentRegistry: () => code.current(), leases, now, ...crash });
+        timers = createTimerService({ topology, logger, clock, ...crash });
         await orchestrator.start();
         await timers.start();
         // This runtime's code may be the fix for workflows blocked on a divergence: retry them.

@@ -25,6 +25,12 @@ export interface TimerService {
 
 export interface Clock {
   now(): number;
+  /**
+   * For a clock that jumps ahead (jetflow/testing's time skipping): park a timer at most this
+   * long in wall time, then check it against now() again. NATS redelivers a NAK'd message after
+   * the wall-time delay it was given, so without a cap a skipped-over timer would still wait.
+   */
+  maxParkMs?: number;
 }
 
 export const systemClock: Clock = { now: () => Date.now() };
@@ -54,7 +60,7 @@ export function createTimerService(options: { topology: Topology; logger: Logger
     }
     const wait = due.fireAt - clock.now();
     if (wait > EARLY_FIRE_TOLERANCE_MS) {
-      msg.nak(wait);
+      msg.nak(clock.maxParkMs === undefined ? wait : Math.min(wait, clock.maxParkMs));
       return;
     }
     await Promise.all(
