@@ -138,6 +138,28 @@ describe("time skipping", () => {
   });
 });
 
+describe("waiting for idle", () => {
+  it("skipTime fails after idleTimeout while an activity still runs, naming the step", async () => {
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const slow = { hang: async () => released.then(() => "done") };
+    const stuck = async (ctx: WorkflowContext<typeof slow>) => {
+      const out = await ctx.activity<string>("hang");
+      await ctx.sleep("1d");
+      return out;
+    };
+    const e = await env({ workflows: { stuck }, activities: slow, idleTimeout: "300ms" });
+    const handle = await e.client.start("stuck", undefined, { id: "stuck-1" });
+    await expect(e.skipTime("1d")).rejects.toMatchObject({
+      code: "WF_TEST_NOT_IDLE",
+      message: expect.stringMatching(/within 300 ms: workflow stuck-1: step "hang" \(hang, attempt 1\) is scheduled or running/),
+    });
+    release();
+    await e.skipTime("1d");
+    expect(await handle.result({ signal: AbortSignal.timeout(5_000) })).toBe("done");
+  });
+});
+
 describe("activity mocks and records", () => {
   it("replaces one activity for this env and records every call", async () => {
     const e = await env({ workflows: { sleeper }, activities });
