@@ -4,7 +4,11 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   resolve: {
     // functions/ imports jetflow's workflow API by package name, as user code does.
-    alias: { "jetflow/workflow": fileURLToPath(new URL("./runtime/workflow-api.ts", import.meta.url)) },
+    // The example app's tests import the testing kit the same way.
+    alias: {
+      "jetflow/workflow": fileURLToPath(new URL("./runtime/workflow-api.ts", import.meta.url)),
+      "jetflow/testing": fileURLToPath(new URL("./runtime/testing/index.ts", import.meta.url)),
+    },
   },
   test: {
     include: ["test/**/*.test.ts"],

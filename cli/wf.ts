@@ -88,8 +88,8 @@ const commands: Record<string, CommandSpec> = {
   },
   show: {
     summary: "show a workflow's status and its steps",
-    usage: "wf show <id> [--json]",
-    options: { json: { type: "boolean" } },
+    usage: "wf show <id> [--json | --history]",
+    options: { json: { type: "boolean" }, history: { type: "boolean" } },
     run: showCommand,
   },
   list: {

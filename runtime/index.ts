@@ -44,4 +44,5 @@ export { buildFunctions } from "./bundle/build.js";
 export type { Bundle } from "./bundle/build.js";
 export type { DeployReport, Divergence } from "./bundle/deploy.js";
 export type { Duration } from "./duration.js";
+export type { Clock } from "./timers.js";
 export type { RetryPolicy, RetryPolicyInput } from "./retry-policy.js";

@@ -60,6 +60,8 @@ export interface RuntimeOptions {
   promoteLocal?: boolean;
   /** Called with the replay-check report when this runtime deploys its local code. */
   onDeploy?: (report: DeployReport) => void;
+  /** Time of the orchestrator and the timers (default: the system clock); jetflow/testing passes one it can skip ahead. */
+  clock?: Clock;
   /** Test-only: called at named crash points. */
   crashPoint?: (name: string) => void;
   /** Test-only: the orchestrator's and the timer service's clocks (default: the system clock), e.g. to skew one. */
@@ -222,6 +224,9 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       leases.start();
       if (role !== "worker") {
         const crash = options.crashPoint ? { crashPoint: options.crashPoint } : {};
+        // One clock for both (the testing kit's), or a clock each (tests of clock skew).
+        const orchestratorClock = options.clocks?.orchestrator ?? options.clock;
+        const timersClock = options.clocks?.timers ?? options.clock;
         orchestrator = createOrchestrator({
           topology,
           config,
@@ -231,9 +236,9 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
           ...(deployments ? { latestRegistry: () => latestRegistry(code) } : {}),
           leases,
           ...crash,
-          ...(options.clocks?.orchestrator ? { now: () => options.clocks!.orchestrator!.now() } : {}),
+          ...(orchestratorClock ? { now: () => orchestratorClock.now() } : {}),
         });
-        timers = createTimerService({ topology, logger, ...crash, ...(options.clocks?.timers ? { clock: options.clocks.timers } : {}) });
+        timers = createTimerService({ topology, logger, ...crash, ...(timersClock ? { clock: timersClock } : {}) });
         await orchestrator.start();
         await timers.start();
         // This runtime's code may be the fix for workflows blocked on a divergence: retry them.

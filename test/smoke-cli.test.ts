@@ -8,6 +8,8 @@ import { existsSync } from "node:fs";
 import { createServer, type AddressInfo, type Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { join } from "node:path";
+import { replayHistory } from "../runtime/testing/index.js";
 import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
 
 const run = promisify(execFile);
@@ -76,6 +78,17 @@ describe("wf CLI against a running wf run", () => {
     expect(show.stdout).toMatch(/charge_payment\s+completed\s+2\/4/);
     const list = await wf("list", "--status", "completed", "--json");
     expect(JSON.parse(list.stdout).map((w: { id: string }) => w.id)).toContain("smoke-saga-1");
+  });
+
+  it("show --history exports the journal in the replay-test format, and it replays on functions/", async () => {
+    const started = await wf("start", "order_saga", "--id", "smoke-saga-history", "--input", JSON.stringify(ORDER), "--wait");
+    expect(started.code).toBe(0);
+    const exported = await wf("show", "smoke-saga-history", "--history");
+    expect(exported.code).toBe(0);
+    const history = JSON.parse(exported.stdout);
+    expect(history).toMatchObject({ format: "jetflow-history", version: 1, state: { id: "smoke-saga-history", status: "completed" } });
+    expect(history.state.journal).toEqual(["validate_order", "charge_payment", "ship_order", "send_notification"]);
+    await expect(replayHistory(history, { functionsDir: join(ROOT, "functions") })).resolves.toMatchObject({ workflowId: "smoke-saga-history" });
   });
 
   it("a failed workflow exits non-zero and says why", async () => {

@@ -9,6 +9,11 @@ export async function showCommand(ctx: CommandContext): Promise<number> {
   if (!id) throw new UsageError("wf show needs a workflow id", "Usage: wf show <id>; `wf list` shows recent ids.");
   const client = await cliClient(configFromFlags(ctx));
   try {
+    if (ctx.values.history) {
+      // The replay-test format (docs/testing.md), always JSON: `wf show <id> --history > order-1.json`.
+      printJson(await client.history(id));
+      return 0;
+    }
     const state = await client.describe(id);
     if (ctx.values.json) printJson(state);
     else print(renderState(state));

@@ -60,3 +60,7 @@ export async function send_notification(input: Order & { ship_order?: { tracking
 export async function refund_payment(input: { orderId: string; chargeId: string; amount: number; reason: string }, _ctx: ActivityContext) {
   return { refundId: `re_${input.chargeId}`, amount: input.amount, reason: input.reason };
 }
+
+export async function request_review(input: { orderId: string; email: string }, _ctx: ActivityContext) {
+  return { to: input.email, message: `How was order ${input.orderId}? Tell us in a review.` };
+}

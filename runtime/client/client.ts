@@ -15,6 +15,7 @@ import { encode, type CancelMessage, type SignalMessage, type StartMessage } fro
 import { isTerminal, type WorkflowState, type WorkflowStatus } from "../state.js";
 import { withHistory, type HistoryChunk } from "../orchestrator/history.js";
 import { readAllStates } from "../orchestrator/state-store.js";
+import { toWorkflowHistory, type WorkflowHistory } from "../journal/history-file.js";
 import type { WorkflowFunction } from "../workflow-api.js";
 
 export interface StartOptions {
@@ -52,6 +53,8 @@ export interface WorkflowClient {
   waitForEnd(id: string, options?: ResultOptions): Promise<WorkflowState>;
   /** The state, every step included (history chunks read back); WorkflowNotFoundError when there is none. */
   describe(id: string): Promise<WorkflowState>;
+  /** The workflow's history in the exported format (journal/history-file.ts), for replay tests (jetflow/testing replayHistory). */
+  history(id: string): Promise<WorkflowHistory>;
   cancel(id: string, reason?: string): Promise<void>;
   /**
    * Send a signal; `ctx.waitForSignal(name)` in the workflow receives its payload. To an id that
@@ -235,6 +238,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     result,
     waitForEnd,
     describe,
+    history: async (id) => toWorkflowHistory(await describe(id)),
     cancel,
     signal,
     watch,

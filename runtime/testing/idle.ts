@@ -1,0 +1,65 @@
+/**
+ * When is a test engine idle? When every started workflow waits: no event is waiting for the
+ * orchestrator, no activity step is scheduled or running, and no timer is due. Time skipping
+ * moves the clock only then, so `client.start()` followed at once by `env.skipTime()` skips the
+ * workflow's sleep, not the steps before it.
+ *
+ * Read in this order, the snapshot misses nothing: the orchestrator acks an event only after
+ * writing the state it leads to, so an event acked before the consumer info is in the states read
+ * after it; and everything that can produce an event later (a running activity, a due timer) is
+ * visible in those states as a scheduled step or a due time.
+ */
+import type { Topology } from "../nats/topology.js";
+import { isHistoryKey } from "../orchestrator/history.js";
+import type { WorkflowState } from "../state.js";
+
+export interface EngineSnapshot {
+  /** Why the engine is not idle (the first reason found); undefined when it is. */
+  busy: string | undefined;
+  /** Running workflows (blocked ones excluded: they wait for new code, not for time). */
+  running: number;
+  /** Earliest time (epoch ms, the engine's clock) a running workflow's timer is due: a retry backoff, a sleep, a deadline. */
+  nextTimerAt: number | undefined;
+  /** Every running workflow waits on timers only (none on a signal): what auto time skipping needs. */
+  timersOnly: boolean;
+}
+
+export async function engineSnapshot(topology: Topology, now: number): Promise<EngineSnapshot> {
+  const { names } = topology;
+  const events = await topology.jsm.consumers.info(names.eventsStream, names.orchestratorConsumer);
+  const unapplied = events.num_pending + events.num_ack_pending;
+  const states = await readStates(topology);
+  const snapshot: EngineSnapshot = { busy: unapplied > 0 ? `${unapplied} event(s) not yet applied by the orchestrator` : undefined, running: 0, nextTimerAt: undefined, timersOnly: true };
+  for (const state of states) {
+    if (state.status !== "running" || state.blocked) continue;
+    snapshot.running += 1;
+    const due: number[] = [];
+    if (state.deadline) due.push(Date.parse(state.deadline));
+    for (const [name, step] of Object.entries(state.steps)) {
+      if (step.status === "scheduled") snapshot.busy ??= `workflow ${state.id}: step "${name}" (${step.activity ?? step.kind}, attempt ${step.attempt}) is scheduled or running`;
+      else if (step.status === "retrying" && step.nextAttemptAt) due.push(Date.parse(step.nextAttemptAt));
+      else if (step.status === "waiting" && step.kind === "sleep" && step.fireAt) due.push(Date.parse(step.fireAt));
+      else if (step.status === "waiting" && step.kind === "signal") snapshot.timersOnly = false;
+    }
+    for (const time of due) {
+      if (time <= now) snapshot.busy ??= `workflow ${state.id}: a timer due at ${new Date(time).toISOString()} has not fired yet`;
+      if (snapshot.nextTimerAt === undefined || time < snapshot.nextTimerAt) snapshot.nextTimerAt = time;
+    }
+  }
+  return snapshot;
+}
+
+/**
+ * Every workflow state of the namespace (a test env holds few). The keys come from the stream's
+ * subject list, one request: kv.keys() (an ordered consumer) was seen to hang for the 30 s of a
+ * request timeout when called while the first state was being written (nats.js 3.4).
+ * History chunks hold settled steps only: not needed here.
+ */
+async function readStates(topology: Topology): Promise<WorkflowState[]> {
+  const bucket = topology.names.statesBucket;
+  const prefix = `$KV.${bucket}.`;
+  const info = await topology.jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}>` });
+  const keys = Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length)).filter((key) => !isHistoryKey(key));
+  const entries = await Promise.all(keys.map((key) => topology.states.get(key)));
+  return entries.flatMap((entry) => (entry && entry.operation === "PUT" && entry.length > 0 ? [entry.json<WorkflowState>()] : []));
+}
