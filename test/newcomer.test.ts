@@ -169,6 +169,11 @@ describe("the newcomer path (README's quick start and dev loop) on a fresh copy"
     await until(() => !alive(watchdog), `its watchdog (pid ${watchdog}) to end`);
     await until(async () => !(await portOpen(devPort)), `port ${devPort} to be free`);
 
+    // The scaffold's own test (jetflow/testing, node:test) passes from the first minute.
+    const tested = await run("npm", ["test"], app, env, 120_000);
+    expect(tested.code, `${tested.stdout}\n${tested.stderr}`).toBe(0);
+    expect(tested.stdout).toMatch(/# pass 1\b/);
+
     // From an installed copy (what `npm install jetflow` would give): wf init packs it into the
     // project, so the project does not depend on where that copy lives.
     const host = temp("jetflow-newcomer-host-");

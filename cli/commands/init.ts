@@ -74,7 +74,7 @@ export async function initCommand(ctx: CommandContext): Promise<number> {
         name,
         private: true,
         type: "module",
-        scripts: { dev: "wf dev", start: "wf run", build: "wf build", deploy: "wf deploy" },
+        scripts: { dev: "wf dev", start: "wf run", build: "wf build", deploy: "wf deploy", test: "node --test test/" },
         dependencies: { jetflow: jetflowSpec },
         devDependencies: { typescript: "^5.9.3", "@types/node": "^20.0.0" },
       },
@@ -106,6 +106,30 @@ export async function hello(ctx: WorkflowContext<typeof activities>, input: { na
   return { greeting: greeting.message, at: new Date(ctx.now()).toISOString() };
 }
 `,
+    // A passing test from the first minute, written with jetflow/testing (docs/testing.md): plain
+    // JavaScript and node:test, so it needs nothing beyond jetflow (and a nats-server binary).
+    "test/hello.test.mjs": `import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createTestEnv } from "jetflow/testing";
+
+test("hello greets by name, and its 1 s sleep is skipped", async () => {
+  // A real nats-server of its own, a runtime running functions/, and a client.
+  const env = await createTestEnv({ functionsDir: "functions" });
+  try {
+    const handle = await env.client.start("hello", { name: "Ada" }, { id: "hello-test-1" });
+    await env.skipTime("1s"); // the durable sleep ends now, not in a second
+    const result = await handle.result({ signal: AbortSignal.timeout(10_000) });
+    assert.equal(result.greeting, "Hello, Ada!");
+    const steps = await env.stepsOf("hello-test-1");
+    assert.deepEqual(steps.map((s) => [s.kind, s.status, s.attempts]), [
+      ["activity", "completed", 1],
+      ["sleep", "completed", 0],
+    ]);
+  } finally {
+    await env.close();
+  }
+});
+`,
     "README.md": `# ${name}
 
 A jetflow project: durable workflows on NATS JetStream. ${jetflow.readme}
@@ -118,6 +142,8 @@ npx wf start hello --input '{"name":"Ada"}' --wait  # in another terminal
 \`\`\`
 
 Activities live in \`functions/activities\`, workflows in \`functions/workflows\`.
+\`npm test\` runs \`test/hello.test.mjs\` with \`jetflow/testing\`: its own nats-server, the workflow's
+1 s sleep skipped (docs/testing.md in the jetflow package).
 Production: \`npx wf deploy\` publishes the code to NATS; \`npx wf run\` runs it (start as many as you need).
 `,
   };
