@@ -52,6 +52,21 @@ function firstThenSecond(options: { firstFailsOnce?: boolean } = {}) {
   return { runs, releaseSecond, activities, workflows: { two } };
 }
 
+/** Workflow `two`: activity `first`, then `second`, recording each run as `<name>#<attempt>`. */
+function firstThenSecondRecorded() {
+  const runs: string[] = [];
+  const acts = {
+    first: async (_: unknown, ctx: ActivityContext) => void runs.push(`first#${ctx.attempt}`),
+    second: async (_: unknown, ctx: ActivityContext) => void runs.push(`second#${ctx.attempt}`),
+  };
+  const two = async (ctx: WorkflowContext<typeof acts>) => {
+    await ctx.activities.first(null);
+    await ctx.activities.second(null);
+    return "done";
+  };
+  return { runs, acts, two };
+}
+
 /**
  * Limit the tasks stream to one message (new ones refused) until the returned function puts the
  * limit back: while a task is unacked, publishing the next one fails.
@@ -216,16 +231,7 @@ describe("DAG activations", () => {
 describe("recording a completion that fails part way", () => {
   it("the completion is published as an event marked for repair, whose delivery publishes the next task the state already recorded", async () => {
     const e = engine();
-    const runs: string[] = [];
-    const acts = {
-      first: async (_: unknown, ctx: ActivityContext) => void runs.push(`first#${ctx.attempt}`),
-      second: async (_: unknown, ctx: ActivityContext) => void runs.push(`second#${ctx.attempt}`),
-    };
-    const two = async (ctx: WorkflowContext<typeof acts>) => {
-      await ctx.activities.first(null);
-      await ctx.activities.second(null);
-      return "done";
-    };
+    const { runs, acts, two } = firstThenSecondRecorded();
     // Continuations off: `second` goes through the tasks stream (the continuation path has a test below).
     await e.runtime({ workflows: { two }, activities: acts, config: { worker: { continuations: false } } });
     const client = await e.client();
@@ -250,16 +256,7 @@ describe("recording a completion that fails part way", () => {
 describe("recording a completion that fails before its write", () => {
   it("keeps the activity's result: the completion goes out as an event, and the step does not run again", async () => {
     const e = engine();
-    const runs: string[] = [];
-    const acts = {
-      first: async (_: unknown, ctx: ActivityContext) => void runs.push(`first#${ctx.attempt}`),
-      second: async (_: unknown, ctx: ActivityContext) => void runs.push(`second#${ctx.attempt}`),
-    };
-    const two = async (ctx: WorkflowContext<typeof acts>) => {
-      await ctx.activities.first(null);
-      await ctx.activities.second(null);
-      return "done";
-    };
+    const { runs, acts, two } = firstThenSecondRecorded();
     // The first state write of a completion fails (as a KV write does while NATS elects a leader).
     let failures = 0;
     const crashPoint = (name: string) => {
