@@ -64,15 +64,21 @@ export class StateObserver {
     })().catch(() => undefined);
   }
 
-  /** Apply one revision of a state (from the watch or from a fresh read). */
-  observe(id: string, revision: number, state: WorkflowState, fresh = false): void {
+  /**
+   * Apply one revision of a state (from the watch or from a fresh read). `seenBeforeRead`: for a
+   * fresh read, the newest revision the watch had shown when the read was sent. Only a read older
+   * than that is a rollback: a read served before a later write can reach us after the watch
+   * delivered that write (the two come through different server paths), which loses nothing.
+   */
+  observe(id: string, revision: number, state: WorkflowState, fresh = false, seenBeforeRead?: number): void {
     this.revisionsSeen += 1;
     const previous = this.latest.get(id);
-    if (fresh && previous && revision < previous.revision) {
+    const rolledBack = fresh && seenBeforeRead !== undefined && revision < seenBeforeRead;
+    if (rolledBack) {
       // The stream lost the revisions we saw (a NATS crash before they reached the disk).
-      this.rollbacks.push(`${id}: revision ${previous.revision} (${previous.state.status}) seen, then a fresh read returned revision ${revision} (${state.status})`);
+      this.rollbacks.push(`${id}: revision ${seenBeforeRead} (${previous?.state.status}) seen, then a fresh read returned revision ${revision} (${state.status})`);
     }
-    if (!previous || revision >= previous.revision || fresh) this.latest.set(id, { revision, state });
+    if (!previous || revision >= previous.revision || rolledBack) this.latest.set(id, { revision, state });
     const seenInJournal = new Set<string>();
     for (const step of state.journal ?? []) {
       if (seenInJournal.has(step)) {
@@ -106,8 +112,9 @@ export class StateObserver {
   /** Read these states afresh (the watch may have missed revisions while NATS was away). */
   async refresh(ids: string[], concurrency = 32): Promise<void> {
     await mapLimit(ids, concurrency, async (id) => {
+      const seenBeforeRead = this.latest.get(id)?.revision;
       const entry = await this.kv.get(id).catch(() => null);
-      if (entry && entry.operation === "PUT" && entry.length > 0) this.observe(id, entry.revision, entry.json<WorkflowState>(), true);
+      if (entry && entry.operation === "PUT" && entry.length > 0) this.observe(id, entry.revision, entry.json<WorkflowState>(), true, seenBeforeRead);
     });
   }
 
@@ -141,6 +148,7 @@ export class StateObserver {
     const out = new Map<string, WorkflowState | undefined>();
     await mapLimit(ids, 32, async (id) => {
       let entry = null;
+      const seenBeforeRead = this.latest.get(id)?.revision;
       for (let attempt = 1; attempt <= 5 && entry === null; attempt++) {
         try {
           entry = await this.kv.get(id);
@@ -151,7 +159,7 @@ export class StateObserver {
       }
       if (entry && entry.operation === "PUT" && entry.length > 0) {
         const state = entry.json<WorkflowState>();
-        this.observe(id, entry.revision, state, true);
+        this.observe(id, entry.revision, state, true, seenBeforeRead);
         out.set(id, state);
       } else out.set(id, undefined);
     });
