@@ -20,7 +20,8 @@ import { sleep } from "./wait.js";
 
 export type { TestNats, TestNatsOptions };
 
-const CLUSTER_READY_TIMEOUT_MS = 30_000;
+/** Per attempt; startNatsCluster tries up to 3 clusters (see there). A cluster that forms does so in about 2 s. */
+const CLUSTER_READY_TIMEOUT_MS = 15_000;
 
 const INSTALL_HINT =
   "Install it with `apt-get install nats-server` (Debian/Ubuntu), or run " +
@@ -127,8 +128,14 @@ export async function startNatsCluster(
     try {
       await waitForJetStream(urls, CLUSTER_READY_TIMEOUT_MS);
     } catch (err) {
+      // About one fresh 3-node cluster in six (seen on 2.10.27, on an idle machine) answers
+      // "JetStream system temporarily unavailable" for good: its nodes never elect a meta leader.
+      // The cause is not found yet (the configs are those that form a cluster the other times);
+      // a new cluster on new ports forms. Only the harness retries: no test asserts on formation.
       await stop();
-      throw err;
+      lastError = err;
+      process.stderr.write(`startNatsCluster: attempt ${attempt + 1} did not form (${(err as Error).message}); starting a new cluster\n`);
+      continue;
     }
     return { servers, urls, stop };
   }
