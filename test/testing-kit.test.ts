@@ -38,13 +38,6 @@ async function sleeper(ctx: WorkflowContext<typeof activities>, input: { sleep: 
   return { greeting, after, sleptMs: ctx.now() - before };
 }
 
-
-/**
- * Wait for the workflow to end, whatever its end. skipTime was seen (once in four CI runs) to
- * resolve before the last fired timer's consequence was stored; a user awaits the result anyway.
- */
-const settled = (handle: { result(options: { signal: AbortSignal }): Promise<unknown> }) => handle.result({ signal: AbortSignal.timeout(10_000) }).catch(() => undefined);
-
 describe("time skipping", () => {
   it("skips a 30-day sleep in well under a second of wall time; ctx.now() advances by 30 days", async () => {
     const e = await env({ workflows: { sleeper }, activities });
@@ -71,7 +64,6 @@ describe("time skipping", () => {
     const e = await env({ workflows: { twoSleeps }, activities });
     const handle = await e.client.start<typeof twoSleeps>("twoSleeps", undefined, { id: "two-sleeps" });
     await e.skipTime("3d1h");
-    await settled(handle);
     const state = await handle.describe();
     expect(state.status).toBe("completed");
     const result = state.result as { first: number; total: number };
@@ -91,7 +83,6 @@ describe("time skipping", () => {
       ["sleep", "waiting"],
     ]);
     await e.skipTime("1d");
-    await settled(handle);
     expect((await handle.describe()).status).toBe("completed");
   });
 
@@ -118,7 +109,6 @@ describe("time skipping", () => {
     await e.skipTime("9d");
     expect((await handle.describe()).status).toBe("running");
     await e.skipTime("1d");
-    await settled(handle);
     const state = await handle.describe();
     expect(state.status).toBe("timed_out");
     expect(state.error?.message).toMatch(/timed out after 240h/);
@@ -241,7 +231,6 @@ describe("replay tests", () => {
     const e = await env({ workflows: { order: v1 }, activities });
     await e.client.start("order", { sleep: "1d" }, { id: "order-1" });
     await e.skipTime("1d");
-    await e.client.waitForEnd("order-1", { signal: AbortSignal.timeout(10_000) });
     const history = await e.client.history("order-1");
     expect(history).toMatchObject({ format: "jetflow-history", version: 1, state: { id: "order-1", workflow: "order", status: "completed" } });
     expect(history.state.journal).toEqual(["greet", "sleep", "greet-2"]);
