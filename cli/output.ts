@@ -46,6 +46,13 @@ export function renderState(state: WorkflowState): string {
       `created ${state.createdAt}` + (state.completedAt ? `, ended ${state.completedAt} (${elapsed(state.createdAt, state.completedAt)})` : `, running for ${elapsed(state.createdAt)}`) + `, code ${state.bundle}`,
     ),
   );
+  const attributes = Object.entries(state.searchAttributes ?? {});
+  if (attributes.length) lines.push(`search attributes: ${attributes.map(([name, { type, value }]) => `${name}=${String(value)} ${color.dim(`(${type})`)}`).join("  ")}`);
+  if (state.status !== "running") {
+    const keptMs = state.retentionMs ?? 7 * 86_400_000;
+    const ended = Date.parse(state.completedAt ?? state.updatedAt);
+    lines.push(color.dim(keptMs === 0 ? "kept until `wf delete`" : `kept until ${new Date(ended + keptMs).toISOString()} (retention)`));
+  }
   if (state.error) lines.push(color.red(`error: ${state.error.type}: ${state.error.message}`));
   if (state.blocked) {
     lines.push(color.yellow(`blocked since ${state.blocked.since}: ${state.blocked.message}`));

@@ -7,6 +7,7 @@ import { startCommand } from "./commands/start.js";
 import { showCommand } from "./commands/show.js";
 import { listCommand } from "./commands/list.js";
 import { cancelCommand } from "./commands/cancel.js";
+import { deleteCommand } from "./commands/delete.js";
 import { devCommand } from "./commands/dev.js";
 import { buildCommand } from "./commands/build.js";
 import { deployCommand } from "./commands/deploy.js";
@@ -82,8 +83,8 @@ const commands: Record<string, CommandSpec> = {
   },
   start: {
     summary: "start a workflow (idempotent by --id)",
-    usage: "wf start <workflow> [--input '<json>' | --input @file.json] [--id ID] [--wait] [--timeout 5m] [--json]",
-    options: { input: { type: "string", short: "i" }, id: { type: "string" }, wait: { type: "boolean", short: "w" }, timeout: { type: "string" }, json: { type: "boolean" } },
+    usage: "wf start <workflow> [--input '<json>' | --input @file.json] [--id ID] [--attr name=value ...] [--wait] [--timeout 5m] [--json]",
+    options: { input: { type: "string", short: "i" }, id: { type: "string" }, attr: { type: "string", multiple: true }, wait: { type: "boolean", short: "w" }, timeout: { type: "string" }, json: { type: "boolean" } },
     run: startCommand,
   },
   show: {
@@ -93,10 +94,28 @@ const commands: Record<string, CommandSpec> = {
     run: showCommand,
   },
   list: {
-    summary: "list recent workflows",
-    usage: "wf list [--status running|completed|failed|cancelled|timed_out] [--workflow NAME] [--limit N] [--json]",
-    options: { status: { type: "string" }, workflow: { type: "string" }, limit: { type: "string" }, json: { type: "boolean" } },
+    summary: "list workflows: running first (newest first), then finished (latest ended first)",
+    usage:
+      "wf list [--status S[,S]] [--workflow NAME] [--since TIME|2h] [--until TIME|2h] [--where name=value ...] [--limit N] [--cursor C | --all] [--count] [--json]",
+    options: {
+      status: { type: "string", multiple: true },
+      workflow: { type: "string" },
+      since: { type: "string" },
+      until: { type: "string" },
+      where: { type: "string", multiple: true },
+      limit: { type: "string" },
+      cursor: { type: "string" },
+      all: { type: "boolean" },
+      count: { type: "boolean" },
+      json: { type: "boolean" },
+    },
     run: listCommand,
+  },
+  delete: {
+    summary: "remove a finished workflow now, with its history (retention does it after `retention`)",
+    usage: "wf delete <id>",
+    options: {},
+    run: deleteCommand,
   },
   signal: {
     summary: "send a signal to a workflow (ctx.waitForSignal receives it)",

@@ -71,6 +71,12 @@ export const configSchema = {
   },
   replicas: { doc: "Replicas of every stream and bucket: 1, or 3 on a NATS cluster.", format: [1, 3, 5], default: 1, env: "WF_REPLICAS" },
   storage: { doc: "JetStream storage of streams and buckets.", format: ["file", "memory"], default: "file", env: "WF_STORAGE" },
+  retention: {
+    doc: "How long a finished workflow (completed, failed, cancelled, timed out) is kept, with its history and index entries, before it is removed (0: until `wf delete`). A workflow type may set its own (defineWorkflow/defineDag `retention`); the value in force at a workflow's start applies to it.",
+    format: "duration",
+    default: "7d" as string | number,
+    env: "WF_RETENTION",
+  },
   functions: {
     dir: { doc: "Folder with activities/ and workflows/.", format: String, default: "functions", env: "WF_FUNCTIONS_DIR" },
   },
@@ -129,6 +135,11 @@ export const configSchema = {
       format: "nat",
       default: 20,
     },
+    retentionSweepInterval: {
+      doc: "How often the fleet removes finished workflows past their retention (one runtime at a time, under a lease in WORKFLOW_LEASES).",
+      format: "duration",
+      default: "1m" as string | number,
+    },
     cacheSize: { doc: "Workflows whose state and live execution a runtime keeps in memory (each saves a replay when its next event comes; about 8 KiB each).", format: "nat", default: 2_000 },
     cacheDistantWaits: {
       doc: "A workflow that waits only on timers (sleeps, retry backoffs) due later than this is dropped from that cache; it is read and replayed when it wakes.",
@@ -177,6 +188,8 @@ export interface Config {
   namespace: string;
   replicas: number;
   storage: "file" | "memory";
+  /** Default retention of finished workflows, in ms (0: kept until deleted). */
+  retentionMs: number;
   functionsDir: string;
   worker: {
     id: string;
@@ -187,7 +200,7 @@ export interface Config {
     maxDeliveries: number;
     shutdownGraceMs: number;
   };
-  orchestrator: { ackWaitMs: number; concurrency: number; maxAckPending: number; cacheSize: number; cacheDistantWaitsMs: number; onNonDeterminism: "fail" | "block"; maxDeliveries: number };
+  orchestrator: { ackWaitMs: number; concurrency: number; maxAckPending: number; cacheSize: number; cacheDistantWaitsMs: number; onNonDeterminism: "fail" | "block"; maxDeliveries: number; retentionSweepIntervalMs: number };
   defaults: { activityTimeoutMs: number; workflowTimeoutMs: number; retry: RetryPolicy };
   limits: { maxInputBytes: number; maxInputDepth: number };
   log: { level: LogLevel; format: "text" | "json" };
@@ -266,6 +279,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     namespace: raw.namespace,
     replicas: raw.replicas,
     storage: raw.storage as "file" | "memory",
+    retentionMs: parseDuration(raw.retention, "retention"),
     functionsDir: resolve(cwd, raw.functions.dir),
     worker: {
       id: raw.worker.id || `${hostname()}-${process.pid}`,
@@ -284,6 +298,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       cacheDistantWaitsMs: parseDuration(raw.orchestrator.cacheDistantWaits, "orchestrator.cacheDistantWaits"),
       onNonDeterminism: raw.orchestrator.onNonDeterminism as "fail" | "block",
       maxDeliveries: Math.max(1, raw.orchestrator.maxDeliveries),
+      retentionSweepIntervalMs: Math.max(1_000, parseDuration(raw.orchestrator.retentionSweepInterval, "orchestrator.retentionSweepInterval")),
     },
     defaults: {
       activityTimeoutMs: parseDuration(raw.defaults.activityTimeout, "defaults.activityTimeout"),

@@ -32,6 +32,8 @@ export interface RegisteredWorkflow {
   kind: "code" | "dag";
   fn: WorkflowFunction;
   timeoutMs: number | undefined;
+  /** How long a finished workflow of this type is kept (undefined: the `retention` config). */
+  retentionMs?: number;
   /** The validated definition, for kind "dag". */
   dag?: DagDefinition;
   realm: WorkflowRealm;
@@ -111,7 +113,16 @@ export function createRegistry(input: RegistryInput): Registry {
       });
       // The DAG interpreter is jetflow's own code: it runs in the host realm, where activations of
       // different workflows overlap (it uses no Date or Math.random, only ctx).
-      add({ name: dag.name, kind: "dag", fn: dagWorkflow(dag), timeoutMs: dag.timeout === undefined ? undefined : parseDuration(dag.timeout), dag, realm: DAG_REALM, ...(source ? { source } : {}) });
+      add({
+        name: dag.name,
+        kind: "dag",
+        fn: dagWorkflow(dag),
+        timeoutMs: dag.timeout === undefined ? undefined : parseDuration(dag.timeout),
+        ...(dag.retention === undefined ? {} : { retentionMs: parseDuration(dag.retention, `workflow ${dag.name} retention`) }),
+        dag,
+        realm: DAG_REALM,
+        ...(source ? { source } : {}),
+      });
     } else if (typeof value === "function") {
       validateName("workflow name", exportName);
       const options = (value as unknown as Record<string, unknown>)[WORKFLOW_OPTIONS] as WorkflowOptions | undefined;
@@ -120,6 +131,7 @@ export function createRegistry(input: RegistryInput): Registry {
         kind: "code",
         fn: value as WorkflowFunction,
         timeoutMs: options?.timeout === undefined ? undefined : parseDuration(options.timeout, `workflow ${exportName} timeout`),
+        ...(options?.retention === undefined ? {} : { retentionMs: parseDuration(options.retention, `workflow ${exportName} retention`) }),
         realm: input.realm,
         ...(source ? { source } : {}),
       });
@@ -151,6 +163,7 @@ export function validateDag(definition: DagDefinition, options: { source?: strin
     return fail("WF_DAG_EMPTY", `${wf} has no activities`, "List at least one activity: { name, type }.");
   }
   if (dag.timeout !== undefined) durationOrFail(dag.timeout, `${wf}: timeout`, fail);
+  if (dag.retention !== undefined) durationOrFail(dag.retention, `${wf}: retention`, fail);
 
   const byName = new Map<string, DagActivity>();
   for (const step of dag.activities) {

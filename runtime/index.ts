@@ -2,7 +2,8 @@
 export { createRuntime } from "./runtime.js";
 export type { Runtime, RuntimeOptions, RuntimeRole, CodeSource } from "./runtime.js";
 export { createClient } from "./client/client.js";
-export type { ClientOptions, ResultOptions, StartOptions, WorkflowClient, WorkflowHandle, WorkflowSummary } from "./client/client.js";
+export type { ClientOptions, ListFilter, ListOptions, ListPage, ResultOptions, StartOptions, WorkflowClient, WorkflowHandle, WorkflowSummary } from "./client/client.js";
+export type { SearchAttributes, SearchAttributeValue, SearchAttributeType, TypedAttribute, TypedAttributes } from "./visibility/search-attributes.js";
 export { loadConfig, configSchema, configKeys, DEFAULT_CONFIG_FILE } from "./config.js";
 export type { Config, ConfigOverrides, LoadConfigOptions, NatsConnectionConfig } from "./config.js";
 export { createConsoleLogger, silentLogger } from "./logger.js";

@@ -3,11 +3,14 @@
  * checked here; a message that fails the check goes to the dead letters, never crashes a runtime.
  */
 import type { ErrorRecord } from "./errors.js";
+import { typedAttribute, type TypedAttributes } from "./visibility/search-attributes.js";
 
 /** `workflow.start.<type>`: published by any NATS client. */
 export interface StartMessage {
   id?: string;
   input?: unknown;
+  /** Typed search attributes (visibility/search-attributes.ts): `{ "customerId": { "type": "string", "value": "c-7" } }`. */
+  searchAttributes?: TypedAttributes;
 }
 
 /** `activity.tasks.<activity>`: published by the orchestrator, Nats-Msg-Id `<id>/<step>/<attempt>`. */
@@ -164,11 +167,32 @@ function jsonDepthOver(text: string, limit: number): number | undefined {
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 export function parseStart(body: unknown): StartMessage {
-  if (!isObject(body)) throw new ProtocolError(`start message must be a JSON object {"id"?: string, "input"?: any}, got ${typeName(body)}`);
-  const unknownKeys = Object.keys(body).filter((k) => k !== "id" && k !== "input");
-  if (unknownKeys.length) throw new ProtocolError(`start message has unknown field(s) ${unknownKeys.map((k) => `"${k}"`).join(", ")}; only "id" and "input" are accepted`);
+  if (!isObject(body)) throw new ProtocolError(`start message must be a JSON object {"id"?: string, "input"?: any, "searchAttributes"?: object}, got ${typeName(body)}`);
+  const unknownKeys = Object.keys(body).filter((k) => k !== "id" && k !== "input" && k !== "searchAttributes");
+  if (unknownKeys.length) throw new ProtocolError(`start message has unknown field(s) ${unknownKeys.map((k) => `"${k}"`).join(", ")}; only "id", "input" and "searchAttributes" are accepted`);
   if (body.id !== undefined && body.id !== null && typeof body.id !== "string") throw new ProtocolError(`start message "id" must be a string, got ${typeName(body.id)}`);
-  return body.id === undefined || body.id === null ? { input: body.input } : { id: body.id as string, input: body.input };
+  const start: StartMessage = body.id === undefined || body.id === null ? { input: body.input } : { id: body.id as string, input: body.input };
+  if (body.searchAttributes !== undefined && body.searchAttributes !== null) start.searchAttributes = parseTypedAttributes(body.searchAttributes, "start message \"searchAttributes\"");
+  return start;
+}
+
+/** Typed search attributes from the wire: each `{ "type": "string"|"number"|"boolean"|"time", "value": … }` of that type. */
+export function parseTypedAttributes(body: unknown, where: string): TypedAttributes {
+  if (!isObject(body)) throw new ProtocolError(`${where} must be an object of name → { type, value }, got ${typeName(body)}`);
+  const out: TypedAttributes = {};
+  for (const [name, raw] of Object.entries(body)) {
+    if (!isObject(raw) || typeof raw.type !== "string") throw new ProtocolError(`${where}: "${name}" must be { "type": …, "value": … }`);
+    const value = raw.type === "time" ? (typeof raw.value === "string" && !Number.isNaN(Date.parse(raw.value)) ? new Date(raw.value) : undefined) : raw.value;
+    if (value === undefined || !["string", "number", "boolean", "time"].includes(raw.type) || (raw.type !== "time" && typeof value !== raw.type)) {
+      throw new ProtocolError(`${where}: "${name}" has type ${JSON.stringify(raw.type)} and value ${JSON.stringify(raw.value)}; the type is one of string, number, boolean, time (an ISO 8601 text), and the value is of it`);
+    }
+    try {
+      out[name] = typedAttribute(name, value, where);
+    } catch (err) {
+      throw new ProtocolError((err as Error).message);
+    }
+  }
+  return out;
 }
 
 export function parseCompletion(body: unknown): CompletionMessage {

@@ -6,6 +6,7 @@
  */
 import type { ErrorRecord } from "./errors.js";
 import type { RetryPolicy } from "./retry-policy.js";
+import type { TypedAttributes } from "./visibility/search-attributes.js";
 
 export const STATE_SCHEMA_VERSION = 2;
 
@@ -117,6 +118,13 @@ export interface WorkflowState {
   signals?: SignalRecord[];
   /** Ids of the most recently consumed signals (at most 256), so a redelivered one is not received twice. */
   seenSignals?: string[];
+  /** Search attributes (visibility/search-attributes.ts), typed; indexed for `wf list --where`. */
+  searchAttributes?: TypedAttributes;
+  /**
+   * How long the workflow is kept once finished, in ms (0: until deleted); fixed at start from its
+   * definition or the `retention` config. Absent in states from before retention: 7 days.
+   */
+  retentionMs?: number;
 }
 
 export interface SignalRecord {

@@ -146,6 +146,8 @@ export interface DagDefinition {
   description?: string;
   /** Timeout of the whole workflow. */
   timeout?: Duration;
+  /** How long a finished run is kept before it is removed (default: the `retention` config; 0: until `wf delete`). */
+  retention?: Duration;
   activities: DagActivity[];
 }
 
@@ -165,6 +167,8 @@ export function defineDag<D extends DagDefinition>(definition: D): D {
 export interface WorkflowOptions {
   /** Timeout of the whole workflow. */
   timeout?: Duration;
+  /** How long a finished run is kept before it is removed (default: the `retention` config; 0: until `wf delete`). */
+  retention?: Duration;
 }
 
 export const WORKFLOW_OPTIONS = "__jetflowWorkflowOptions";

@@ -176,7 +176,7 @@ describe("idempotency", () => {
     expect(calls).toBe(1);
     const state = await client.describe("same-id");
     expect(state).toMatchObject({ status: "completed", input: { v: 1 }, result: { calls: 1, v: 1 } });
-    const listed = (await client.list({ workflow: "once" })).filter((s) => s.id === "same-id");
+    const listed = (await client.listPage({ workflow: "once" })).workflows.filter((s) => s.id === "same-id");
     expect(listed).toHaveLength(1);
   });
 

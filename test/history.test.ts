@@ -66,7 +66,7 @@ describe("history chunks", () => {
     for await (const state of client.watch("long-1", resultSignal())) watched.push(state);
     expect(watched.at(-1)).toEqual(whole);
     // Chunks are not workflows.
-    expect((await client.list()).map((w) => w.id)).toEqual(["long-1"]);
+    expect((await client.listPage()).workflows.map((w) => w.id)).toEqual(["long-1"]);
   });
 
   it("a long workflow the runtime forgot while it slept replays through its chunks and runs no activity twice", async () => {

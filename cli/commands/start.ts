@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { cliClient } from "../client.js";
 import { parseDuration } from "../../runtime/duration.js";
 import { WorkflowFailedError } from "../../runtime/errors.js";
+import { parseAttributeArgument, type SearchAttributes } from "../../runtime/visibility/search-attributes.js";
 import { configFromFlags } from "../config.js";
 import { UsageError } from "../errors.js";
 import { color, print, printJson, renderState } from "../output.js";
@@ -15,7 +16,12 @@ export async function startCommand(ctx: CommandContext): Promise<number> {
   const config = configFromFlags(ctx);
   const client = await cliClient(config);
   try {
-    const handle = await client.start(workflow, input, typeof ctx.values.id === "string" ? { id: ctx.values.id } : {});
+    const searchAttributes: SearchAttributes = {};
+    for (const text of Array.isArray(ctx.values.attr) ? ctx.values.attr.map(String) : typeof ctx.values.attr === "string" ? [ctx.values.attr] : []) {
+      const [name, value] = parseAttributeArgument(text, "--attr");
+      searchAttributes[name] = value;
+    }
+    const handle = await client.start(workflow, input, { ...(typeof ctx.values.id === "string" ? { id: ctx.values.id } : {}), ...(Object.keys(searchAttributes).length ? { searchAttributes } : {}) });
     if (!ctx.values.wait) {
       if (ctx.values.json) printJson({ id: handle.id, workflow });
       else print(handle.id);

@@ -11,7 +11,8 @@ import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
 import { resumeBlocked } from "../orchestrator/blocked.js";
 import { withHistory } from "../orchestrator/history.js";
-import { readAllStates, StateStore } from "../orchestrator/state-store.js";
+import { StateStore } from "../orchestrator/state-store.js";
+import { readRunningStates } from "../visibility/query.js";
 import { RevisionConflictError } from "../errors.js";
 import type { WorkflowState } from "../state.js";
 import type { Bundle } from "./build.js";
@@ -57,7 +58,8 @@ export async function deployBundle(options: DeployOptions): Promise<DeployReport
   if (!options.checkOnly) {
     await store.upload(bundle, { workflows: [...registry.workflows.keys()], activities: [...registry.activities.keys()] }, options.deployedBy);
   }
-  const running = await readAllStates(topology.states, (state) => state.status === "running" && state.bundle !== bundle.version);
+  // Only running workflows can move to new code: found through the index (cost ∝ running, not ∝ every workflow kept).
+  const running = await readRunningStates(topology, (state) => state.bundle !== bundle.version);
   for (const { state } of running) {
     const outcome = await checkOne(topology, state, registry, options.logger);
     if (outcome) report.diverging.push({ workflowId: state.id, workflow: state.workflow, version: state.bundle, message: outcome });

@@ -12,15 +12,28 @@ import { createNames } from "../nats/names.js";
 import { ensureTopology, type Topology } from "../nats/topology.js";
 import { randomUUID } from "node:crypto";
 import { encode, type CancelMessage, type SignalMessage, type StartMessage } from "../protocol.js";
-import { isTerminal, type WorkflowState, type WorkflowStatus } from "../state.js";
+import { isTerminal, type WorkflowState } from "../state.js";
+
+export type { ListFilter, ListPage, WorkflowSummary } from "../visibility/query.js";
 import { withHistory, type HistoryChunk } from "../orchestrator/history.js";
-import { readAllStates } from "../orchestrator/state-store.js";
+import { countWorkflows, DEFAULT_PAGE_SIZE, listPage, planFilter, type ListFilter, type ListPage, type WorkflowSummary } from "../visibility/query.js";
+import { removeWorkflow } from "../visibility/index-writer.js";
+import { typedAttributes, type SearchAttributes } from "../visibility/search-attributes.js";
 import { toWorkflowHistory, type WorkflowHistory } from "../journal/history-file.js";
 import type { WorkflowFunction } from "../workflow-api.js";
 
 export interface StartOptions {
   /** Idempotency: starting the same id twice runs the workflow once. Default: a new UUID-based id. */
   id?: string;
+  /** Values to find the workflow by (`list({ where })`, `wf list --where`): strings, finite numbers, booleans, Dates. */
+  searchAttributes?: SearchAttributes;
+}
+
+export interface ListOptions extends ListFilter {
+  /** Workflows fetched per page while iterating (default 50). */
+  pageSize?: number;
+  /** Continue a listing from a page's cursor. */
+  cursor?: string;
 }
 
 export interface ResultOptions {
@@ -37,13 +50,6 @@ export interface WorkflowHandle<O = unknown> {
   signal(name: string, payload?: unknown): Promise<void>;
 }
 
-export interface WorkflowSummary {
-  id: string;
-  workflow: string;
-  status: WorkflowStatus;
-  createdAt: string;
-  updatedAt: string;
-}
 
 export interface WorkflowClient {
   start<F extends WorkflowFunction = WorkflowFunction>(workflow: string, input?: Parameters<F>[1], options?: StartOptions): Promise<WorkflowHandle<Awaited<ReturnType<F>>>>;
@@ -61,7 +67,21 @@ export interface WorkflowClient {
    * has not started yet, it is kept until the workflow starts (24 h at most; docs/protocol.md, "Signal").
    */
   signal(id: string, name: string, payload?: unknown): Promise<void>;
-  list(options?: { status?: WorkflowStatus; workflow?: string; limit?: number }): Promise<WorkflowSummary[]>;
+  /**
+   * Workflows matching `filter`, running ones first (newest started first), then finished ones
+   * (most recently ended first), fetched a page at a time through the visibility index
+   * (visibility/query.ts): `for await (const w of client.list({ status: "failed" }))`.
+   */
+  list(filter?: ListOptions): AsyncIterable<WorkflowSummary>;
+  /** One page of `list`, and the cursor of the next (absent on the last). */
+  listPage(filter?: ListFilter, page?: { limit?: number; cursor?: string }): Promise<ListPage>;
+  /** How many workflows match `filter` (counted from the index). */
+  count(filter?: ListFilter): Promise<number>;
+  /**
+   * Remove a finished workflow now, with its history and index entries (retention does it
+   * later by itself). Refuses a running one: cancel it first. No-op for an unknown id.
+   */
+  delete(id: string): Promise<void>;
   /** Watch a workflow's state changes until it ends (for live progress); each state whole, as describe() gives it. */
   watch(id: string, options?: ResultOptions): AsyncIterable<WorkflowState>;
   close(): Promise<void>;
@@ -217,6 +237,10 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
       validateName("workflow name", workflow);
       const id = startOptions.id === undefined ? newWorkflowId(workflow) : validateWorkflowId(startOptions.id);
       const message: StartMessage = { id, input: input === undefined ? null : input };
+      if (startOptions.searchAttributes !== undefined) {
+        const typed = typedAttributes(startOptions.searchAttributes, `start of ${workflow}`);
+        if (Object.keys(typed).length > 0) message.searchAttributes = typed;
+      }
       const data = encode(message);
       if (data.length > config.limits.maxInputBytes) {
         throw new ValidationError("WF_INPUT_TOO_LARGE", `input of ${workflow} is ${data.length} bytes; limits.maxInputBytes is ${config.limits.maxInputBytes}`, {
@@ -242,14 +266,33 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     cancel,
     signal,
     watch,
-    async list(listOptions = {}) {
-      const limit = listOptions.limit ?? 50;
-      const states = await readAllStates(topology.states, (s) => (!listOptions.status || s.status === listOptions.status) && (!listOptions.workflow || s.workflow === listOptions.workflow));
-      return states
-        .map(({ state }) => state)
-        .sort((a, b) => b.createdAt.localeCompare(a.createdAt))
-        .slice(0, limit)
-        .map((s) => ({ id: s.id, workflow: s.workflow, status: s.status, createdAt: s.createdAt, updatedAt: s.updatedAt }));
+    list(filter: ListOptions = {}): AsyncIterable<WorkflowSummary> {
+      const { pageSize, cursor: from, ...rest } = filter;
+      planFilter(rest); // a bad filter fails here, at the call
+      return {
+        async *[Symbol.asyncIterator]() {
+          let cursor = from;
+          do {
+            const page = await listPage(topology, rest, { limit: pageSize ?? DEFAULT_PAGE_SIZE, ...(cursor ? { cursor } : {}) });
+            yield* page.workflows;
+            cursor = page.cursor;
+          } while (cursor);
+        },
+      };
+    },
+    listPage: (filter = {}, page = {}) => listPage(topology, filter, page),
+    count: (filter = {}) => countWorkflows(topology, filter),
+    async delete(id) {
+      validateWorkflowId(id);
+      const entry = await topology.states.get(id);
+      if (!entry || entry.operation !== "PUT" || entry.length === 0) return;
+      const state = entry.json<WorkflowState>();
+      if (!isTerminal(state.status)) {
+        throw new ValidationError("WF_WORKFLOW_RUNNING", `workflow ${id} is ${state.status}; only a finished workflow can be deleted`, {
+          hint: `Cancel it first (wf cancel ${id}), then delete it once it has ended.`,
+        });
+      }
+      await removeWorkflow(topology, state);
     },
     async close() {
       if (!options.connection) await nc.drain().catch(() => nc.close());

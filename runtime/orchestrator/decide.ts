@@ -7,6 +7,7 @@
  * attempt that is not the step's current one, a timer whose condition has passed — each is a
  * no-op ("duplicate"), which is what makes redelivered and duplicated events harmless.
  */
+import type { TypedAttributes } from "../visibility/search-attributes.js";
 import type { Config } from "../config.js";
 import { bindWorkflow, type Registry, type RegisteredWorkflow } from "../definitions.js";
 import { formatDuration, parseDuration } from "../duration.js";
@@ -49,7 +50,14 @@ export type Decision =
 const iso = (ms: number) => new Date(ms).toISOString();
 
 /** A new workflow: run its code until it waits, and record the commands it issued. */
-export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow, version: string, id: string, input: unknown): Promise<Decision & { kind: "write" }> {
+/** What a start fixes besides its input: search attributes, and how long the workflow is kept once finished. */
+export interface StartExtras {
+  searchAttributes?: TypedAttributes | undefined;
+  /** The definition's retention, else the config's. */
+  retentionMs: number;
+}
+
+export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow, version: string, id: string, input: unknown, extras: StartExtras): Promise<Decision & { kind: "write" }> {
   const now = env.now();
   const state: WorkflowState = {
     v: STATE_SCHEMA_VERSION,
@@ -63,7 +71,9 @@ export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow
     kind: definition.kind,
     steps: {},
     journal: [],
+    retentionMs: extras.retentionMs,
   };
+  if (extras.searchAttributes && Object.keys(extras.searchAttributes).length > 0) state.searchAttributes = extras.searchAttributes;
   const effects: Effect[] = [];
   const timeoutMs = definition.timeoutMs ?? env.defaults.workflowTimeoutMs;
   if (timeoutMs > 0) {

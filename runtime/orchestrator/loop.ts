@@ -13,6 +13,7 @@ import { validateWorkflowId } from "../ids.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
 import { encode, REPAIR_HEADER, parseCancel, type CompletionMessage, utf8BytesOver, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage } from "../protocol.js";
+import { indexAttributes, indexEnd, indexStart, repairIndex } from "../visibility/index-writer.js";
 import { isTerminal, STATE_SCHEMA_VERSION, type LeaseRef, type WorkflowState } from "../state.js";
 import { repairEffects, type Leases } from "../worker/leases.js";
 import { decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
@@ -203,17 +204,26 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       // is most likely a duplicate: read first then, and repair the effects.
       const existing = msg.redelivered ? await store.load(id) : store.cached(id);
       if (existing) {
-        await releasePendingSignals(topology, id); // the first delivery may have died before it did
+        // The first delivery may have died before it released the signals or wrote the index.
+        await Promise.all([releasePendingSignals(topology, id), repairIndex(topology, existing.state)]);
         return duplicate(msg, existing, `workflow ${id} already exists`);
       }
-      const decision = await decideStart(env, definition, registry.version, id, start.input);
+      const decision = await decideStart(env, definition, registry.version, id, start.input, {
+        searchAttributes: start.searchAttributes,
+        retentionMs: definition.retentionMs ?? config.retentionMs,
+      });
+      // The run entry first, on this connection: stored before the state (index-writer.ts).
+      const indexed = indexStart(topology, decision.state);
       let stored: StoredWorkflow;
       try {
+        options.crashPoint?.("after-run-entry-before-state");
         stored = await store.create(decision.state, decision.execution);
       } catch (err) {
+        await indexed.catch(() => undefined);
         if (err instanceof RevisionConflictError) {
           const winner = await store.load(id, true);
-          if (winner) await releasePendingSignals(topology, id);
+          // Our run entry may now stand for a workflow that has ended: the index follows the winner.
+          if (winner) await Promise.all([releasePendingSignals(topology, id), repairIndex(topology, winner.state)]);
           return winner ? duplicate(msg, winner, `workflow ${id} was started concurrently`) : retryLater(msg, err);
         }
         throw err;
@@ -231,7 +241,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         else others.push(effect);
       }
       // Signals sent before the start are re-published now that the state exists (pending-signals.ts).
-      await Promise.all([publishEffects(topology, stored.state, others), ...deadlines, releasePendingSignals(topology, id)]);
+      await Promise.all([publishEffects(topology, stored.state, others), ...deadlines, releasePendingSignals(topology, id), indexed, isTerminal(stored.state.status) ? indexEnd(topology, stored.state) : undefined]);
       msg.ack();
     });
   }
@@ -297,7 +307,11 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         announceIfFinished(next.state, write.serialized);
         if (waitsOnlyOnDistantTimers(next.state, write.effects, env.now(), config.orchestrator.cacheDistantWaitsMs)) store.forget(id);
         options.crashPoint?.("after-state-write-before-dispatch");
-        await publishEffects(topology, next.state, continued ? write.effects.filter((effect) => effect !== continued) : write.effects);
+        await Promise.all([
+          publishEffects(topology, next.state, continued ? write.effects.filter((effect) => effect !== continued) : write.effects),
+          // The index follows the state: an end entry once it ended, new attribute entries when they changed.
+          isTerminal(next.state.status) ? indexEnd(topology, next.state) : next.state.searchAttributes !== stored.state.searchAttributes ? indexAttributes(topology, next.state, stored.state.searchAttributes) : undefined,
+        ]);
         options.crashPoint?.("after-dispatch-before-ack");
         if (isTerminal(next.state.status) && next.state.status !== "cancelled") abortRunningSteps(next.state);
         if (continued && msg instanceof LocalCompletion) {
@@ -346,7 +360,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       const lease = msg instanceof LocalCompletion ? msg.lease : partWay ? completionOf : undefined;
       const { effects, held } = lease ? await repairEffects(stored.state, lease, options.leases.status) : { effects: pendingEffects(stored.state, { skipContinued: true }), held: false };
       logger.debug(`${msg.redelivered ? "redelivered event" : "another execution's completion"} already applied (${reason}); re-publishing ${effects.length} pending effect(s)`, { workflowId: stored.state.id });
-      await publishEffects(topology, stored.state, effects);
+      await Promise.all([publishEffects(topology, stored.state, effects), repairIndex(topology, stored.state)]);
       if (held && msg instanceof LocalCompletion) return msg.held();
     } else {
       logger.debug(`duplicate event ignored: ${reason}`, { workflowId: stored.state.id });
@@ -424,10 +438,12 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       kind: "code",
       steps: {},
       journal: [],
+      retentionMs: config.retentionMs,
     };
     try {
       await store.create(state);
       announceIfFinished(state);
+      await indexEnd(topology, state);
     } catch (err) {
       if (!(err instanceof RevisionConflictError)) throw err; // an existing workflow keeps its state
     }
@@ -463,7 +479,10 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       else if (id) {
         store.forget(id);
         const state = await failForPoison(store, id, poison, env.now());
-        if (state) announceIfFinished(state);
+        if (state) {
+          announceIfFinished(state);
+          await indexEnd(topology, state);
+        }
       }
       msg.ack();
     } catch (second) {

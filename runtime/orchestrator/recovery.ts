@@ -19,14 +19,16 @@
  *     recording them until NATS is back, and their lease repairs them if it died (worker/leases.ts).
  *
  * Cost: the stored tasks and timers (what is running or waiting), plus the running workflows'
- * states (today by a scan of the states bucket: the visibility index is to replace it).
+ * states, found through their run entries in the visibility index (visibility/index-keys.ts): a
+ * state stored before the crash had its run entry stored before it, in the same stream. Finished
+ * workflows cost nothing, however many there are.
  */
 import type { MsgRequest } from "@nats-io/jetstream";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
 import { MSG_ID, parseJson, parseTask, parseTimerBatch } from "../protocol.js";
 import { pendingEffects, publishEffects, type Effect } from "./outbox.js";
-import { readAllStates } from "./state-store.js";
+import { readRunningStates } from "../visibility/query.js";
 
 /** Give JetStream a moment after a reconnect (stream and consumer leaders) before recovering. */
 const RECOVERY_DELAY_MS = 2_000;
@@ -67,7 +69,7 @@ export function createRecovery(options: RecoveryOptions): Recovery {
         logger.warn(`cannot list the stored tasks and timers (${(err as Error)?.message ?? err}); re-publishing every pending one (duplicates within 2 minutes are dropped)`);
         return new Set<string>();
       });
-      for (const { state } of await readAllStates(topology.states, (s) => s.status === "running")) {
+      for (const { state } of await readRunningStates(topology)) {
         if (stopped) break;
         const pending = pendingEffects(state, { skipContinued: true });
         const missing = pending.filter((effect) => !stored.has(effectId(state.id, effect, state.steps[effect.kind === "task" ? effect.step : ""]?.attempt)));

@@ -154,28 +154,6 @@ export function serializeState(state: WorkflowState): string {
   return `${rest.slice(0, at)}{${parts.join(",")}}${rest.slice(at + STEPS_PLACEHOLDER_JSON.length)}`;
 }
 
-const READ_BATCH = 128;
-
-/**
- * Every workflow state in the bucket (optionally filtered), read in parallel batches: deploys,
- * recovery after a reconnect and `wf list` scan whole namespaces, and one read at a time made a
- * few thousand workflows take seconds.
- */
-export async function readAllStates(kv: KV, keep: (state: WorkflowState) => boolean = () => true): Promise<Array<{ state: WorkflowState; revision: number }>> {
-  const keys: string[] = [];
-  for await (const key of await kv.keys()) if (!isHistoryKey(key)) keys.push(key);
-  const out: Array<{ state: WorkflowState; revision: number }> = [];
-  for (let i = 0; i < keys.length; i += READ_BATCH) {
-    const entries = await Promise.all(keys.slice(i, i + READ_BATCH).map((key) => kv.get(key)));
-    for (const entry of entries) {
-      if (!entry || entry.operation !== "PUT" || entry.length === 0) continue;
-      const state = entry.json<WorkflowState>();
-      if (keep(state)) out.push({ state, revision: entry.revision });
-    }
-  }
-  return out;
-}
-
 /** The next state of a workflow is larger than NATS accepts in one message. */
 export class StateTooLargeError extends JetflowError {
   constructor(id: string, bytes: number, maxBytes: number) {

@@ -16,7 +16,7 @@
  * once by `skipTime` skipped over a workflow that did not exist yet.
  */
 import type { Topology } from "../nats/topology.js";
-import { isHistoryKey } from "../orchestrator/history.js";
+import { readRunningStates } from "../visibility/query.js";
 import type { WorkflowState } from "../state.js";
 
 export interface EngineSnapshot {
@@ -55,17 +55,7 @@ export async function engineSnapshot(topology: Topology, now: number): Promise<E
   return snapshot;
 }
 
-/**
- * Every workflow state of the namespace (a test env holds few). The keys come from the stream's
- * subject list, one request: kv.keys() (an ordered consumer) was seen to hang for the 30 s of a
- * request timeout when called while the first state was being written (nats.js 3.4).
- * History chunks hold settled steps only: not needed here.
- */
+/** The running workflows' states, through the visibility index's run entries. */
 async function readStates(topology: Topology): Promise<WorkflowState[]> {
-  const bucket = topology.names.statesBucket;
-  const prefix = `$KV.${bucket}.`;
-  const info = await topology.jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}>` });
-  const keys = Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length)).filter((key) => !isHistoryKey(key));
-  const entries = await Promise.all(keys.map((key) => topology.states.get(key)));
-  return entries.flatMap((entry) => (entry && entry.operation === "PUT" && entry.length > 0 ? [entry.json<WorkflowState>()] : []));
+  return (await readRunningStates(topology)).map(({ state }) => state);
 }

@@ -9,6 +9,7 @@
  * keep JetStream's ack deadline moving while it runs, publish the completion (durable), then ack.
  * A crash anywhere before the ack redelivers the task to some runtime after the ack wait.
  */
+import { repairIndex } from "../visibility/index-writer.js";
 import type { Consumer, JsMsg } from "@nats-io/jetstream";
 import { setTimeout as sleep } from "node:timers/promises";
 import pRetry from "p-retry";
@@ -358,6 +359,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     if (!state) return false;
     if (isTerminal(state.status)) {
       logger.info(`dropped a redelivered task of ${task.activity}: the workflow is ${state.status}`, meta);
+      // Its orchestrator may have died between the terminal write and the end entry (index-writer.ts).
+      await repairIndex(topology, state).catch(() => undefined);
       msg.ack();
       return true;
     }

@@ -1,0 +1,114 @@
+/**
+ * Writing the visibility index (index-keys.ts) as workflows start, change their search
+ * attributes, end, and are removed. The order of the writes is what keeps the index honest:
+ *
+ * - start: the run entry (and attribute entries) first, then the state, on one connection, so
+ *   the server stores them in that order; the start is acked once both are stored.
+ * - end: the terminal state, then its end entry (awaited before the event's ack: a crash in
+ *   between redelivers the event, whose duplicate path writes the entry again), then the run
+ *   entry and the workflow's parked timers are purged without waiting. Those two are clean-up:
+ *   a lost purge leaves a run entry that the next reader finds stale and purges (query.ts,
+ *   recovery.ts), and a timer that fires into a finished workflow and is dropped.
+ * - removal: the state and its history chunks first, then the entries, so a crash in between
+ *   leaves an end entry whose state is gone, which the next sweep or listing removes; never a
+ *   state no entry leads to.
+ *
+ * Entries carry no Nats-Msg-Id: one message per subject makes a repeat replace the entry, and a
+ * repair must not be dropped as a duplicate of the write it repairs.
+ *
+ * Cost per workflow: one entry with the start and one with the end (plus one per search
+ * attribute), and two purges no one waits for.
+ */
+import type { Topology } from "../nats/topology.js";
+import type { WorkflowState } from "../state.js";
+import { endSubjectOf, entryOf, indexSubjects, retentionOf, type IndexSubjects } from "./index-keys.js";
+import { sameAttribute, type TypedAttributes } from "./search-attributes.js";
+
+const subjectsByTopology = new WeakMap<Topology, IndexSubjects>();
+export function subjectsOf(topology: Topology): IndexSubjects {
+  let subjects = subjectsByTopology.get(topology);
+  if (!subjects) subjectsByTopology.set(topology, (subjects = indexSubjects(topology.names)));
+  return subjects;
+}
+
+const encoder = new TextEncoder();
+const json = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value));
+
+/** The run entry and attribute entries of a workflow about to be created; resolves once stored. */
+export function indexStart(topology: Topology, state: WorkflowState): Promise<unknown> {
+  const subjects = subjectsOf(topology);
+  const entry = json(entryOf(state));
+  const writes: Array<Promise<unknown>> = [topology.js.publish(subjects.run(state.workflow, state.id), entry)];
+  for (const [name, value] of Object.entries(state.searchAttributes ?? {})) writes.push(topology.js.publish(subjects.attr(name, value, state.id), entry));
+  return Promise.all(writes);
+}
+
+/** Search attributes changed while running: the run entry again, new values' entries, and old values' entries purged. */
+export async function indexAttributes(topology: Topology, state: WorkflowState, before: TypedAttributes | undefined): Promise<void> {
+  const subjects = subjectsOf(topology);
+  const entry = json(entryOf(state));
+  const after = state.searchAttributes ?? {};
+  const writes: Array<Promise<unknown>> = [topology.js.publish(subjects.run(state.workflow, state.id), entry)];
+  for (const [name, value] of Object.entries(after)) if (!sameAttribute(before?.[name], value)) writes.push(topology.js.publish(subjects.attr(name, value, state.id), entry));
+  await Promise.all(writes);
+  for (const [name, value] of Object.entries(before ?? {})) if (!sameAttribute(after[name], value)) purgeLater(topology, subjects.stream, subjects.attr(name, value, state.id));
+}
+
+/** Retention classes this process has recorded (`idx/class.<ms>`), so it writes each once. */
+const recordedClasses = new WeakMap<Topology, Set<number>>();
+
+/**
+ * A workflow's terminal state is stored: its end entry (resolves once stored), then the clean-up
+ * of its run entry and its parked timers, not awaited.
+ */
+export async function indexEnd(topology: Topology, state: WorkflowState): Promise<void> {
+  const subjects = subjectsOf(topology);
+  const retentionMs = retentionOf(state);
+  let classes = recordedClasses.get(topology);
+  if (!classes) recordedClasses.set(topology, (classes = new Set()));
+  const writes: Array<Promise<unknown>> = [topology.js.publish(endSubjectOf(subjects, state), json(entryOf(state)))];
+  if (!classes.has(retentionMs)) writes.push(topology.js.publish(subjects.retentionClass(retentionMs), json({ retentionMs })).then(() => classes.add(retentionMs)));
+  await Promise.all(writes);
+  purgeLater(topology, subjects.stream, subjects.run(state.workflow, state.id));
+  purgeLater(topology, topology.names.timersStream, topology.names.timerScheduleSubject(state.id));
+}
+
+/**
+ * Make the index agree with a state the engine found already written (a redelivered event, a
+ * duplicate start): what the writer of that state may have died before writing.
+ */
+export async function repairIndex(topology: Topology, state: WorkflowState): Promise<void> {
+  if (state.status === "running") await indexStart(topology, state);
+  else await indexEnd(topology, state);
+}
+
+/**
+ * Remove a finished workflow: its state and history chunks, then its index entries and timers.
+ * Each step is a purge of one subject, so a repeat after a crash finds less to do.
+ */
+export async function removeWorkflow(topology: Topology, state: WorkflowState): Promise<void> {
+  const subjects = subjectsOf(topology);
+  const purge = (stream: string, subject: string) => topology.jsm.streams.purge(stream, { filter: subject });
+  const chunks = state.history?.chunks ?? 0;
+  await Promise.all([purge(subjects.stream, subjects.state(state.id)), ...Array.from({ length: chunks }, (_, i) => purge(subjects.stream, subjects.chunk(state.id, i)))]);
+  await Promise.all([
+    ...Object.entries(state.searchAttributes ?? {}).map(([name, value]) => purge(subjects.stream, subjects.attr(name, value, state.id))),
+    purge(subjects.stream, subjects.run(state.workflow, state.id)),
+    purge(topology.names.timersStream, topology.names.timerScheduleSubject(state.id)),
+  ]);
+  // Last: while it exists, a sweep finds this workflow again and finishes the job.
+  if (state.status !== "running") await purge(subjects.stream, endSubjectOf(subjects, state));
+}
+
+/**
+ * Purge one subject without waiting for the answer: a JetStream API request published with no
+ * reply subject, which nats-server 2.9, 2.10 and 2.15 carry out all the same (it costs the
+ * publishing runtime one message, not a request's round trip and bookkeeping).
+ */
+export function purgeLater(topology: Topology, stream: string, subject: string): void {
+  try {
+    topology.nc.publish(`$JS.API.STREAM.PURGE.${stream}`, json({ filter: subject }));
+  } catch {
+    /* connection closing: a stale entry is repaired by its next reader */
+  }
+}
