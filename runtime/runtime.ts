@@ -13,6 +13,7 @@
  * deployed before and has since been replaced (a restart with an older copy), it runs the current
  * deployment instead and says so; `promoteLocal` (`wf run --promote-local`) deploys it anyway.
  */
+import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import type { Config, ConfigOverrides } from "./config.js";
 import { loadConfig } from "./config.js";
@@ -33,6 +34,7 @@ import { createTimerService, type Clock, type TimerService } from "./timers.js";
 import { createWorkerPool, type WorkerPool } from "./worker/pool.js";
 import { createLeases, type Leases } from "./worker/leases.js";
 import { ActivityFailure } from "./workflow-api.js";
+import { createRetentionSweeper, type RetentionSweeper } from "./visibility/retention.js";
 
 export type RuntimeRole = "all" | "orchestrator" | "worker";
 export type CodeSource = "local" | "nats";
@@ -114,6 +116,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   let orchestrator: Orchestrator | undefined;
   let timers: TimerService | undefined;
   let resumer: BlockedResumer | undefined;
+  let retention: RetentionSweeper | undefined;
   let workers: WorkerPool | undefined;
   let watcher: { stop(): void } | undefined;
   let leases: Leases | undefined;
@@ -244,6 +247,14 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         // This runtime's code may be the fix for workflows blocked on a divergence: retry them.
         resumer = createBlockedResumer({ topology, logger });
         await resumer.start();
+        retention = createRetentionSweeper({
+          topology,
+          logger,
+          holder: `${config.worker.id}/${randomUUID().slice(0, 8)}`,
+          intervalMs: config.orchestrator.retentionSweepIntervalMs,
+          ...(orchestratorClock ? { now: () => orchestratorClock.now() } : {}),
+        });
+        retention.start();
       }
       if (role !== "orchestrator") {
         const local = orchestrator;
@@ -271,6 +282,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       watcher?.stop();
       await workers?.stop(reason);
       await resumer?.stop();
+      await retention?.stop();
       await Promise.all([orchestrator?.stop(), timers?.stop()]);
       // Last: until the workers stopped, this runtime may still run continued steps.
       leases?.stop();

@@ -77,7 +77,36 @@ describe("wf CLI against a running wf run", () => {
     expect(show.stdout).toMatch(/smoke-saga-1\s+order_saga\s+completed/);
     expect(show.stdout).toMatch(/charge_payment\s+completed\s+2\/4/);
     const list = await wf("list", "--status", "completed", "--json");
-    expect(JSON.parse(list.stdout).map((w: { id: string }) => w.id)).toContain("smoke-saga-1");
+    expect(JSON.parse(list.stdout).workflows.map((w: { id: string }) => w.id)).toContain("smoke-saga-1");
+  });
+
+  it("start --attr, list --where/--since/--count/--cursor, and delete", async () => {
+    for (const [id, customer] of [["attr-1", "c-7"], ["attr-2", "c-8"], ["attr-3", "c-7"]]) {
+      const started = await wf("start", "order_processing", "--id", id!, "--attr", `customer=${customer}`, "--attr", "priority=2", "--input", JSON.stringify(ORDER), "--wait");
+      expect(started.code).toBe(0);
+    }
+    const found = await wf("list", "--where", "customer=c-7", "--where", "priority=2");
+    expect(found.code).toBe(0);
+    expect(found.stdout.split("\n").filter((l) => l.startsWith("attr-")).map((l) => l.split(/\s+/)[0])).toEqual(["attr-3", "attr-1"]);
+    expect(found.stdout).toContain("customer=c-7");
+    expect((await wf("list", "--where", 'priority="2"', "--count")).stdout.trim()).toBe("0"); // the string "2" is not the number 2
+    expect((await wf("list", "--where", "customer=c-7", "--count")).stdout.trim()).toBe("2");
+    expect((await wf("list", "--since", "1h", "--workflow", "order_processing", "--status", "completed", "--count")).stdout.trim()).not.toBe("0");
+    const first = await wf("list", "--where", "customer=c-7", "--limit", "1", "--json");
+    const page = JSON.parse(first.stdout);
+    expect(page.workflows.map((w: { id: string }) => w.id)).toEqual(["attr-3"]);
+    const second = await wf("list", "--where", "customer=c-7", "--limit", "1", "--cursor", page.cursor, "--json");
+    expect(JSON.parse(second.stdout).workflows.map((w: { id: string }) => w.id)).toEqual(["attr-1"]);
+    const show = await wf("show", "attr-2");
+    expect(show.stdout).toMatch(/search attributes: customer=c-8 \(string\)\s+priority=2 \(number\)/);
+    expect(show.stdout).toMatch(/kept until \d{4}-/);
+    const deleted = await wf("delete", "attr-2");
+    expect(deleted.code).toBe(0);
+    expect(deleted.stdout).toContain("deleted attr-2");
+    expect((await wf("show", "attr-2")).code).not.toBe(0);
+    const bad = await wf("list", "--where", "customer");
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--where "customer" is not name=value/);
   });
 
   it("show --history exports the journal in the replay-test format, and it replays on functions/", async () => {

@@ -16,6 +16,8 @@ export interface Names {
   releasesBucket: string;
   /** Signals sent to workflow ids that have no state yet, kept until the workflow starts (or for 24 h). */
   pendingSignalsBucket: string;
+  /** KV of fleet leases: which runtime does a job only one should (nats/fleet-lease.ts). */
+  leasesBucket: string;
   /** Object Store of code bundles, by content hash. */
   bundlesStore: string;
   /** KV of deployments: `current` and one record per deployed version. */
@@ -73,6 +75,7 @@ export function createNames(namespace = ""): Names {
     statesBucket: `${n}WORKFLOW_STATES`,
     releasesBucket: `${n}WORKFLOW_RELEASES`,
     pendingSignalsBucket: `${n}WORKFLOW_PENDING_SIGNALS`,
+    leasesBucket: `${n}WORKFLOW_LEASES`,
     bundlesStore: `${n}WORKFLOW_BUNDLES`,
     deploymentsBucket: `${n}WORKFLOW_DEPLOYMENTS`,
     orchestratorConsumer: `${n}orchestrator`,

@@ -38,6 +38,9 @@ export const DEFAULT_DEAD_LETTER_MAX_AGE_MS = 30 * 86_400_000;
 /** How long a signal to a workflow id that has not started is kept (docs/protocol.md, "Signal"). */
 export const PENDING_SIGNAL_RETENTION_MS = 24 * 60 * 60 * 1000;
 
+/** How long a fleet lease key nobody writes is kept (nats/fleet-lease.ts). */
+export const FLEET_LEASE_RETENTION_MS = 24 * 60 * 60 * 1000;
+
 export interface Topology {
   nc: NatsConnection;
   js: JetStreamClient;
@@ -46,6 +49,8 @@ export interface Topology {
   states: KV;
   /** Signals for ids that have no state yet (orchestrator/pending-signals.ts). */
   pendingSignals: KV;
+  /** Fleet leases (nats/fleet-lease.ts). */
+  fleetLeases: KV;
 }
 
 export interface TopologyOptions {
@@ -157,7 +162,16 @@ export async function ensureTopology(nc: NatsConnection, options: TopologyOption
     allow_direct: replicas === 1,
   });
 
-  return { nc, js, jsm, names, states, pendingSignals };
+  const fleetLeases = await kvm.create(names.leasesBucket, {
+    replicas,
+    history: 1,
+    storage,
+    // A lease nobody renewed for a day is long gone (a recovery's, say): the key goes too.
+    ttl: FLEET_LEASE_RETENTION_MS,
+    allow_direct: false, // a lease is taken on what the leader says
+  });
+
+  return { nc, js, jsm, names, states, pendingSignals, fleetLeases };
 }
 
 /** The durable consumer of one activity type's tasks; every runtime hosting the type shares it. */

@@ -80,9 +80,10 @@ export async function publishTimer(topology: Topology, timer: TimerMessage): Pro
 }
 
 /** Several timers parked as one message (timer-batches.ts), due at the latest of theirs. */
-export async function publishTimerBatch(topology: Topology, timers: TimerMessage[]): Promise<void> {
+export async function publishTimerBatch(topology: Topology, timers: TimerMessage[]): Promise<{ seq: number; fireAt: number }> {
   const batch: TimerBatchMessage = { fireAt: Math.max(...timers.map((t) => t.fireAt)), timers };
-  await topology.js.publish(topology.names.timerBatchSubject, encode(batch), { msgID: MSG_ID.timerBatch(randomUUID()), headers: fireAtHeader(batch.fireAt) });
+  const ack = await topology.js.publish(topology.names.timerBatchSubject, encode(batch), { msgID: MSG_ID.timerBatch(randomUUID()), headers: fireAtHeader(batch.fireAt) });
+  return { seq: ack.seq, fireAt: batch.fireAt };
 }
 
 /** Informational: the body is authoritative. */
