@@ -120,4 +120,34 @@ describe("recovery after lost writes", () => {
       await nats.stop();
     }
   });
+
+  it("is done once for the fleet after a server restart: one runtime takes the lease, the others skip", async () => {
+    const nats = await startNatsServer();
+    const { runs, release, activities, workflows } = heldWorkflow();
+    const e = new Engine(nats.url);
+    const logs: string[][] = [[], [], []];
+    const runtimes = await Promise.all(
+      logs.map((lines, i) => createRuntime({ config: e.config({ worker: { id: `fleet-${i}` } }), workflows, activities, logger: capturingLogger(lines) })),
+    );
+    const client = await createClient({ config: e.config() });
+    try {
+      await Promise.all(runtimes.map((r) => r.start()));
+      await client.start("held", null, { id: "recover-fleet" });
+      await waitFor("the activity to start", () => runs.length === 1, 10_000);
+      await nats.kill();
+      await nats.restart();
+      const passes = () => logs.map((lines) => lines.filter((l) => l.includes("re-published the lost commands")).length);
+      const skips = () => logs.map((lines) => lines.filter((l) => l.includes("recovery was done for the fleet by")).length);
+      await waitFor("every runtime to have recovered or skipped", () => passes().every((p, i) => p + skips()[i]! === 1), 30_000);
+      expect(passes().reduce((a, b) => a + b, 0)).toBe(1);
+      expect(skips().reduce((a, b) => a + b, 0)).toBe(2);
+      release();
+      await waitForState(client, "recover-fleet", undefined, 20_000);
+    } finally {
+      release();
+      await Promise.all(runtimes.map((r) => r.stop("test end")));
+      await client.close();
+      await nats.stop();
+    }
+  });
 });

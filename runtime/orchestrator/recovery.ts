@@ -9,6 +9,10 @@
  * - When: only after this runtime reconnected to a different server process (its server_id
  *   changed: a restart, or another node of a cluster). A client's own reconnect to the server it
  *   had (a network blip) cannot have lost writes, and re-publishing then only made duplicates.
+ * - Who: one runtime for the fleet. Every runtime that was on the server that went away drops its
+ *   cached states; the pass itself is done by whoever takes the fleet lease
+ *   `recovery.<that server's id>` (nats/fleet-lease.ts) and marks it done; the others wait
+ *   until it is done, or take it over if its holder dies before (the lease runs out).
  * - What: the pending effects of every running workflow (outbox.ts pendingEffects) except
  *   - tasks and timers still stored in their streams (both are work queues: what is stored is
  *     pending). JetStream's duplicate window (2 minutes) cannot be relied on for them: a task
@@ -24,11 +28,15 @@
  * workflows cost nothing, however many there are.
  */
 import type { MsgRequest } from "@nats-io/jetstream";
+import { randomUUID } from "node:crypto";
+import { acquireFleetLease, finishFleetLease } from "../nats/fleet-lease.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
 import { MSG_ID, parseJson, parseTask, parseTimerBatch } from "../protocol.js";
 import { pendingEffects, publishEffects, type Effect } from "./outbox.js";
 import { readRunningStates } from "../visibility/query.js";
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
 /** Give JetStream a moment after a reconnect (stream and consumer leaders) before recovering. */
 const RECOVERY_DELAY_MS = 2_000;
@@ -45,7 +53,14 @@ export interface RecoveryOptions {
   logger: Logger;
   /** Called before a pass: cached states may hold writes the server lost. */
   beforePass(): void;
+  /** This runtime's name in the fleet lease (default: a random one). */
+  holder?: string;
 }
+
+/** How long a recovery lease holds before another runtime may take the pass over. */
+const RECOVERY_LEASE_MS = 60_000;
+/** How often a runtime that did not get the lease looks whether the pass is done. */
+const RECOVERY_RECHECK_MS = 5_000;
 
 export function createRecovery(options: RecoveryOptions): Recovery {
   const { topology, logger } = options;
@@ -90,6 +105,34 @@ export function createRecovery(options: RecoveryOptions): Recovery {
     }
   }
 
+  const holder = options.holder ?? `recovery-${randomUUID().slice(0, 8)}`;
+
+  /** The pass for the fleet after `gone` went away: ours if we get the lease, else wait for whoever has it. */
+  async function recoverForFleet(reason: string, gone: string): Promise<void> {
+    options.beforePass(); // every runtime: its cache may hold writes the server lost
+    const key = `recovery.${gone.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+    while (!stopped) {
+      let lease;
+      try {
+        lease = await acquireFleetLease(topology.fleetLeases, key, holder, RECOVERY_LEASE_MS);
+      } catch (err) {
+        logger.warn(`cannot take the recovery lease yet (${(err as Error)?.message ?? err}); retrying`);
+        await sleep(RECOVERY_RECHECK_MS);
+        continue;
+      }
+      if (lease.held) {
+        await recover(reason);
+        await finishFleetLease(topology.fleetLeases, key, holder, lease.revision);
+        return;
+      }
+      if (lease.record?.done) {
+        logger.info(`after ${reason}: recovery was done for the fleet by ${lease.record.holder}`);
+        return;
+      }
+      await sleep(RECOVERY_RECHECK_MS);
+    }
+  }
+
   return {
     recover,
     start() {
@@ -103,8 +146,9 @@ export function createRecovery(options: RecoveryOptions): Recovery {
             logger.debug("reconnected to the same nats-server: nothing can have been lost, no recovery");
             continue;
           }
+          const gone = serverId ?? `unknown-${now}`;
           serverId = now;
-          setTimeout(() => void recover("a reconnect to a restarted or other nats-server"), RECOVERY_DELAY_MS).unref();
+          setTimeout(() => void recoverForFleet("a reconnect to a restarted or other nats-server", gone), RECOVERY_DELAY_MS).unref();
         }
       })();
     },
