@@ -255,6 +255,33 @@ describe("crash recovery (child-process runtimes)", () => {
     console.log(`[crash a] kill mid-activity → completed in ${Date.now() - t0} ms`);
   });
 
+  it("SIGKILLed between a start's run entry and its state, and between a terminal state and its end entry: the index agrees with the states after a restart", async () => {
+    setup("index");
+    const wf = await openClient();
+    // 1. Killed after the run entry, before the state: the redelivered start creates it once.
+    const a = await spawnRuntime("A", runtimeOptions({ crashPoint: "after-run-entry-before-state" }));
+    await wf.start("crashy", { slowMs: 10 }, { id: "killed-before-state" });
+    await a.exited;
+    // 2. Killed after an instant workflow's terminal state, before its end entry.
+    const b = await spawnRuntime("B", runtimeOptions({ crashPoint: "after-state-write-before-dispatch" }));
+    await wf.start("instant", { value: "v" }, { id: "killed-before-end-entry" });
+    await b.exited;
+    expect((await wf.describe("killed-before-end-entry")).status).toBe("completed");
+    expect(await wf.count({ status: "completed" })).toBe(0); // no end entry yet: the runtime died first
+    // A runtime without crash points repairs both through the redelivered starts.
+    await spawnRuntime("C", runtimeOptions());
+    const ids = ["killed-before-state", "killed-before-end-entry"];
+    await waitForTerminal(wf, ids, 30_000);
+    await waitFor("the index to agree", async () => (await wf.count({ status: "completed" })) === 2 && (await wf.count({ status: "running" })) === 0, 15_000);
+    const listed = (await wf.listPage()).workflows.map((w) => [w.id, w.status]).sort();
+    expect(listed).toEqual([
+      ["killed-before-end-entry", "completed"],
+      ["killed-before-state", "completed"],
+    ]);
+    const crashes = readFileSync(join(markerDir, "crashes.log"), "utf8").trim().split("\n").map((l) => l.split(" ")[0]);
+    expect(crashes).toEqual(["after-run-entry-before-state", "after-state-write-before-dispatch"]);
+  });
+
   it("a runtime SIGKILLed in a continued step: the lease is redelivered, the step's task published, and no finished step runs again", async () => {
     setup("cont");
     const a = await spawnRuntime("A", runtimeOptions());

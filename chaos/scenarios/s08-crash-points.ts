@@ -14,6 +14,7 @@ import { sleep } from "../lib/util.js";
 
 /** How often each point is reached per workflow (about), to aim at a number of crashes. */
 const CALLS_PER_WORKFLOW: Record<CrashPointName, number> = {
+  "after-run-entry-before-state": 1,
   "after-state-write-before-dispatch": 5,
   "after-dispatch-before-ack": 4,
   "timer-fired-before-ack": 1,
