@@ -98,6 +98,22 @@ describe("timers of finished workflows", () => {
     expect((await topology.jsm.consumers.info(names.timersStream, names.timersConsumer)).num_ack_pending).toBe(0);
   });
 
+  it("workflows that end leave the timers of the others parked: those still fire", async () => {
+    const e = engine();
+    const nap = async (ctx: WorkflowContext) => {
+      await ctx.sleep("1500ms");
+      return "rested";
+    };
+    await e.runtime({ workflows: { sleeper, nap }, activities });
+    const client = await e.client();
+    const naps = await Promise.all(Array.from({ length: 5 }, (_, i) => client.start("nap", null, { id: `nap-${i}` })));
+    // Others end while the naps are parked, some of them sleeping too (their timers are deleted).
+    const ended = await Promise.all(Array.from({ length: 5 }, (_, i) => client.start("sleeper", null, { id: `ends-${i}` })));
+    await waitFor("all sleeping", async () => (await client.count({ status: "running" })) === 10);
+    await Promise.all(ended.map((h) => h.cancel("test")));
+    for (const handle of naps) expect(await client.result(handle.id, signal())).toBe("rested");
+  });
+
   it("a workflow cancelled while it sleeps leaves no timer parked", async () => {
     const e = engine();
     await e.runtime({ workflows: { sleeper }, activities });

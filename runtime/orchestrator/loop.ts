@@ -78,7 +78,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     logger: baseLogger,
     now: options.now ?? Date.now,
   };
-  const timerBatcher = new TimerBatcher(topology, () => env.now());
+  const timerBatcher = new TimerBatcher(topology);
   const recovery = createRecovery({ topology, logger, beforePass: () => store.clear() });
   const chains = new Map<string, Promise<void>>();
   const inFlight = new Set<Promise<void>>();
@@ -242,7 +242,6 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       }
       // Signals sent before the start are re-published now that the state exists (pending-signals.ts).
       await Promise.all([publishEffects(topology, stored.state, others), ...deadlines, releasePendingSignals(topology, id), indexed, isTerminal(stored.state.status) ? indexEnd(topology, stored.state) : undefined]);
-      if (isTerminal(stored.state.status)) timerBatcher.ended(id);
       msg.ack();
     });
   }
@@ -314,10 +313,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
           isTerminal(next.state.status) ? indexEnd(topology, next.state) : next.state.searchAttributes !== stored.state.searchAttributes ? indexAttributes(topology, next.state, stored.state.searchAttributes) : undefined,
         ]);
         options.crashPoint?.("after-dispatch-before-ack");
-        if (isTerminal(next.state.status)) {
-          timerBatcher.ended(id);
-          if (next.state.status !== "cancelled") abortRunningSteps(next.state);
-        }
+        if (isTerminal(next.state.status) && next.state.status !== "cancelled") abortRunningSteps(next.state);
         if (continued && msg instanceof LocalCompletion) {
           msg.continuation!.start(taskMessage(next.state, continued.step));
           msg.continued();

@@ -8,6 +8,7 @@
 import { headers } from "@nats-io/nats-core";
 import { randomUUID } from "node:crypto";
 import type { Topology } from "../nats/topology.js";
+import { parkedTimersOf } from "./parked-timers.js";
 import { encode, MSG_ID, TIMER_KEY, type TaskMessage, type TimerBatchMessage, type TimerMessage } from "../protocol.js";
 import type { WorkflowState } from "../state.js";
 
@@ -76,14 +77,16 @@ export function taskMessage(state: WorkflowState, stepName: string): TaskMessage
 }
 
 export async function publishTimer(topology: Topology, timer: TimerMessage): Promise<void> {
-  await topology.js.publish(topology.names.timerScheduleSubject(timer.workflowId), encode(timer), { msgID: MSG_ID.timer(timer.workflowId, timer.key, timer.repark), headers: fireAtHeader(timer.fireAt) });
+  const ack = await topology.js.publish(topology.names.timerScheduleSubject(timer.workflowId), encode(timer), { msgID: MSG_ID.timer(timer.workflowId, timer.key, timer.repark), headers: fireAtHeader(timer.fireAt) });
+  // (A duplicate's ack names the stored original: the same message.)
+  parkedTimersOf(topology).stored(ack.seq, timer.fireAt, [timer.workflowId]);
 }
 
 /** Several timers parked as one message (timer-batches.ts), due at the latest of theirs. */
-export async function publishTimerBatch(topology: Topology, timers: TimerMessage[]): Promise<{ seq: number; fireAt: number }> {
+export async function publishTimerBatch(topology: Topology, timers: TimerMessage[]): Promise<void> {
   const batch: TimerBatchMessage = { fireAt: Math.max(...timers.map((t) => t.fireAt)), timers };
   const ack = await topology.js.publish(topology.names.timerBatchSubject, encode(batch), { msgID: MSG_ID.timerBatch(randomUUID()), headers: fireAtHeader(batch.fireAt) });
-  return { seq: ack.seq, fireAt: batch.fireAt };
+  parkedTimersOf(topology).stored(ack.seq, batch.fireAt, timers.map((t) => t.workflowId));
 }
 
 /** Informational: the body is authoritative. */

@@ -12,10 +12,7 @@
  * A batch fires at the latest of its timers' times; timers more than MAX_SPREAD_MS apart go into
  * separate batches, so a deadline fires at most that much late.
  *
- * Finished workflows' deadlines do not stay parked: the batcher remembers which workflows each of
- * its batches still waits for, and deletes a batch once all of them ended here (ended()). That
- * memory is a clean-up hint only, bounded by the running workflows with deadlines: a batch whose
- * workflows ended elsewhere, or whose batcher died, fires as before and drops the finished ones.
+ * A batch whose workflows all ended is deleted before it fires (parked-timers.ts).
  */
 import type { Topology } from "../nats/topology.js";
 import type { TimerMessage } from "../protocol.js";
@@ -34,44 +31,8 @@ interface Parked {
 export class TimerBatcher {
   private pending: Parked[] = [];
   private flushing = false;
-  /** Stored batches by sequence: when they fire, and the workflows that have not ended yet. */
-  private readonly live = new Map<number, { fireAt: number; waiting: Set<string> }>();
-  private readonly batchOf = new Map<string, number>();
 
-  constructor(
-    private readonly topology: Topology,
-    private readonly now: () => number = Date.now,
-  ) {}
-
-  /**
-   * A workflow ended: its deadline is not needed. The last one of a batch to end deletes the
-   * batch message (without waiting: a lost delete only means the batch fires for nothing).
-   */
-  ended(workflowId: string): void {
-    const seq = this.batchOf.get(workflowId);
-    if (seq === undefined) return;
-    this.batchOf.delete(workflowId);
-    const batch = this.live.get(seq);
-    if (!batch) return;
-    batch.waiting.delete(workflowId);
-    if (batch.waiting.size > 0) return;
-    this.live.delete(seq);
-    try {
-      this.topology.nc.publish(`$JS.API.STREAM.MSG.DELETE.${this.topology.names.timersStream}`, JSON.stringify({ seq, no_erase: true }));
-    } catch {
-      /* connection closing: the batch fires and finds its workflows ended */
-    }
-  }
-
-  /** Forget batches that have fired (their workflows' ends no longer matter here). */
-  private forgetFired(): void {
-    const now = this.now();
-    for (const [seq, batch] of this.live) {
-      if (batch.fireAt > now) continue;
-      this.live.delete(seq);
-      for (const id of batch.waiting) if (this.batchOf.get(id) === seq) this.batchOf.delete(id);
-    }
-  }
+  constructor(private readonly topology: Topology) {}
 
   /** Resolves once `timer` is stored in WORKFLOW_TIMERS (alone or in a batch); rejects if that failed. */
   park(timer: TimerMessage): Promise<void> {
@@ -96,13 +57,7 @@ export class TimerBatcher {
   private async store(batch: Parked[]): Promise<void> {
     try {
       if (batch.length === 1) await publishTimer(this.topology, batch[0]!.timer);
-      else {
-        const stored = await publishTimerBatch(this.topology, batch.map((p) => p.timer));
-        this.forgetFired();
-        const waiting = new Set(batch.map((p) => p.timer.workflowId));
-        this.live.set(stored.seq, { fireAt: stored.fireAt, waiting });
-        for (const id of waiting) this.batchOf.set(id, stored.seq);
-      }
+      else await publishTimerBatch(this.topology, batch.map((p) => p.timer));
       for (const parked of batch) parked.stored();
     } catch (err) {
       for (const parked of batch) parked.failed(err);

@@ -6,9 +6,14 @@
  *   the server stores them in that order; the start is acked once both are stored.
  * - end: the terminal state, then its end entry (awaited before the event's ack: a crash in
  *   between redelivers the event, whose duplicate path writes the entry again), then the run
- *   entry and the workflow's parked timers are purged without waiting. Those two are clean-up:
- *   a lost purge leaves a run entry that the next reader finds stale and purges (query.ts,
- *   recovery.ts), and a timer that fires into a finished workflow and is dropped.
+ *   entry is purged and the workflow's parked timers deleted (orchestrator/parked-timers.ts),
+ *   without waiting. Those are clean-up: a lost purge leaves a run entry that the next reader
+ *   finds stale and purges (query.ts, recovery.ts), a lost delete a timer that fires into a
+ *   finished workflow and is dropped.
+ *
+ * Purges with a subject filter are used on the states bucket only: it has no durable consumer.
+ * On a work queue with a live consumer they lose that consumer's other pending messages
+ * (parked-timers.ts).
  * - removal: the state and its history chunks first, then the entries, so a crash in between
  *   leaves an end entry whose state is gone, which the next sweep or listing removes; never a
  *   state no entry leads to.
@@ -20,6 +25,7 @@
  * attribute), and two purges no one waits for.
  */
 import type { Topology } from "../nats/topology.js";
+import { parkedTimersOf } from "../orchestrator/parked-timers.js";
 import type { WorkflowState } from "../state.js";
 import { endSubjectOf, entryOf, indexSubjects, retentionOf, type IndexSubjects } from "./index-keys.js";
 import { sameAttribute, type TypedAttributes } from "./search-attributes.js";
@@ -70,7 +76,7 @@ export async function indexEnd(topology: Topology, state: WorkflowState): Promis
   if (!classes.has(retentionMs)) writes.push(topology.js.publish(subjects.retentionClass(retentionMs), json({ retentionMs })).then(() => classes.add(retentionMs)));
   await Promise.all(writes);
   purgeLater(topology, subjects.stream, subjects.run(state.workflow, state.id));
-  purgeLater(topology, topology.names.timersStream, topology.names.timerScheduleSubject(state.id));
+  parkedTimersOf(topology).ended(state.id);
 }
 
 /**
@@ -94,7 +100,6 @@ export async function removeWorkflow(topology: Topology, state: WorkflowState): 
   await Promise.all([
     ...Object.entries(state.searchAttributes ?? {}).map(([name, value]) => purge(subjects.stream, subjects.attr(name, value, state.id))),
     purge(subjects.stream, subjects.run(state.workflow, state.id)),
-    purge(topology.names.timersStream, topology.names.timerScheduleSubject(state.id)),
   ]);
   // Last: while it exists, a sweep finds this workflow again and finishes the job.
   if (state.status !== "running") await purge(subjects.stream, endSubjectOf(subjects, state));
