@@ -62,12 +62,13 @@ export interface RuntimeOptions {
   promoteLocal?: boolean;
   /** Called with the replay-check report when this runtime deploys its local code. */
   onDeploy?: (report: DeployReport) => void;
-  /** Time of the orchestrator and the timers (default: the system clock); jetflow/testing passes one it can skip ahead. */
-  clock?: Clock;
+  /**
+   * Time of the orchestrator and the timers (default: the system clock): one clock for both
+   * (jetflow/testing passes one it can skip ahead), or one each (tests of clock skew between them).
+   */
+  clock?: Clock | { orchestrator?: Clock; timers?: Clock };
   /** Test-only: called at named crash points. */
   crashPoint?: (name: string) => void;
-  /** Test-only: the orchestrator's and the timer service's clocks (default: the system clock), e.g. to skew one. */
-  clocks?: { orchestrator?: Clock; timers?: Clock };
 }
 
 export interface Runtime {
@@ -228,8 +229,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       if (role !== "worker") {
         const crash = options.crashPoint ? { crashPoint: options.crashPoint } : {};
         // One clock for both (the testing kit's), or a clock each (tests of clock skew).
-        const orchestratorClock = options.clocks?.orchestrator ?? options.clock;
-        const timersClock = options.clocks?.timers ?? options.clock;
+        const clock = options.clock;
+        const [orchestratorClock, timersClock] = clock === undefined || "now" in clock ? [clock, clock] : [clock.orchestrator, clock.timers];
         orchestrator = createOrchestrator({
           topology,
           config,

@@ -18,7 +18,7 @@ it("a sleep fired by a timer service whose clock is an hour ahead completes at i
     return "woke";
   };
   // The timer service believes every timer is an hour overdue; the orchestrator's clock is right.
-  await e.runtime({ workflows: { sleeper }, clocks: { timers: { now: () => Date.now() + HOUR_MS } } });
+  await e.runtime({ workflows: { sleeper }, clock: { timers: { now: () => Date.now() + HOUR_MS } } });
   const client = await e.client();
   const handle = await client.start("sleeper", null, { id: "skewed-sleep" });
   expect(await handle.result(resultSignal())).toBe("woke");
@@ -33,7 +33,7 @@ it("a workflow timeout fired early by a fast timer clock does not end the workfl
     await ctx.sleep("3s");
     return "done";
   };
-  await e.runtime({ workflows: { waiter }, config: { defaults: { workflowTimeout: "1s" } }, clocks: { timers: { now: () => Date.now() + HOUR_MS } } });
+  await e.runtime({ workflows: { waiter }, config: { defaults: { workflowTimeout: "1s" } }, clock: { timers: { now: () => Date.now() + HOUR_MS } } });
   const client = await e.client();
   const handle = await client.start("waiter", null, { id: "skewed-timeout" });
   await expect(handle.result(resultSignal())).rejects.toThrow(/timed out/);
