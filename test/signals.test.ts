@@ -111,6 +111,29 @@ describe("signals", () => {
     }
   }, 120_000);
 
+  it("a start reads nothing from the pending-signals bucket: the runtime's watch of it says when there is something", async () => {
+    const { runtime, client } = await setup();
+    try {
+      const bucket = `KV_${client.topology.names.pendingSignalsBucket}`;
+      const reads: string[] = [];
+      const spy = client.topology.nc.subscribe("$JS.API.>", { callback: (_err, msg) => void (msg.subject.includes(bucket) && reads.push(msg.subject)) });
+      await client.topology.nc.flush();
+      const handles = await Promise.all(Array.from({ length: 20 }, (_, i) => client.start("approval", { order: `o-${i}` }, { id: `no-early-${i}` })));
+      await waitFor("all started", async () => ((await Promise.all(handles.map((h) => h.describe().catch(() => undefined)))).every((s) => s?.steps["signal_approve"]?.status === "waiting") ? true : undefined));
+      spy.unsubscribe();
+      expect(reads).toEqual([]);
+      // And a signal held for an id that starts a moment later still arrives: the watch releases it.
+      await client.signal("late-start", "note", "kept");
+      await client.signal("late-start", "approve", { by: "ada" });
+      await client.signal("late-start", "approve", { by: "grace" });
+      const handle = await client.start("approval", { order: "o-late" }, { id: "late-start" });
+      expect(await handle.result({ signal: AbortSignal.timeout(10_000) })).toEqual({ prepared: "prepared o-late", approvers: ["ada", "grace"], note: "kept" });
+    } finally {
+      await runtime.stop();
+      await client.close();
+    }
+  });
+
   it("a signal sent before its workflow starts is kept, durably, and received once it starts", async () => {
     const { runtime, client } = await setup();
     try {

@@ -28,7 +28,7 @@ export type { Continuation, LocalOutcome, LocalSource } from "./local-completion
 import { earlyByMs, reparkTimer } from "./early-timers.js";
 import { afterFailure, failForPoison, workflowIdOf } from "./poison.js";
 import { recheckUnknownStart } from "./unknown-start.js";
-import { holdSignal, MAX_PENDING_SIGNALS, releasePendingSignals } from "./pending-signals.js";
+import { holdSignal, MAX_PENDING_SIGNALS, PendingSignalsWatch, releasePendingSignals } from "./pending-signals.js";
 import { serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 
 export interface Orchestrator {
@@ -80,6 +80,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   };
   const timerBatcher = new TimerBatcher(topology);
   const recovery = createRecovery({ topology, logger, beforePass: () => store.clear() });
+  const pendingSignals = new PendingSignalsWatch(topology, (message) => logger.warn(message));
   const chains = new Map<string, Promise<void>>();
   const inFlight = new Set<Promise<void>>();
   let messages: Awaited<ReturnType<Awaited<ReturnType<Topology["js"]["consumers"]["get"]>>["consume"]>> | undefined;
@@ -241,7 +242,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         else others.push(effect);
       }
       // Signals sent before the start are re-published now that the state exists (pending-signals.ts).
-      await Promise.all([publishEffects(topology, stored.state, others), ...deadlines, releasePendingSignals(topology, id), indexed, isTerminal(stored.state.status) ? indexEnd(topology, stored.state) : undefined]);
+      const held = pendingSignals.has(id) ? releasePendingSignals(topology, id) : undefined;
+      await Promise.all([publishEffects(topology, stored.state, others), ...deadlines, held, indexed, isTerminal(stored.state.status) ? indexEnd(topology, stored.state) : undefined]);
       msg.ack();
     });
   }
@@ -537,6 +539,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     },
     async start() {
       stopping = false;
+      await pendingSignals.start();
       loop = run().catch((err) => {
         if (!stopping) logger.error(`orchestrator loop ended: ${(err as Error)?.stack ?? err}`);
       });
@@ -545,6 +548,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     async stop() {
       stopping = true;
       recovery.stop();
+      pendingSignals.stop();
       // Drain the subscription first: events the server sent before it saw our unsubscribe still
       // reach the loop (nats/drain.ts), which keeps them for the NAKs below.
       await drainThenStop(messages);

@@ -6,9 +6,13 @@
  * signals to ids that never start do not accumulate.
  *
  * No signal is lost between the two: the signal path writes the key, then reads the state again
- * (applying the signal to it if it now exists); the start path writes the state, then reads the
- * key. Whichever writes second sees the other's write. Deliveries twice over are harmless: a
- * signal's id makes the second a duplicate.
+ * (applying the signal to it if it now exists). A start does not read the bucket: every runtime
+ * watches it (PendingSignalsWatch), the start path looks in that watch's set of ids after it wrote
+ * the state, and the watch, on each key it is told of, reads that workflow's state and releases
+ * the key if the state exists. Whichever comes second sees the other: a start that looked before
+ * the watch heard of the key wrote its state before the watch reads it. A start costs no read
+ * (it cost one per start, for a key that almost never exists); a held signal costs one state read
+ * per runtime. Deliveries twice over are harmless: a signal's id makes the second a duplicate.
  */
 import type { KV } from "@nats-io/kv";
 import { RevisionConflictError } from "../errors.js";
@@ -75,4 +79,53 @@ export async function releasePendingSignals(topology: Topology, id: string): Pro
 /** A lost CAS: kv.update on a changed key, kv.create on an existing one, a purge of a changed one. */
 function isWrongRevision(err: unknown): boolean {
   return isWrongLastSequence(err) || /key exists/i.test((err as Error)?.message ?? "");
+}
+
+/**
+ * The ids that have signals held, as this runtime's watch of the bucket knows them; and for each
+ * key it hears of, a release if its workflow has started meanwhile (see the top of this file).
+ */
+export class PendingSignalsWatch {
+  private readonly ids = new Set<string>();
+  private stopWatch: (() => void) | undefined;
+
+  constructor(
+    private readonly topology: Topology,
+    private readonly onError: (message: string) => void,
+  ) {}
+
+  /** Resolves once the watch is set up (its first keys may still be on their way). */
+  async start(): Promise<void> {
+    const watcher = await this.topology.pendingSignals.watch({ key: ">" });
+    this.stopWatch = () => watcher.stop();
+    void (async () => {
+      for await (const entry of watcher) {
+        if (entry.operation !== "PUT" || entry.length === 0) {
+          this.ids.delete(entry.key);
+          continue;
+        }
+        this.ids.add(entry.key);
+        void this.releaseIfStarted(entry.key);
+      }
+    })().catch((err) => this.onError(`the watch of pending signals ended: ${(err as Error)?.message ?? err}`));
+  }
+
+  /** Signals may be held for `id` (then the start path releases them). */
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+
+  stop(): void {
+    this.stopWatch?.();
+    this.ids.clear();
+  }
+
+  private async releaseIfStarted(id: string): Promise<void> {
+    try {
+      const state = await this.topology.states.get(id);
+      if (state && state.operation === "PUT" && state.length > 0) await releasePendingSignals(this.topology, id);
+    } catch (err) {
+      this.onError(`releasing the signals held for ${id} failed (its next start or redelivery retries): ${(err as Error)?.message ?? err}`);
+    }
+  }
 }
