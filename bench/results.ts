@@ -2,6 +2,7 @@
 import { appendFileSync, existsSync, writeFileSync } from "node:fs";
 import type { Figure } from "./lib/context.js";
 import type { MachineInfo } from "./lib/proc.js";
+import { sizeLabel } from "./visibility.js";
 
 const HEADER = `# Benchmark results
 
@@ -18,11 +19,16 @@ temporary directory), so ratios are fair on a noisy machine. The runtime(s) run 
 - **latency**: one workflow at a time, start → terminal state seen by the client.
 - **replay**: ms per step around step 10 vs around the last step of a 200-activity code workflow.
 - **memory**: RSS of one runtime holding N workflows that sleep for an hour.
+- **list flat**: \`wf list --limit 50\` wall time with 100,000 finished + 1,000 running ÷ with 10,000 + 1,000.
+- **recovery flat**: CPU of one recovery pass with 100,000 finished + 100 running ÷ with 0 + 100.
+- **parked timers**: timers still parked once 10,000 workflows with a 10-minute timeout completed.
 
 Targets (issue 5): throughput ≥ 0.7× raw; p50 ≤ 1.5× raw; replay ratio ≤ 1.5; ≤ 150 MB for 10,000
-waiting workflows; reload ≤ 300 ms.
+waiting workflows; reload ≤ 300 ms. Visibility: list and recovery ratios ≤ 1.2; ≤ 100 parked timers
+(1 %) after 10,000 finished.
 `;
 
+const label = (n: unknown): string => sizeLabel(Number(n));
 const fmt = (v: unknown, unit = ""): string => (typeof v === "number" && Number.isFinite(v) ? `${v}${unit}` : "—");
 
 function find(figures: Figure[], name: string, extra?: (f: Figure) => boolean): Figure | undefined {
@@ -74,6 +80,22 @@ export function markdownSection(info: RunInfo, figures: Figure[], summary: Recor
   if (mem) rows.push([`memory (${mem.waiting_workflows} sleeping workflows)`, `**${fmt(mem.rss_mb, " MB")} RSS** (idle ${fmt(mem.idle_rss_mb, " MB")}, peak ${fmt(mem.peak_rss_mb, " MB")})`, "≤ 150 MB at 10,000"]);
   const dev = figures.find((f) => f.figure === "dev_loop");
   if (dev) rows.push(["dev loop", dev.skipped ? `skipped: ${dev.reason}` : dev.error ? `error: ${dev.error}` : `cold start ${fmt(dev.cold_start_ms, " ms")}, **reload ${fmt(dev.reload_ms, " ms")}** (save → "reloaded"), save → first new result ${fmt(dev.save_to_result_ms, " ms")}`, "reload ≤ 300 ms"]);
+  const list = find(figures, "list_flat");
+  if (list) {
+    const [small, large] = [label(list.finished_small), label(list.finished_large)];
+    rows.push([
+      `wf list --limit 50, ${fmt(list.finished_large)} vs ${fmt(list.finished_small)} finished (+ ${fmt(list.running)} running)`,
+      `${fmt(list[`cli_ms_${large}`], " ms")} vs ${fmt(list[`cli_ms_${small}`], " ms")} — **${fmt(list.ratio, "×")}**; peak RSS ${fmt(list[`rss_mb_${large}`], " MB")} vs ${fmt(list[`rss_mb_${small}`], " MB")}; in process: page ${fmt(list.in_process_page_ratio, "×")}, completed page ${fmt(list.in_process_completed_page_ratio, "×")}`,
+      "≤ 1.2×",
+    ]);
+  }
+  const rec = find(figures, "recovery_flat");
+  if (rec) {
+    const [small, large] = [label(rec.finished_small), label(rec.finished_large)];
+    rows.push([`recovery pass CPU, ${fmt(rec.finished_large)} vs ${fmt(rec.finished_small)} finished (+ ${fmt(rec.running)} running)`, `${fmt(rec[`cpu_ms_${large}`], " ms")} vs ${fmt(rec[`cpu_ms_${small}`], " ms")} — **${fmt(rec.ratio, "×")}**`, "≤ 1.2×"]);
+  }
+  const timers = find(figures, "parked_timers");
+  if (timers) rows.push([`timers parked after ${fmt(timers.workflows)} workflows (${timers.workflow_timeout} timeout) finished`, `**${fmt(timers.parked_timers)} timers** in ${fmt(timers.timer_messages)} messages (${fmt(timers.timers_ack_pending)} ack pending)`, "≤ 1 % (100 at 10,000)"]);
   for (const f of figures.filter((f) => f.error)) rows.push([`${f.figure} (error)`, String(f.error).split("\n")[0]!.slice(0, 200), ""]);
 
   const m = info.machine;

@@ -14,11 +14,13 @@ import { machineInfo } from "./lib/proc.js";
 import { REPO_ROOT } from "./lib/runtimes.js";
 import { round } from "./lib/stats.js";
 import { memory } from "./memory.js";
+import { parkedTimers } from "./parked-timers.js";
 import { formatRows, topSelfTime } from "./profile-summary.js";
 import { rawBound } from "./raw-bound.js";
 import { replay } from "./replay.js";
 import { appendResults, markdownSection } from "./results.js";
 import { throughput } from "./throughput.js";
+import { listFlat, recoveryFlat, sizeLabel } from "./visibility.js";
 
 const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
 
@@ -77,6 +79,9 @@ async function main(): Promise<number> {
     if (wanted("replay")) await figure("replay", () => replay(ctx));
     if (wanted("memory")) await figure("memory", () => memory(ctx));
     if (wanted("dev_loop")) await figure("dev_loop", () => devLoop(ctx));
+    if (wanted("list_flat")) await figure("list_flat", () => listFlat(ctx));
+    if (wanted("recovery_flat")) await figure("recovery_flat", () => recoveryFlat(ctx));
+    if (wanted("parked_timers")) await figure("parked_timers", () => parkedTimers(ctx));
   } finally {
     await server?.stop().catch((err: unknown) => log(`stopping nats-server: ${(err as Error)?.message}`));
   }
@@ -94,7 +99,7 @@ async function main(): Promise<number> {
             natsServer: server?.version ?? "unknown",
             quick: options.quick,
             seconds: summary.seconds as number,
-            options: { N: options.n, concurrency: options.concurrency, runtimes: options.runtimes, latencyN: options.latencyN, replaySteps: options.replaySteps, memoryN: options.memoryN, wait: options.waitMode, ...(options.skip.size ? { skip: [...options.skip] } : {}) },
+            options: { N: options.n, concurrency: options.concurrency, runtimes: options.runtimes, latencyN: options.latencyN, replaySteps: options.replaySteps, memoryN: options.memoryN, finishedN: options.finishedN, timersN: options.timersN, wait: options.waitMode, ...(options.skip.size ? { skip: [...options.skip] } : {}) },
           },
           figures,
           summary,
@@ -124,6 +129,13 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
   const rep = ok("replay");
   const mem = ok("memory");
   const dev = figures.find((f) => f.figure === "dev_loop");
+  const list = ok("list_flat");
+  const rec = ok("recovery_flat");
+  const timers = ok("parked_timers");
+  // The flatness targets hold at full size only (100,000 finished, 10,000 timers), as memory's at 10,000.
+  const listFull = list?.finished_large === 100_000 && list.finished_small === 10_000;
+  const recFull = rec?.finished_large === 100_000;
+  const timersFull = timers?.workflows === 10_000;
   // Each throughput figure ran the raw loop between its own runs: compare with those.
   const rawSteps = (f: Figure | undefined) => (f?.raw_interleaved as { steps_per_s?: number } | undefined)?.steps_per_s ?? raw?.steps_per_s;
   const interleaved = lat?.raw_interleaved as { p50_ms?: number; p99_ms?: number } | undefined;
@@ -138,6 +150,15 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
     rss_mb_10k_waiting: mem && mem.waiting_workflows === 10_000 ? mem.rss_mb : null,
   };
   if (mem && mem.waiting_workflows !== 10_000) summary[`rss_mb_${mem.waiting_workflows}_waiting`] = mem.rss_mb;
+  Object.assign(summary, {
+    list_flat_ratio: num(list?.ratio) ?? null,
+    ...(list
+      ? Object.fromEntries([list.finished_large, list.finished_small].map((n) => [`list_rss_mb_${sizeLabel(n as number)}`, num(list[`rss_mb_${sizeLabel(n as number)}`]) ?? null]))
+      : { list_rss_mb_100k: null, list_rss_mb_10k: null }),
+    recovery_flat_ratio: num(rec?.ratio) ?? null,
+    parked_timers_after_finish: num(timers?.parked_timers) ?? null,
+  });
+  if (timers && !timersFull) summary.parked_timers_of = timers.workflows;
   for (const f of tp) summary[`throughput_ratio_${f.runtimes}rt`] = ratio(f.steps_per_s, rawSteps(f));
   Object.assign(summary, {
     p99_ratio: ratio(lat?.p99_ms, rawP99),
@@ -158,6 +179,10 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
       replay: num(rep?.ratio) === undefined ? null : (rep!.ratio as number) <= 1.5,
       memory: mem && mem.waiting_workflows === 10_000 ? (mem.rss_mb as number) <= 150 : null,
       reload: dev && !dev.skipped && !dev.error ? (dev.reload_ms as number) <= 300 : null,
+      list_flat: listFull && num(list!.ratio) !== undefined ? (list!.ratio as number) <= 1.2 : null,
+      recovery_flat: recFull && num(rec!.ratio) !== undefined ? (rec!.ratio as number) <= 1.2 : null,
+      // At most 1 % of the workflows' timers still parked once they all finished.
+      parked_timers: timersFull && num(timers!.parked_timers) !== undefined ? (timers!.parked_timers as number) <= 100 : null,
     },
     errors: figures.filter((f) => f.error).map((f) => f.figure),
     quick: run.options.quick,

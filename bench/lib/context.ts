@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createClient, loadConfig, silentLogger, type WorkflowClient } from "../../runtime/index.js";
+import { createClient, loadConfig, silentLogger, type Config, type ConfigOverrides, type WorkflowClient } from "../../runtime/index.js";
 import type { BenchOptions } from "./options.js";
 
 /** A folder without wf.config.json: the bench's own clients take only the overrides below. */
@@ -18,9 +18,13 @@ export interface BenchContext {
 
 export type Figure = { figure: string } & Record<string, unknown>;
 
+/** The config of an in-process client or runtime of the bench: this run's server, `namespace`, `extra` on top. */
+export function benchConfig(ctx: BenchContext, namespace: string, extra: ConfigOverrides = {}): Config {
+  return loadConfig({ env: {}, cwd: EMPTY_CWD, overrides: { nats: { servers: [ctx.natsUrl] }, namespace, log: { level: "warn" }, ...extra } });
+}
+
 export async function benchClient(ctx: BenchContext, namespace: string): Promise<WorkflowClient> {
-  const config = loadConfig({ env: {}, cwd: EMPTY_CWD, overrides: { nats: { servers: [ctx.natsUrl] }, namespace, log: { level: "warn" } } });
-  return createClient({ config, logger: silentLogger });
+  return createClient({ config: benchConfig(ctx, namespace), logger: silentLogger });
 }
 
 /** A namespace no earlier figure of this run used. */

@@ -7,14 +7,18 @@
  *   BENCH_LATENCY_N     sequential workflows in the latency figures (200; quick 30)
  *   BENCH_REPLAY_STEPS  activities of the replay workflow (200; quick 60)
  *   BENCH_MEMORY_N      sleeping workflows in the memory figure (10000; quick 500)
- *   BENCH_SKIP          figures to skip: raw_bound, throughput, latency, replay, memory, dev_loop
+ *   BENCH_FINISHED_N    finished workflows of the large dataset of list_flat and recovery_flat (100000; quick 10000);
+ *                       list_flat's small dataset holds a tenth of it, recovery_flat's none
+ *   BENCH_TIMERS_N      workflows with a 10-minute timeout in parked_timers (10000; quick 1000)
+ *   BENCH_SKIP          figures to skip: raw_bound, throughput, latency, replay, memory, dev_loop,
+ *                       list_flat, recovery_flat, parked_timers
  *   BENCH_QUICK=1       small numbers for a smoke run (explicit values above still win)
  *   BENCH_WAIT          how the client learns results: result (default: the public client.waitForEnd), watch-all, per-id, poll
  *   BENCH_SLOTS         WF_WORKER_SLOTS for the runtimes (default: the repo's wf.config.json)
  *   BENCH_CPU_PROF=DIR  run the throughput runtimes under `node --cpu-prof` and print their top functions
  *   BENCH_RESULTS       markdown file to append to (default bench/RESULTS.md; "-" for none)
  */
-export const FIGURES = ["raw_bound", "throughput", "latency", "replay", "memory", "dev_loop"] as const;
+export const FIGURES = ["raw_bound", "throughput", "latency", "replay", "memory", "dev_loop", "list_flat", "recovery_flat", "parked_timers"] as const;
 export type FigureName = (typeof FIGURES)[number];
 
 export type WaitMode = "result" | "watch-all" | "per-id" | "poll";
@@ -27,6 +31,8 @@ export interface BenchOptions {
   latencyN: number;
   replaySteps: number;
   memoryN: number;
+  finishedN: number;
+  timersN: number;
   skip: Set<string>;
   waitMode: WaitMode;
   slots: number | undefined;
@@ -68,6 +74,8 @@ export function readOptions(env: NodeJS.ProcessEnv = process.env): BenchOptions 
     latencyN: positiveInt(env, "BENCH_LATENCY_N", quick ? 30 : 200),
     replaySteps: Math.max(40, positiveInt(env, "BENCH_REPLAY_STEPS", quick ? 60 : 200)),
     memoryN: positiveInt(env, "BENCH_MEMORY_N", quick ? 500 : 10_000),
+    finishedN: Math.max(10, positiveInt(env, "BENCH_FINISHED_N", quick ? 10_000 : 100_000)),
+    timersN: positiveInt(env, "BENCH_TIMERS_N", quick ? 1_000 : 10_000),
     skip,
     waitMode,
     slots: env.BENCH_SLOTS ? positiveInt(env, "BENCH_SLOTS", 16) : undefined,
