@@ -46,6 +46,7 @@ export function renderState(state: WorkflowState): string {
       `created ${state.createdAt}` + (state.completedAt ? `, ended ${state.completedAt} (${elapsed(state.createdAt, state.completedAt)})` : `, running for ${elapsed(state.createdAt)}`) + `, code ${state.bundle}`,
     ),
   );
+  if (state.memo !== undefined) lines.push(`memo: ${JSON.stringify(state.memo)}`);
   const attributes = Object.entries(state.searchAttributes ?? {});
   if (attributes.length) lines.push(`search attributes: ${attributes.map(([name, { type, value }]) => `${name}=${String(value)} ${color.dim(`(${type})`)}`).join("  ")}`);
   if (state.status !== "running") {

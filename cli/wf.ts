@@ -83,8 +83,20 @@ const commands: Record<string, CommandSpec> = {
   },
   start: {
     summary: "start a workflow (idempotent by --id)",
-    usage: "wf start <workflow> [--input '<json>' | --input @file.json] [--id ID] [--attr name=value ...] [--wait] [--timeout 5m] [--json]",
-    options: { input: { type: "string", short: "i" }, id: { type: "string" }, attr: { type: "string", multiple: true }, wait: { type: "boolean", short: "w" }, timeout: { type: "string" }, json: { type: "boolean" } },
+    usage:
+      "wf start <workflow> [--input '<json>' | --input @file.json] [--id ID] [--attr name=value ...] [--signal NAME [--payload '<json>']] [--execution-timeout 1h] [--memo '<json>'] [--wait] [--timeout 5m] [--json]",
+    options: {
+      input: { type: "string", short: "i" },
+      id: { type: "string" },
+      attr: { type: "string", multiple: true },
+      signal: { type: "string" },
+      payload: { type: "string", short: "p" },
+      "execution-timeout": { type: "string" },
+      memo: { type: "string" },
+      wait: { type: "boolean", short: "w" },
+      timeout: { type: "string" },
+      json: { type: "boolean" },
+    },
     run: startCommand,
   },
   show: {

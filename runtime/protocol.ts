@@ -11,6 +11,12 @@ export interface StartMessage {
   input?: unknown;
   /** Typed search attributes (visibility/search-attributes.ts): `{ "customerId": { "type": "string", "value": "c-7" } }`. */
   searchAttributes?: TypedAttributes;
+  /** Signal-with-start: delivered to the workflow whether this start creates it or it exists. */
+  signal?: { name: string; payload: unknown; signalId: string };
+  /** This run's execution timeout in ms, over the definition's (0: none). */
+  timeoutMs?: number;
+  /** Free JSON kept in the state and shown by `wf show`; not used by the engine. */
+  memo?: unknown;
 }
 
 /** `activity.tasks.<activity>`: published by the orchestrator, Nats-Msg-Id `<id>/<step>/<attempt>`. */
@@ -168,11 +174,24 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "obj
 
 export function parseStart(body: unknown): StartMessage {
   if (!isObject(body)) throw new ProtocolError(`start message must be a JSON object {"id"?: string, "input"?: any, "searchAttributes"?: object}, got ${typeName(body)}`);
-  const unknownKeys = Object.keys(body).filter((k) => k !== "id" && k !== "input" && k !== "searchAttributes");
-  if (unknownKeys.length) throw new ProtocolError(`start message has unknown field(s) ${unknownKeys.map((k) => `"${k}"`).join(", ")}; only "id", "input" and "searchAttributes" are accepted`);
+  const known = ["id", "input", "searchAttributes", "signal", "timeoutMs", "memo"];
+  const unknownKeys = Object.keys(body).filter((k) => !known.includes(k));
+  if (unknownKeys.length) throw new ProtocolError(`start message has unknown field(s) ${unknownKeys.map((k) => `"${k}"`).join(", ")}; only ${known.map((k) => `"${k}"`).join(", ")} are accepted`);
   if (body.id !== undefined && body.id !== null && typeof body.id !== "string") throw new ProtocolError(`start message "id" must be a string, got ${typeName(body.id)}`);
   const start: StartMessage = body.id === undefined || body.id === null ? { input: body.input } : { id: body.id as string, input: body.input };
   if (body.searchAttributes !== undefined && body.searchAttributes !== null) start.searchAttributes = parseTypedAttributes(body.searchAttributes, "start message \"searchAttributes\"");
+  if (body.signal !== undefined && body.signal !== null) {
+    const signal = body.signal;
+    if (!isObject(signal) || typeof signal.name !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(signal.name) || typeof signal.signalId !== "string" || signal.signalId.length === 0) {
+      throw new ProtocolError(`start message "signal" must be {"name": <1-100 characters of A-Z a-z 0-9 _ ->, "payload"?: any, "signalId": <non-empty string>}`);
+    }
+    start.signal = { name: signal.name, payload: signal.payload === undefined ? null : signal.payload, signalId: signal.signalId };
+  }
+  if (body.timeoutMs !== undefined && body.timeoutMs !== null) {
+    if (typeof body.timeoutMs !== "number" || !Number.isInteger(body.timeoutMs) || body.timeoutMs < 0) throw new ProtocolError(`start message "timeoutMs" must be a whole number of milliseconds ≥ 0, got ${JSON.stringify(body.timeoutMs)}`);
+    start.timeoutMs = body.timeoutMs;
+  }
+  if (body.memo !== undefined && body.memo !== null) start.memo = body.memo;
   return start;
 }
 

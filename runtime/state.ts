@@ -118,6 +118,8 @@ export interface WorkflowState {
   signals?: SignalRecord[];
   /** Ids of the most recently consumed signals (at most 256), so a redelivered one is not received twice. */
   seenSignals?: string[];
+  /** Free JSON given at start (`memo`), shown by `wf show`; the engine does not read it. */
+  memo?: unknown;
   /** Search attributes (visibility/search-attributes.ts), typed; indexed for `wf list --where`. */
   searchAttributes?: TypedAttributes;
   /**

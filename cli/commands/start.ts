@@ -3,6 +3,7 @@ import { cliClient } from "../client.js";
 import { parseDuration } from "../../runtime/duration.js";
 import { WorkflowFailedError } from "../../runtime/errors.js";
 import { parseAttributeArgument, type SearchAttributes } from "../../runtime/visibility/search-attributes.js";
+import type { StartOptions } from "../../runtime/client/client.js";
 import { configFromFlags } from "../config.js";
 import { UsageError } from "../errors.js";
 import { color, print, printJson, renderState } from "../output.js";
@@ -21,7 +22,21 @@ export async function startCommand(ctx: CommandContext): Promise<number> {
       const [name, value] = parseAttributeArgument(text, "--attr");
       searchAttributes[name] = value;
     }
-    const handle = await client.start(workflow, input, { ...(typeof ctx.values.id === "string" ? { id: ctx.values.id } : {}), ...(Object.keys(searchAttributes).length ? { searchAttributes } : {}) });
+    const options: StartOptions = {
+      ...(typeof ctx.values.id === "string" ? { id: ctx.values.id } : {}),
+      ...(Object.keys(searchAttributes).length ? { searchAttributes } : {}),
+      ...(typeof ctx.values["execution-timeout"] === "string" ? { timeout: ctx.values["execution-timeout"] } : {}),
+      ...(typeof ctx.values.memo === "string" ? { memo: readJson(ctx.values.memo, "--memo") } : {}),
+    };
+    let handle;
+    if (typeof ctx.values.signal === "string") {
+      if (options.id === undefined) throw new UsageError("wf start --signal needs --id: the signal goes to the workflow with that id, started if it does not exist");
+      const payload = typeof ctx.values.payload === "string" ? readJson(ctx.values.payload, "--payload") : null;
+      handle = await client.signalWithStart(workflow, { ...options, id: options.id, input, signal: ctx.values.signal, payload });
+    } else {
+      if (ctx.values.payload !== undefined) throw new UsageError("--payload goes with --signal", "wf start <workflow> --id ID --signal NAME --payload '<json>'");
+      handle = await client.start(workflow, input, options);
+    }
     if (!ctx.values.wait) {
       if (ctx.values.json) printJson({ id: handle.id, workflow });
       else print(handle.id);
@@ -65,5 +80,13 @@ function readInput(value: string | boolean | undefined): unknown {
     return JSON.parse(json);
   } catch (err) {
     throw new UsageError(`${source} is not valid JSON: ${(err as Error).message}`, `Quote it for the shell, e.g. --input '{"orderId":"o-1","amount":42}'.`);
+  }
+}
+
+function readJson(text: string, flag: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`${flag} is not JSON: ${(err as Error).message}`, `Quote it for the shell: ${flag} '{"reason":"rush"}'.`);
   }
 }

@@ -21,12 +21,26 @@ import { removeWorkflow } from "../visibility/index-writer.js";
 import { typedAttributes, type SearchAttributes } from "../visibility/search-attributes.js";
 import { toWorkflowHistory, type WorkflowHistory } from "../journal/history-file.js";
 import type { WorkflowFunction } from "../workflow-api.js";
+import { parseDuration, type Duration } from "../duration.js";
 
 export interface StartOptions {
   /** Idempotency: starting the same id twice runs the workflow once. Default: a new UUID-based id. */
   id?: string;
   /** Values to find the workflow by (`list({ where })`, `wf list --where`): strings, finite numbers, booleans, Dates. */
   searchAttributes?: SearchAttributes;
+  /** This run's execution timeout, over the workflow type's (`0`: none). */
+  timeout?: Duration;
+  /** Free JSON kept with the workflow and shown by `wf show`. */
+  memo?: unknown;
+}
+
+export interface SignalWithStartOptions<I = unknown> extends StartOptions {
+  /** The workflow id: the signal goes to the workflow with this id, started now if it does not exist. */
+  id: string;
+  input?: I;
+  /** Signal name (`ctx.waitForSignal(name)` receives it). */
+  signal: string;
+  payload?: unknown;
 }
 
 export interface ListOptions extends ListFilter {
@@ -53,6 +67,11 @@ export interface WorkflowHandle<O = unknown> {
 
 export interface WorkflowClient {
   start<F extends WorkflowFunction = WorkflowFunction>(workflow: string, input?: Parameters<F>[1], options?: StartOptions): Promise<WorkflowHandle<Awaited<ReturnType<F>>>>;
+  /**
+   * Start the workflow if no workflow has this id, and deliver the signal to it either way: one
+   * message, so a crash of the caller cannot leave one without the other.
+   */
+  signalWithStart<F extends WorkflowFunction = WorkflowFunction>(workflow: string, options: SignalWithStartOptions<Parameters<F>[1]>): Promise<WorkflowHandle<Awaited<ReturnType<F>>>>;
   getHandle<O = unknown>(id: string): WorkflowHandle<O>;
   result<O = unknown>(id: string, options?: ResultOptions): Promise<O>;
   /** Wait until the workflow ends, whatever its status: its terminal state, every step included (history chunks read back). */
@@ -222,6 +241,37 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     await topology.js.publish(names.signalSubject(id, name), encode(message), { msgID: `${id}/signal/${signalId}` });
   }
 
+  async function startWorkflow<O>(workflow: string, input: unknown, startOptions: StartOptions, signalToo?: StartMessage["signal"]): Promise<WorkflowHandle<O>> {
+    validateName("workflow name", workflow);
+    const id = startOptions.id === undefined ? newWorkflowId(workflow) : validateWorkflowId(startOptions.id);
+    const message: StartMessage = { id, input: input === undefined ? null : input };
+    if (startOptions.searchAttributes !== undefined) {
+      const typed = typedAttributes(startOptions.searchAttributes, `start of ${workflow}`);
+      if (Object.keys(typed).length > 0) message.searchAttributes = typed;
+    }
+    if (startOptions.timeout !== undefined) message.timeoutMs = parseDuration(startOptions.timeout, `start of ${workflow}: timeout`);
+    if (startOptions.memo !== undefined) message.memo = startOptions.memo;
+    if (signalToo) message.signal = signalToo;
+    const data = encode(message);
+    if (data.length > config.limits.maxInputBytes) {
+      throw new ValidationError("WF_INPUT_TOO_LARGE", `input of ${workflow} is ${data.length} bytes; limits.maxInputBytes is ${config.limits.maxInputBytes}`, {
+        hint: "Pass a reference (an object store key, a URL) instead of the data, or raise limits.maxInputBytes.",
+      });
+    }
+    // Same id, same Nats-Msg-Id: a retried publish is dropped by JetStream; a later one is a no-op
+    // in the orchestrator because the state exists. (A signal-with-start is its own message: its
+    // signal must reach a workflow that exists.)
+    const msgID = signalToo ? `${id}/start/${signalToo.signalId}` : `${id}/start`;
+    const ack = await topology.js.publish(names.startSubject(workflow), data, { msgID });
+    if (ack.duplicate && !(await topology.states.get(id))) {
+      // A start of this id within the duplicate window, and no state: it was refused without one
+      // (a workflow type not deployed yet, docs/protocol.md) or is still queued. Publish it again
+      // under its own Nats-Msg-Id; the orchestrator creates a state once per id (KV create) anyway.
+      await topology.js.publish(names.startSubject(workflow), data, { msgID: `${id}/start/${randomUUID()}` });
+    }
+    return getHandle<O>(id, workflow);
+  }
+
   const getHandle = <O>(id: string, workflow = ""): WorkflowHandle<O> => ({
     id,
     workflow,
@@ -233,30 +283,12 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
 
   return {
     topology,
-    async start(workflow, input, startOptions = {}) {
-      validateName("workflow name", workflow);
-      const id = startOptions.id === undefined ? newWorkflowId(workflow) : validateWorkflowId(startOptions.id);
-      const message: StartMessage = { id, input: input === undefined ? null : input };
-      if (startOptions.searchAttributes !== undefined) {
-        const typed = typedAttributes(startOptions.searchAttributes, `start of ${workflow}`);
-        if (Object.keys(typed).length > 0) message.searchAttributes = typed;
-      }
-      const data = encode(message);
-      if (data.length > config.limits.maxInputBytes) {
-        throw new ValidationError("WF_INPUT_TOO_LARGE", `input of ${workflow} is ${data.length} bytes; limits.maxInputBytes is ${config.limits.maxInputBytes}`, {
-          hint: "Pass a reference (an object store key, a URL) instead of the data, or raise limits.maxInputBytes.",
-        });
-      }
-      // Same id, same Nats-Msg-Id: a retried publish is dropped by JetStream; a later one is a no-op
-      // in the orchestrator because the state exists.
-      const ack = await topology.js.publish(names.startSubject(workflow), data, { msgID: `${id}/start` });
-      if (ack.duplicate && !(await topology.states.get(id))) {
-        // A start of this id within the duplicate window, and no state: it was refused without one
-        // (a workflow type not deployed yet, docs/protocol.md) or is still queued. Publish it again
-        // under its own Nats-Msg-Id; the orchestrator creates a state once per id (KV create) anyway.
-        await topology.js.publish(names.startSubject(workflow), data, { msgID: `${id}/start/${randomUUID()}` });
-      }
-      return getHandle(id, workflow);
+    start: (workflow, input, startOptions = {}) => startWorkflow(workflow, input, startOptions),
+    async signalWithStart(workflow, options) {
+      validateName("signal name", options.signal);
+      if (options.id === undefined) throw new ValidationError("WF_INVALID_ID", "signalWithStart needs an id: the signal goes to the workflow with that id", { hint: "Pass { id: \"order-1\", signal: \"approve\", … }." });
+      const { input, signal, payload, ...startOptions } = options;
+      return startWorkflow(workflow, input, startOptions, { name: signal, payload: payload === undefined ? null : payload, signalId: randomUUID() });
     },
     getHandle: (id) => getHandle(id),
     result,

@@ -55,6 +55,11 @@ export interface StartExtras {
   searchAttributes?: TypedAttributes | undefined;
   /** The definition's retention, else the config's. */
   retentionMs: number;
+  /** Signal-with-start: in the workflow's inbox from its first activation. */
+  signal?: { name: string; payload: unknown; signalId: string } | undefined;
+  /** This run's timeout, over the definition's and the default (0: none). */
+  timeoutMs?: number | undefined;
+  memo?: unknown;
 }
 
 export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow, version: string, id: string, input: unknown, extras: StartExtras): Promise<Decision & { kind: "write" }> {
@@ -74,8 +79,10 @@ export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow
     retentionMs: extras.retentionMs,
   };
   if (extras.searchAttributes && Object.keys(extras.searchAttributes).length > 0) state.searchAttributes = extras.searchAttributes;
+  if (extras.memo !== undefined) state.memo = extras.memo;
+  if (extras.signal) state.signals = [{ id: extras.signal.signalId, name: extras.signal.name, payload: extras.signal.payload, receivedAt: iso(now) }];
   const effects: Effect[] = [];
-  const timeoutMs = definition.timeoutMs ?? env.defaults.workflowTimeoutMs;
+  const timeoutMs = extras.timeoutMs ?? definition.timeoutMs ?? env.defaults.workflowTimeoutMs;
   if (timeoutMs > 0) {
     state.timeoutMs = timeoutMs;
     state.deadline = iso(now + timeoutMs);

@@ -12,7 +12,7 @@ import { BlockedWorkflowError, PoisonEventError, RevisionConflictError, Validati
 import { validateWorkflowId } from "../ids.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
-import { encode, REPAIR_HEADER, parseCancel, type CompletionMessage, utf8BytesOver, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage } from "../protocol.js";
+import { encode, REPAIR_HEADER, parseCancel, type CompletionMessage, utf8BytesOver, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage, type SignalMessage, type StartMessage } from "../protocol.js";
 import { indexAttributes, indexEnd, indexStart, repairIndex } from "../visibility/index-writer.js";
 import { isTerminal, STATE_SCHEMA_VERSION, type LeaseRef, type WorkflowState } from "../state.js";
 import { repairEffects, type Leases } from "../worker/leases.js";
@@ -206,12 +206,15 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       const existing = msg.redelivered ? await store.load(id) : store.cached(id);
       if (existing) {
         // The first delivery may have died before it released the signals or wrote the index.
-        await Promise.all([releasePendingSignals(topology, id), repairIndex(topology, existing.state)]);
+        await Promise.all([releasePendingSignals(topology, id), repairIndex(topology, existing.state), signalOfStart(id, start.signal)]);
         return duplicate(msg, existing, `workflow ${id} already exists`);
       }
       const decision = await decideStart(env, definition, registry.version, id, start.input, {
         searchAttributes: start.searchAttributes,
         retentionMs: definition.retentionMs ?? config.retentionMs,
+        signal: start.signal,
+        timeoutMs: start.timeoutMs,
+        memo: start.memo,
       });
       // The run entry first, on this connection: stored before the state (index-writer.ts).
       const indexed = indexStart(topology, decision.state);
@@ -224,7 +227,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         if (err instanceof RevisionConflictError) {
           const winner = await store.load(id, true);
           // Our run entry may now stand for a workflow that has ended: the index follows the winner.
-          if (winner) await Promise.all([releasePendingSignals(topology, id), repairIndex(topology, winner.state)]);
+          if (winner) await Promise.all([releasePendingSignals(topology, id), repairIndex(topology, winner.state), signalOfStart(id, start.signal)]);
           return winner ? duplicate(msg, winner, `workflow ${id} was started concurrently`) : retryLater(msg, err);
         }
         throw err;
@@ -246,6 +249,16 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       await Promise.all([publishEffects(topology, stored.state, others), ...deadlines, held, indexed, isTerminal(stored.state.status) ? indexEnd(topology, stored.state) : undefined]);
       msg.ack();
     });
+  }
+
+  /**
+   * Signal-with-start to a workflow that exists: the signal goes to it as an ordinary signal event
+   * (its id makes it a duplicate if this very start already put it in the state).
+   */
+  async function signalOfStart(id: string, signal: StartMessage["signal"]): Promise<void> {
+    if (!signal) return;
+    const message: SignalMessage = { workflowId: id, name: signal.name, payload: signal.payload, signalId: signal.signalId };
+    await topology.js.publish(topology.names.signalSubject(id, signal.name), encode(message), { msgID: `${id}/signal/${signal.signalId}` });
   }
 
   /** Load, decide, CAS, publish, ack; on a lost CAS, re-read and decide again. */

@@ -359,8 +359,9 @@ async function attributeMatches(topology: Topology, plan: Plan): Promise<Array<{
 /**
  * How many workflows match. Status and type alone are counted by the server from the entries'
  * subjects; time ranges read the entries of the matching subjects; search attributes read the
- * states of the fewest-entries clause. Counts index entries: a workflow whose entry a crash left
- * stale counts as the entry says until a listing or a sweep repairs it.
+ * states of the fewest-entries clause. Counts index entries: a workflow that ended a moment ago
+ * may count twice until its run entry's purge lands (milliseconds), and one whose entry a crash
+ * left stale counts as the entry says until a listing or recovery repairs it.
  */
 export async function countWorkflows(topology: Topology, filter: ListFilter = {}): Promise<number> {
   const plan = planFilter(filter);
