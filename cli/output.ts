@@ -1,6 +1,7 @@
 /** Presentation only: colors on a TTY, plain text otherwise, JSON on request. */
 import { formatDuration } from "../runtime/duration.js";
 import type { StepState, WorkflowState } from "../runtime/state.js";
+import type { TypedAttributes } from "../runtime/visibility/search-attributes.js";
 import { stepsInOrder } from "../runtime/state.js";
 
 const useColor = process.stdout.isTTY && !process.env.NO_COLOR;
@@ -73,11 +74,25 @@ export function renderState(state: WorkflowState): string {
   return lines.join("\n");
 }
 
+/** An upsert step's values, as `wf show` prints the workflow's: `stage=paid`. */
+export function upserted(step: StepState): string {
+  return Object.entries((step.output ?? {}) as TypedAttributes)
+    .map(([name, { value }]) => `${name}=${String(value)}`)
+    .join("  ");
+}
+
 function renderStep(name: string, step: StepState, width: number): string {
   const status = step.status === "scheduled" ? (step.startedAt ? "running" : "scheduled") : step.status;
   const attempts = step.kind === "activity" ? `${step.attempt}/${step.maxAttempts ?? "?"}` : "-";
   const duration = step.kind === "activity" ? elapsed(step.startedAt, step.finishedAt) : elapsed(step.scheduledAt, step.finishedAt);
-  let detail = step.kind === "sleep" ? `sleep until ${step.fireAt}` : step.kind === "signal" ? `signal ${step.signal}` : (step.activity ?? "");
+  let detail =
+    step.kind === "sleep"
+      ? `sleep until ${step.fireAt}`
+      : step.kind === "signal"
+        ? `signal ${step.signal}`
+        : step.kind === "upsert"
+          ? `search attributes ${upserted(step)}`
+          : (step.activity ?? "");
   if (step.status === "retrying" && step.lastError) detail += color.yellow(`  last error: ${step.lastError.message}; next attempt at ${step.nextAttemptAt}`);
   else if (step.status === "failed" && step.error) detail += color.red(`  ${step.error.type}: ${step.error.message}`);
   else if (step.lastError && step.status === "completed") detail += color.dim(`  (after: ${step.lastError.message})`);

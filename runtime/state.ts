@@ -22,7 +22,8 @@ export type StepStatus = "scheduled" | "retrying" | "waiting" | "completed" | "f
 export interface StepState {
   /** Position in the order the workflow issued its commands (0-based). */
   seq: number;
-  kind: "activity" | "sleep" | "signal";
+  /** "upsert": a ctx.upsertSearchAttributes call, recorded completed when issued; `output` holds the typed values it set. */
+  kind: "activity" | "sleep" | "signal" | "upsert";
   /** Activity type (export name) for kind "activity". */
   activity?: string;
   status: StepStatus;
@@ -63,6 +64,11 @@ export interface StepState {
   nextAttemptAt?: string;
   /** kind "signal": the signal name it waits for; once received, `output` is its payload. */
   signal?: string;
+  /**
+   * kind "upsert": the names it gave the workflow for the first time (absent: none). With them a
+   * replay tells the attributes the workflow started with from those its code added.
+   */
+  added?: string[];
   /** kind "sleep": when it fires. */
   fireAt?: string;
   /** Epoch ms at which the workflow code received the result; replay's clock for that activation. */
@@ -97,7 +103,8 @@ export interface WorkflowState {
   steps: Record<string, StepState>;
   /**
    * Step names in the order their results were delivered to the workflow code. Replay delivers them
-   * again in this order, which makes Promise.all / Promise.race deterministic.
+   * again in this order, which makes Promise.all / Promise.race deterministic. An upsert step,
+   * which delivers nothing, is entered when it is recorded (so it can move to a history chunk).
    */
   journal: string[];
   /**

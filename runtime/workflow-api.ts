@@ -4,9 +4,12 @@
  */
 import type { Duration } from "./duration.js";
 import type { RetryPolicyInput } from "./retry-policy.js";
+// Types only: the module itself uses Buffer, which the sandbox does not have.
+import type { SearchAttributes } from "./visibility/search-attributes.js";
 
 export type { Duration } from "./duration.js";
 export type { RetryPolicyInput } from "./retry-policy.js";
+export type { SearchAttributes, SearchAttributeValue } from "./visibility/search-attributes.js";
 
 // ---------------------------------------------------------------------------------------------
 // Activities
@@ -97,6 +100,18 @@ export interface WorkflowContext<A = Record<string, ActivityFunction>> {
    * `client.signal()`); resolves with its payload. Signals that arrive before the wait are kept.
    */
   waitForSignal<T = unknown>(name: string): Promise<T>;
+  /**
+   * Merge values into the workflow's search attributes (`client.list({ where })`, `wf list
+   * --where`): `ctx.upsertSearchAttributes({ stage: "paid" })`. Recorded in the journal as a step
+   * of kind "upsert" when called, so a replay must make the same call at the same point; the index
+   * follows once the step is stored. Nothing to await: it returns at once.
+   *
+   * A value is a string, a finite number, a boolean or a Date, and a name keeps the type it was
+   * first given (at start or by an earlier upsert). A bad name or value, a value of another type,
+   * or more than 32 attributes in all, throws here, at the call, and records nothing: a
+   * `ValidationError` (its `name`; `code` "WF_INVALID_SEARCH_ATTRIBUTE"), which the code may catch.
+   */
+  upsertSearchAttributes(attributes: SearchAttributes): void;
   /** Deterministic time: when the current activation happened (also what `Date.now()` returns). */
   now(): number;
   /** Deterministic random in [0, 1) (also what `Math.random()` returns). */

@@ -14,7 +14,7 @@ import { ensureDevNats } from "../../runtime/nats/local-server.js";
 import { watchProgress, type ProgressEvent } from "../../runtime/observe.js";
 import { createRuntime, type Runtime } from "../../runtime/runtime.js";
 import { configFromFlags } from "../config.js";
-import { color, print } from "../output.js";
+import { color, print, upserted } from "../output.js";
 import type { CommandContext } from "../wf.js";
 
 export async function devCommand(ctx: CommandContext): Promise<number> {
@@ -126,6 +126,10 @@ export function printProgress(event: ProgressEvent): void {
       else print(`${time()}   ${event.step} ${event.record.attempt > 1 ? `retried (attempt ${event.record.attempt}/${event.record.maxAttempts})` : "started"}`);
       break;
     case "step-completed":
+      if (event.record.kind === "upsert") {
+        print(`${time()}   ${event.step} set ${upserted(event.record)}`);
+        break;
+      }
       print(`${time()}   ${event.step} ${color.green("ok")}${event.durationMs === undefined ? "" : color.dim(` (${formatDuration(event.durationMs)})`)}`);
       break;
     case "step-retrying":

@@ -13,13 +13,19 @@
 import { parseDuration, type Duration } from "../duration.js";
 import { toErrorRecord, type ErrorRecord } from "../errors.js";
 import type { Logger } from "../logger.js";
+import { typedAttributes, type TypedAttributes } from "../visibility/search-attributes.js";
 import type { ActivityOptions, WorkflowContext, WorkflowFunction } from "../workflow-api.js";
 
 /** A command the workflow code issued: it becomes a step. */
 export type Command =
   | { kind: "activity"; seq: number; name: string; activity: string; input: unknown; inputHash: string; options: ActivityOptions }
   | { kind: "sleep"; seq: number; name: string; durationMs: number }
-  | { kind: "signal"; seq: number; name: string; signal: string };
+  | { kind: "signal"; seq: number; name: string; signal: string }
+  /**
+   * ctx.upsertSearchAttributes: settled when issued (nothing is awaited). `attributes`: the typed
+   * values set; `added`: those of its names the workflow had no value for before.
+   */
+  | { kind: "upsert"; seq: number; name: string; attributes: TypedAttributes; added: string[] };
 
 export type StepResult = { ok: true; value: unknown } | { ok: false; error: ErrorRecord; attempts: number; activity: string };
 
@@ -61,6 +67,11 @@ export interface ExecutionOptions {
    */
   instantiate?: (() => WorkflowInstance) | undefined;
   input: unknown;
+  /**
+   * The search attributes the workflow started with, against which ctx.upsertSearchAttributes
+   * checks names and types. Only names and types are read (a replay rebuilds them, replay.ts).
+   */
+  searchAttributes?: TypedAttributes | undefined;
   realm: WorkflowRealm;
   logger: Logger;
 }
@@ -89,6 +100,8 @@ export class WorkflowExecution {
   private issued: Command[] = [];
   private instance: WorkflowInstance | undefined;
   private readonly random: () => number;
+  /** The search attributes as the code has set them so far (names and types are what count). */
+  private attributes: TypedAttributes;
   readonly ctx: WorkflowContext;
 
   constructor(options: ExecutionOptions) {
@@ -96,6 +109,7 @@ export class WorkflowExecution {
     this.workflowId = options.workflowId;
     this.workflow = options.workflow;
     this.random = seededRandom(options.workflowId);
+    this.attributes = options.searchAttributes ?? {};
     this.ctx = this.createContext();
   }
 
@@ -149,6 +163,14 @@ export class WorkflowExecution {
       this.waiters.set(name, { kind, ...("activity" in extra ? { activity: (extra as { activity: string }).activity } : {}), resolve, reject });
       this.issued.push({ kind, seq, name, ...extra } as Command);
     });
+  }
+
+  /**
+   * A command settled when issued: it has no waiter, and its step is recorded completed in the same
+   * decision (orchestrator/decide.ts), so it costs no activation.
+   */
+  private settledCommand(kind: Command["kind"], name: string, extra: object): void {
+    this.issued.push({ kind, seq: this.nextSeq++, name, ...extra } as Command);
   }
 
   private stepName(base: string, explicit: string | undefined): string {
@@ -218,6 +240,16 @@ export class WorkflowExecution {
         } catch (err) {
           return Promise.reject(err);
         }
+      },
+      upsertSearchAttributes(attributes) {
+        // Checked against the attributes as this run of the code has set them, so that a replay,
+        // which sets the same ones in the same order, throws (or not) exactly where the first run did.
+        const typed = typedAttributes(attributes, "ctx.upsertSearchAttributes()", self.attributes);
+        const names = Object.keys(typed);
+        if (names.length === 0) return;
+        const added = names.filter((name) => !Object.hasOwn(self.attributes, name));
+        self.attributes = { ...self.attributes, ...typed };
+        self.settledCommand("upsert", self.stepName("search_attributes", undefined), { attributes: typed, added });
       },
       now: () => self.now,
       random: () => self.random(),

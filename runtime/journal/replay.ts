@@ -6,6 +6,7 @@
 import { NonDeterminismError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { StepState, WorkflowState } from "../state.js";
+import { sameAttributes, type TypedAttributes } from "../visibility/search-attributes.js";
 import { activate, WorkflowExecution, type Command, type StepResult, type WorkflowInstance, type WorkflowRealm } from "./execution.js";
 import type { WorkflowFunction } from "../workflow-api.js";
 
@@ -23,6 +24,7 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
     fn: options.fn,
     instantiate: options.instantiate,
     input: state.input,
+    searchAttributes: startAttributes(state),
     realm: options.realm,
     logger: options.logger,
   });
@@ -40,7 +42,13 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
         );
       }
       const [name, step] = recorded;
-      if (name !== command.name || step.kind !== command.kind || (command.kind === "activity" && step.activity !== command.activity) || (command.kind === "signal" && step.signal !== command.signal)) {
+      if (
+        name !== command.name ||
+        step.kind !== command.kind ||
+        (command.kind === "activity" && step.activity !== command.activity) ||
+        (command.kind === "signal" && step.signal !== command.signal) ||
+        (command.kind === "upsert" && !sameAttributes((step.output ?? {}) as TypedAttributes, command.attributes))
+      ) {
         throw new NonDeterminismError(
           `workflow ${state.workflow} (id ${state.id}) diverged at step "${name}" (command #${command.seq + 1}): ` +
             `the journal recorded ${describeStep(name, step)}, but the code now issues ${describeCommand(command)}`,
@@ -63,6 +71,8 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
   for (const name of state.journal) {
     const step = state.steps[name];
     if (!step) throw new NonDeterminismError(`journal of ${state.id} names step "${name}" that has no record; the state document is corrupt`);
+    // An upsert delivers nothing: it was matched when the code issued it (check, above).
+    if (step.kind === "upsert") continue;
     let delivered = false;
     await activate(execution, step.resolvedAt ?? Date.parse(state.updatedAt), () => {
       delivered = execution.deliver(name, stepResult(step));
@@ -87,6 +97,18 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
   return execution;
 }
 
+/**
+ * The search attributes the workflow started with, as far as the code's checks need them (names
+ * and types): the current ones without the names its upserts added. A name keeps its type, so
+ * the current type is the one it had at every point of the run; a value may be a later one.
+ */
+function startAttributes(state: WorkflowState): TypedAttributes | undefined {
+  if (!state.searchAttributes) return undefined;
+  const added = new Set(Object.values(state.steps).flatMap((step) => (step.kind === "upsert" ? (step.added ?? []) : [])));
+  if (added.size === 0) return state.searchAttributes;
+  return Object.fromEntries(Object.entries(state.searchAttributes).filter(([name]) => !added.has(name)));
+}
+
 /** The result a completed or failed step delivers to the code. */
 export function stepResult(step: StepState): StepResult {
   if (step.status === "completed") return { ok: true, value: step.kind === "sleep" ? undefined : step.output };
@@ -102,13 +124,22 @@ export function stepResult(step: StepState): StepResult {
 function describeCommand(command: Command): string {
   if (command.kind === "activity") return `activity ${command.activity} (step "${command.name}")`;
   if (command.kind === "signal") return `wait for signal ${command.signal} (step "${command.name}")`;
+  if (command.kind === "upsert") return `upsert of search attributes ${describeAttributes(command.attributes)} (step "${command.name}")`;
   return `sleep (step "${command.name}", ${command.durationMs}ms)`;
 }
 
 function describeStep(name: string, step: StepState): string {
   if (step.kind === "activity") return `activity ${step.activity} (step "${name}")`;
   if (step.kind === "signal") return `wait for signal ${step.signal} (step "${name}")`;
+  if (step.kind === "upsert") return `upsert of search attributes ${describeAttributes((step.output ?? {}) as TypedAttributes)} (step "${name}")`;
   return `sleep (step "${name}")`;
+}
+
+/** `{stage: "paid", priority: 2}`: a time as its ISO text. */
+function describeAttributes(attributes: TypedAttributes): string {
+  return `{${Object.entries(attributes)
+    .map(([name, { value }]) => `${name}: ${JSON.stringify(value)}`)
+    .join(", ")}}`;
 }
 
 /** An input, shortened for an error message. */

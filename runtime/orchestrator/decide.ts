@@ -7,7 +7,7 @@
  * attempt that is not the step's current one, a timer whose condition has passed — each is a
  * no-op ("duplicate"), which is what makes redelivered and duplicated events harmless.
  */
-import type { TypedAttributes } from "../visibility/search-attributes.js";
+import { mergeAttributes, type TypedAttributes } from "../visibility/search-attributes.js";
 import type { Config } from "../config.js";
 import { bindWorkflow, type Registry, type RegisteredWorkflow } from "../definitions.js";
 import { formatDuration, parseDuration } from "../duration.js";
@@ -88,7 +88,14 @@ export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow
     state.deadline = iso(now + timeoutMs);
     effects.push({ kind: "timer", timer: timeoutTimer(id, now + timeoutMs) });
   }
-  const execution = new WorkflowExecution({ workflowId: id, workflow: definition.name, ...bindWorkflow(definition, id), input: state.input, logger: env.logger });
+  const execution = new WorkflowExecution({
+    workflowId: id,
+    workflow: definition.name,
+    ...bindWorkflow(definition, id),
+    input: state.input,
+    searchAttributes: state.searchAttributes,
+    logger: env.logger,
+  });
   await activate(execution, now, () => execution.begin());
   await settle(env, state, execution, now, effects);
   return { kind: "write", state, effects, execution };
@@ -334,6 +341,25 @@ function record(env: DecideEnv, state: WorkflowState, execution: WorkflowExecuti
 function addStep(env: DecideEnv, state: WorkflowState, command: Command, now: number, effects: Effect[]): void {
   if (command.kind === "signal") {
     state.steps[command.name] = { seq: command.seq, kind: "signal", signal: command.signal, status: "waiting", attempt: 0, scheduledAt: iso(now) };
+    return;
+  }
+  if (command.kind === "upsert") {
+    // Settled as it is recorded: the code awaits nothing, so there is no activation to run. It
+    // joins the journal now, which lets it move to a history chunk like any delivered step.
+    state.steps[command.name] = {
+      seq: command.seq,
+      kind: "upsert",
+      status: "completed",
+      attempt: 0,
+      output: command.attributes,
+      ...(command.added.length > 0 ? { added: command.added } : {}),
+      scheduledAt: iso(now),
+      finishedAt: iso(now),
+    };
+    state.journal.push(command.name);
+    // A new object only when a value changed: the loop re-indexes on a new object (loop.ts).
+    const merged = mergeAttributes(state.searchAttributes, command.attributes);
+    if (merged) state.searchAttributes = merged;
     return;
   }
   if (command.kind === "sleep") {

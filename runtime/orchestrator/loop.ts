@@ -322,10 +322,16 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         announceIfFinished(next.state, write.serialized);
         if (waitsOnlyOnDistantTimers(next.state, write.effects, env.now(), config.orchestrator.cacheDistantWaitsMs)) store.forget(id);
         options.crashPoint?.("after-state-write-before-dispatch");
+        const attributesChanged = next.state.searchAttributes !== stored.state.searchAttributes;
         await Promise.all([
           publishEffects(topology, next.state, continued ? write.effects.filter((effect) => effect !== continued) : write.effects),
           // The index follows the state: an end entry once it ended, new attribute entries when they changed.
-          isTerminal(next.state.status) ? indexEnd(topology, next.state) : next.state.searchAttributes !== stored.state.searchAttributes ? indexAttributes(topology, next.state, stored.state.searchAttributes) : undefined,
+          // (An upsert and the end in one activation: indexEnd writes the new values' entries too.)
+          isTerminal(next.state.status)
+            ? indexEnd(topology, next.state, attributesChanged ? { before: stored.state.searchAttributes } : undefined)
+            : attributesChanged
+              ? indexAttributes(topology, next.state, stored.state.searchAttributes)
+              : undefined,
         ]);
         options.crashPoint?.("after-dispatch-before-ack");
         if (isTerminal(next.state.status) && next.state.status !== "cancelled") abortRunningSteps(next.state);

@@ -14,6 +14,7 @@ import { JetflowError, ValidationError, toErrorRecord, type ErrorRecord } from "
 import type { Logger } from "../logger.js";
 import { createRuntime, type Runtime } from "../runtime.js";
 import type { StepState, StepStatus } from "../state.js";
+import { plainAttributes, type SearchAttributes, type TypedAttributes } from "../visibility/search-attributes.js";
 import type { ActivityContext, ActivityFunction } from "../workflow-api.js";
 import { createTestClock, type TestClock } from "./clock.js";
 import { engineSnapshot, type EngineSnapshot } from "./idle.js";
@@ -67,8 +68,10 @@ export interface StepTimelineEntry {
   /** The activity type, for activity steps. */
   activity?: string;
   status: StepStatus;
-  /** Attempts made so far (activity steps; 0 for sleeps and signal waits). */
+  /** Attempts made so far (activity steps; 0 for sleeps, signal waits and upserts). */
   attempts: number;
+  /** The search attributes an upsert step set (ctx.upsertSearchAttributes), times as Date. */
+  searchAttributes?: SearchAttributes;
   scheduledAt?: string;
   startedAt?: string;
   finishedAt?: string;
@@ -270,6 +273,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
         .map(([name, step]) => {
           const entry: StepTimelineEntry = { name, kind: step.kind, status: step.status, attempts: step.kind === "activity" ? step.attempt : 0 };
           if (step.activity) entry.activity = step.activity;
+          if (step.kind === "upsert") entry.searchAttributes = plainAttributes(step.output as TypedAttributes) ?? {};
           if (step.scheduledAt) entry.scheduledAt = step.scheduledAt;
           if (step.startedAt) entry.startedAt = step.startedAt;
           if (step.finishedAt) entry.finishedAt = step.finishedAt;

@@ -51,10 +51,15 @@ export function indexStart(topology: Topology, state: WorkflowState): Promise<un
 
 /** Search attributes changed while running: the run entry again, new values' entries, and old values' entries purged. */
 export async function indexAttributes(topology: Topology, state: WorkflowState, before: TypedAttributes | undefined): Promise<void> {
-  const subjects = subjectsOf(topology);
   const entry = json(entryOf(state));
+  await Promise.all([topology.js.publish(subjectsOf(topology).run(state.workflow, state.id), entry), attributeEntries(topology, state, before, entry)]);
+}
+
+/** The entries of the values that differ from `before` (undefined: of every value); then old values' entries purged. */
+async function attributeEntries(topology: Topology, state: WorkflowState, before: TypedAttributes | undefined, entry: Uint8Array): Promise<void> {
+  const subjects = subjectsOf(topology);
   const after = state.searchAttributes ?? {};
-  const writes: Array<Promise<unknown>> = [topology.js.publish(subjects.run(state.workflow, state.id), entry)];
+  const writes: Array<Promise<unknown>> = [];
   for (const [name, value] of Object.entries(after)) if (!sameAttribute(before?.[name], value)) writes.push(topology.js.publish(subjects.attr(name, value, state.id), entry));
   await Promise.all(writes);
   for (const [name, value] of Object.entries(before ?? {})) if (!sameAttribute(after[name], value)) purgeLater(topology, subjects.stream, subjects.attr(name, value, state.id));
@@ -65,14 +70,18 @@ const recordedClasses = new WeakMap<Topology, Set<number>>();
 
 /**
  * A workflow's terminal state is stored: its end entry (resolves once stored), then the clean-up
- * of its run entry and its parked timers, not awaited.
+ * of its run entry and its parked timers, not awaited. `attributes`: the write that ended it also
+ * changed its search attributes (an upsert in its last activation), from `before`; or a repair,
+ * which cannot tell (`before` undefined): the new values' entries are written too.
  */
-export async function indexEnd(topology: Topology, state: WorkflowState): Promise<void> {
+export async function indexEnd(topology: Topology, state: WorkflowState, attributes?: { before: TypedAttributes | undefined }): Promise<void> {
   const subjects = subjectsOf(topology);
   const retentionMs = retentionOf(state);
   let classes = recordedClasses.get(topology);
   if (!classes) recordedClasses.set(topology, (classes = new Set()));
-  const writes: Array<Promise<unknown>> = [topology.js.publish(endSubjectOf(subjects, state), json(entryOf(state)))];
+  const entry = json(entryOf(state));
+  const writes: Array<Promise<unknown>> = [topology.js.publish(endSubjectOf(subjects, state), entry)];
+  if (attributes) writes.push(attributeEntries(topology, state, attributes.before, entry));
   if (!classes.has(retentionMs)) writes.push(topology.js.publish(subjects.retentionClass(retentionMs), json({ retentionMs })).then(() => classes.add(retentionMs)));
   await Promise.all(writes);
   purgeLater(topology, subjects.stream, subjects.run(state.workflow, state.id));
@@ -85,7 +94,8 @@ export async function indexEnd(topology: Topology, state: WorkflowState): Promis
  */
 export async function repairIndex(topology: Topology, state: WorkflowState): Promise<void> {
   if (state.status === "running") await indexStart(topology, state);
-  else await indexEnd(topology, state);
+  // The attribute entries too: the write that ended it may have changed them (indexEnd).
+  else await indexEnd(topology, state, state.searchAttributes ? { before: undefined } : undefined);
 }
 
 /**

@@ -27,7 +27,8 @@ export const MAX_ATTRIBUTES = 32;
 export const MAX_STRING_ATTRIBUTE_LENGTH = 256;
 
 export function validateAttributeName(name: string, where: string): string {
-  if (!NAME_PATTERN.test(name)) {
+  // "__proto__" fits the pattern, but as a key of a plain object it would set the prototype.
+  if (!NAME_PATTERN.test(name) || name === "__proto__") {
     throw new ValidationError("WF_INVALID_SEARCH_ATTRIBUTE", `${where}: search attribute name ${JSON.stringify(name)} is not valid: use a letter or _ then up to 63 letters, digits or _`, {
       hint: "Name search attributes like identifiers: customerId, priority, region_code.",
     });
@@ -51,9 +52,10 @@ export function typedAttribute(name: string, value: unknown, where: string): Typ
     return { type: "number", value };
   }
   if (typeof value === "boolean") return { type: "boolean", value };
-  if (value instanceof Date) {
-    if (Number.isNaN(value.getTime())) throw bad("is an invalid Date");
-    return { type: "time", value: value.toISOString() };
+  if (isDate(value)) {
+    const ms = Date.prototype.getTime.call(value);
+    if (Number.isNaN(ms)) throw bad("is an invalid Date");
+    return { type: "time", value: new Date(ms).toISOString() };
   }
   throw bad(`has a value of type ${value === null ? "null" : Array.isArray(value) ? "array" : typeof value}`);
 }
@@ -63,13 +65,13 @@ export function typedAttribute(name: string, value: unknown, where: string): Typ
  * a name keeps its type. Returns the typed values to merge.
  */
 export function typedAttributes(attributes: unknown, where: string, current: TypedAttributes = {}): TypedAttributes {
-  if (typeof attributes !== "object" || attributes === null || Array.isArray(attributes) || attributes instanceof Date) {
+  if (typeof attributes !== "object" || attributes === null || Array.isArray(attributes) || isDate(attributes)) {
     throw new ValidationError("WF_INVALID_SEARCH_ATTRIBUTE", `${where}: search attributes must be an object of name → value`, { hint: 'Pass e.g. { customerId: "c-7", priority: 2 }.' });
   }
   const out: TypedAttributes = {};
   for (const [name, value] of Object.entries(attributes)) {
     const typed = typedAttribute(name, value, where);
-    const known = current[name];
+    const known = Object.hasOwn(current, name) ? current[name] : undefined; // not "constructor" of Object.prototype
     if (known && known.type !== typed.type) {
       throw new ValidationError("WF_INVALID_SEARCH_ATTRIBUTE", `${where}: search attribute "${name}" is a ${known.type} in this workflow; ${JSON.stringify(typed.value)} is a ${typed.type}`, {
         hint: `Keep one type per name: pass a ${known.type}, or use another name.`,
@@ -81,6 +83,30 @@ export function typedAttributes(attributes: unknown, where: string, current: Typ
     throw new ValidationError("WF_INVALID_SEARCH_ATTRIBUTE", `${where}: a workflow has at most ${MAX_ATTRIBUTES} search attributes`, { hint: "Index what you search by; keep the rest in the input." });
   }
   return out;
+}
+
+/**
+ * A Date of any realm: workflow code in the sandbox (bundle/sandbox.ts) makes Dates of its own
+ * realm, which `instanceof Date` in the host does not recognize. The internal slot does.
+ */
+function isDate(value: unknown): value is Date {
+  return Object.prototype.toString.call(value) === "[object Date]";
+}
+
+/**
+ * `current` with `typed` merged over it: a new object when a value changed, `current` itself
+ * otherwise. The orchestrator re-indexes a workflow when its `searchAttributes` is another object
+ * (orchestrator/loop.ts), so an upsert that changes nothing costs no index write.
+ */
+export function mergeAttributes(current: TypedAttributes | undefined, typed: TypedAttributes): TypedAttributes | undefined {
+  const changed = Object.entries(typed).some(([name, value]) => !sameAttribute(current?.[name], value));
+  return changed ? { ...current, ...typed } : current;
+}
+
+/** True when both hold the same names with the same typed values (in any order). */
+export function sameAttributes(a: TypedAttributes, b: TypedAttributes): boolean {
+  const names = Object.keys(a);
+  return names.length === Object.keys(b).length && names.every((name) => sameAttribute(a[name], b[name]));
 }
 
 /** Plain values for summaries and `wf show`: times as Date. */
