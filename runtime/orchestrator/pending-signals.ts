@@ -7,10 +7,10 @@
  *
  * No signal is lost between the two: the signal path writes the key, then reads the state again
  * (applying the signal to it if it now exists). A start does not read the bucket: every runtime
- * watches it (PendingSignalsWatch), the start path looks in that watch's set of ids after it wrote
- * the state, and the watch, on each key it is told of, reads that workflow's state and releases
- * the key if the state exists. Whichever comes second sees the other: a start that looked before
- * the watch heard of the key wrote its state before the watch reads it. A start costs no read
+ * listens to it (PendingSignalsWatch), the start path looks in that listener's set of ids after
+ * it wrote the state, and the listener, on each key it is told of, reads that workflow's state and
+ * releases the key if the state exists. Whichever comes second sees the other: a start that looked
+ * before the listener heard of the key wrote its state before the listener reads it. A start costs no read
  * (it cost one per start, for a key that almost never exists); a held signal costs one state read
  * per runtime. Deliveries twice over are harmless: a signal's id makes the second a duplicate.
  */
@@ -82,32 +82,51 @@ function isWrongRevision(err: unknown): boolean {
 }
 
 /**
- * The ids that have signals held, as this runtime's watch of the bucket knows them; and for each
- * key it hears of, a release if its workflow has started meanwhile (see the top of this file).
+ * The ids that have signals held, as this runtime knows them; and for each key it hears of, a
+ * release if its workflow has started meanwhile (see the top of this file).
+ *
+ * It listens to the bucket's subjects with a core NATS subscription (every write of a key is a
+ * message on `$KV.<bucket>.<key>`), on the connection the orchestrator writes states with: a key
+ * written before a state is created reaches this runtime before that create's acknowledgement, so
+ * the start path, which looks after its create, cannot miss it. What it could not hear (before it
+ * started, while disconnected) it lists from the bucket at start and after each reconnect: as
+ * many keys as signals are held. (Not a KV watch: nats.js's watcher re-creates its consumer after
+ * a server restart and lets a timeout of that escape as an unhandled rejection, which ended
+ * runtimes in chaos scenario 2.)
  */
 export class PendingSignalsWatch {
   private readonly ids = new Set<string>();
-  private stopWatch: (() => void) | undefined;
+  private sub: { unsubscribe(): void } | undefined;
+  private stopped = false;
 
   constructor(
     private readonly topology: Topology,
     private readonly onError: (message: string) => void,
   ) {}
 
-  /** Resolves once the watch is set up (its first keys may still be on their way). */
   async start(): Promise<void> {
-    const watcher = await this.topology.pendingSignals.watch({ key: ">" });
-    this.stopWatch = () => watcher.stop();
-    void (async () => {
-      for await (const entry of watcher) {
-        if (entry.operation !== "PUT" || entry.length === 0) {
-          this.ids.delete(entry.key);
-          continue;
+    this.stopped = false;
+    const prefix = `$KV.${this.topology.names.pendingSignalsBucket}.`;
+    this.sub = this.topology.nc.subscribe(`${prefix}>`, {
+      callback: (_err, msg) => {
+        const id = msg.subject.slice(prefix.length);
+        const operation = msg.headers?.get("KV-Operation");
+        if (operation === "DEL" || operation === "PURGE") {
+          this.ids.delete(id);
+          return;
         }
-        this.ids.add(entry.key);
-        void this.releaseIfStarted(entry.key);
+        this.ids.add(id);
+        void this.releaseIfStarted(id);
+      },
+    });
+    await this.topology.nc.flush();
+    await this.listHeld();
+    void (async () => {
+      for await (const status of this.topology.nc.status()) {
+        if (this.stopped) return;
+        if (status.type === "reconnect") await this.listHeld();
       }
-    })().catch((err) => this.onError(`the watch of pending signals ended: ${(err as Error)?.message ?? err}`));
+    })().catch(() => undefined);
   }
 
   /** Signals may be held for `id` (then the start path releases them). */
@@ -116,8 +135,25 @@ export class PendingSignalsWatch {
   }
 
   stop(): void {
-    this.stopWatch?.();
+    this.stopped = true;
+    this.sub?.unsubscribe();
     this.ids.clear();
+  }
+
+  /** Every key held now (missed while not listening), each checked against its workflow's state. */
+  private async listHeld(): Promise<void> {
+    const bucket = this.topology.names.pendingSignalsBucket;
+    const prefix = `$KV.${bucket}.`;
+    try {
+      const info = await this.topology.jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}>` });
+      for (const subject of Object.keys(info.state.subjects ?? {})) {
+        const id = subject.slice(prefix.length);
+        this.ids.add(id);
+        void this.releaseIfStarted(id);
+      }
+    } catch (err) {
+      this.onError(`listing the signals held for workflows not started yet failed (a start of one reads them anyway after its next redelivery): ${(err as Error)?.message ?? err}`);
+    }
   }
 
   private async releaseIfStarted(id: string): Promise<void> {
