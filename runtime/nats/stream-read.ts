@@ -32,6 +32,8 @@ export interface ReadRange {
 }
 
 const FETCH_BATCH = 1_000;
+/** How long one pull waits for the messages it asks for (only a purge meanwhile makes it wait that long). */
+const PULL_EXPIRES_MS = 250;
 /** A pull the server does not answer within this long (it is gone) ends the read. */
 const PULL_TIMEOUT_MS = 5_000;
 /** A consumer we could not delete (we died) is removed by the server after this long. */
@@ -80,9 +82,8 @@ export async function readMatching(topology: Topology, stream: string, filter: s
         lastSeq = msg.seq;
         wanted -= 1;
       }
-      // Fewer than asked: the rest was purged meanwhile. None left by the last one's count: done
-      // (matches stored after the consumer was made are not ours to read).
-      if (batch.length === 0 || batch.at(-1)!.pending === 0) break;
+      // None within the pull's expiry: the rest was purged meanwhile.
+      if (batch.length === 0) break;
     }
     return out;
   } finally {
@@ -91,15 +92,18 @@ export async function readMatching(topology: Topology, stream: string, filter: s
 }
 
 /**
- * One pull of up to `batch` messages that does not wait for more than the stream has (a
- * `no_wait` request: the server answers with what there is, then a status). nats.js's fetch
- * waits out its expiry (1 s at least) when a purge left fewer messages than it asked for.
+ * One pull of up to `batch` messages, waiting at most PULL_EXPIRES_MS for them: the server ends
+ * the request as soon as the batch is full, and the caller asks only for what it knows is there,
+ * so only a purge meanwhile makes it wait. Not `no_wait`: a consumer made a moment ago may answer
+ * "no messages" for ones it has not counted yet (nats-server 2.10+ counts asynchronously; seen
+ * under load, a page missed running workflows). nats.js's fetch would wait out an expiry of 1 s
+ * at least when a purge left fewer messages than asked.
  */
 async function pullNow(topology: Topology, stream: string, consumer: string, batch: number): Promise<Array<StoredMessage & { pending: number }>> {
   const inbox = createInbox();
   const sub = topology.nc.subscribe(inbox, { timeout: PULL_TIMEOUT_MS });
   const out: Array<StoredMessage & { pending: number }> = [];
-  topology.nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumer}`, JSON.stringify({ batch, no_wait: true }), { reply: inbox });
+  topology.nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumer}`, JSON.stringify({ batch, expires: PULL_EXPIRES_MS * 1_000_000 }), { reply: inbox });
   try {
     for await (const msg of sub) {
       const code = msg.headers?.code ?? 0;
