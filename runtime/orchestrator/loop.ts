@@ -217,7 +217,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         memo: start.memo,
       });
       // The run entry first, on this connection: stored before the state (index-writer.ts).
-      const indexed = indexStart(topology, decision.state);
+      const indexed = indexStart(topology, decision.state, { beforeState: true });
       let stored: StoredWorkflow;
       try {
         options.crashPoint?.("after-run-entry-before-state");
@@ -328,7 +328,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
           // The index follows the state: an end entry once it ended, new attribute entries when they changed.
           // (An upsert and the end in one activation: indexEnd writes the new values' entries too.)
           isTerminal(next.state.status)
-            ? indexEnd(topology, next.state, attributesChanged ? { before: stored.state.searchAttributes } : undefined)
+            ? indexEnd(topology, next.state, attributesChanged ? { before: stored.state.searchAttributes } : undefined, { unacknowledged: true })
             : attributesChanged
               ? indexAttributes(topology, next.state, stored.state.searchAttributes)
               : undefined,
