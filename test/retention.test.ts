@@ -121,7 +121,8 @@ describe("timers of finished workflows", () => {
     const handle = await client.start("sleeper", null, { id: "cancelled-sleeper" });
     await waitFor("sleeping", async () => (await client.describe("cancelled-sleeper")).steps.sleep?.status === "waiting");
     const topology = await e.topology();
-    expect((await topology.jsm.streams.info(topology.names.timersStream)).state.messages).toBe(1);
+    // The sleep's timer is published right after the state that records the sleep.
+    await waitFor("its timer stored", async () => (await topology.jsm.streams.info(topology.names.timersStream)).state.messages === 1);
     await handle.cancel("test");
     expect((await client.waitForEnd(handle.id, signal())).status).toBe("cancelled");
     await waitFor("no timer left", async () => (await topology.jsm.streams.info(topology.names.timersStream)).state.messages === 0, 10_000);
