@@ -92,7 +92,9 @@ function renderStep(name: string, step: StepState, width: number): string {
         ? `signal ${step.signal}`
         : step.kind === "upsert"
           ? `search attributes ${upserted(step)}`
-          : (step.activity ?? "");
+          : step.kind === "marker"
+            ? `patched ${step.patch ?? "?"}`
+            : (step.activity ?? "");
   if (step.status === "retrying" && step.lastError) detail += color.yellow(`  last error: ${step.lastError.message}; next attempt at ${step.nextAttemptAt}`);
   else if (step.status === "failed" && step.error) detail += color.red(`  ${step.error.type}: ${step.error.message}`);
   else if (step.lastError && step.status === "completed") detail += color.dim(`  (after: ${step.lastError.message})`);

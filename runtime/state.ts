@@ -22,8 +22,12 @@ export type StepStatus = "scheduled" | "retrying" | "waiting" | "completed" | "f
 export interface StepState {
   /** Position in the order the workflow issued its commands (0-based). */
   seq: number;
-  /** "upsert": a ctx.upsertSearchAttributes call, recorded completed when issued; `output` holds the typed values it set. */
-  kind: "activity" | "sleep" | "signal" | "upsert";
+  /**
+   * "upsert": a ctx.upsertSearchAttributes call, recorded completed when issued; `output` holds the typed values it set.
+   * "marker": a ctx.patched(id) that answered true (or a ctx.deprecatePatch(id) that met such a marker on replay),
+   * recorded completed when issued; `patch` holds the id.
+   */
+  kind: "activity" | "sleep" | "signal" | "upsert" | "marker";
   /** Activity type (export name) for kind "activity". */
   activity?: string;
   status: StepStatus;
@@ -64,6 +68,8 @@ export interface StepState {
   nextAttemptAt?: string;
   /** kind "signal": the signal name it waits for; once received, `output` is its payload. */
   signal?: string;
+  /** kind "marker": the patch id (ctx.patched): this run took the patched code path at this point. */
+  patch?: string;
   /**
    * kind "upsert": the names it gave the workflow for the first time (absent: none). With them a
    * replay tells the attributes the workflow started with from those its code added.

@@ -112,6 +112,27 @@ export interface WorkflowContext<A = Record<string, ActivityFunction>> {
    * `ValidationError` (its `name`; `code` "WF_INVALID_SEARCH_ATTRIBUTE"), which the code may catch.
    */
   upsertSearchAttributes(attributes: SearchAttributes): void;
+  /**
+   * Change the code of running workflows safely: `if (ctx.patched("add-audit")) await
+   * ctx.activities.audit();`. True for a run that reaches this point on this code (it records a
+   * step of kind "marker" with the id, at once); on replay, true only if the recorded run has that
+   * marker at exactly this point, and false for history recorded before the patch existed: the
+   * code then takes the old path, which must match it. The first answer holds for the rest of the
+   * run: later calls with the same id return it again and record nothing.
+   *
+   * The id is 1-100 characters of A-Z a-z 0-9 _ -; another throws a `ValidationError` (`code`
+   * "WF_INVALID_PATCH_ID") at the call. Keep the old path until no run that passed this point on
+   * the old code is left, then replace the call with `ctx.deprecatePatch(id)`.
+   */
+  patched(patchId: string): boolean;
+  /**
+   * The cleanup step of a patch, once no run that took the old path is left: the code keeps only
+   * the new path, and this call stands where `ctx.patched(id)` was. On replay it accepts the
+   * patch's marker if the run recorded one here, and nothing if not; it records no marker of its
+   * own, so once runs that recorded one are gone the call can be removed. Same id rules as
+   * `patched`.
+   */
+  deprecatePatch(patchId: string): void;
   /** Deterministic time: when the current activation happened (also what `Date.now()` returns). */
   now(): number;
   /** Deterministic random in [0, 1) (also what `Math.random()` returns). */

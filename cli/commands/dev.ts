@@ -130,6 +130,10 @@ export function printProgress(event: ProgressEvent): void {
         print(`${time()}   ${event.step} set ${upserted(event.record)}`);
         break;
       }
+      if (event.record.kind === "marker") {
+        print(`${time()}   ${event.step} patched ${event.record.patch ?? "?"}`);
+        break;
+      }
       print(`${time()}   ${event.step} ${color.green("ok")}${event.durationMs === undefined ? "" : color.dim(` (${formatDuration(event.durationMs)})`)}`);
       break;
     case "step-retrying":

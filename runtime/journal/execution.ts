@@ -11,8 +11,9 @@
  * host realm (DAGs, programmatic workflows) overlap freely.
  */
 import { parseDuration, type Duration } from "../duration.js";
-import { toErrorRecord, type ErrorRecord } from "../errors.js";
+import { toErrorRecord, ValidationError, type ErrorRecord } from "../errors.js";
 import type { Logger } from "../logger.js";
+import type { StepState } from "../state.js";
 import { typedAttributes, type TypedAttributes } from "../visibility/search-attributes.js";
 import type { ActivityOptions, WorkflowContext, WorkflowFunction } from "../workflow-api.js";
 
@@ -25,7 +26,9 @@ export type Command =
    * ctx.upsertSearchAttributes: settled when issued (nothing is awaited). `attributes`: the typed
    * values set; `added`: those of its names the workflow had no value for before.
    */
-  | { kind: "upsert"; seq: number; name: string; attributes: TypedAttributes; added: string[] };
+  | { kind: "upsert"; seq: number; name: string; attributes: TypedAttributes; added: string[] }
+  /** ctx.patched (or ctx.deprecatePatch on replay): this run takes the patched path; settled when issued. */
+  | { kind: "marker"; seq: number; name: string; patch: string };
 
 export type StepResult = { ok: true; value: unknown } | { ok: false; error: ErrorRecord; attempts: number; activity: string };
 
@@ -90,6 +93,11 @@ export class WorkflowExecution {
   now = 0;
   /** True while replaying recorded history: workflow logs are dropped. */
   replaying = false;
+  /**
+   * While replaying: the step the journal recorded at a command position (replay.ts sets it).
+   * ctx.patched reads it to learn whether the recorded run took the patched path there.
+   */
+  recordedAt: ((seq: number) => StepState | undefined) | undefined;
   outcome: Outcome | undefined;
 
   private readonly options: ExecutionOptions;
@@ -102,6 +110,11 @@ export class WorkflowExecution {
   private readonly random: () => number;
   /** The search attributes as the code has set them so far (names and types are what count). */
   private attributes: TypedAttributes;
+  /**
+   * ctx.patched's answer per patch id, for the rest of this run of the code: the first answer
+   * holds, so code that passed a patch point on the old path stays on it (as in Temporal).
+   */
+  private readonly patches = new Map<string, boolean>();
   readonly ctx: WorkflowContext;
 
   constructor(options: ExecutionOptions) {
@@ -171,6 +184,30 @@ export class WorkflowExecution {
    */
   private settledCommand(kind: Command["kind"], name: string, extra: object): void {
     this.issued.push({ kind, seq: this.nextSeq++, name, ...extra } as Command);
+  }
+
+  /**
+   * The answer of ctx.patched(id) at this point, recording a marker when it is true. Live code (a
+   * new execution, or past the end of a replay) takes the patched path. A replay takes it only
+   * when the journal holds this patch's marker at exactly this position: any other step there (or
+   * none: the recorded run ended this activation without issuing more) is history written before
+   * the patch existed, which the old path must match. `deprecated`: ctx.deprecatePatch, which
+   * accepts a recorded marker but never records one of its own.
+   */
+  private patch(id: unknown, where: string, deprecated: boolean): boolean {
+    if (typeof id !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(id)) {
+      throw new ValidationError("WF_INVALID_PATCH_ID", `${where}: patch id ${JSON.stringify(id) ?? String(id)} is not valid: use 1-100 characters of A-Z a-z 0-9 _ -`, {
+        hint: 'Name the change, e.g. ctx.patched("add-audit"), and keep that id for as long as the patch is in the code.',
+      });
+    }
+    const known = this.patches.get(id);
+    if (known !== undefined) return known;
+    const recorded = this.replaying ? this.recordedAt?.(this.nextSeq) : undefined;
+    const hasMarker = recorded?.kind === "marker" && recorded.patch === id;
+    const answer = this.replaying ? hasMarker : !deprecated;
+    this.patches.set(id, answer);
+    if (answer) this.settledCommand("marker", this.stepName(`patch_${id}`, undefined), { patch: id });
+    return answer;
   }
 
   private stepName(base: string, explicit: string | undefined): string {
@@ -250,6 +287,10 @@ export class WorkflowExecution {
         const added = names.filter((name) => !Object.hasOwn(self.attributes, name));
         self.attributes = { ...self.attributes, ...typed };
         self.settledCommand("upsert", self.stepName("search_attributes", undefined), { attributes: typed, added });
+      },
+      patched: (id) => self.patch(id, "ctx.patched()", false),
+      deprecatePatch(id) {
+        self.patch(id, "ctx.deprecatePatch()", true);
       },
       now: () => self.now,
       random: () => self.random(),

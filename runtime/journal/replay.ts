@@ -31,6 +31,8 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
   const bySeq = new Map<number, [string, StepState]>();
   for (const [name, step] of Object.entries(state.steps)) bySeq.set(step.seq, [name, step]);
   const issued = new Set<string>();
+  // ctx.patched asks what was recorded at the position it stands at (execution.ts, patch()).
+  execution.recordedAt = (seq) => bySeq.get(seq)?.[1];
 
   const check = (commands: Command[]) => {
     for (const command of commands) {
@@ -47,7 +49,8 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
         step.kind !== command.kind ||
         (command.kind === "activity" && step.activity !== command.activity) ||
         (command.kind === "signal" && step.signal !== command.signal) ||
-        (command.kind === "upsert" && !sameAttributes((step.output ?? {}) as TypedAttributes, command.attributes))
+        (command.kind === "upsert" && !sameAttributes((step.output ?? {}) as TypedAttributes, command.attributes)) ||
+        (command.kind === "marker" && step.patch !== command.patch)
       ) {
         throw new NonDeterminismError(
           `workflow ${state.workflow} (id ${state.id}) diverged at step "${name}" (command #${command.seq + 1}): ` +
@@ -71,8 +74,8 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
   for (const name of state.journal) {
     const step = state.steps[name];
     if (!step) throw new NonDeterminismError(`journal of ${state.id} names step "${name}" that has no record; the state document is corrupt`);
-    // An upsert delivers nothing: it was matched when the code issued it (check, above).
-    if (step.kind === "upsert") continue;
+    // An upsert or a marker delivers nothing: it was matched when the code issued it (check, above).
+    if (step.kind === "upsert" || step.kind === "marker") continue;
     let delivered = false;
     await activate(execution, step.resolvedAt ?? Date.parse(state.updatedAt), () => {
       delivered = execution.deliver(name, stepResult(step));
@@ -94,6 +97,7 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
     }
   }
   execution.replaying = false;
+  execution.recordedAt = undefined;
   return execution;
 }
 
@@ -125,6 +129,7 @@ function describeCommand(command: Command): string {
   if (command.kind === "activity") return `activity ${command.activity} (step "${command.name}")`;
   if (command.kind === "signal") return `wait for signal ${command.signal} (step "${command.name}")`;
   if (command.kind === "upsert") return `upsert of search attributes ${describeAttributes(command.attributes)} (step "${command.name}")`;
+  if (command.kind === "marker") return `patch marker "${command.patch}" (step "${command.name}")`;
   return `sleep (step "${command.name}", ${command.durationMs}ms)`;
 }
 
@@ -132,6 +137,7 @@ function describeStep(name: string, step: StepState): string {
   if (step.kind === "activity") return `activity ${step.activity} (step "${name}")`;
   if (step.kind === "signal") return `wait for signal ${step.signal} (step "${name}")`;
   if (step.kind === "upsert") return `upsert of search attributes ${describeAttributes((step.output ?? {}) as TypedAttributes)} (step "${name}")`;
+  if (step.kind === "marker") return `patch marker "${step.patch}" (step "${name}")`;
   return `sleep (step "${name}")`;
 }
 

@@ -362,6 +362,12 @@ function addStep(env: DecideEnv, state: WorkflowState, command: Command, now: nu
     if (merged) state.searchAttributes = merged;
     return;
   }
+  if (command.kind === "marker") {
+    // Like an upsert: settled as it is recorded, and in the journal at once.
+    state.steps[command.name] = { seq: command.seq, kind: "marker", patch: command.patch, status: "completed", attempt: 0, scheduledAt: iso(now), finishedAt: iso(now) };
+    state.journal.push(command.name);
+    return;
+  }
   if (command.kind === "sleep") {
     const fireAt = now + command.durationMs;
     state.steps[command.name] = { seq: command.seq, kind: "sleep", status: "waiting", attempt: 0, scheduledAt: iso(now), fireAt: iso(fireAt) };

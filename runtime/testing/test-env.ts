@@ -68,10 +68,12 @@ export interface StepTimelineEntry {
   /** The activity type, for activity steps. */
   activity?: string;
   status: StepStatus;
-  /** Attempts made so far (activity steps; 0 for sleeps, signal waits and upserts). */
+  /** Attempts made so far (activity steps; 0 for sleeps, signal waits, upserts and markers). */
   attempts: number;
   /** The search attributes an upsert step set (ctx.upsertSearchAttributes), times as Date. */
   searchAttributes?: SearchAttributes;
+  /** The patch id of a marker step (ctx.patched answered true there). */
+  patch?: string;
   scheduledAt?: string;
   startedAt?: string;
   finishedAt?: string;
@@ -274,6 +276,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
           const entry: StepTimelineEntry = { name, kind: step.kind, status: step.status, attempts: step.kind === "activity" ? step.attempt : 0 };
           if (step.activity) entry.activity = step.activity;
           if (step.kind === "upsert") entry.searchAttributes = plainAttributes(step.output as TypedAttributes) ?? {};
+          if (step.kind === "marker" && step.patch) entry.patch = step.patch;
           if (step.scheduledAt) entry.scheduledAt = step.scheduledAt;
           if (step.startedAt) entry.startedAt = step.startedAt;
           if (step.finishedAt) entry.finishedAt = step.finishedAt;
