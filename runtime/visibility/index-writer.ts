@@ -10,13 +10,13 @@
  *   dies in between leaves a run entry next to a terminal state: the next reader (a listing,
  *   recovery) finds it stale, writes the end entry and purges it (query.ts). A lost timer
  *   deletion leaves a timer that fires into a finished workflow and is dropped.
+ * - removal: the state and its history chunks first, then the entries, so a crash in between
+ *   leaves an end entry whose state is gone, which the next sweep or listing removes; never a
+ *   state no entry leads to.
  *
  * Purges with a subject filter are used on the states bucket only: it has no durable consumer.
  * On a work queue with a live consumer they lose that consumer's other pending messages
  * (parked-timers.ts).
- * - removal: the state and its history chunks first, then the entries, so a crash in between
- *   leaves an end entry whose state is gone, which the next sweep or listing removes; never a
- *   state no entry leads to.
  *
  * Entries carry no Nats-Msg-Id: one message per subject makes a repeat replace the entry, and a
  * repair must not be dropped as a duplicate of the write it repairs.
