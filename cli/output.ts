@@ -23,6 +23,7 @@ export function statusColor(status: string): string {
     case "failed":
     case "timed_out":
     case "cancelled":
+    case "terminated":
       return color.red(status);
     case "retrying":
     case "waiting":

@@ -6,7 +6,7 @@ import { runCommand } from "./commands/run.js";
 import { startCommand } from "./commands/start.js";
 import { showCommand } from "./commands/show.js";
 import { listCommand } from "./commands/list.js";
-import { cancelCommand } from "./commands/cancel.js";
+import { cancelCommand, terminateCommand } from "./commands/cancel.js";
 import { deleteCommand } from "./commands/delete.js";
 import { devCommand } from "./commands/dev.js";
 import { buildCommand } from "./commands/build.js";
@@ -140,6 +140,12 @@ const commands: Record<string, CommandSpec> = {
     usage: "wf cancel <id> [--reason TEXT]",
     options: { reason: { type: "string" } },
     run: cancelCommand,
+  },
+  terminate: {
+    summary: "terminate a running workflow: a hard stop, no workflow code runs (status terminated)",
+    usage: "wf terminate <id> [--reason TEXT]",
+    options: { reason: { type: "string" } },
+    run: terminateCommand,
   },
 };
 

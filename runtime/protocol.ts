@@ -94,6 +94,8 @@ export interface SignalMessage {
 export interface CancelMessage {
   workflowId: string;
   reason?: string;
+  /** A hard stop (`wf terminate`): ends it `terminated`, no code runs. */
+  terminate?: boolean;
 }
 
 /**
@@ -248,6 +250,7 @@ export function parseSignal(body: unknown): SignalMessage {
 export function parseCancel(body: unknown): CancelMessage {
   if (!isObject(body) || typeof body.workflowId !== "string") throw new ProtocolError(`cancel message needs "workflowId"`);
   if (body.reason !== undefined && typeof body.reason !== "string") throw new ProtocolError(`cancel "reason" must be a string`);
+  if (body.terminate !== undefined && typeof body.terminate !== "boolean") throw new ProtocolError(`cancel "terminate" must be a boolean`);
   return body as unknown as CancelMessage;
 }
 

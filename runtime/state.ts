@@ -10,8 +10,8 @@ import type { TypedAttributes } from "./visibility/search-attributes.js";
 
 export const STATE_SCHEMA_VERSION = 2;
 
-export type WorkflowStatus = "running" | "completed" | "failed" | "cancelled" | "timed_out";
-export const TERMINAL_STATUSES: readonly WorkflowStatus[] = ["completed", "failed", "cancelled", "timed_out"];
+export type WorkflowStatus = "running" | "completed" | "failed" | "cancelled" | "terminated" | "timed_out";
+export const TERMINAL_STATUSES: readonly WorkflowStatus[] = ["completed", "failed", "cancelled", "terminated", "timed_out"];
 
 /**
  * scheduled: its task is published (queued or running); retrying: an attempt failed and the next

@@ -95,3 +95,55 @@ it("a cancel the workers saw but JetStream did not store strands no step: the ta
     await runtime.stop();
   }
 });
+
+it("terminating a running workflow ends it terminated at once (no workflow code runs) and aborts its activity", async () => {
+  const config = loadConfig({ env: {}, overrides: { nats: { servers: [nats.url] }, namespace: "terminate1", log: { level: "warn" } } });
+  let aborted = false;
+  let codeRanAfter = false;
+  let started!: () => void;
+  const running = new Promise<void>((r) => (started = r));
+  const runtime = await createRuntime({
+    config,
+    workflows: {
+      guarded: async (ctx: { activity: (t: string) => Promise<unknown> }) => {
+        try {
+          await ctx.activity("wait_forever");
+        } finally {
+          codeRanAfter = true; // a terminate runs no workflow code: never reached
+        }
+        return "unreachable";
+      },
+    },
+    activities: {
+      wait_forever: (_input: unknown, ctx: ActivityContext) =>
+        new Promise((_resolve, reject) => {
+          started();
+          ctx.signal.addEventListener("abort", () => {
+            aborted = true;
+            reject(ctx.signal.reason);
+          });
+        }),
+    },
+  });
+  await runtime.start();
+  const client = await createClient({ config });
+  try {
+    const handle = await client.start("guarded", null, { id: "to-terminate" });
+    await running;
+    await client.terminate("to-terminate", "operator said so");
+    const error = await handle.result({ signal: AbortSignal.timeout(10_000) }).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(WorkflowFailedError);
+    expect((error as WorkflowFailedError).code).toBe("WF_WORKFLOW_TERMINATED");
+    const state = await handle.describe();
+    expect(state.status).toBe("terminated");
+    expect(state.error).toEqual({ message: "terminated: operator said so", type: "TerminatedError" });
+    await expect.poll(() => aborted, { timeout: 5_000 }).toBe(true);
+    expect(codeRanAfter).toBe(false);
+    await expect.poll(async () => (await client.listPage({ status: "terminated" })).workflows.map((w) => w.id), { timeout: 5_000 }).toEqual(["to-terminate"]);
+    await client.terminate("to-terminate"); // ended: a no-op
+    expect((await handle.describe()).status).toBe("terminated");
+  } finally {
+    await runtime.stop();
+    await client.close();
+  }
+});

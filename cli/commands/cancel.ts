@@ -4,13 +4,23 @@ import { UsageError } from "../errors.js";
 import { print } from "../output.js";
 import type { CommandContext } from "../wf.js";
 
-export async function cancelCommand(ctx: CommandContext): Promise<number> {
+export function cancelCommand(ctx: CommandContext): Promise<number> {
+  return stop(ctx, "cancel");
+}
+
+/** `wf terminate`: the hard stop, no workflow code runs. */
+export function terminateCommand(ctx: CommandContext): Promise<number> {
+  return stop(ctx, "terminate");
+}
+
+async function stop(ctx: CommandContext, how: "cancel" | "terminate"): Promise<number> {
   const [id] = ctx.positionals;
-  if (!id) throw new UsageError("wf cancel needs a workflow id");
+  if (!id) throw new UsageError(`wf ${how} needs a workflow id`);
   const client = await cliClient(configFromFlags(ctx));
   try {
-    await client.cancel(id, typeof ctx.values.reason === "string" ? ctx.values.reason : undefined);
-    print(`cancel requested for ${id}`);
+    const reason = typeof ctx.values.reason === "string" ? ctx.values.reason : undefined;
+    await (how === "cancel" ? client.cancel(id, reason) : client.terminate(id, reason));
+    print(`${how} requested for ${id}`);
     return 0;
   } finally {
     await client.close();

@@ -81,6 +81,8 @@ export interface WorkflowClient {
   /** The workflow's history in the exported format (journal/history-file.ts), for replay tests (jetflow/testing replayHistory). */
   history(id: string): Promise<WorkflowHistory>;
   cancel(id: string, reason?: string): Promise<void>;
+  /** A hard stop: the workflow ends `terminated` at once, no workflow code runs; its running activities are aborted. No-op once it has ended. */
+  terminate(id: string, reason?: string): Promise<void>;
   /**
    * Send a signal; `ctx.waitForSignal(name)` in the workflow receives its payload. To an id that
    * has not started yet, it is kept until the workflow starts (24 h at most; docs/protocol.md, "Signal").
@@ -225,12 +227,12 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     }
   }
 
-  async function cancel(id: string, reason?: string): Promise<void> {
+  async function cancel(id: string, reason?: string, terminate = false): Promise<void> {
     validateWorkflowId(id);
     const state = await describe(id);
     if (isTerminal(state.status)) return;
-    const message: CancelMessage = { workflowId: id, ...(reason ? { reason } : {}) };
-    await topology.js.publish(names.cancelSubject(id), encode(message), { msgID: `${id}/cancel` });
+    const message: CancelMessage = { workflowId: id, ...(reason ? { reason } : {}), ...(terminate ? { terminate } : {}) };
+    await topology.js.publish(names.cancelSubject(id), encode(message), { msgID: `${id}/${terminate ? "terminate" : "cancel"}` });
   }
 
   async function signal(id: string, name: string, payload?: unknown): Promise<void> {
@@ -295,7 +297,8 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     waitForEnd,
     describe,
     history: async (id) => toWorkflowHistory(await describe(id)),
-    cancel,
+    cancel: (id, reason) => cancel(id, reason),
+    terminate: (id, reason) => cancel(id, reason, true),
     signal,
     watch,
     list(filter: ListOptions = {}): AsyncIterable<WorkflowSummary> {

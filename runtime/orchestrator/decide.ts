@@ -195,8 +195,9 @@ export async function decideTimer(env: DecideEnv, stored: StoredWorkflow, timer:
 export function decideCancel(env: DecideEnv, stored: StoredWorkflow, message: CancelMessage): Decision {
   if (stored.state.status !== "running") return { kind: "noop", reason: `workflow is ${stored.state.status}` };
   const state = draft(stored.state);
-  state.status = "cancelled";
-  state.error = { message: message.reason ? `cancelled: ${message.reason}` : "cancelled", type: "CancelledError" };
+  const word = message.terminate ? "terminated" : "cancelled";
+  state.status = word;
+  state.error = { message: message.reason ? `${word}: ${message.reason}` : word, type: message.terminate ? "TerminatedError" : "CancelledError" };
   finish(state, env.now());
   return { kind: "write", state, effects: [], execution: undefined };
 }

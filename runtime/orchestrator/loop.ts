@@ -334,7 +334,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
               : undefined,
         ]);
         options.crashPoint?.("after-dispatch-before-ack");
-        if (isTerminal(next.state.status) && next.state.status !== "cancelled") abortRunningSteps(next.state);
+        // (A cancel or terminate message reached the workers itself.)
+        if (isTerminal(next.state.status) && next.state.status !== "cancelled" && next.state.status !== "terminated") abortRunningSteps(next.state);
         if (continued && msg instanceof LocalCompletion) {
           msg.continuation!.start(taskMessage(next.state, continued.step));
           msg.continued();
