@@ -262,6 +262,9 @@ describe("crash recovery (child-process runtimes)", () => {
     const a = await spawnRuntime("A", runtimeOptions({ crashPoint: "after-run-entry-before-state" }));
     await wf.start("crashy", { slowMs: 10 }, { id: "killed-before-state" });
     await a.exited;
+    // Died right between the two: the run entry is stored, the state is not.
+    expect(await wf.count({ status: "running" })).toBe(1);
+    await expect(wf.describe("killed-before-state")).rejects.toThrow(/no workflow with id killed-before-state/);
     // 2. Killed after an instant workflow's terminal state, before its end entry.
     const b = await spawnRuntime("B", runtimeOptions({ crashPoint: "after-state-write-before-dispatch" }));
     await wf.start("instant", { value: "v" }, { id: "killed-before-end-entry" });

@@ -220,7 +220,11 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       const indexed = indexStart(topology, decision.state, { beforeState: true });
       let stored: StoredWorkflow;
       try {
-        options.crashPoint?.("after-run-entry-before-state");
+        if (options.crashPoint) {
+          // Test-only: the run entry went out without an ack; have it reach the server before the crash point.
+          await topology.nc.flush();
+          options.crashPoint("after-run-entry-before-state");
+        }
         stored = await store.create(decision.state, decision.execution);
       } catch (err) {
         await indexed.catch(() => undefined);
