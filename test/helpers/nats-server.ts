@@ -6,7 +6,7 @@
 // config, ports file, log and (by default) JetStream store in a fresh temporary directory.
 import { createServer } from "node:net";
 import { connect } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstreamManager, StorageType } from "@nats-io/jetstream";
 import {
   isPortBusyError,
   natsServerBinary as findBinary,
@@ -88,8 +88,34 @@ async function waitForJetStream(urls: string[], timeoutMs: number): Promise<void
 }
 
 /**
+ * Until a stream of `replicas` replicas can be placed: a meta leader answers before it knows every
+ * peer, and a test's first R3 stream then failed with "no suitable peers for placement" (seen on
+ * 2.15.1, once in a CI run). A probe stream (in memory) is made and deleted.
+ */
+async function waitForPlacement(urls: string[], replicas: number, deadline: number): Promise<void> {
+  const nc = await connect({ servers: urls, reconnect: false, timeout: 2_000 });
+  try {
+    const jsm = await jetstreamManager(nc, { timeout: 2_000 });
+    const name = `placement_probe_${Math.random().toString(36).slice(2, 10)}`;
+    for (;;) {
+      try {
+        await jsm.streams.add({ name, subjects: [`${name}.>`], num_replicas: replicas, storage: StorageType.Memory });
+        await jsm.streams.delete(name);
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw new Error(`a stream of ${replicas} replicas could not be placed in time: ${String(err)}`);
+        await sleep(250);
+      }
+    }
+  } finally {
+    await nc.close();
+  }
+}
+
+/**
  * Starts `size` routed nodes on 127.0.0.1, each with JetStream and its own store dir; resolves
- * when all accept connections and JetStream (meta leader) answers on every node.
+ * when all accept connections, JetStream (meta leader) answers on every node, and a stream of
+ * `size` replicas can be placed.
  */
 export async function startNatsCluster(
   size: number,
@@ -126,7 +152,9 @@ export async function startNatsCluster(
     }
     const urls = servers.map((s) => s.url);
     try {
+      const deadline = Date.now() + CLUSTER_READY_TIMEOUT_MS;
       await waitForJetStream(urls, CLUSTER_READY_TIMEOUT_MS);
+      if (size > 1) await waitForPlacement(urls, size, deadline);
     } catch (err) {
       // About one fresh 3-node cluster in six (seen on 2.10.27, on an idle machine) answers
       // "JetStream system temporarily unavailable" for good: its nodes never elect a meta leader.
