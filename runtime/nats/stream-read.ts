@@ -99,10 +99,10 @@ export async function readMatching(topology: Topology, stream: string, filter: s
  * under load, a page missed running workflows). nats.js's fetch would wait out an expiry of 1 s
  * at least when a purge left fewer messages than asked.
  */
-async function pullNow(topology: Topology, stream: string, consumer: string, batch: number): Promise<Array<StoredMessage & { pending: number }>> {
+async function pullNow(topology: Topology, stream: string, consumer: string, batch: number): Promise<StoredMessage[]> {
   const inbox = createInbox();
   const sub = topology.nc.subscribe(inbox, { timeout: PULL_TIMEOUT_MS });
-  const out: Array<StoredMessage & { pending: number }> = [];
+  const out: StoredMessage[] = [];
   topology.nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumer}`, JSON.stringify({ batch, expires: PULL_EXPIRES_MS * 1_000_000 }), { reply: inbox });
   try {
     for await (const msg of sub) {
@@ -110,7 +110,7 @@ async function pullNow(topology: Topology, stream: string, consumer: string, bat
       if (code === 100) continue; // heartbeat or flow control
       if (code >= 400 || !msg.reply) break; // no (more) messages: the request is done
       const info = ackInfo(msg.reply);
-      out.push({ seq: info.seq, subject: msg.subject, data: msg.data, time: info.time, pending: info.pending });
+      out.push({ seq: info.seq, subject: msg.subject, data: msg.data, time: info.time });
       if (out.length === batch) break;
     }
   } catch (err) {
@@ -122,11 +122,11 @@ async function pullNow(topology: Topology, stream: string, consumer: string, bat
   return out;
 }
 
-/** Sequence, time and pending count from a delivered message's ack subject (both formats: `$JS.ACK.<stream>.<consumer>.…` and with domain and account). */
-function ackInfo(reply: string): { seq: number; time: number; pending: number } {
+/** Sequence and time from a delivered message's ack subject (both formats: `$JS.ACK.<stream>.<consumer>.…` and with domain and account). */
+function ackInfo(reply: string): { seq: number; time: number } {
   const t = reply.split(".");
   const at = t.length === 9 ? 5 : 7; // v1: 9 tokens; v2: $JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>[.<token>]
-  return { seq: Number(t[at]), time: Math.floor(Number(t[at + 2]) / 1e6), pending: Number(t[at + 3]) };
+  return { seq: Number(t[at]), time: Math.floor(Number(t[at + 2]) / 1e6) };
 }
 
 /**
