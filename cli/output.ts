@@ -1,4 +1,5 @@
 /** Presentation only: colors on a TTY, plain text otherwise, JSON on request. */
+import { retentionOf } from "../runtime/visibility/index-keys.js";
 import { formatDuration } from "../runtime/duration.js";
 import type { StepState, WorkflowState } from "../runtime/state.js";
 import type { TypedAttributes } from "../runtime/visibility/search-attributes.js";
@@ -52,7 +53,7 @@ export function renderState(state: WorkflowState): string {
   const attributes = Object.entries(state.searchAttributes ?? {});
   if (attributes.length) lines.push(`search attributes: ${attributes.map(([name, { type, value }]) => `${name}=${String(value)} ${color.dim(`(${type})`)}`).join("  ")}`);
   if (state.status !== "running") {
-    const keptMs = state.retentionMs ?? 7 * 86_400_000;
+    const keptMs = retentionOf(state);
     const ended = Date.parse(state.completedAt ?? state.updatedAt);
     lines.push(color.dim(keptMs === 0 ? "kept until `wf delete`" : `kept until ${new Date(ended + keptMs).toISOString()} (retention)`));
   }
