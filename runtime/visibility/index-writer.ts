@@ -118,12 +118,19 @@ export async function removeWorkflow(topology: Topology, state: WorkflowState): 
   const purge = (stream: string, subject: string) => topology.jsm.streams.purge(stream, { filter: subject });
   const chunks = state.history?.chunks ?? 0;
   await Promise.all([purge(subjects.stream, subjects.state(state.id)), ...Array.from({ length: chunks }, (_, i) => purge(subjects.stream, subjects.chunk(state.id, i)))]);
-  await Promise.all([
-    ...Object.entries(state.searchAttributes ?? {}).map(([name, value]) => purge(subjects.stream, subjects.attr(name, value, state.id))),
-    purge(subjects.stream, subjects.run(state.workflow, state.id)),
-  ]);
-  // Last: while it exists, a sweep finds this workflow again and finishes the job.
-  if (state.status !== "running") await purge(subjects.stream, endSubjectOf(subjects, state));
+  await removeEntries(topology, { id: state.id, workflow: state.workflow, attrs: state.searchAttributes }, state.status !== "running" ? endSubjectOf(subjects, state) : undefined);
+}
+
+/**
+ * The index entries of a workflow whose state is gone: its attribute entries and run entry, then
+ * its end entry (last: while it exists, a sweep finds this workflow again and finishes the job).
+ * Also how a reader finishes a removal that died half way.
+ */
+export async function removeEntries(topology: Topology, workflow: { id: string; workflow: string; attrs?: TypedAttributes | undefined }, endSubject: string | undefined): Promise<void> {
+  const subjects = subjectsOf(topology);
+  const purge = (subject: string) => topology.jsm.streams.purge(subjects.stream, { filter: subject });
+  await Promise.all([...Object.entries(workflow.attrs ?? {}).map(([name, value]) => purge(subjects.attr(name, value, workflow.id))), purge(subjects.run(workflow.workflow, workflow.id))]);
+  if (endSubject) await purge(endSubject);
 }
 
 /**

@@ -26,7 +26,7 @@ import { countMatching, readMatching, readNewestMatching, type StoredMessage } f
 import type { Topology } from "../nats/topology.js";
 import { isTerminal, TERMINAL_STATUSES, type WorkflowState, type WorkflowStatus } from "../state.js";
 import { endSubjectOf, type IndexEntry } from "./index-keys.js";
-import { purgeLater, repairIndex, subjectsOf } from "./index-writer.js";
+import { purgeLater, removeEntries, repairIndex, subjectsOf } from "./index-writer.js";
 import { plainAttributes, sameAttribute, typedAttribute, type SearchAttributes, type TypedAttribute } from "./search-attributes.js";
 
 export interface ListFilter {
@@ -266,8 +266,8 @@ async function scanPage(topology: Topology, plan: Plan, cursor: Cursor, limit: n
         if (!entry || !entryMayMatch(plan, entry)) continue;
         const stored = states.get(entry.id);
         if (!stored || !isTerminal(stored.state.status) || endSubjectOf(subjects, stored.state) !== msg.subject) {
-          // The workflow is gone (a removal that died half way) or this entry is an earlier run's: finish the job.
-          if (!stored) purgeLater(topology, subjects.stream, msg.subject);
+          // The workflow is gone (a removal that died half way): finish the job. (An earlier run's entry: skip it.)
+          if (!stored) void removeEntries(topology, entry, msg.subject).catch(() => undefined);
           continue;
         }
         if (!matches(plan, stored.state)) continue;

@@ -16,7 +16,7 @@ import { readMatching } from "../nats/stream-read.js";
 import type { Topology } from "../nats/topology.js";
 import { isTerminal, type WorkflowState } from "../state.js";
 import { endSubjectOf, KEEP_FOREVER, type IndexEntry } from "./index-keys.js";
-import { purgeLater, removeWorkflow, subjectsOf } from "./index-writer.js";
+import { removeEntries, removeWorkflow, subjectsOf } from "./index-writer.js";
 
 export const RETENTION_LEASE_KEY = "retention";
 /** End entries read per step of a sweep. */
@@ -126,10 +126,8 @@ async function removeExpired(topology: Topology, subject: string, entry: IndexEn
     await removeWorkflow(topology, state);
     return true;
   }
-  if (!state && entry) {
-    for (const [name, value] of Object.entries(entry.attrs ?? {})) purgeLater(topology, subjects.stream, subjects.attr(name, value, id));
-    purgeLater(topology, subjects.stream, subjects.run(entry.workflow, id));
-  }
-  await topology.jsm.streams.purge(subjects.stream, { filter: subject });
+  // Gone (a removal that died half way): finish it. Another run's state: only this stale entry goes.
+  if (!state && entry) await removeEntries(topology, entry, subject);
+  else await topology.jsm.streams.purge(subjects.stream, { filter: subject });
   return false;
 }
