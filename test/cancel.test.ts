@@ -9,16 +9,25 @@ beforeAll(async () => {
 });
 afterAll(() => nats.stop());
 
-it("cancelling a running workflow marks it cancelled and aborts its activity", async () => {
-  const config = loadConfig({ env: {}, overrides: { nats: { servers: [nats.url] }, namespace: "cancel1", log: { level: "warn" } } });
-  let abortedWith: unknown;
+/**
+ * A runtime whose workflow `long` awaits one activity that runs until its AbortSignal fires;
+ * `abortedWith` is that signal's reason. `afterActivity` runs in the workflow code once the
+ * activity's await settles (a finally block), if it ever does.
+ */
+async function blockedOnActivity(namespace: string, afterActivity: () => void = () => undefined) {
+  const config = loadConfig({ env: {}, overrides: { nats: { servers: [nats.url] }, namespace, log: { level: "warn" } } });
+  const seen: { abortedWith?: unknown } = {};
   let started!: () => void;
   const running = new Promise<void>((r) => (started = r));
   const runtime = await createRuntime({
     config,
     workflows: {
       long: async (ctx: { activity: (t: string) => Promise<unknown> }) => {
-        await ctx.activity("wait_forever");
+        try {
+          await ctx.activity("wait_forever");
+        } finally {
+          afterActivity();
+        }
         return "unreachable";
       },
     },
@@ -27,7 +36,7 @@ it("cancelling a running workflow marks it cancelled and aborts its activity", a
         new Promise((_resolve, reject) => {
           started();
           ctx.signal.addEventListener("abort", () => {
-            abortedWith = ctx.signal.reason;
+            seen.abortedWith = ctx.signal.reason;
             reject(ctx.signal.reason);
           });
         }),
@@ -35,6 +44,11 @@ it("cancelling a running workflow marks it cancelled and aborts its activity", a
   });
   await runtime.start();
   const client = await createClient({ config });
+  return { runtime, client, running, seen };
+}
+
+it("cancelling a running workflow marks it cancelled and aborts its activity", async () => {
+  const { runtime, client, running, seen } = await blockedOnActivity("cancel1");
   try {
     const handle = await client.start("long", null, { id: "to-cancel" });
     await running;
@@ -44,7 +58,7 @@ it("cancelling a running workflow marks it cancelled and aborts its activity", a
     const state = await client.describe("to-cancel");
     expect(state.status).toBe("cancelled");
     expect(state.error).toEqual({ type: "CancelledError", message: "cancelled: customer changed their mind" });
-    await expect.poll(() => (abortedWith as Error | undefined)?.name, { timeout: 5_000 }).toBe("CancelledError");
+    await expect.poll(() => (seen.abortedWith as Error | undefined)?.name, { timeout: 5_000 }).toBe("CancelledError");
     // Cancelling an ended workflow changes nothing.
     await client.cancel("to-cancel");
     expect((await client.describe("to-cancel")).updatedAt).toBe(state.updatedAt);
@@ -97,38 +111,10 @@ it("a cancel the workers saw but JetStream did not store strands no step: the ta
 });
 
 it("terminating a running workflow ends it terminated at once (no workflow code runs) and aborts its activity", async () => {
-  const config = loadConfig({ env: {}, overrides: { nats: { servers: [nats.url] }, namespace: "terminate1", log: { level: "warn" } } });
-  let aborted = false;
   let codeRanAfter = false;
-  let started!: () => void;
-  const running = new Promise<void>((r) => (started = r));
-  const runtime = await createRuntime({
-    config,
-    workflows: {
-      guarded: async (ctx: { activity: (t: string) => Promise<unknown> }) => {
-        try {
-          await ctx.activity("wait_forever");
-        } finally {
-          codeRanAfter = true; // a terminate runs no workflow code: never reached
-        }
-        return "unreachable";
-      },
-    },
-    activities: {
-      wait_forever: (_input: unknown, ctx: ActivityContext) =>
-        new Promise((_resolve, reject) => {
-          started();
-          ctx.signal.addEventListener("abort", () => {
-            aborted = true;
-            reject(ctx.signal.reason);
-          });
-        }),
-    },
-  });
-  await runtime.start();
-  const client = await createClient({ config });
+  const { runtime, client, running, seen } = await blockedOnActivity("terminate1", () => (codeRanAfter = true)); // a terminate runs no workflow code: never reached
   try {
-    const handle = await client.start("guarded", null, { id: "to-terminate" });
+    const handle = await client.start("long", null, { id: "to-terminate" });
     await running;
     await client.terminate("to-terminate", "operator said so");
     const error = await handle.result({ signal: AbortSignal.timeout(10_000) }).catch((err: unknown) => err);
@@ -137,7 +123,7 @@ it("terminating a running workflow ends it terminated at once (no workflow code 
     const state = await handle.describe();
     expect(state.status).toBe("terminated");
     expect(state.error).toEqual({ message: "terminated: operator said so", type: "TerminatedError" });
-    await expect.poll(() => aborted, { timeout: 5_000 }).toBe(true);
+    await expect.poll(() => seen.abortedWith !== undefined, { timeout: 5_000 }).toBe(true);
     expect(codeRanAfter).toBe(false);
     await expect.poll(async () => (await client.listPage({ status: "terminated" })).workflows.map((w) => w.id), { timeout: 5_000 }).toEqual(["to-terminate"]);
     await client.terminate("to-terminate"); // ended: a no-op
