@@ -17,6 +17,7 @@
  * Both alternate the two namespaces run by run (medians: CLI_RUNS, IN_PROCESS_RUNS), so a noisy
  * minute on the shared machine hits both sides; both namespaces are deleted after.
  */
+import { fleetLeases } from "../runtime/nats/fleet-lease.js";
 import type { WorkflowClient } from "../runtime/index.js";
 import type { Logger } from "../runtime/logger.js";
 import { silentLogger } from "../runtime/logger.js";
@@ -160,7 +161,7 @@ export async function recoveryFlat(ctx: BenchContext): Promise<Figure> {
   return withDatasets(ctx, "recovery", sizes, async (small, big) => {
     const passes = await alternate(small, big, { runs: IN_PROCESS_RUNS, warmUp: IN_PROCESS_WARM_UP }, async (side) => {
       const logger = recordingLogger();
-      const recovery = createRecovery({ topology: side.client.topology, logger, beforePass: () => undefined });
+      const recovery = createRecovery({ topology: side.client.topology, logger, beforePass: () => undefined, leases: () => fleetLeases(side.client.topology, { replicas: 1, storage: "file" }) });
       const natsBefore = cpuSeconds(ctx.natsPid);
       const cpu = process.cpuUsage();
       const t0 = performance.now();

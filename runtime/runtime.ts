@@ -34,6 +34,7 @@ import { createTimerService, type Clock, type TimerService } from "./timers.js";
 import { createWorkerPool, type WorkerPool } from "./worker/pool.js";
 import { createLeases, type Leases } from "./worker/leases.js";
 import { ActivityFailure } from "./workflow-api.js";
+import { fleetLeases } from "./nats/fleet-lease.js";
 import { createRetentionSweeper, type RetentionSweeper } from "./visibility/retention.js";
 
 export type RuntimeRole = "all" | "orchestrator" | "worker";
@@ -253,6 +254,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
           logger,
           holder: `${config.worker.id}/${randomUUID().slice(0, 8)}`,
           intervalMs: config.orchestrator.retentionSweepIntervalMs,
+          leases: () => fleetLeases(topology!, config),
           ...(orchestratorClock ? { now: () => orchestratorClock.now() } : {}),
         });
         retention.start();

@@ -5,6 +5,7 @@
  * and it runs only after a reconnect to a different server process, not after a client's own
  * reconnect to the server it had.
  */
+import { fleetLeases } from "../runtime/nats/fleet-lease.js";
 import { describe, expect, it } from "vitest";
 import { createClient, createRuntime, type ActivityContext, type Logger, type WorkflowContext } from "../runtime/index.js";
 import { createRecovery } from "../runtime/orchestrator/recovery.js";
@@ -62,7 +63,7 @@ describe("recovery after lost writes", () => {
     const handle = await client.start("held", null, { id: "recover-1" });
     await waitFor("the activity to start", () => runs.length === 1, 10_000);
     await shrinkDuplicateWindows(topology);
-    const recovery = createRecovery({ topology, logger: capturingLogger([]), beforePass: () => undefined });
+    const recovery = createRecovery({ topology, logger: capturingLogger([]), beforePass: () => undefined, leases: () => fleetLeases(topology, { replicas: 1, storage: "file" }) });
     const tasks = await lastSeq(topology, topology.names.tasksStream);
     const timers = await lastSeq(topology, topology.names.timersStream);
 

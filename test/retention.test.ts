@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import { defineWorkflow, type WorkflowContext } from "../runtime/index.js";
 import { readMatching } from "../runtime/nats/stream-read.js";
 import { subjectsOf } from "../runtime/visibility/index-writer.js";
+import { fleetLeases } from "../runtime/nats/fleet-lease.js";
 import { RETENTION_LEASE_KEY } from "../runtime/visibility/retention.js";
 import { useEngines, waitFor } from "./fixtures/engine/harness.js";
 
@@ -66,7 +67,7 @@ describe("retention", () => {
     for (let i = 0; i < 6; i++) await client.result((await client.start("quick", null, { id: `q-${i}` })).id, signal());
     await waitFor("all removed", async () => (await client.count()) === 0, 15_000);
     const topology = await e.topology();
-    const lease = await topology.fleetLeases.get(RETENTION_LEASE_KEY);
+    const lease = await (await fleetLeases(topology, { replicas: 1, storage: "file" })).get(RETENTION_LEASE_KEY);
     const holder = lease!.json<{ holder: string; until: number }>().holder;
     expect(holder).toMatch(/^rt-[ab]\//);
   });

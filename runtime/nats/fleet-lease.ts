@@ -7,8 +7,34 @@
  *
  * (Not the continuation leases of worker/leases.ts: those are task messages a runtime holds.)
  */
-import type { KV } from "@nats-io/kv";
+import { StorageType } from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
 import { isWrongLastSequence } from "../orchestrator/state-store.js";
+import { FLEET_LEASE_RETENTION_MS, type Topology } from "./topology.js";
+
+const buckets = new WeakMap<Topology, Promise<KV>>();
+
+/**
+ * The WORKFLOW_LEASES bucket, made on first use: only runtimes take fleet leases, so a client (a
+ * `wf` command) does not pay a bucket round trip at start for it.
+ */
+export function fleetLeases(topology: Topology, options: { replicas: number; storage: "file" | "memory" }): Promise<KV> {
+  const storage = options.storage === "memory" ? StorageType.Memory : StorageType.File;
+  let bucket = buckets.get(topology);
+  if (!bucket) {
+    bucket = new Kvm(topology.js).create(topology.names.leasesBucket, {
+      replicas: options.replicas,
+      history: 1,
+      storage,
+      // A lease nobody renewed for a day is long gone (a recovery's, say): the key goes too.
+      ttl: FLEET_LEASE_RETENTION_MS,
+      allow_direct: false, // a lease is taken on what the leader says
+    });
+    bucket.catch(() => buckets.delete(topology)); // made again on the next use
+    buckets.set(topology, bucket);
+  }
+  return bucket;
+}
 
 export interface FleetLeaseRecord {
   holder: string;

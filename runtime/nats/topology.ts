@@ -49,8 +49,6 @@ export interface Topology {
   states: KV;
   /** Signals for ids that have no state yet (orchestrator/pending-signals.ts). */
   pendingSignals: KV;
-  /** Fleet leases (nats/fleet-lease.ts). */
-  fleetLeases: KV;
 }
 
 export interface TopologyOptions {
@@ -162,16 +160,7 @@ export async function ensureTopology(nc: NatsConnection, options: TopologyOption
     allow_direct: replicas === 1,
   });
 
-  const fleetLeases = await kvm.create(names.leasesBucket, {
-    replicas,
-    history: 1,
-    storage,
-    // A lease nobody renewed for a day is long gone (a recovery's, say): the key goes too.
-    ttl: FLEET_LEASE_RETENTION_MS,
-    allow_direct: false, // a lease is taken on what the leader says
-  });
-
-  return { nc, js, jsm, names, states, pendingSignals, fleetLeases };
+  return { nc, js, jsm, names, states, pendingSignals };
 }
 
 /** The durable consumer of one activity type's tasks; every runtime hosting the type shares it. */

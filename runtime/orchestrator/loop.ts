@@ -21,6 +21,7 @@ import { parkEvent, releaseParked } from "./blocked.js";
 import { pendingEffects, publishEffects, taskMessage, type Effect } from "./outbox.js";
 import { splitHistory, storeChunk, withHistory } from "./history.js";
 import { TimerBatcher } from "./timer-batches.js";
+import { fleetLeases } from "../nats/fleet-lease.js";
 import { createRecovery } from "./recovery.js";
 import { drainThenStop } from "../nats/drain.js";
 import { isJsMsg, LocalCompletion, type EventMessage, type LocalOutcome, type LocalSource } from "./local-completion.js";
@@ -79,7 +80,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     now: options.now ?? Date.now,
   };
   const timerBatcher = new TimerBatcher(topology);
-  const recovery = createRecovery({ topology, logger, beforePass: () => store.clear() });
+  const recovery = createRecovery({ topology, logger, beforePass: () => store.clear(), leases: () => fleetLeases(topology, config) });
   const pendingSignals = new PendingSignalsWatch(topology, (message) => logger.warn(message));
   const chains = new Map<string, Promise<void>>();
   const inFlight = new Set<Promise<void>>();

@@ -28,6 +28,7 @@
  * workflows cost nothing, however many there are.
  */
 import type { MsgRequest } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
 import { randomUUID } from "node:crypto";
 import { acquireFleetLease, finishFleetLease } from "../nats/fleet-lease.js";
 import type { Logger } from "../logger.js";
@@ -55,6 +56,8 @@ export interface RecoveryOptions {
   beforePass(): void;
   /** This runtime's name in the fleet lease (default: a random one). */
   holder?: string;
+  /** The fleet leases bucket (nats/fleet-lease.ts). */
+  leases: () => Promise<KV>;
 }
 
 /** How long a recovery lease holds before another runtime may take the pass over. */
@@ -114,7 +117,7 @@ export function createRecovery(options: RecoveryOptions): Recovery {
     while (!stopped) {
       let lease;
       try {
-        lease = await acquireFleetLease(topology.fleetLeases, key, holder, RECOVERY_LEASE_MS);
+        lease = await acquireFleetLease(await options.leases(), key, holder, RECOVERY_LEASE_MS);
       } catch (err) {
         logger.warn(`cannot take the recovery lease yet (${(err as Error)?.message ?? err}); retrying`);
         await sleep(RECOVERY_RECHECK_MS);
@@ -122,7 +125,7 @@ export function createRecovery(options: RecoveryOptions): Recovery {
       }
       if (lease.held) {
         await recover(reason);
-        await finishFleetLease(topology.fleetLeases, key, holder, lease.revision);
+        await finishFleetLease(await options.leases(), key, holder, lease.revision);
         return;
       }
       if (lease.record?.done) {

@@ -10,6 +10,7 @@
  * expired workflows, plus one read per retention in use. No per-message TTL is needed, so it works
  * on nats-server 2.9 and 2.10 as on 2.11+.
  */
+import type { KV } from "@nats-io/kv";
 import type { Logger } from "../logger.js";
 import { acquireFleetLease, releaseFleetLease } from "../nats/fleet-lease.js";
 import { readMatching } from "../nats/stream-read.js";
@@ -37,6 +38,8 @@ export interface RetentionOptions {
   intervalMs: number;
   /** The engine's clock (a test's can skip ahead). */
   now?: () => number;
+  /** The fleet leases bucket (nats/fleet-lease.ts). */
+  leases: () => Promise<KV>;
 }
 
 export function createRetentionSweeper(options: RetentionOptions): RetentionSweeper {
@@ -49,7 +52,7 @@ export function createRetentionSweeper(options: RetentionOptions): RetentionSwee
 
   async function sweepOnce(): Promise<number> {
     // Held for three intervals: a holder that dies is replaced within that.
-    const lease = await acquireFleetLease(topology.fleetLeases, RETENTION_LEASE_KEY, options.holder, options.intervalMs * 3, Date.now());
+    const lease = await acquireFleetLease(await options.leases(), RETENTION_LEASE_KEY, options.holder, options.intervalMs * 3, Date.now());
     if (!lease.held) return 0;
     const subjects = subjectsOf(topology);
     const classes = (await readMatching(topology, subjects.stream, subjects.retentionClassFilter))
@@ -106,7 +109,7 @@ export function createRetentionSweeper(options: RetentionOptions): RetentionSwee
       stopped = true;
       if (timer) clearTimeout(timer);
       await running?.catch(() => undefined);
-      await releaseFleetLease(topology.fleetLeases, RETENTION_LEASE_KEY, options.holder).catch(() => undefined);
+      await releaseFleetLease(await options.leases(), RETENTION_LEASE_KEY, options.holder).catch(() => undefined);
     },
     sweep,
   };
