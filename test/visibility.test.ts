@@ -158,7 +158,7 @@ describe("deleting", () => {
     await client.start("waiter", null, { id: "stays" });
     await waitFor("started", async () => (await client.count({ status: "running" })) === 1);
     await expect(client.delete("stays")).rejects.toThrow(/workflow stays is running; only a finished workflow can be deleted/);
-    await client.delete("gone");
+    expect(await client.delete("gone")).toBe(true);
     await expect(client.describe("gone")).rejects.toThrow(/no workflow with id gone/);
     expect((await client.listPage()).workflows.map((w) => w.id)).toEqual(["stays"]);
     expect(await client.count({ where: { customer: "c-9" } })).toBe(0);
@@ -166,8 +166,8 @@ describe("deleting", () => {
     const subjects = subjectsOf(topology);
     const left = await readMatching(topology, subjects.stream, `${subjects.prefix}>`);
     expect(left.map((m) => m.subject).filter((s) => s.includes("gone"))).toEqual([]);
-    await client.delete("gone"); // again: nothing to do
-    await client.delete("never-was");
+    expect(await client.delete("gone")).toBe(false); // again: nothing to do
+    expect(await client.delete("never-was")).toBe(false);
   });
 });
 

@@ -11,9 +11,7 @@ export async function deleteCommand(ctx: CommandContext): Promise<number> {
   if (extra.length) throw new UsageError(`unexpected argument(s): ${extra.join(" ")}`, "Delete one workflow at a time.");
   const client = await cliClient(configFromFlags(ctx));
   try {
-    const existed = await client.describe(id).then(() => true, () => false);
-    await client.delete(id);
-    print(existed ? `deleted ${id}` : `no workflow ${id}: nothing to delete`);
+    print((await client.delete(id)) ? `deleted ${id}` : `no workflow ${id}: nothing to delete`);
     return 0;
   } finally {
     await client.close();

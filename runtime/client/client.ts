@@ -100,9 +100,10 @@ export interface WorkflowClient {
   count(filter?: ListFilter): Promise<number>;
   /**
    * Remove a finished workflow now, with its history and index entries (retention does it
-   * later by itself). Refuses a running one: cancel it first. No-op for an unknown id.
+   * later by itself). Refuses a running one: cancel it first. Resolves true once removed, false
+   * when there was no such workflow.
    */
-  delete(id: string): Promise<void>;
+  delete(id: string): Promise<boolean>;
   /** Watch a workflow's state changes until it ends (for live progress); each state whole, as describe() gives it. */
   watch(id: string, options?: ResultOptions): AsyncIterable<WorkflowState>;
   close(): Promise<void>;
@@ -320,7 +321,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     async delete(id) {
       validateWorkflowId(id);
       const entry = await topology.states.get(id);
-      if (!entry || entry.operation !== "PUT" || entry.length === 0) return;
+      if (!entry || entry.operation !== "PUT" || entry.length === 0) return false;
       const state = entry.json<WorkflowState>();
       if (!isTerminal(state.status)) {
         throw new ValidationError("WF_WORKFLOW_RUNNING", `workflow ${id} is ${state.status}; only a finished workflow can be deleted`, {
@@ -328,6 +329,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
         });
       }
       await removeWorkflow(topology, state);
+      return true;
     },
     async close() {
       if (!options.connection) await nc.drain().catch(() => nc.close());
