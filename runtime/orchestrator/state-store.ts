@@ -11,7 +11,6 @@ import { JetflowError, RevisionConflictError } from "../errors.js";
 import type { WorkflowExecution } from "../journal/execution.js";
 import type { StepState, WorkflowState } from "../state.js";
 import { utf8BytesOver } from "../protocol.js";
-import { isHistoryKey } from "./history.js";
 
 export interface StoredWorkflow {
   state: WorkflowState;

@@ -84,6 +84,18 @@ export function indexSubjects(names: Names): IndexSubjects {
   };
 }
 
+const decoder = new TextDecoder();
+
+/** An entry as stored, or undefined for a message that is not one (written by something else). */
+export function decodeEntry(data: Uint8Array): IndexEntry | undefined {
+  try {
+    const entry = JSON.parse(decoder.decode(data)) as IndexEntry;
+    return entry && typeof entry.id === "string" ? entry : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function entryOf(state: WorkflowState): IndexEntry {
   const entry: IndexEntry = { id: state.id, workflow: state.workflow, status: state.status, createdAt: state.createdAt };
   if (state.status !== "running") {

@@ -22,10 +22,10 @@
  * decides what is shown.
  */
 import { ValidationError } from "../errors.js";
-import { countMatching, readMatching, readNewestMatching, type StoredMessage } from "../nats/stream-read.js";
+import { countMatching, readMatching, readNewestMatching } from "../nats/stream-read.js";
 import type { Topology } from "../nats/topology.js";
 import { isTerminal, TERMINAL_STATUSES, type WorkflowState, type WorkflowStatus } from "../state.js";
-import { endSubjectOf, type IndexEntry } from "./index-keys.js";
+import { decodeEntry, endSubjectOf, type IndexEntry } from "./index-keys.js";
 import { purgeLater, removeEntries, repairIndex, subjectsOf } from "./index-writer.js";
 import { plainAttributes, sameAttribute, typedAttribute, type SearchAttributes, type TypedAttribute } from "./search-attributes.js";
 
@@ -168,13 +168,6 @@ function decodeCursor(text: string, plan: Plan): Cursor {
   return cursor;
 }
 
-const decodeEntry = (msg: StoredMessage): IndexEntry | undefined => {
-  try {
-    return JSON.parse(new TextDecoder().decode(msg.data)) as IndexEntry;
-  } catch {
-    return undefined;
-  }
-};
 
 async function readStates(topology: Topology, ids: string[]): Promise<Map<string, { state: WorkflowState; revision: number }>> {
   const out = new Map<string, { state: WorkflowState; revision: number }>();
@@ -223,7 +216,7 @@ async function scanPage(topology: Topology, plan: Plan, cursor: Cursor, limit: n
     const candidates = new Map<string, { entry: IndexEntry; fromRun: boolean }>();
     for (const [msgs, fromRun] of [[runs, true], [endedSince, false]] as const) {
       for (const msg of msgs) {
-        const entry = decodeEntry(msg);
+        const entry = decodeEntry(msg.data);
         if (entry && entryMayMatch(plan, entry)) candidates.set(entry.id, { entry, fromRun }); // an end entry wins: it ended since
       }
     }
@@ -259,7 +252,7 @@ async function scanPage(topology: Topology, plan: Plan, cursor: Cursor, limit: n
       const want = limit - out.length;
       const batch = await readNewestMatching(topology, subjects.stream, filter, { beforeSeq: before, limit: want, stopWhen: (msg) => msg.time < floor - 60_000 });
       if (batch.length === 0) break;
-      const entries = batch.map((msg) => ({ msg, entry: decodeEntry(msg) }));
+      const entries = batch.map((msg) => ({ msg, entry: decodeEntry(msg.data) }));
       const states = await readStates(topology, entries.flatMap(({ entry }) => (entry && entryMayMatch(plan, entry) ? [entry.id] : [])));
       for (const { msg, entry } of entries) {
         before = msg.seq - 1;
@@ -373,7 +366,7 @@ export async function countWorkflows(topology: Topology, filter: ListFilter = {}
     if (!timed) return countMatching(topology, subjects.stream, filterSubject);
     const msgs = await readMatching(topology, subjects.stream, filterSubject, fromTime !== undefined ? { fromTime: fromTime - 60_000 } : {});
     return msgs.filter((msg) => {
-      const entry = decodeEntry(msg);
+      const entry = decodeEntry(msg.data);
       if (!entry || !entryMayMatch(plan, entry)) return false;
       const ended = entry.endedAt ? Date.parse(entry.endedAt) : undefined;
       if (plan.endedAfter !== undefined && (ended === undefined || ended < plan.endedAfter)) return false;

@@ -16,7 +16,7 @@ import { acquireFleetLease, releaseFleetLease } from "../nats/fleet-lease.js";
 import { readMatching } from "../nats/stream-read.js";
 import type { Topology } from "../nats/topology.js";
 import { isTerminal, type WorkflowState } from "../state.js";
-import { endSubjectOf, KEEP_FOREVER, type IndexEntry } from "./index-keys.js";
+import { decodeEntry, endSubjectOf, KEEP_FOREVER, type IndexEntry } from "./index-keys.js";
 import { removeEntries, removeWorkflow, subjectsOf } from "./index-writer.js";
 
 export const RETENTION_LEASE_KEY = "retention";
@@ -65,12 +65,7 @@ export function createRetentionSweeper(options: RetentionOptions): RetentionSwee
         const batch = await readMatching(topology, subjects.stream, subjects.endFilter({ retentionMs }), { limit: SWEEP_BATCH });
         let more = batch.length === SWEEP_BATCH;
         for (const msg of batch) {
-          let entry: IndexEntry | undefined;
-          try {
-            entry = JSON.parse(new TextDecoder().decode(msg.data)) as IndexEntry;
-          } catch {
-            entry = undefined;
-          }
+          const entry = decodeEntry(msg.data);
           const expiresAt = entry?.expiresAt ? Date.parse(entry.expiresAt) : msg.time + retentionMs;
           if (expiresAt > now()) {
             more = false; // the rest of this retention ended later: not due either
