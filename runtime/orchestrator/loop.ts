@@ -29,7 +29,7 @@ export type { Continuation, LocalOutcome, LocalSource } from "./local-completion
 import { earlyByMs, reparkTimer } from "./early-timers.js";
 import { afterFailure, failForPoison, workflowIdOf } from "./poison.js";
 import { recheckUnknownStart } from "./unknown-start.js";
-import { holdSignal, MAX_PENDING_SIGNALS, PendingSignalsWatch, releasePendingSignals } from "./pending-signals.js";
+import { holdSignal, MAX_PENDING_SIGNALS, PendingSignalsListener, releasePendingSignals } from "./pending-signals.js";
 import { serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 
 export interface Orchestrator {
@@ -81,7 +81,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   };
   const timerBatcher = new TimerBatcher(topology);
   const recovery = createRecovery({ topology, logger, beforePass: () => store.clear(), leases: () => fleetLeases(topology, config) });
-  const pendingSignals = new PendingSignalsWatch(topology, (message) => logger.warn(message));
+  const pendingSignals = new PendingSignalsListener(topology, (message) => logger.warn(message));
   const chains = new Map<string, Promise<void>>();
   const inFlight = new Set<Promise<void>>();
   let messages: Awaited<ReturnType<Awaited<ReturnType<Topology["js"]["consumers"]["get"]>>["consume"]>> | undefined;

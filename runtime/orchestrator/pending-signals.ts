@@ -7,7 +7,7 @@
  *
  * No signal is lost between the two: the signal path writes the key, then reads the state again
  * (applying the signal to it if it now exists). A start does not read the bucket: every runtime
- * listens to it (PendingSignalsWatch), the start path looks in that listener's set of ids after
+ * listens to it (PendingSignalsListener), the start path looks in that listener's set of ids after
  * it wrote the state, and the listener, on each key it is told of, reads that workflow's state and
  * releases the key if the state exists. Whichever comes second sees the other: a start that looked
  * before the listener heard of the key wrote its state before the listener reads it. A start costs no read
@@ -94,7 +94,7 @@ function isWrongRevision(err: unknown): boolean {
  * a server restart and lets a timeout of that escape as an unhandled rejection, which ended
  * runtimes in chaos scenario 2.)
  */
-export class PendingSignalsWatch {
+export class PendingSignalsListener {
   private readonly ids = new Set<string>();
   private sub: { unsubscribe(): void } | undefined;
   private stopped = false;
