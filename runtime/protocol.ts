@@ -17,7 +17,17 @@ export interface StartMessage {
   timeoutMs?: number;
   /** Free JSON kept in the state and shown by `wf show`; not used by the engine. */
   memo?: unknown;
+  /** What a start does when the id exists (absent: "reject-duplicate"; orchestrator/runs.ts). */
+  idReusePolicy?: IdReusePolicy;
 }
+
+/**
+ * "reject-duplicate": one id, one workflow (a start for an existing id is a no-op).
+ * "allow-if-failed": a new run if the latest ended failed, cancelled, terminated or timed out.
+ * "allow-duplicate": a new run if the latest has ended, whatever its status. A running one is never replaced.
+ */
+export type IdReusePolicy = "reject-duplicate" | "allow-if-failed" | "allow-duplicate";
+export const ID_REUSE_POLICIES: readonly IdReusePolicy[] = ["reject-duplicate", "allow-if-failed", "allow-duplicate"];
 
 /** `activity.tasks.<activity>`: published by the orchestrator, Nats-Msg-Id `<id>/<step>/<attempt>`. */
 export interface TaskMessage {
@@ -31,11 +41,17 @@ export interface TaskMessage {
   scheduledAt: string;
   /** Code version the workflow runs on; a worker without the activity in its current code uses this one. */
   bundle?: string;
+  /** The run that scheduled it (state `runId`); its completion carries it back. */
+  runId?: string;
+  /** The run's number when above 1: it scopes the Nats-Msg-Ids of the task and its completion (MSG_ID). */
+  run?: number;
 }
 
 /** `workflow.activity.completed.<id>.<step>`: published by a worker, Nats-Msg-Id `<id>/<step>/<attempt>/completed`. */
 export type CompletionMessage = {
   workflowId: string;
+  /** The task's `runId`: a completion for another run than the state's is a no-op. */
+  runId?: string;
   step: string;
   attempt: number;
   startedAt: string;
@@ -58,6 +74,8 @@ export interface TimerMessage {
   step?: string;
   /** kind "retry": the attempt the timer dispatches. */
   attempt?: number;
+  /** The run that armed it (state `runId`): a timer of another run is a no-op. */
+  runId?: string;
   /**
    * Set when the orchestrator re-parked a timer that fired before `fireAt` by its clock (a timer
    * service whose clock runs ahead): the stream sequence of that early fired event, which makes
@@ -106,13 +124,21 @@ export interface CancelMessage {
  */
 export const REPAIR_HEADER = "Jetflow-Recorded-Part-Way";
 
+/**
+ * Run 1 publishes under the ids it always had; a later run (orchestrator/runs.ts) reuses step
+ * names, so its tasks and completions are scoped by its number (`<id>/r.<run>/<step>/<attempt>`),
+ * else JetStream's duplicate window would drop them as repeats of the earlier run's. Its timers
+ * are scoped through their key (TIMER_KEY, `r<run>_` in front).
+ */
 export const MSG_ID = {
-  task: (id: string, step: string, attempt: number) => `${id}/${step}/${attempt}`,
-  completion: (id: string, step: string, attempt: number) => `${id}/${step}/${attempt}/completed`,
+  task: (id: string, step: string, attempt: number, run?: number) => `${runScope(id, run)}/${step}/${attempt}`,
+  completion: (id: string, step: string, attempt: number, run?: number) => `${runScope(id, run)}/${step}/${attempt}/completed`,
   timer: (id: string, key: string, repark?: number) => (repark === undefined ? `${id}/timer/${key}` : `${id}/timer/${key}/${repark}`),
   fired: (id: string, key: string, repark?: number) => (repark === undefined ? `${id}/fired/${key}` : `${id}/fired/${key}/${repark}`),
   timerBatch: (batchId: string) => `timers/${batchId}`,
 };
+
+const runScope = (id: string, run: number | undefined): string => (run !== undefined && run > 1 ? `${id}/r.${run}` : id);
 
 export const TIMER_KEY = {
   retry: (step: string, attempt: number) => `retry_${attempt}_${step}`,
@@ -176,7 +202,7 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "obj
 
 export function parseStart(body: unknown): StartMessage {
   if (!isObject(body)) throw new ProtocolError(`start message must be a JSON object {"id"?: string, "input"?: any, "searchAttributes"?: object}, got ${typeName(body)}`);
-  const known = ["id", "input", "searchAttributes", "signal", "timeoutMs", "memo"];
+  const known = ["id", "input", "searchAttributes", "signal", "timeoutMs", "memo", "idReusePolicy"];
   const unknownKeys = Object.keys(body).filter((k) => !known.includes(k));
   if (unknownKeys.length) throw new ProtocolError(`start message has unknown field(s) ${unknownKeys.map((k) => `"${k}"`).join(", ")}; only ${known.map((k) => `"${k}"`).join(", ")} are accepted`);
   if (body.id !== undefined && body.id !== null && typeof body.id !== "string") throw new ProtocolError(`start message "id" must be a string, got ${typeName(body.id)}`);
@@ -194,6 +220,10 @@ export function parseStart(body: unknown): StartMessage {
     start.timeoutMs = body.timeoutMs;
   }
   if (body.memo !== undefined && body.memo !== null) start.memo = body.memo;
+  if (body.idReusePolicy !== undefined && body.idReusePolicy !== null) {
+    if (!ID_REUSE_POLICIES.includes(body.idReusePolicy as IdReusePolicy)) throw new ProtocolError(`start message "idReusePolicy" must be one of ${ID_REUSE_POLICIES.map((p) => `"${p}"`).join(", ")}, got ${JSON.stringify(body.idReusePolicy)}`);
+    start.idReusePolicy = body.idReusePolicy as IdReusePolicy;
+  }
   return start;
 }
 

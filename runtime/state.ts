@@ -10,7 +10,12 @@ import type { TypedAttributes } from "./visibility/search-attributes.js";
 
 export const STATE_SCHEMA_VERSION = 2;
 
-export type WorkflowStatus = "running" | "completed" | "failed" | "cancelled" | "terminated" | "timed_out";
+/**
+ * "continued_as_new" ends a run, never a workflow: only an archived run (key `<id>/r.<n>`,
+ * orchestrator/runs.ts) holds it; key `<id>` goes from that run's last running state straight to
+ * the next run's first. So it is not among TERMINAL_STATUSES (a workflow's end), but isTerminal.
+ */
+export type WorkflowStatus = "running" | "completed" | "failed" | "cancelled" | "terminated" | "timed_out" | "continued_as_new";
 export const TERMINAL_STATUSES: readonly WorkflowStatus[] = ["completed", "failed", "cancelled", "terminated", "timed_out"];
 
 /**
@@ -140,6 +145,18 @@ export interface WorkflowState {
    * definition or the `retention` config. Absent in states from before retention: 7 days.
    */
   retentionMs?: number;
+  /**
+   * This run's id (orchestrator/runs.ts): deterministic for the start message (or the run it
+   * continues), carried by its tasks, completions and timers, so that an earlier run's cannot
+   * act on this one. Absent in states from before runs.
+   */
+  runId?: string;
+  /** This run's number, 1 for the first (absent: 1). Runs 1 … run − 1 are archived at `<id>/r.<n>`. */
+  run?: number;
+  /** The run this one replaced (continue-as-new, or a start under an id reuse policy). */
+  previousRunId?: string;
+  /** Status "continued_as_new" (an archived run): the run that continued it, and its input. */
+  continuedAsNew?: { runId: string; input: unknown };
 }
 
 export interface SignalRecord {
@@ -152,7 +169,7 @@ export interface SignalRecord {
 }
 
 export function isTerminal(status: WorkflowStatus): boolean {
-  return TERMINAL_STATUSES.includes(status);
+  return status === "continued_as_new" || TERMINAL_STATUSES.includes(status);
 }
 
 /** Steps sorted by the order the workflow issued them. */

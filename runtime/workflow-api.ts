@@ -86,7 +86,7 @@ export interface WorkflowLogger {
  * What workflow code gets. Every effect goes through it and is recorded in the journal, so the
  * function can be replayed after a crash and reach the same point.
  */
-export interface WorkflowContext<A = Record<string, ActivityFunction>> {
+export interface WorkflowContext<A = Record<string, ActivityFunction>, I = any> {
   workflowId: string;
   workflow: string;
   /** Run an activity by type; resolves with its output once it succeeded (after retries). */
@@ -133,6 +133,16 @@ export interface WorkflowContext<A = Record<string, ActivityFunction>> {
    * `patched`.
    */
   deprecatePatch(patchId: string): void;
+  /**
+   * End this run and start a new run of the same workflow (same id, type, search attributes and
+   * memo) with `input` and a fresh history: how a loop that never ends keeps its state small.
+   * `return ctx.continueAsNew(next)`: the returned promise never settles, so no code after it
+   * runs. Signals this run received but did not consume go to the new run. Typed by the
+   * workflow's input (`WorkflowContext<A, I>`), or name the workflow:
+   * `ctx.continueAsNew<typeof myLoop>({ cursor })`. An input that is not JSON rejects at the
+   * call; one over limits.maxInputBytes fails the workflow (WF_CONTINUE_AS_NEW_INPUT_TOO_LARGE).
+   */
+  continueAsNew<F extends WorkflowFunction = WorkflowFunction<I>>(input: Parameters<F>[1]): Promise<never>;
   /** Deterministic time: when the current activation happened (also what `Date.now()` returns). */
   now(): number;
   /** Deterministic random in [0, 1) (also what `Math.random()` returns). */
@@ -143,7 +153,7 @@ export interface WorkflowContext<A = Record<string, ActivityFunction>> {
   log: WorkflowLogger;
 }
 
-export type WorkflowFunction<I = any, O = any, A = any> = (ctx: WorkflowContext<A>, input: I) => Promise<O>;
+export type WorkflowFunction<I = any, O = any, A = any> = (ctx: WorkflowContext<A, I>, input: I) => Promise<O>;
 
 /** The rejection an awaited activity raises once its retries are exhausted (or it is not retryable). */
 export class ActivityFailure extends Error {

@@ -11,10 +11,13 @@ import { connectNats, type NatsConnection } from "../nats/connect.js";
 import { createNames } from "../nats/names.js";
 import { ensureTopology, type Topology } from "../nats/topology.js";
 import { randomUUID } from "node:crypto";
-import { encode, type CancelMessage, type SignalMessage, type StartMessage } from "../protocol.js";
+import { encode, ID_REUSE_POLICIES, type CancelMessage, type IdReusePolicy, type SignalMessage, type StartMessage } from "../protocol.js";
+import { listRuns, readRun, reusesId, runNumber, type RunsPage } from "../orchestrator/runs.js";
 import { isTerminal, type WorkflowState } from "../state.js";
 
 export type { ListFilter, ListPage, WorkflowSummary } from "../visibility/query.js";
+export type { RunsPage, RunSummary } from "../orchestrator/runs.js";
+export type { IdReusePolicy } from "../protocol.js";
 import { withHistory, type HistoryChunk } from "../orchestrator/history.js";
 import { countWorkflows, DEFAULT_PAGE_SIZE, listPage, planFilter, type ListFilter, type ListPage, type WorkflowSummary } from "../visibility/query.js";
 import { removeWorkflow } from "../visibility/index-writer.js";
@@ -32,6 +35,17 @@ export interface StartOptions {
   timeout?: Duration;
   /** Free JSON kept with the workflow and shown by `wf show`. */
   memo?: unknown;
+  /**
+   * When a workflow with this id exists: "reject-duplicate" (default) keeps it and this start is a
+   * no-op; "allow-if-failed" starts a new run if its latest run ended failed, cancelled,
+   * terminated or timed out; "allow-duplicate" if it ended at all. A running one is never replaced.
+   */
+  idReusePolicy?: IdReusePolicy;
+}
+
+export interface DescribeOptions {
+  /** Run number (1 for the first): an earlier run of the id, archived when the next replaced it. Default: the latest. */
+  run?: number;
 }
 
 export interface SignalWithStartOptions<I = unknown> extends StartOptions {
@@ -76,8 +90,13 @@ export interface WorkflowClient {
   result<O = unknown>(id: string, options?: ResultOptions): Promise<O>;
   /** Wait until the workflow ends, whatever its status: its terminal state, every step included (history chunks read back). */
   waitForEnd(id: string, options?: ResultOptions): Promise<WorkflowState>;
-  /** The state, every step included (history chunks read back); WorkflowNotFoundError when there is none. */
-  describe(id: string): Promise<WorkflowState>;
+  /**
+   * The state of the latest run (or of run `options.run`), every step included (history chunks
+   * read back); WorkflowNotFoundError when there is none. `runId` and `run` tell which run it is.
+   */
+  describe(id: string, options?: DescribeOptions): Promise<WorkflowState>;
+  /** The runs before the latest (or before run `page.before`), newest first, `page.limit` (default 10) at a time: one read each. */
+  runs(id: string, page?: { limit?: number; before?: number }): Promise<RunsPage>;
   /** The workflow's history in the exported format (journal/history-file.ts), for replay tests (jetflow/testing replayHistory). */
   history(id: string): Promise<WorkflowHistory>;
   cancel(id: string, reason?: string): Promise<void>;
@@ -136,7 +155,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     updateConsumers: false,
   });
 
-  async function describe(id: string): Promise<WorkflowState> {
+  async function latestRun(id: string): Promise<WorkflowState> {
     validateWorkflowId(id);
     const entry = await topology.states.get(id);
     if (!entry || entry.operation !== "PUT" || entry.length === 0) {
@@ -144,7 +163,19 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
         hint: "Check the id (`wf list` shows recent ones) and that NATS_URL / namespace point where it was started.",
       });
     }
-    return withHistory(topology.states, entry.json<WorkflowState>());
+    return entry.json<WorkflowState>();
+  }
+
+  async function describe(id: string, describeOptions: DescribeOptions = {}): Promise<WorkflowState> {
+    const latest = await latestRun(id);
+    if (describeOptions.run === undefined) return withHistory(topology.states, latest);
+    const state = await readRun(topology.states, latest, describeOptions.run);
+    if (!state) {
+      throw new WorkflowNotFoundError("WF_RUN_NOT_FOUND", `workflow ${id} has no run ${describeOptions.run}: its runs are 1 to ${runNumber(latest)}`, {
+        hint: `Pick a run number from \`wf show ${id}\` (it lists earlier runs); a removed workflow's runs are gone with it.`,
+      });
+    }
+    return withHistory(topology.states, state);
   }
 
   async function* watch(id: string, opts: ResultOptions = {}): AsyncIterable<WorkflowState> {
@@ -167,8 +198,8 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     }
   }
 
-  async function result<O>(id: string, opts: ResultOptions = {}): Promise<O> {
-    const state = await endState(id, opts);
+  async function result<O>(id: string, opts: ResultOptions = {}, afterRun = 0): Promise<O> {
+    const state = await endState(id, opts, afterRun);
     if (state.status === "completed") return state.result as O;
     throw new WorkflowFailedError(id, state.status, state.error);
   }
@@ -184,8 +215,12 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     return withHistory(topology.states, await endState(id, opts));
   }
 
-  /** The terminal state as stored: a long workflow's early steps are in its history chunks. */
-  async function endState(id: string, opts: ResultOptions): Promise<WorkflowState> {
+  /**
+   * The terminal state as stored: a long workflow's early steps are in its history chunks. Key
+   * `<id>` never holds a run that continued as new (runs.ts), so this follows to the last run.
+   * `afterRun`: only a run numbered above it counts (a start that replaces a finished run).
+   */
+  async function endState(id: string, opts: ResultOptions, afterRun = 0): Promise<WorkflowState> {
     validateWorkflowId(id);
     opts.signal?.throwIfAborted();
     let wake: (() => void) | undefined;
@@ -194,7 +229,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
       callback: (_err, msg) => {
         try {
           const state = msg.json<WorkflowState>();
-          if (state?.id === id && isTerminal(state.status)) announced = state;
+          if (state?.id === id && isTerminal(state.status) && runNumber(state) > afterRun) announced = state;
         } catch {
           /* not a state: the next read decides */
         }
@@ -209,7 +244,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
         const entry = await topology.states.get(id);
         if (entry && entry.operation === "PUT" && entry.length > 0) {
           const state = entry.json<WorkflowState>();
-          if (isTerminal(state.status)) return state;
+          if (isTerminal(state.status) && runNumber(state) > afterRun) return state;
         }
         if (announced) return announced;
         await new Promise<void>((resolve) => {
@@ -233,7 +268,9 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     const state = await describe(id);
     if (isTerminal(state.status)) return;
     const message: CancelMessage = { workflowId: id, ...(reason ? { reason } : {}), ...(terminate ? { terminate } : {}) };
-    await topology.js.publish(names.cancelSubject(id), encode(message), { msgID: `${id}/${terminate ? "terminate" : "cancel"}` });
+    // Per run: a later run of the id (runs.ts) may be cancelled within the duplicate window too.
+    const run = runNumber(state) > 1 ? `/r.${runNumber(state)}` : "";
+    await topology.js.publish(names.cancelSubject(id), encode(message), { msgID: `${id}${run}/${terminate ? "terminate" : "cancel"}` });
   }
 
   async function signal(id: string, name: string, payload?: unknown): Promise<void> {
@@ -255,6 +292,15 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     if (startOptions.timeout !== undefined) message.timeoutMs = parseDuration(startOptions.timeout, `start of ${workflow}: timeout`);
     if (startOptions.memo !== undefined) message.memo = startOptions.memo;
     if (signalToo) message.signal = signalToo;
+    const reusing = startOptions.idReusePolicy !== undefined && startOptions.idReusePolicy !== "reject-duplicate";
+    if (startOptions.idReusePolicy !== undefined) {
+      if (!ID_REUSE_POLICIES.includes(startOptions.idReusePolicy)) {
+        throw new ValidationError("WF_INVALID_ID_REUSE_POLICY", `idReusePolicy ${JSON.stringify(startOptions.idReusePolicy)} is not one of ${ID_REUSE_POLICIES.join(", ")}`, {
+          hint: 'Pass "reject-duplicate" (the default: one id, one workflow), "allow-if-failed" or "allow-duplicate".',
+        });
+      }
+      if (reusing) message.idReusePolicy = startOptions.idReusePolicy;
+    }
     const data = encode(message);
     if (data.length > config.limits.maxInputBytes) {
       throw new ValidationError("WF_INPUT_TOO_LARGE", `input of ${workflow} is ${data.length} bytes; limits.maxInputBytes is ${config.limits.maxInputBytes}`, {
@@ -264,21 +310,30 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     // Same id, same Nats-Msg-Id: a retried publish is dropped by JetStream; a later one is a no-op
     // in the orchestrator because the state exists. (A signal-with-start is its own message: its
     // signal must reach a workflow that exists.)
-    const msgID = signalToo ? `${id}/start/${signalToo.signalId}` : `${id}/start`;
+    // A start that may make a new run of an existing id is its own request (a retry of this call
+    // reuses it): the id's Nats-Msg-Id would have JetStream drop it within the duplicate window.
+    // Its handle waits for a run after the latest finished one, which it may replace.
+    let afterRun = 0;
+    if (reusing) {
+      const latest = await topology.states.get(id);
+      const state = latest && latest.operation === "PUT" && latest.length > 0 ? latest.json<WorkflowState>() : undefined;
+      if (state && reusesId(state, startOptions.idReusePolicy)) afterRun = runNumber(state);
+    }
+    const msgID = signalToo ? `${id}/start/${signalToo.signalId}` : reusing ? `${id}/start/${randomUUID()}` : `${id}/start`;
     const ack = await topology.js.publish(names.startSubject(workflow), data, { msgID });
-    if (ack.duplicate && !(await topology.states.get(id))) {
+    if (!reusing && ack.duplicate && !(await topology.states.get(id))) {
       // A start of this id within the duplicate window, and no state: it was refused without one
       // (a workflow type not deployed yet, docs/protocol.md) or is still queued. Publish it again
       // under its own Nats-Msg-Id; the orchestrator creates a state once per id (KV create) anyway.
       await topology.js.publish(names.startSubject(workflow), data, { msgID: `${id}/start/${randomUUID()}` });
     }
-    return getHandle<O>(id, workflow);
+    return getHandle<O>(id, workflow, afterRun);
   }
 
-  const getHandle = <O>(id: string, workflow = ""): WorkflowHandle<O> => ({
+  const getHandle = <O>(id: string, workflow = "", afterRun = 0): WorkflowHandle<O> => ({
     id,
     workflow,
-    result: (opts) => result<O>(id, opts),
+    result: (opts) => result<O>(id, opts, afterRun),
     describe: () => describe(id),
     cancel: (reason) => cancel(id, reason),
     signal: (name, payload) => signal(id, name, payload),
@@ -294,9 +349,10 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
       return startWorkflow(workflow, input, startOptions, { name: signal, payload: payload === undefined ? null : payload, signalId: randomUUID() });
     },
     getHandle: (id) => getHandle(id),
-    result,
+    result: (id, opts) => result(id, opts),
     waitForEnd,
     describe,
+    runs: async (id, page) => listRuns(topology.states, await latestRun(id), page),
     history: async (id) => toWorkflowHistory(await describe(id)),
     cancel: (id, reason) => cancel(id, reason),
     terminate: (id, reason) => cancel(id, reason, true),

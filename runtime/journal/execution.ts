@@ -77,6 +77,11 @@ export interface ExecutionOptions {
   searchAttributes?: TypedAttributes | undefined;
   realm: WorkflowRealm;
   logger: Logger;
+  /**
+   * Seed of ctx.random()/ctx.uuid() (default: the workflow id). A later run (orchestrator/runs.ts)
+   * passes its runId, so each run of a loop gets its own sequence; run 1 keeps the id's.
+   */
+  randomSeed?: string | undefined;
 }
 
 interface Waiter {
@@ -99,6 +104,11 @@ export class WorkflowExecution {
    */
   recordedAt: ((seq: number) => StepState | undefined) | undefined;
   outcome: Outcome | undefined;
+  /**
+   * Set by ctx.continueAsNew: the run ends "continued_as_new" and a new run starts with this input
+   * (orchestrator/runs.ts). The first call holds; it wins over the function's own outcome.
+   */
+  continuedAsNew: { input: unknown } | undefined;
 
   private readonly options: ExecutionOptions;
   private nextSeq = 0;
@@ -121,7 +131,7 @@ export class WorkflowExecution {
     this.options = options;
     this.workflowId = options.workflowId;
     this.workflow = options.workflow;
-    this.random = seededRandom(options.workflowId);
+    this.random = seededRandom(options.randomSeed ?? options.workflowId);
     this.attributes = options.searchAttributes ?? {};
     this.ctx = this.createContext();
   }
@@ -287,6 +297,17 @@ export class WorkflowExecution {
         const added = names.filter((name) => !Object.hasOwn(self.attributes, name));
         self.attributes = { ...self.attributes, ...typed };
         self.settledCommand("upsert", self.stepName("search_attributes", undefined), { attributes: typed, added });
+      },
+      continueAsNew(input: unknown): Promise<never> {
+        try {
+          // Checked at the call, where the code can catch it; the size is checked by the orchestrator (limits.maxInputBytes).
+          const value = toJson(input === undefined ? null : input, `input of ctx.continueAsNew() in workflow ${self.workflow}`);
+          self.continuedAsNew ??= { input: value };
+        } catch (err) {
+          return Promise.reject(err);
+        }
+        // Never settles: the code stops here, and the run ends when this activation does.
+        return new Promise<never>(() => undefined);
       },
       patched: (id) => self.patch(id, "ctx.patched()", false),
       deprecatePatch(id) {

@@ -27,6 +27,8 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
     searchAttributes: startAttributes(state),
     realm: options.realm,
     logger: options.logger,
+    // A later run's own random sequence (execution.ts randomSeed).
+    randomSeed: (state.run ?? 1) > 1 ? state.runId : undefined,
   });
   const bySeq = new Map<number, [string, StepState]>();
   for (const [name, step] of Object.entries(state.steps)) bySeq.set(step.seq, [name, step]);

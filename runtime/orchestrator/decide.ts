@@ -20,6 +20,7 @@ import { backoffDelayMs, resolveRetryPolicy, shouldRetry } from "../retry-policy
 import { STATE_SCHEMA_VERSION, type SignalRecord, type StepState, type WorkflowState } from "../state.js";
 import { retryTimer, sleepTimer, timeoutTimer, type Effect } from "./outbox.js";
 import type { StoredWorkflow } from "./state-store.js";
+import { nextRunId } from "./runs.js";
 
 export interface DecideEnv {
   /** The code a workflow runs on: its recorded version if still loadable, else the current one. */
@@ -60,6 +61,10 @@ export interface StartExtras {
   /** This run's timeout, over the definition's and the default (0: none). */
   timeoutMs?: number | undefined;
   memo?: unknown;
+  /** Which run this is (runs.ts): its id and number, and the run it replaces. */
+  run?: { runId: string; run: number; previousRunId?: string | undefined } | undefined;
+  /** A continued run: the signals the previous run received and did not consume, and the ids it saw (dedupe). */
+  carried?: { signals?: SignalRecord[] | undefined; seenSignals?: string[] | undefined } | undefined;
 }
 
 export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow, version: string, id: string, input: unknown, extras: StartExtras): Promise<Decision & { kind: "write" }> {
@@ -80,13 +85,20 @@ export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow
   };
   if (extras.searchAttributes && Object.keys(extras.searchAttributes).length > 0) state.searchAttributes = extras.searchAttributes;
   if (extras.memo !== undefined) state.memo = extras.memo;
-  if (extras.signal) state.signals = [{ id: extras.signal.signalId, name: extras.signal.name, payload: extras.signal.payload, receivedAt: iso(now) }];
+  if (extras.run) {
+    state.runId = extras.run.runId;
+    if (extras.run.run > 1) state.run = extras.run.run;
+    if (extras.run.previousRunId) state.previousRunId = extras.run.previousRunId;
+  }
+  if (extras.carried?.signals?.length) state.signals = [...extras.carried.signals];
+  if (extras.carried?.seenSignals?.length) state.seenSignals = [...extras.carried.seenSignals];
+  if (extras.signal) state.signals = [...(state.signals ?? []), { id: extras.signal.signalId, name: extras.signal.name, payload: extras.signal.payload, receivedAt: iso(now) }];
   const effects: Effect[] = [];
   const timeoutMs = extras.timeoutMs ?? definition.timeoutMs ?? env.defaults.workflowTimeoutMs;
   if (timeoutMs > 0) {
     state.timeoutMs = timeoutMs;
     state.deadline = iso(now + timeoutMs);
-    effects.push({ kind: "timer", timer: timeoutTimer(id, now + timeoutMs) });
+    effects.push({ kind: "timer", timer: timeoutTimer(state, now + timeoutMs) });
   }
   const execution = new WorkflowExecution({
     workflowId: id,
@@ -95,6 +107,7 @@ export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow
     input: state.input,
     searchAttributes: state.searchAttributes,
     logger: env.logger,
+    randomSeed: (state.run ?? 1) > 1 ? state.runId : undefined,
   });
   await activate(execution, now, () => execution.begin());
   await settle(env, state, execution, now, effects);
@@ -145,7 +158,7 @@ export async function decideCompletion(env: DecideEnv, stored: StoredWorkflow, e
       const fireAt = now + backoffDelayMs(policy, step.attempt + 1);
       step.status = "retrying";
       step.nextAttemptAt = iso(fireAt);
-      effects.push({ kind: "timer", timer: retryTimer(state.id, event.step, step.attempt + 1, fireAt) });
+      effects.push({ kind: "timer", timer: retryTimer(state, event.step, step.attempt + 1, fireAt) });
       state.updatedAt = iso(now);
       return { kind: "write", state, effects, execution: stored.execution };
     }
@@ -322,6 +335,13 @@ async function replay(env: DecideEnv, state: WorkflowState): Promise<WorkflowExe
 function record(env: DecideEnv, state: WorkflowState, execution: WorkflowExecution, now: number, effects: Effect[]): void {
   for (const command of execution.takeIssued()) addStep(env, state, command, now, effects);
   state.updatedAt = iso(now);
+  if (execution.continuedAsNew) {
+    // The run ends here; the loop archives it and starts the next run in the same CAS (runs.ts).
+    state.status = "continued_as_new";
+    state.continuedAsNew = { runId: nextRunId(state), input: execution.continuedAsNew.input };
+    finish(state, now);
+    return;
+  }
   const outcome = execution.outcome;
   if (!outcome) return;
   if (outcome.ok) {
@@ -372,7 +392,7 @@ function addStep(env: DecideEnv, state: WorkflowState, command: Command, now: nu
   if (command.kind === "sleep") {
     const fireAt = now + command.durationMs;
     state.steps[command.name] = { seq: command.seq, kind: "sleep", status: "waiting", attempt: 0, scheduledAt: iso(now), fireAt: iso(fireAt) };
-    effects.push({ kind: "timer", timer: sleepTimer(state.id, command.name, fireAt) });
+    effects.push({ kind: "timer", timer: sleepTimer(state, command.name, fireAt) });
     return;
   }
   const retry = resolveRetryPolicy(command.options.retry, env.defaults.retry, `step ${command.name} retry`);

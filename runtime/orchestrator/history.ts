@@ -8,7 +8,8 @@
  * code, the oldest delivered steps move out of the state into an immutable chunk, written once,
  * and the state keeps the steps that can still change plus the most recent ones.
  *
- * A chunk is key `<id>/<n>` of the same bucket (an id cannot contain `/`). Same bucket, same
+ * A chunk is key `<id>/<n>` of the same bucket (an id cannot contain `/`); a later run's
+ * (orchestrator/runs.ts) is `<id>/r.<run>/<n>`, so a run's chunks are never overwritten by the next's. Same bucket, same
  * stream: the chunk is stored before the state write that drops its steps, and a server that
  * loses writes in a crash loses a stream's tail, so a state that survived has its chunks.
  * A chunk holds only entries of the committed state the decision was made on (its `base`
@@ -34,6 +35,8 @@ export interface HistoryChunk {
   id: string;
   /** Position of this chunk: 0 holds the first journal entries. */
   chunk: number;
+  /** The run it belongs to, when above 1 (absent: run 1, keys `<id>/<n>`). */
+  run?: number;
   /** The journal entries it holds, in order: entries chunk×… of the workflow's whole journal. */
   journal: string[];
   /** The step record of each of them. */
@@ -51,7 +54,7 @@ export interface CommittedState {
   revision: number;
 }
 
-export const historyKey = (id: string, chunk: number): string => `${id}/${chunk}`;
+export const historyKey = (id: string, chunk: number, run?: number): string => (run !== undefined && run > 1 ? `${id}/r.${run}/${chunk}` : `${id}/${chunk}`);
 
 /** Keys of the states bucket that are chunks, not workflow states. */
 export const isHistoryKey = (key: string): boolean => key.includes("/");
@@ -100,7 +103,7 @@ export function splitHistory(state: WorkflowState, serializedLength: number, com
   if (take <= 0) return undefined;
   const moved = journal.slice(0, take);
   const chunkIndex = state.history?.chunks ?? 0;
-  const chunk: HistoryChunk = { v: 1, id: state.id, chunk: chunkIndex, journal: moved, steps: {}, base: committed.revision };
+  const chunk: HistoryChunk = { v: 1, id: state.id, chunk: chunkIndex, ...((state.run ?? 1) > 1 ? { run: state.run } : {}), journal: moved, steps: {}, base: committed.revision };
   const steps = { ...state.steps };
   for (const name of moved) {
     chunk.steps[name] = steps[name]!;
@@ -137,7 +140,7 @@ function committedPrefix(journal: string[], state: WorkflowState, committed: Wor
  * decision is the stale one, which the caller treats like a lost CAS (re-read, decide again).
  */
 export async function storeChunk(kv: KV, chunk: HistoryChunk): Promise<void> {
-  const key = historyKey(chunk.id, chunk.chunk);
+  const key = historyKey(chunk.id, chunk.chunk, chunk.run);
   const data = JSON.stringify(chunk);
   try {
     await kv.create(key, data);
@@ -169,8 +172,8 @@ export async function withHistory(kv: KV, state: WorkflowState, known?: Map<numb
     Array.from({ length: count }, async (_, n) => {
       const cached = known?.get(n);
       if (cached) return cached;
-      const entry = await kv.get(historyKey(state.id, n));
-      if (!entry || entry.operation !== "PUT" || entry.length === 0) throw new HistoryMissingError(state.id, historyKey(state.id, n));
+      const entry = await kv.get(historyKey(state.id, n, state.run));
+      if (!entry || entry.operation !== "PUT" || entry.length === 0) throw new HistoryMissingError(state.id, historyKey(state.id, n, state.run));
       const chunk = entry.json<HistoryChunk>();
       known?.set(n, chunk); // chunks never change: a watcher reads each once
       return chunk;

@@ -7,16 +7,19 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import type { Config } from "../config.js";
 import { recordDeadLetter } from "../dead-letters.js";
-import type { Registry } from "../definitions.js";
+import type { Registry, RegisteredWorkflow } from "../definitions.js";
 import { BlockedWorkflowError, PoisonEventError, RevisionConflictError, ValidationError } from "../errors.js";
 import { validateWorkflowId } from "../ids.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
 import { encode, REPAIR_HEADER, parseCancel, type CompletionMessage, utf8BytesOver, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage, type SignalMessage, type StartMessage } from "../protocol.js";
-import { indexAttributes, indexEnd, indexStart, repairIndex } from "../visibility/index-writer.js";
+import { indexAttributes, indexEnd, indexStart, removeEntries, repairIndex, subjectsOf } from "../visibility/index-writer.js";
 import { isTerminal, STATE_SCHEMA_VERSION, type LeaseRef, type WorkflowState } from "../state.js";
 import { repairEffects, type Leases } from "../worker/leases.js";
-import { decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv } from "./decide.js";
+import { decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv, type StartExtras } from "./decide.js";
+import { archiveRun, otherRun, refuseContinuation, reusesId, runawayContinuation, runNumber, startRunId } from "./runs.js";
+import { parkedTimersOf } from "./parked-timers.js";
+import { endSubjectOf } from "../visibility/index-keys.js";
 import { parkEvent, releaseParked } from "./blocked.js";
 import { pendingEffects, publishEffects, taskMessage, type Effect } from "./outbox.js";
 import { splitHistory, storeChunk, withHistory } from "./history.js";
@@ -61,6 +64,8 @@ export interface OrchestratorOptions {
 }
 
 const MAX_CAS_ATTEMPTS = 20;
+/** Runs that continue as new in their first activation, one after the other, within one event (settleContinuations). */
+const MAX_RUNS_PER_EVENT = 100;
 /** Pull request lifetime of the event consumer; see run(). */
 const PULL_EXPIRES_MS = 5_000;
 const RETRY_DELAY_MS = 1_000;
@@ -105,6 +110,11 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     return next;
   }
 
+  /** A completion, applied only to the run that scheduled its task (runs.ts): an earlier run's is a no-op. */
+  async function completionOfThisRun(stored: StoredWorkflow, event: CompletionMessage): Promise<Decision> {
+    return otherRun(stored.state, event.runId, `completion of ${event.step}`) ?? (await decideCompletion(env, stored, event));
+  }
+
   async function handle(msg: JsMsg): Promise<void> {
     const kind = topology.names.eventKind(msg.subject);
     let body: unknown;
@@ -127,7 +137,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         case "completed": {
           const event = parseCompletion(body);
           const lease = { step: event.step, attempt: event.attempt };
-          return await serialize(event.workflowId, () => apply(msg, event.workflowId, (stored) => decideCompletion(env, stored, event), { lease }));
+          return await serialize(event.workflowId, () => apply(msg, event.workflowId, (stored) => completionOfThisRun(stored, event), { lease }));
         }
         case "timer": {
           const timer = parseTimer(body);
@@ -137,7 +147,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
             await reparkTimer(topology, timer, early, msg.seq);
             return msg.ack();
           }
-          return await serialize(timer.workflowId, () => apply(msg, timer.workflowId, (stored) => decideTimer(env, stored, timer)));
+          return await serialize(timer.workflowId, () => apply(msg, timer.workflowId, async (stored) => otherRun(stored.state, timer.runId, `timer ${timer.key}`) ?? (await decideTimer(env, stored, timer))));
         }
         case "signal": {
           const signal = parseSignal(body);
@@ -205,18 +215,25 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       // (a duplicate start, rare, pays for an activation that is thrown away). A redelivered start
       // is most likely a duplicate: read first then, and repair the effects.
       const existing = msg.redelivered ? await store.load(id) : store.cached(id);
-      if (existing) {
-        // The first delivery may have died before it released the signals or wrote the index.
-        await Promise.all([releasePendingSignals(topology, id), repairIndex(topology, existing.state), signalOfStart(id, start.signal)]);
-        return duplicate(msg, existing, `workflow ${id} already exists`);
-      }
-      const decision = await decideStart(env, definition, registry.version, id, start.input, {
+      // The run this start makes: the same on every delivery of this message (runs.ts).
+      const runId = startRunId(id, msg.seq);
+      const extras = {
         searchAttributes: start.searchAttributes,
         retentionMs: definition.retentionMs ?? config.retentionMs,
         signal: start.signal,
         timeoutMs: start.timeoutMs,
         memo: start.memo,
-      });
+      };
+      // A finished id that the start's idReusePolicy lets start again: a new run replaces it (runs.ts).
+      const reuse = (latest: StoredWorkflow) => latest.state.runId !== runId && reusesId(latest.state, start.idReusePolicy);
+      if (existing && reuse(existing)) return startNewRun(msg, existing, definition, registry.version, start.input, { ...extras, run: { runId, run: runNumber(existing.state) + 1, previousRunId: existing.state.runId } });
+      if (existing) {
+        // The first delivery may have died before it released the signals or wrote the index.
+        await Promise.all([releasePendingSignals(topology, id), repairIndex(topology, existing.state), signalOfStart(id, start.signal)]);
+        return duplicate(msg, existing, `workflow ${id} already exists`);
+      }
+      // (A first run that continues as new at once is archived before the create, like any switch.)
+      const { archived, decision } = await settleContinuations(await decideStart(env, definition, registry.version, id, start.input, { ...extras, run: { runId, run: 1 } }));
       // The run entry first, on this connection: stored before the state (index-writer.ts).
       const indexed = indexStart(topology, decision.state, { beforeState: true });
       let stored: StoredWorkflow;
@@ -226,11 +243,13 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
           await topology.nc.flush();
           options.crashPoint("after-run-entry-before-state");
         }
+        if (archived.length > 0) await Promise.all(archived.map((run) => archiveRun(topology.states, run)));
         stored = await store.create(decision.state, decision.execution);
       } catch (err) {
         await indexed.catch(() => undefined);
         if (err instanceof RevisionConflictError) {
           const winner = await store.load(id, true);
+          if (winner && reuse(winner)) return startNewRun(msg, winner, definition, registry.version, start.input, { ...extras, run: { runId, run: runNumber(winner.state) + 1, previousRunId: winner.state.runId } });
           // Our run entry may now stand for a workflow that has ended: the index follows the winner.
           if (winner) await Promise.all([releasePendingSignals(topology, id), repairIndex(topology, winner.state), signalOfStart(id, start.signal)]);
           return winner ? duplicate(msg, winner, `workflow ${id} was started concurrently`) : retryLater(msg, err);
@@ -266,6 +285,81 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     await topology.js.publish(topology.names.signalSubject(id, signal.name), encode(message), { msgID: `${id}/signal/${signal.signalId}` });
   }
 
+  /**
+   * A decision whose run asked to continue as new (ctx.continueAsNew): the runs to archive and the
+   * decision of the run that replaces them (runs.ts). The next run has the same id and type, a
+   * fresh history, the new input, the same search attributes, memo, timeout and retention, and the
+   * signals the run had not consumed. New code (a deployment since) runs it: nothing of the old
+   * run is replayed. A run that continues again in its first activation is archived too, up to
+   * MAX_RUNS_PER_EVENT; an input too large fails the run instead (no new run).
+   */
+  async function settleContinuations(decision: Decision & { kind: "write" }): Promise<{ archived: WorkflowState[]; decision: Decision & { kind: "write" } }> {
+    const archived: WorkflowState[] = [];
+    while (decision.state.status === "continued_as_new") {
+      const ended = decision.state;
+      const refused = refuseContinuation(ended, config.limits.maxInputBytes) ?? (archived.length >= MAX_RUNS_PER_EVENT ? runawayContinuation(ended) : undefined);
+      if (refused) return { archived, decision: { kind: "write", state: refused, effects: [], execution: undefined } };
+      let registry = options.currentRegistry();
+      if (!registry.workflows.has(ended.workflow)) registry = await env.registryFor(ended.bundle);
+      const definition = registry.workflows.get(ended.workflow);
+      if (!definition) throw new Error(`workflow type ${ended.workflow} is in neither the current code nor version ${ended.bundle}`);
+      archived.push(ended);
+      decision = await decideStart(env, definition, registry.version, ended.id, ended.continuedAsNew!.input, {
+        searchAttributes: ended.searchAttributes,
+        retentionMs: ended.retentionMs ?? config.retentionMs,
+        timeoutMs: ended.timeoutMs ?? 0,
+        memo: ended.memo,
+        run: { runId: ended.continuedAsNew!.runId, run: runNumber(ended) + 1, previousRunId: ended.runId },
+        carried: { signals: ended.signals, seenSignals: ended.seenSignals },
+      });
+    }
+    return { archived, decision };
+  }
+
+  /** A start under an idReusePolicy that lets it replace `latest`, a finished run: a new run of the id. */
+  async function startNewRun(msg: JsMsg, latest: StoredWorkflow, definition: RegisteredWorkflow, version: string, input: unknown, extras: StartExtras): Promise<void> {
+    const { archived, decision } = await settleContinuations(await decideStart(env, definition, version, latest.state.id, input, extras));
+    try {
+      await switchRun(msg, latest, [latest.state, ...archived], decision);
+    } catch (err) {
+      store.forget(latest.state.id);
+      if (err instanceof RevisionConflictError) return retryLater(msg, err); // redelivered, it finds what won
+      throw err;
+    }
+    logger.debug(`started ${definition.name} as run ${runNumber(decision.state)} of an id whose run ${runNumber(latest.state)} had ${latest.state.status}`, { workflowId: latest.state.id });
+  }
+
+  /**
+   * The switch to a new run: the replaced runs' final states archived at `<id>/r.<n>`, then one
+   * CAS of `<id>` on `base`'s revision to the new run's first state, then its effects and index
+   * entries. A crash before the CAS leaves archived copies that the retry overwrites; one after it
+   * leaves the event unacked, and its redelivery (a no-op for the new run) re-publishes the effects.
+   */
+  async function switchRun(msg: EventMessage, base: StoredWorkflow, archived: WorkflowState[], next: Decision & { kind: "write" }): Promise<void> {
+    const id = base.state.id;
+    await Promise.all(archived.map((run) => archiveRun(topology.states, run)));
+    options.crashPoint?.("after-run-archived-before-switch");
+    const written = await store.update(next.state, base.revision, next.execution);
+    announceIfFinished(written.state);
+    options.crashPoint?.("after-run-switch-before-dispatch");
+    // The old run's parked timers (its deadline) would only fire as no-ops: deleted (parked-timers.ts).
+    parkedTimersOf(topology).ended(id);
+    if (isTerminal(base.state.status)) {
+      // A finished run replaced by a start: its end entry and attribute entries go, the new run's come.
+      await removeEntries(topology, { id, workflow: base.state.workflow, attrs: base.state.searchAttributes }, endSubjectOf(subjectsOf(topology), base.state));
+    }
+    const state = written.state;
+    const index = isTerminal(state.status)
+      ? indexEnd(topology, state, { before: isTerminal(base.state.status) ? undefined : base.state.searchAttributes })
+      : isTerminal(base.state.status)
+        ? indexStart(topology, state)
+        : // The run entry again (the new run's createdAt), and the attribute entries its last activation changed.
+          indexAttributes(topology, state, base.state.searchAttributes);
+    await Promise.all([publishEffects(topology, state, next.effects), index]);
+    options.crashPoint?.("after-dispatch-before-ack");
+    msg.ack();
+  }
+
   /** Load, decide, CAS, publish, ack; on a lost CAS, re-read and decide again. */
   async function apply(msg: EventMessage, id: string, decide: (stored: StoredWorkflow) => Promise<Decision>, applyOptions: { onUnknown?: () => Promise<void>; lease?: LeaseRef } = {}): Promise<void> {
     for (let attempt = 1; attempt <= MAX_CAS_ATTEMPTS; attempt++) {
@@ -282,6 +376,21 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         store.forget(id); // the cached execution may be half-advanced
         if (err instanceof BlockedWorkflowError) return block(msg, stored, err);
         throw err;
+      }
+      if (decision.kind === "write" && decision.state.status === "continued_as_new") {
+        // ctx.continueAsNew: the next run replaces this one (runs.ts), unless it is refused (a failed write then).
+        const continued: { archived: WorkflowState[]; decision: Decision & { kind: "write" } } = await settleContinuations(decision);
+        if (continued.archived.length > 0) {
+          try {
+            return await switchRun(msg, stored, continued.archived, continued.decision);
+          } catch (err) {
+            store.forget(id);
+            if (!(err instanceof RevisionConflictError)) throw err;
+            logger.debug(`lost the CAS that continues ${id} as new; re-reading`, { workflowId: id, attempt });
+            continue;
+          }
+        }
+        decision = continued.decision;
       }
       if (decision.kind === "write" && stored.state.blocked) {
         // Running code replays cleanly again: the workflow is no longer blocked.
@@ -555,7 +664,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       if (stopping) return "declined";
       const local = new LocalCompletion(topology.names.completedSubject(completion.workflowId, completion.step), source);
       try {
-        await serialize(completion.workflowId, () => apply(local, completion.workflowId, (stored) => decideCompletion(env, stored, completion)));
+        await serialize(completion.workflowId, () => apply(local, completion.workflowId, (stored) => completionOfThisRun(stored, completion)));
       } catch (err) {
         logger.warn(`recording the completion of ${completion.step} failed part way (${(err as Error)?.message ?? err}); releasing the task to repair it`, { workflowId: completion.workflowId });
         return "retry";

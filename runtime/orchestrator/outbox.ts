@@ -35,29 +35,35 @@ export function pendingEffects(state: WorkflowState, options: { skipContinued?: 
   for (const [name, step] of Object.entries(state.steps)) {
     if (step.status === "scheduled") {
       if (!(options.skipContinued && step.continued)) effects.push({ kind: "task", step: name });
-    } else if (step.status === "retrying" && step.nextAttemptAt) effects.push({ kind: "timer", timer: retryTimer(state.id, name, step.attempt + 1, Date.parse(step.nextAttemptAt)) });
-    else if (step.status === "waiting" && step.fireAt) effects.push({ kind: "timer", timer: sleepTimer(state.id, name, Date.parse(step.fireAt)) });
+    } else if (step.status === "retrying" && step.nextAttemptAt) effects.push({ kind: "timer", timer: retryTimer(state, name, step.attempt + 1, Date.parse(step.nextAttemptAt)) });
+    else if (step.status === "waiting" && step.fireAt) effects.push({ kind: "timer", timer: sleepTimer(state, name, Date.parse(step.fireAt)) });
   }
-  if (state.deadline) effects.push({ kind: "timer", timer: timeoutTimer(state.id, Date.parse(state.deadline)) });
+  if (state.deadline) effects.push({ kind: "timer", timer: timeoutTimer(state, Date.parse(state.deadline)) });
   return effects;
 }
 
-export const retryTimer = (workflowId: string, step: string, attempt: number, fireAt: number): TimerMessage => ({
-  workflowId,
-  key: TIMER_KEY.retry(step, attempt),
-  kind: "retry",
-  fireAt,
-  step,
-  attempt,
-});
+/** The run a timer or task belongs to: its workflow id, and the run's id and number (orchestrator/runs.ts). */
+export interface RunOf {
+  id: string;
+  runId?: string | undefined;
+  run?: number | undefined;
+}
 
-export const sleepTimer = (workflowId: string, step: string, fireAt: number): TimerMessage => ({ workflowId, key: TIMER_KEY.sleep(step), kind: "sleep", fireAt, step });
+/** A timer of `owner`'s run: it carries the runId, and a later run's key is scoped by its number (protocol.ts MSG_ID). */
+function runTimer(owner: RunOf, key: string, timer: Omit<TimerMessage, "workflowId" | "key">): TimerMessage {
+  const run = owner.run ?? 1;
+  return { workflowId: owner.id, key: run > 1 ? `r${run}_${key}` : key, ...timer, ...(owner.runId ? { runId: owner.runId } : {}) };
+}
 
-export const timeoutTimer = (workflowId: string, fireAt: number): TimerMessage => ({ workflowId, key: TIMER_KEY.timeout(), kind: "timeout", fireAt });
+export const retryTimer = (owner: RunOf, step: string, attempt: number, fireAt: number): TimerMessage => runTimer(owner, TIMER_KEY.retry(step, attempt), { kind: "retry", fireAt, step, attempt });
+
+export const sleepTimer = (owner: RunOf, step: string, fireAt: number): TimerMessage => runTimer(owner, TIMER_KEY.sleep(step), { kind: "sleep", fireAt, step });
+
+export const timeoutTimer = (owner: RunOf, fireAt: number): TimerMessage => runTimer(owner, TIMER_KEY.timeout(), { kind: "timeout", fireAt });
 
 async function publishTask(topology: Topology, state: WorkflowState, stepName: string): Promise<void> {
   const task = taskMessage(state, stepName);
-  await topology.js.publish(topology.names.taskSubject(task.activity), encode(task), { msgID: MSG_ID.task(state.id, stepName, task.attempt) });
+  await topology.js.publish(topology.names.taskSubject(task.activity), encode(task), { msgID: MSG_ID.task(state.id, stepName, task.attempt, task.run) });
 }
 
 /** The task of a `scheduled` step, as its message carries it. */
@@ -73,6 +79,8 @@ export function taskMessage(state: WorkflowState, stepName: string): TaskMessage
     timeoutMs: step.timeoutMs!,
     scheduledAt: step.scheduledAt,
     bundle: state.bundle,
+    ...(state.runId ? { runId: state.runId } : {}),
+    ...((state.run ?? 1) > 1 ? { run: state.run } : {}),
   };
 }
 

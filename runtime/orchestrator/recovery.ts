@@ -90,7 +90,7 @@ export function createRecovery(options: RecoveryOptions): Recovery {
       for (const { state } of await readRunningStates(topology)) {
         if (stopped) break;
         const pending = pendingEffects(state, { skipContinued: true });
-        const missing = pending.filter((effect) => !stored.has(effectId(state.id, effect, state.steps[effect.kind === "task" ? effect.step : ""]?.attempt)));
+        const missing = pending.filter((effect) => !stored.has(effectId(state.id, effect, state.steps[effect.kind === "task" ? effect.step : ""]?.attempt, state.run)));
         skipped += pending.length - missing.length;
         if (missing.length === 0) continue;
         await publishEffects(topology, state, missing);
@@ -162,8 +162,8 @@ export function createRecovery(options: RecoveryOptions): Recovery {
 }
 
 /** The Nats-Msg-Id an effect is published under (outbox.ts). */
-function effectId(workflowId: string, effect: Effect, attempt: number | undefined): string {
-  return effect.kind === "task" ? MSG_ID.task(workflowId, effect.step, attempt ?? 0) : MSG_ID.timer(workflowId, effect.timer.key);
+function effectId(workflowId: string, effect: Effect, attempt: number | undefined, run: number | undefined): string {
+  return effect.kind === "task" ? MSG_ID.task(workflowId, effect.step, attempt ?? 0, run) : MSG_ID.timer(workflowId, effect.timer.key);
 }
 
 /**
@@ -187,7 +187,7 @@ async function storedEffectIds(topology: Topology): Promise<Set<string>> {
         // By the body: the id a task was published under is the body's own (outbox.ts), and the body is the truth.
         try {
           const task = parseTask(parseJson(msg.data));
-          ids.add(MSG_ID.task(task.workflowId, task.step, task.attempt));
+          ids.add(MSG_ID.task(task.workflowId, task.step, task.attempt, task.run));
         } catch {
           /* not a task we can read: the worker dead-letters it */
         }

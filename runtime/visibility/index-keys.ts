@@ -55,7 +55,10 @@ export interface IndexSubjects {
   retentionClass(retentionMs: number): string;
   retentionClassFilter: string;
   state(id: string): string;
-  chunk(id: string, index: number): string;
+  /** History chunk `index` of run `run` (orchestrator/history.ts historyKey). */
+  chunk(id: string, index: number, run?: number): string;
+  /** Filter: every archived run of a workflow but its first's chunks (`<id>/r.<n>`, `<id>/r.<n>/<c>`; orchestrator/runs.ts). */
+  archivedRuns(id: string): string;
   /** The workflow id at the end of an entry subject of `kind` (ids may contain dots). */
   idOf(subject: string, kind: "run" | "end" | "attr"): string;
 }
@@ -75,7 +78,9 @@ export function indexSubjects(names: Names): IndexSubjects {
     retentionClass: (retentionMs) => `${prefix}idx/class.${retentionMs}`,
     retentionClassFilter: `${prefix}idx/class.*`,
     state: (id) => `${prefix}${id}`,
-    chunk: (id, index) => `${prefix}${id}/${index}`,
+    chunk: (id, index, run) => (run !== undefined && run > 1 ? `${prefix}${id}/r.${run}/${index}` : `${prefix}${id}/${index}`),
+    // `<id>/r.` ends a token (ids may hold dots, never `/`), so `>` after it matches only this id's runs.
+    archivedRuns: (id) => `${prefix}${id}/r.>`,
     idOf(subject, kind) {
       // prefix, then `idx/<kind>`, then `skip[kind] - 1` tokens that hold no dots, then the id.
       const rest = subject.slice(prefix.length).split(".");

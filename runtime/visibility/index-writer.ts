@@ -10,7 +10,7 @@
  *   dies in between leaves a run entry next to a terminal state: the next reader (a listing,
  *   recovery) finds it stale, writes the end entry and purges it (query.ts). A lost timer
  *   deletion leaves a timer that fires into a finished workflow and is dropped.
- * - removal: the state and its history chunks first, then the entries, so a crash in between
+ * - removal: its earlier runs (orchestrator/runs.ts), then the state and its history chunks, then the entries, so a crash in between
  *   leaves an end entry whose state is gone, which the next sweep or listing removes; never a
  *   state no entry leads to.
  *
@@ -116,8 +116,18 @@ export async function repairIndex(topology: Topology, state: WorkflowState): Pro
 export async function removeWorkflow(topology: Topology, state: WorkflowState): Promise<void> {
   const subjects = subjectsOf(topology);
   const purge = (stream: string, subject: string) => topology.jsm.streams.purge(stream, { filter: subject });
+  const run = state.run ?? 1;
+  if (run > 1) {
+    // Earlier runs first (orchestrator/runs.ts), while the state that leads here is still there:
+    // run 1's chunks (`<id>/<n>`: its archived state tells how many, one read), then one purge
+    // for every archived run and the later runs' chunks, however many runs there were.
+    const first = await topology.states.get(`${state.id}/r.1`);
+    const firstChunks = first && first.operation === "PUT" && first.length > 0 ? (first.json<WorkflowState>().history?.chunks ?? 0) : 0;
+    await Promise.all(Array.from({ length: firstChunks }, (_, i) => purge(subjects.stream, subjects.chunk(state.id, i))));
+    await purge(subjects.stream, subjects.archivedRuns(state.id));
+  }
   const chunks = state.history?.chunks ?? 0;
-  await Promise.all([purge(subjects.stream, subjects.state(state.id)), ...Array.from({ length: chunks }, (_, i) => purge(subjects.stream, subjects.chunk(state.id, i)))]);
+  await Promise.all([purge(subjects.stream, subjects.state(state.id)), ...Array.from({ length: chunks }, (_, i) => purge(subjects.stream, subjects.chunk(state.id, i, run)))]);
   await removeEntries(topology, { id: state.id, workflow: state.workflow, attrs: state.searchAttributes }, state.status !== "running" ? endSubjectOf(subjects, state) : undefined);
 }
 

@@ -284,7 +284,12 @@ async function runPartVerdict(topology: Topology, snapshotSeq: number, candidate
     if (candidate.fromRun && Date.now() - Date.parse(candidate.entry.createdAt) > CREATING_GRACE_MS) purgeLater(topology, subjects.stream, subjects.run(candidate.entry.workflow, candidate.entry.id));
     return "skip";
   }
-  if (state.createdAt !== candidate.entry.createdAt) return "skip"; // an entry of an earlier run of this id
+  if (state.createdAt !== candidate.entry.createdAt) {
+    // A run entry of an earlier run of this id. One a later running run (orchestrator/runs.ts)
+    // has not rewritten yet (its runtime died right after the switch) stands for it: repaired.
+    if (!(candidate.fromRun && state.status === "running" && (state.run ?? 1) > 1)) return "skip";
+    await repairIndex(topology, state).catch(() => undefined);
+  }
   if (state.status === "running" || !candidate.fromRun) return "list";
   // Ended, found through a stale run entry. If its end entry is at or before the snapshot, the
   // finished part lists it; otherwise (missing: repaired now, or after the snapshot) it is listed here.

@@ -399,7 +399,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   }
 
   async function complete(msg: TaskDelivery, task: TaskMessage, startedAt: Date, outcome: Outcome): Promise<void> {
-    const base = { workflowId: task.workflowId, step: task.step, attempt: task.attempt, startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), worker: config.worker.id };
+    const base = { workflowId: task.workflowId, ...(task.runId ? { runId: task.runId } : {}), step: task.step, attempt: task.attempt, startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), worker: config.worker.id };
     let completion: CompletionMessage = outcome.ok ? { ...base, ok: true, output: outcome.output } : { ...base, ok: false, error: outcome.error };
     let text: string;
     try {
@@ -444,7 +444,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         const data = encoder.encode(text);
         const marked = local === "retry" ? { headers: repairHeaders() } : {};
         const publish = () =>
-          topology.js.publish(topology.names.completedSubject(task.workflowId, task.step), data, { msgID: MSG_ID.completion(task.workflowId, task.step, task.attempt), ...marked });
+          topology.js.publish(topology.names.completedSubject(task.workflowId, task.step), data, { msgID: MSG_ID.completion(task.workflowId, task.step, task.attempt, task.run), ...marked });
         // The first try is a plain publish (the common case, and the hot path); retries back off.
         await publish().catch(() =>
           pRetry(publish, { retries: Infinity, minTimeout: 200, maxTimeout: 2_000, signal: pulling.signal.aborted ? graceOver.signal : undefined }),
