@@ -3,6 +3,7 @@ import { retentionOf } from "../runtime/visibility/index-keys.js";
 import { formatDuration } from "../runtime/duration.js";
 import type { StepState, WorkflowState } from "../runtime/state.js";
 import type { TypedAttributes } from "../runtime/visibility/search-attributes.js";
+import type { RunsPage } from "../runtime/orchestrator/runs.js";
 import { stepsInOrder } from "../runtime/state.js";
 
 const useColor = process.stdout.isTTY && !process.env.NO_COLOR;
@@ -21,6 +22,8 @@ export function statusColor(status: string): string {
   switch (status) {
     case "completed":
       return color.green(status);
+    case "continued_as_new":
+      return color.yellow(status);
     case "failed":
     case "timed_out":
     case "cancelled":
@@ -43,7 +46,7 @@ function elapsed(from?: string, to?: string): string {
 /** `wf show`: the workflow, then one line per step in the order it was issued. */
 export function renderState(state: WorkflowState): string {
   const lines: string[] = [];
-  lines.push(`${color.bold(state.id)}  ${state.workflow}  ${statusColor(state.status)}`);
+  lines.push(`${color.bold(state.id)}  ${state.workflow}  ${statusColor(state.status)}` + (state.runId ? color.dim(`  run ${state.run ?? 1} (${state.runId})`) : ""));
   lines.push(
     color.dim(
       `created ${state.createdAt}` + (state.completedAt ? `, ended ${state.completedAt} (${elapsed(state.createdAt, state.completedAt)})` : `, running for ${elapsed(state.createdAt)}`) + `, code ${state.bundle}`,
@@ -58,6 +61,7 @@ export function renderState(state: WorkflowState): string {
     lines.push(color.dim(keptMs === 0 ? "kept until `wf delete`" : `kept until ${new Date(ended + keptMs).toISOString()} (retention)`));
   }
   if (state.error) lines.push(color.red(`error: ${state.error.type}: ${state.error.message}`));
+  if (state.continuedAsNew) lines.push(`continued as new: run ${(state.run ?? 1) + 1} (${state.continuedAsNew.runId}) with input ${JSON.stringify(state.continuedAsNew.input)}`);
   if (state.blocked) {
     lines.push(color.yellow(`blocked since ${state.blocked.since}: ${state.blocked.message}`));
     lines.push(color.dim("  its events are parked until code that replays its journal is deployed (or it is cancelled)"));
@@ -73,6 +77,15 @@ export function renderState(state: WorkflowState): string {
     lines.push("");
     lines.push("result: " + JSON.stringify(state.result, null, 2));
   }
+  return lines.join("\n");
+}
+
+/** The earlier runs of a workflow (a page, newest first), under its latest run in `wf show`. */
+export function renderRuns(latest: WorkflowState, page: RunsPage): string {
+  const lines = [color.dim(`earlier runs (${(latest.run ?? 1) - 1}; \`wf show ${latest.id} --run N\` shows one):`)];
+  lines.push(color.dim(`${"run".padEnd(6)}  ${"status".padEnd(16)}  ${"runId".padEnd(36)}  created → ended`));
+  for (const run of page.runs) lines.push(`${String(run.run).padEnd(6)}  ${statusColor(run.status)}${" ".repeat(Math.max(0, 16 - run.status.length))}  ${(run.runId ?? "").padEnd(36)}  ${run.createdAt} → ${run.completedAt ?? ""}`);
+  if (page.before !== undefined) lines.push(color.dim(`… ${page.before - 1} older (--runs N lists more)`));
   return lines.join("\n");
 }
 

@@ -84,9 +84,10 @@ const commands: Record<string, CommandSpec> = {
   start: {
     summary: "start a workflow (idempotent by --id)",
     usage:
-      "wf start <workflow> [--input '<json>' | --input @file.json] [--id ID] [--attr name=value ...] [--signal NAME [--payload '<json>']] [--execution-timeout 1h] [--memo '<json>'] [--wait] [--timeout 5m] [--json]",
+      "wf start <workflow> [--input '<json>' | --input @file.json] [--id ID] [--attr name=value ...] [--signal NAME [--payload '<json>']] [--execution-timeout 1h] [--memo '<json>'] [--id-reuse-policy reject-duplicate|allow-if-failed|allow-duplicate] [--wait] [--timeout 5m] [--json]",
     options: {
       input: { type: "string", short: "i" },
+      "id-reuse-policy": { type: "string" },
       id: { type: "string" },
       attr: { type: "string", multiple: true },
       signal: { type: "string" },
@@ -101,8 +102,8 @@ const commands: Record<string, CommandSpec> = {
   },
   show: {
     summary: "show a workflow's status and its steps",
-    usage: "wf show <id> [--json | --history]",
-    options: { json: { type: "boolean" }, history: { type: "boolean" } },
+    usage: "wf show <id> [--run N] [--runs N] [--json | --history]",
+    options: { json: { type: "boolean" }, history: { type: "boolean" }, run: { type: "string" }, runs: { type: "string" } },
     run: showCommand,
   },
   list: {

@@ -1,7 +1,7 @@
 import { cliClient } from "../client.js";
 import { configFromFlags } from "../config.js";
 import { UsageError } from "../errors.js";
-import { print, printJson, renderState } from "../output.js";
+import { print, printJson, renderRuns, renderState } from "../output.js";
 import type { CommandContext } from "../wf.js";
 
 export async function showCommand(ctx: CommandContext): Promise<number> {
@@ -14,11 +14,26 @@ export async function showCommand(ctx: CommandContext): Promise<number> {
       printJson(await client.history(id));
       return 0;
     }
-    const state = await client.describe(id);
-    if (ctx.values.json) printJson(state);
-    else print(renderState(state));
+    const run = typeof ctx.values.run === "string" ? positiveInteger(ctx.values.run, "--run") : undefined;
+    const state = await client.describe(id, run === undefined ? {} : { run });
+    if (ctx.values.json) {
+      printJson(state);
+      return 0;
+    }
+    print(renderState(state));
+    // The latest run lists the earlier ones (newest first, a page of them: a loop may have thousands).
+    if (run === undefined && (state.run ?? 1) > 1) {
+      const limit = typeof ctx.values.runs === "string" ? positiveInteger(ctx.values.runs, "--runs") : 10;
+      print("\n" + renderRuns(state, await client.runs(id, { limit })));
+    }
     return 0;
   } finally {
     await client.close();
   }
+}
+
+function positiveInteger(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} must be a whole number ≥ 1, got ${text}`, "Run numbers start at 1; `wf show <id>` lists them.");
+  return n;
 }
