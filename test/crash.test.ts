@@ -345,6 +345,37 @@ describe("crash recovery (child-process runtimes)", () => {
     expect(markerLines(markerDir, MARKER_FILES.slowStarted).filter((l) => l.workflowId === "kill-long").map((l) => l.pid)).toEqual([a.pid, b.pid]);
   });
 
+  for (const point of ["after-run-archived-before-switch", "after-run-switch-before-dispatch"] as const) {
+    it(`a runtime SIGKILLed at ${point} (continue-as-new): exactly one new run per switch, nothing lost`, async () => {
+      setup(point === "after-run-archived-before-switch" ? "archived" : "switched");
+      const wf = await openClient();
+      const a = await spawnRuntime("A", runtimeOptions({ crashPoint: point }));
+      await wf.start("continue_loop", { left: 3 }, { id: `loop-${point}` });
+      await a.exited; // killed at the first switch (run 1 → 2)
+      const before = await wf.describe(`loop-${point}`);
+      // Archived but not switched: `<id>` still holds run 1, running. Switched: run 2, its task not published.
+      expect(before.run ?? 1).toBe(point === "after-run-archived-before-switch" ? 1 : 2);
+      expect(before.status).toBe("running");
+      await spawnRuntime("B", runtimeOptions());
+      const state = (await waitForTerminal(wf, [`loop-${point}`], 30_000)).get(`loop-${point}`)!;
+      expect(state).toMatchObject({ status: "completed", run: 3, result: { runs: 3 } });
+      const runs = await wf.runs(`loop-${point}`);
+      expect(runs.runs.map((r) => [r.run, r.status])).toEqual([
+        [2, "continued_as_new"],
+        [1, "continued_as_new"],
+      ]);
+      const [second, first] = await Promise.all([wf.describe(`loop-${point}`, { run: 2 }), wf.describe(`loop-${point}`, { run: 1 })]);
+      // One chain of runs: each names the one before, and the one after names it.
+      expect(second.previousRunId).toBe(first.runId);
+      expect(state.previousRunId).toBe(second.runId);
+      expect(first.continuedAsNew?.runId).toBe(second.runId);
+      expect(second.continuedAsNew?.runId).toBe(state.runId);
+      for (const run of [first, second, state]) expect(run.journal).toEqual(["fast_step"]);
+      const crashes = readFileSync(join(markerDir, "crashes.log"), "utf8").trim().split("\n").map((l) => l.split(" ")[0]);
+      expect(crashes).toEqual([point]);
+    });
+  }
+
   it("a retry backoff pending when the runtime is killed still fires, and not early", async () => {
     const t0 = Date.now();
     setup("b");

@@ -51,7 +51,9 @@ export const nextRunId = (ended: WorkflowState): string => runIdFor(ended.id, `c
  */
 export function otherRun(state: WorkflowState, runId: string | undefined, what: string): (Decision & { kind: "noop" }) | undefined {
   const stale = runId !== undefined ? runId !== state.runId : runNumber(state) > 1;
-  return stale ? { kind: "noop", reason: `${what} of run ${runId ?? "1"} is not for run ${state.runId ?? "1"}` } : undefined;
+  // Reported as another execution: the runtime that switched runs may have died before it
+  // published the new run's effects, and this event (a task of the old run run again) repairs them.
+  return stale ? { kind: "noop", reason: `${what} of run ${runId ?? "1"} is not for run ${state.runId ?? "1"}`, anotherExecution: true } : undefined;
 }
 
 const FAILED_STATUSES: readonly WorkflowStatus[] = ["failed", "cancelled", "terminated", "timed_out"];
