@@ -98,6 +98,38 @@ describe("continue-as-new", () => {
     expect(latest.signals ?? []).toEqual([]);
   });
 
+  it("a later run replays from its journal on another runtime to the same decisions (its own random sequence included)", async () => {
+    const e = engine();
+    const wf = async (ctx: WorkflowContext<typeof activities>, input: { run: number }) => {
+      const token = ctx.uuid();
+      // The token is in the activity's input, whose hash a replay checks: another sequence would diverge.
+      await ctx.activities.echo({ value: token });
+      await ctx.waitForSignal("go");
+      if (input.run === 1) return ctx.continueAsNew({ run: 2 });
+      return { token, run: input.run };
+    };
+    const a = await e.runtime({ workflows: { wf }, activities });
+    const client = await e.client();
+    const handle = await client.start("wf", { run: 1 }, { id: "replayed" });
+    const waiting = async (run: number) => {
+      const state = await client.describe("replayed").catch(() => undefined);
+      return (state?.run ?? 1) === run && state?.steps.signal_go?.status === "waiting";
+    };
+    await waitFor("run 1 waiting", () => waiting(1));
+    await client.signal("replayed", "go");
+    await waitFor("run 2 waiting", () => waiting(2));
+    await e.stopRuntime(a);
+    await e.runtime({ workflows: { wf }, activities }); // no cache: replays run 2 from its journal
+    await client.signal("replayed", "go");
+    const result = (await handle.result(resultSignal())) as { token: string; run: number };
+    expect(result.run).toBe(2);
+    const [first, latest] = await Promise.all([client.describe("replayed", { run: 1 }), client.describe("replayed")]);
+    expect(latest.status).toBe("completed");
+    expect((latest.steps.echo!.input as { value: string }).value).toBe(result.token);
+    // Each run its own sequence: run 2's token is not run 1's.
+    expect((first.steps.echo!.input as { value: string }).value).not.toBe(result.token);
+  });
+
   it("a workflow timeout applies per run, and the old run's deadline does not end the new one", async () => {
     const e = engine();
     const looper = async (ctx: WorkflowContext, input: { left: number }) => {

@@ -26,4 +26,24 @@ describe("types", () => {
     expectTypeOf<Handle>().toEqualTypeOf<WorkflowHandle<Awaited<ReturnType<typeof order_saga>>>>();
     expectTypeOf<Awaited<ReturnType<Handle["result"]>>>().toHaveProperty("trackingNumber").toEqualTypeOf<string>();
   });
+
+  it("ctx.continueAsNew takes the workflow's own input, by the context's type or by the workflow named", () => {
+    const loop = async (ctx: WorkflowContext<typeof activities, { cursor: number }>, input: { cursor: number }): Promise<number> => {
+      if (input.cursor < 10) return ctx.continueAsNew({ cursor: input.cursor + 1 });
+      return input.cursor;
+    };
+    type LoopCtx = Parameters<typeof loop>[0];
+    const ctx = {} as WorkflowContext;
+    const named = ctx.continueAsNew<typeof loop>;
+    expectTypeOf<Parameters<typeof named>[0]>().toEqualTypeOf<{ cursor: number }>();
+    const typed = {} as LoopCtx;
+    const right = () => typed.continueAsNew({ cursor: 1 });
+    expectTypeOf<ReturnType<typeof right>>().toEqualTypeOf<Promise<never>>();
+    // @ts-expect-error: not the workflow's input
+    const wrong = () => typed.continueAsNew({ page: 1 });
+    void wrong;
+    // A context without an input type accepts any input.
+    const untyped = () => ctx.continueAsNew({ anything: true });
+    void untyped;
+  });
 });
