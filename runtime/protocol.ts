@@ -136,6 +136,8 @@ export const MSG_ID = {
   timer: (id: string, key: string, repark?: number) => (repark === undefined ? `${id}/timer/${key}` : `${id}/timer/${key}/${repark}`),
   fired: (id: string, key: string, repark?: number) => (repark === undefined ? `${id}/fired/${key}` : `${id}/fired/${key}/${repark}`),
   timerBatch: (batchId: string) => `timers/${batchId}`,
+  /** A cancel or terminate request of run `run`: a later run of the id may be cancelled within the duplicate window too. */
+  cancel: (id: string, terminate: boolean, run?: number) => `${runScope(id, run)}/${terminate ? "terminate" : "cancel"}`,
 };
 
 const runScope = (id: string, run: number | undefined): string => (run !== undefined && run > 1 ? `${id}/r.${run}` : id);

@@ -168,6 +168,9 @@ export interface SignalRecord {
   step?: string;
 }
 
+/** The run number of a state (states from before runs: 1). */
+export const runNumber = (state: Pick<WorkflowState, "run">): number => state.run ?? 1;
+
 export function isTerminal(status: WorkflowStatus): boolean {
   return status === "continued_as_new" || TERMINAL_STATUSES.includes(status);
 }

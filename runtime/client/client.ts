@@ -11,9 +11,10 @@ import { connectNats, type NatsConnection } from "../nats/connect.js";
 import { createNames } from "../nats/names.js";
 import { ensureTopology, type Topology } from "../nats/topology.js";
 import { randomUUID } from "node:crypto";
-import { encode, ID_REUSE_POLICIES, type CancelMessage, type IdReusePolicy, type SignalMessage, type StartMessage } from "../protocol.js";
-import { listRuns, readRun, reusesId, runNumber, type RunsPage } from "../orchestrator/runs.js";
-import { isTerminal, type WorkflowState } from "../state.js";
+import { encode, ID_REUSE_POLICIES, MSG_ID, type CancelMessage, type IdReusePolicy, type SignalMessage, type StartMessage } from "../protocol.js";
+import { listRuns, readRun, reusesId, type RunsPage } from "../orchestrator/runs.js";
+import { storedJson } from "../nats/kv-entry.js";
+import { isTerminal, runNumber, type WorkflowState } from "../state.js";
 
 export type { ListFilter, ListPage, WorkflowSummary } from "../visibility/query.js";
 export type { RunsPage, RunSummary } from "../orchestrator/runs.js";
@@ -268,9 +269,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     const state = await describe(id);
     if (isTerminal(state.status)) return;
     const message: CancelMessage = { workflowId: id, ...(reason ? { reason } : {}), ...(terminate ? { terminate } : {}) };
-    // Per run: a later run of the id (runs.ts) may be cancelled within the duplicate window too.
-    const run = runNumber(state) > 1 ? `/r.${runNumber(state)}` : "";
-    await topology.js.publish(names.cancelSubject(id), encode(message), { msgID: `${id}${run}/${terminate ? "terminate" : "cancel"}` });
+    await topology.js.publish(names.cancelSubject(id), encode(message), { msgID: MSG_ID.cancel(id, terminate, state.run) });
   }
 
   async function signal(id: string, name: string, payload?: unknown): Promise<void> {
@@ -315,8 +314,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     // Its handle waits for a run after the latest finished one, which it may replace.
     let afterRun = 0;
     if (reusing) {
-      const latest = await topology.states.get(id);
-      const state = latest && latest.operation === "PUT" && latest.length > 0 ? latest.json<WorkflowState>() : undefined;
+      const state = storedJson<WorkflowState>(await topology.states.get(id));
       if (state && reusesId(state, startOptions.idReusePolicy)) afterRun = runNumber(state);
     }
     const msgID = signalToo ? `${id}/start/${signalToo.signalId}` : reusing ? `${id}/start/${randomUUID()}` : `${id}/start`;

@@ -13,7 +13,7 @@
 import { parseDuration, type Duration } from "../duration.js";
 import { toErrorRecord, ValidationError, type ErrorRecord } from "../errors.js";
 import type { Logger } from "../logger.js";
-import type { StepState } from "../state.js";
+import { runNumber, type StepState, type WorkflowState } from "../state.js";
 import { typedAttributes, type TypedAttributes } from "../visibility/search-attributes.js";
 import type { ActivityOptions, WorkflowContext, WorkflowFunction } from "../workflow-api.js";
 
@@ -329,6 +329,9 @@ export class WorkflowExecution {
     return this.options.realm;
   }
 }
+
+/** ExecutionOptions.randomSeed of a state's run: run 1 keeps the workflow id's sequence, a later run its runId's. */
+export const randomSeedOf = (state: WorkflowState): string | undefined => (runNumber(state) > 1 ? state.runId : undefined);
 
 /** A plain-JSON copy (host realm), or a TypeError naming what could not be serialized. */
 export function toJson(value: unknown, what: string): unknown {

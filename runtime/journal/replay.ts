@@ -7,7 +7,7 @@ import { NonDeterminismError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { StepState, WorkflowState } from "../state.js";
 import { sameAttributes, type TypedAttributes } from "../visibility/search-attributes.js";
-import { activate, WorkflowExecution, type Command, type StepResult, type WorkflowInstance, type WorkflowRealm } from "./execution.js";
+import { activate, randomSeedOf, WorkflowExecution, type Command, type StepResult, type WorkflowInstance, type WorkflowRealm } from "./execution.js";
 import type { WorkflowFunction } from "../workflow-api.js";
 
 export interface ReplayOptions {
@@ -27,8 +27,7 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
     searchAttributes: startAttributes(state),
     realm: options.realm,
     logger: options.logger,
-    // A later run's own random sequence (execution.ts randomSeed).
-    randomSeed: (state.run ?? 1) > 1 ? state.runId : undefined,
+    randomSeed: randomSeedOf(state),
   });
   const bySeq = new Map<number, [string, StepState]>();
   for (const [name, step] of Object.entries(state.steps)) bySeq.set(step.seq, [name, step]);

@@ -12,7 +12,7 @@ import type { Config } from "../config.js";
 import { bindWorkflow, type Registry, type RegisteredWorkflow } from "../definitions.js";
 import { formatDuration, parseDuration } from "../duration.js";
 import { BlockedWorkflowError, BundleError, NonDeterminismError, toErrorRecord, UnknownWorkflowError, type ErrorRecord } from "../errors.js";
-import { activate, toJson, WorkflowExecution, type Command } from "../journal/execution.js";
+import { activate, randomSeedOf, toJson, WorkflowExecution, type Command } from "../journal/execution.js";
 import { replayWorkflow, stepResult } from "../journal/replay.js";
 import type { Logger } from "../logger.js";
 import type { CancelMessage, CompletionMessage, SignalMessage, TimerMessage } from "../protocol.js";
@@ -107,7 +107,7 @@ export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow
     input: state.input,
     searchAttributes: state.searchAttributes,
     logger: env.logger,
-    randomSeed: (state.run ?? 1) > 1 ? state.runId : undefined,
+    randomSeed: randomSeedOf(state),
   });
   await activate(execution, now, () => execution.begin());
   await settle(env, state, execution, now, effects);

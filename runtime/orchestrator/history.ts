@@ -22,7 +22,7 @@
  */
 import type { KV } from "@nats-io/kv";
 import { JetflowError, RevisionConflictError } from "../errors.js";
-import type { StepState, WorkflowState } from "../state.js";
+import { runNumber, type StepState, type WorkflowState } from "../state.js";
 
 /** The state moves delivered steps out once it holds twice this many... */
 export const CHUNK_MAX_STEPS = 16;
@@ -103,7 +103,7 @@ export function splitHistory(state: WorkflowState, serializedLength: number, com
   if (take <= 0) return undefined;
   const moved = journal.slice(0, take);
   const chunkIndex = state.history?.chunks ?? 0;
-  const chunk: HistoryChunk = { v: 1, id: state.id, chunk: chunkIndex, ...((state.run ?? 1) > 1 ? { run: state.run } : {}), journal: moved, steps: {}, base: committed.revision };
+  const chunk: HistoryChunk = { v: 1, id: state.id, chunk: chunkIndex, ...(runNumber(state) > 1 ? { run: state.run } : {}), journal: moved, steps: {}, base: committed.revision };
   const steps = { ...state.steps };
   for (const name of moved) {
     chunk.steps[name] = steps[name]!;

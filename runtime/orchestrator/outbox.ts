@@ -10,7 +10,7 @@ import { randomUUID } from "node:crypto";
 import type { Topology } from "../nats/topology.js";
 import { parkedTimersOf } from "./parked-timers.js";
 import { encode, MSG_ID, TIMER_KEY, type TaskMessage, type TimerBatchMessage, type TimerMessage } from "../protocol.js";
-import type { WorkflowState } from "../state.js";
+import { runNumber, type WorkflowState } from "../state.js";
 
 export type Effect = { kind: "task"; step: string } | { kind: "timer"; timer: TimerMessage };
 
@@ -51,7 +51,7 @@ export interface RunOf {
 
 /** A timer of `owner`'s run: it carries the runId, and a later run's key is scoped by its number (protocol.ts MSG_ID). */
 function runTimer(owner: RunOf, key: string, timer: Omit<TimerMessage, "workflowId" | "key">): TimerMessage {
-  const run = owner.run ?? 1;
+  const run = runNumber(owner);
   return { workflowId: owner.id, key: run > 1 ? `r${run}_${key}` : key, ...timer, ...(owner.runId ? { runId: owner.runId } : {}) };
 }
 
@@ -80,7 +80,7 @@ export function taskMessage(state: WorkflowState, stepName: string): TaskMessage
     scheduledAt: step.scheduledAt,
     bundle: state.bundle,
     ...(state.runId ? { runId: state.runId } : {}),
-    ...((state.run ?? 1) > 1 ? { run: state.run } : {}),
+    ...(runNumber(state) > 1 ? { run: state.run } : {}),
   };
 }
 

@@ -20,12 +20,10 @@
 import { createHash } from "node:crypto";
 import type { KV } from "@nats-io/kv";
 import { ValidationError } from "../errors.js";
+import { storedJson } from "../nats/kv-entry.js";
 import type { IdReusePolicy } from "../protocol.js";
-import type { WorkflowState, WorkflowStatus } from "../state.js";
+import { runNumber, type WorkflowState, type WorkflowStatus } from "../state.js";
 import type { Decision } from "./decide.js";
-
-/** The run number of a state (states from before runs: 1). */
-export const runNumber = (state: WorkflowState): number => state.run ?? 1;
 
 /** Key of run `run`'s archived final state. */
 export const archivedRunKey = (id: string, run: number): string => `${id}/r.${run}`;
@@ -39,7 +37,7 @@ export function runIdFor(id: string, seed: string): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 
-/** The run id of the run a start message makes (also computed by the client from the publish ack). */
+/** The run id of the run a start message makes. */
 export const startRunId = (id: string, streamSeq: number): string => runIdFor(id, `start/${streamSeq}`);
 
 /** The run id of the run that continues `ended`. */
@@ -73,8 +71,7 @@ export async function archiveRun(kv: KV, ended: WorkflowState): Promise<void> {
 export async function readRun(kv: KV, latest: WorkflowState, run: number): Promise<WorkflowState | undefined> {
   if (run === runNumber(latest)) return latest;
   if (!Number.isInteger(run) || run < 1 || run > runNumber(latest)) return undefined;
-  const entry = await kv.get(archivedRunKey(latest.id, run));
-  return entry && entry.operation === "PUT" && entry.length > 0 ? entry.json<WorkflowState>() : undefined;
+  return storedJson<WorkflowState>(await kv.get(archivedRunKey(latest.id, run)));
 }
 
 /** One earlier run, as `wf show` lists it. */

@@ -22,6 +22,7 @@
  * by a purge of its subject (no delete marker is left behind to accumulate).
  */
 import type { Names } from "../nats/names.js";
+import { historyKey } from "../orchestrator/history.js";
 import type { WorkflowState, WorkflowStatus } from "../state.js";
 import { attributeToken, type TypedAttribute, type TypedAttributes } from "./search-attributes.js";
 
@@ -78,7 +79,7 @@ export function indexSubjects(names: Names): IndexSubjects {
     retentionClass: (retentionMs) => `${prefix}idx/class.${retentionMs}`,
     retentionClassFilter: `${prefix}idx/class.*`,
     state: (id) => `${prefix}${id}`,
-    chunk: (id, index, run) => (run !== undefined && run > 1 ? `${prefix}${id}/r.${run}/${index}` : `${prefix}${id}/${index}`),
+    chunk: (id, index, run) => `${prefix}${historyKey(id, index, run)}`,
     // `<id>/r.` ends a token (ids may hold dots, never `/`), so `>` after it matches only this id's runs.
     archivedRuns: (id) => `${prefix}${id}/r.>`,
     idOf(subject, kind) {

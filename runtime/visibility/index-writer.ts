@@ -26,7 +26,9 @@
  */
 import type { Topology } from "../nats/topology.js";
 import { parkedTimersOf } from "../orchestrator/parked-timers.js";
-import type { WorkflowState } from "../state.js";
+import { runNumber, type WorkflowState } from "../state.js";
+import { archivedRunKey } from "../orchestrator/runs.js";
+import { storedJson } from "../nats/kv-entry.js";
 import { endSubjectOf, entryOf, indexSubjects, retentionOf, type IndexSubjects } from "./index-keys.js";
 import { sameAttribute, type TypedAttributes } from "./search-attributes.js";
 
@@ -116,13 +118,12 @@ export async function repairIndex(topology: Topology, state: WorkflowState): Pro
 export async function removeWorkflow(topology: Topology, state: WorkflowState): Promise<void> {
   const subjects = subjectsOf(topology);
   const purge = (stream: string, subject: string) => topology.jsm.streams.purge(stream, { filter: subject });
-  const run = state.run ?? 1;
+  const run = runNumber(state);
   if (run > 1) {
     // Earlier runs first (orchestrator/runs.ts), while the state that leads here is still there:
     // run 1's chunks (`<id>/<n>`: its archived state tells how many, one read), then one purge
     // for every archived run and the later runs' chunks, however many runs there were.
-    const first = await topology.states.get(`${state.id}/r.1`);
-    const firstChunks = first && first.operation === "PUT" && first.length > 0 ? (first.json<WorkflowState>().history?.chunks ?? 0) : 0;
+    const firstChunks = storedJson<WorkflowState>(await topology.states.get(archivedRunKey(state.id, 1)))?.history?.chunks ?? 0;
     await Promise.all(Array.from({ length: firstChunks }, (_, i) => purge(subjects.stream, subjects.chunk(state.id, i))));
     await purge(subjects.stream, subjects.archivedRuns(state.id));
   }

@@ -24,7 +24,7 @@
 import { ValidationError } from "../errors.js";
 import { countMatching, readMatching, readNewestMatching } from "../nats/stream-read.js";
 import type { Topology } from "../nats/topology.js";
-import { isTerminal, TERMINAL_STATUSES, type WorkflowState, type WorkflowStatus } from "../state.js";
+import { isTerminal, runNumber, TERMINAL_STATUSES, type WorkflowState, type WorkflowStatus } from "../state.js";
 import { decodeEntry, endSubjectOf, type IndexEntry } from "./index-keys.js";
 import { purgeLater, removeEntries, repairIndex, subjectsOf } from "./index-writer.js";
 import { plainAttributes, sameAttribute, typedAttribute, type SearchAttributes, type TypedAttribute } from "./search-attributes.js";
@@ -287,7 +287,7 @@ async function runPartVerdict(topology: Topology, snapshotSeq: number, candidate
   if (state.createdAt !== candidate.entry.createdAt) {
     // A run entry of an earlier run of this id. One a later running run (orchestrator/runs.ts)
     // has not rewritten yet (its runtime died right after the switch) stands for it: repaired.
-    if (!(candidate.fromRun && state.status === "running" && (state.run ?? 1) > 1)) return "skip";
+    if (!(candidate.fromRun && state.status === "running" && runNumber(state) > 1)) return "skip";
     await repairIndex(topology, state).catch(() => undefined);
   }
   if (state.status === "running" || !candidate.fromRun) return "list";
