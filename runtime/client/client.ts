@@ -265,8 +265,8 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
   }
 
   async function cancel(id: string, reason?: string, terminate = false): Promise<void> {
-    validateWorkflowId(id);
-    const state = await describe(id);
+    // The latest run's status and number are all it needs: no history chunks read back.
+    const state = await latestRun(id);
     if (isTerminal(state.status)) return;
     const message: CancelMessage = { workflowId: id, ...(reason ? { reason } : {}), ...(terminate ? { terminate } : {}) };
     await topology.js.publish(names.cancelSubject(id), encode(message), { msgID: MSG_ID.cancel(id, terminate, state.run) });

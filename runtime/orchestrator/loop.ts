@@ -225,8 +225,13 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         memo: start.memo,
       };
       // A finished id that the start's idReusePolicy lets start again: a new run replaces it (runs.ts).
-      const reuse = (latest: StoredWorkflow) => latest.state.runId !== runId && reusesId(latest.state, start.idReusePolicy);
-      if (existing && reuse(existing)) return startNewRun(msg, existing, definition, registry.version, start.input, { ...extras, run: { runId, run: runNumber(existing.state) + 1, previousRunId: existing.state.runId } });
+      // Undefined when it does not (a duplicate start, or this very start's run).
+      const replace = (latest: StoredWorkflow): Promise<void> | undefined =>
+        latest.state.runId !== runId && reusesId(latest.state, start.idReusePolicy)
+          ? startNewRun(msg, latest, definition, registry.version, start.input, { ...extras, run: { runId, run: runNumber(latest.state) + 1, previousRunId: latest.state.runId } })
+          : undefined;
+      const replaced = existing && replace(existing);
+      if (replaced) return replaced;
       if (existing) {
         // The first delivery may have died before it released the signals or wrote the index.
         await Promise.all([releasePendingSignals(topology, id), repairIndex(topology, existing.state), signalOfStart(id, start.signal)]);
@@ -249,7 +254,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         await indexed.catch(() => undefined);
         if (err instanceof RevisionConflictError) {
           const winner = await store.load(id, true);
-          if (winner && reuse(winner)) return startNewRun(msg, winner, definition, registry.version, start.input, { ...extras, run: { runId, run: runNumber(winner.state) + 1, previousRunId: winner.state.runId } });
+          const replacedWinner = winner && replace(winner);
+          if (replacedWinner) return replacedWinner;
           // Our run entry may now stand for a workflow that has ended: the index follows the winner.
           if (winner) await Promise.all([releasePendingSignals(topology, id), repairIndex(topology, winner.state), signalOfStart(id, start.signal)]);
           return winner ? duplicate(msg, winner, `workflow ${id} was started concurrently`) : retryLater(msg, err);
