@@ -4,7 +4,7 @@ import { formatDuration } from "../runtime/duration.js";
 import type { StepState, WorkflowState } from "../runtime/state.js";
 import type { TypedAttributes } from "../runtime/visibility/search-attributes.js";
 import type { RunsPage } from "../runtime/orchestrator/runs.js";
-import { stepsInOrder } from "../runtime/state.js";
+import { runNumber, stepsInOrder } from "../runtime/state.js";
 
 const useColor = process.stdout.isTTY && !process.env.NO_COLOR;
 const paint = (code: number) => (text: string) => (useColor ? `\x1b[${code}m${text}\x1b[0m` : text);
@@ -46,7 +46,7 @@ function elapsed(from?: string, to?: string): string {
 /** `wf show`: the workflow, then one line per step in the order it was issued. */
 export function renderState(state: WorkflowState): string {
   const lines: string[] = [];
-  lines.push(`${color.bold(state.id)}  ${state.workflow}  ${statusColor(state.status)}` + (state.runId ? color.dim(`  run ${state.run ?? 1} (${state.runId})`) : ""));
+  lines.push(`${color.bold(state.id)}  ${state.workflow}  ${statusColor(state.status)}` + (state.runId ? color.dim(`  run ${runNumber(state)} (${state.runId})`) : ""));
   lines.push(
     color.dim(
       `created ${state.createdAt}` + (state.completedAt ? `, ended ${state.completedAt} (${elapsed(state.createdAt, state.completedAt)})` : `, running for ${elapsed(state.createdAt)}`) + `, code ${state.bundle}`,
@@ -61,7 +61,7 @@ export function renderState(state: WorkflowState): string {
     lines.push(color.dim(keptMs === 0 ? "kept until `wf delete`" : `kept until ${new Date(ended + keptMs).toISOString()} (retention)`));
   }
   if (state.error) lines.push(color.red(`error: ${state.error.type}: ${state.error.message}`));
-  if (state.continuedAsNew) lines.push(`continued as new: run ${(state.run ?? 1) + 1} (${state.continuedAsNew.runId}) with input ${JSON.stringify(state.continuedAsNew.input)}`);
+  if (state.continuedAsNew) lines.push(`continued as new: run ${runNumber(state) + 1} (${state.continuedAsNew.runId}) with input ${JSON.stringify(state.continuedAsNew.input)}`);
   if (state.blocked) {
     lines.push(color.yellow(`blocked since ${state.blocked.since}: ${state.blocked.message}`));
     lines.push(color.dim("  its events are parked until code that replays its journal is deployed (or it is cancelled)"));
@@ -82,7 +82,7 @@ export function renderState(state: WorkflowState): string {
 
 /** The earlier runs of a workflow (a page, newest first), under its latest run in `wf show`. */
 export function renderRuns(latest: WorkflowState, page: RunsPage): string {
-  const lines = [color.dim(`earlier runs (${(latest.run ?? 1) - 1}; \`wf show ${latest.id} --run N\` shows one):`)];
+  const lines = [color.dim(`earlier runs (${runNumber(latest) - 1}; \`wf show ${latest.id} --run N\` shows one):`)];
   lines.push(color.dim(`${"run".padEnd(6)}  ${"status".padEnd(16)}  ${"runId".padEnd(36)}  created → ended`));
   for (const run of page.runs) lines.push(`${String(run.run).padEnd(6)}  ${statusColor(run.status)}${" ".repeat(Math.max(0, 16 - run.status.length))}  ${(run.runId ?? "").padEnd(36)}  ${run.createdAt} → ${run.completedAt ?? ""}`);
   if (page.before !== undefined) lines.push(color.dim(`… ${page.before - 1} older (--runs N lists more)`));

@@ -3,6 +3,7 @@ import { configFromFlags } from "../config.js";
 import { UsageError } from "../errors.js";
 import { print, printJson, renderRuns, renderState } from "../output.js";
 import type { CommandContext } from "../wf.js";
+import { runNumber } from "../../runtime/state.js";
 
 export async function showCommand(ctx: CommandContext): Promise<number> {
   const [id] = ctx.positionals;
@@ -22,7 +23,7 @@ export async function showCommand(ctx: CommandContext): Promise<number> {
     }
     print(renderState(state));
     // The latest run lists the earlier ones (newest first, a page of them: a loop may have thousands).
-    if (run === undefined && (state.run ?? 1) > 1) {
+    if (run === undefined && runNumber(state) > 1) {
       const limit = typeof ctx.values.runs === "string" ? positiveInteger(ctx.values.runs, "--runs") : 10;
       print("\n" + renderRuns(state, await client.runs(id, { limit })));
     }

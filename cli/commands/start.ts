@@ -4,7 +4,7 @@ import { parseDuration } from "../../runtime/duration.js";
 import { WorkflowFailedError } from "../../runtime/errors.js";
 import { parseAttributeArgument, type SearchAttributes } from "../../runtime/visibility/search-attributes.js";
 import type { StartOptions } from "../../runtime/client/client.js";
-import { ID_REUSE_POLICIES, type IdReusePolicy } from "../../runtime/protocol.js";
+import type { IdReusePolicy } from "../../runtime/protocol.js";
 import { configFromFlags } from "../config.js";
 import { UsageError } from "../errors.js";
 import { color, print, printJson, renderState } from "../output.js";
@@ -28,7 +28,7 @@ export async function startCommand(ctx: CommandContext): Promise<number> {
       ...(Object.keys(searchAttributes).length ? { searchAttributes } : {}),
       ...(typeof ctx.values["execution-timeout"] === "string" ? { timeout: ctx.values["execution-timeout"] } : {}),
       ...(typeof ctx.values.memo === "string" ? { memo: readJson(ctx.values.memo, "--memo") } : {}),
-      ...(typeof ctx.values["id-reuse-policy"] === "string" ? { idReusePolicy: idReusePolicy(ctx.values["id-reuse-policy"]) } : {}),
+      ...(typeof ctx.values["id-reuse-policy"] === "string" ? { idReusePolicy: ctx.values["id-reuse-policy"] as IdReusePolicy } /* checked by the client: WF_INVALID_ID_REUSE_POLICY */ : {}),
     };
     let handle;
     if (typeof ctx.values.signal === "string") {
@@ -63,13 +63,6 @@ export async function startCommand(ctx: CommandContext): Promise<number> {
   } finally {
     await client.close();
   }
-}
-
-function idReusePolicy(value: string): IdReusePolicy {
-  if (!(ID_REUSE_POLICIES as readonly string[]).includes(value)) {
-    throw new UsageError(`--id-reuse-policy ${value} is not one of ${ID_REUSE_POLICIES.join(", ")}`, "reject-duplicate (default): an existing id is kept; allow-if-failed: a new run if the last one failed, was cancelled, terminated or timed out; allow-duplicate: a new run if the last one ended.");
-  }
-  return value as IdReusePolicy;
 }
 
 function readInput(value: string | boolean | undefined): unknown {
