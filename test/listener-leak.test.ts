@@ -33,4 +33,14 @@ describe("slot waits", () => {
     expect(await kept).toBe(1);
     expect(getEventListeners(other, "abort")).toHaveLength(0);
   });
+
+  it("a wait on a signal already aborted is a rejected promise, not a throw at the call", async () => {
+    const slots = new Slots(4);
+    const stop = new AbortController();
+    stop.abort(new Error("stopping"));
+    let wait: Promise<number> | undefined;
+    expect(() => (wait = slots.acquireUpTo(1, stop.signal, true))).not.toThrow();
+    await expect(wait).rejects.toThrow("stopping");
+    expect(slots.available).toBe(4);
+  });
 });

@@ -16,6 +16,8 @@ import { ActivityFailure } from "../runtime/workflow-api.js";
 import { ensureActivityConsumer } from "../runtime/nats/topology.js";
 import { createLeases } from "../runtime/worker/leases.js";
 import { useEngines, waitFor } from "./fixtures/engine/harness.js";
+import type { Runtime } from "../runtime/index.js";
+import type { WorkflowContext } from "../runtime/workflow-api.js";
 
 const engine = useEngines();
 
@@ -103,4 +105,35 @@ describe("worker releases", () => {
       await pool.stop("test end");
     }
   });
+
+  it("a runtime that stops while the state write offering it the next step is in flight releases that step's lease: another runtime runs it", async () => {
+    // The pool stops (its pulling aborted) between choosing to continue the next step here and
+    // starting it: the start must release the lease (the task message of the step before), not
+    // throw half way through recording the completion, which acked that message with the next
+    // step marked as continued here: nobody ever ran it again.
+    const e = engine();
+    const workflows = {
+      two_steps: async (ctx: WorkflowContext) => (await ctx.activity<number>("first")) + (await ctx.activity<number>("second")),
+    };
+    const activities = { first: async () => 1, second: async () => 2 };
+    let stopping: Promise<void> | undefined;
+    const first: Runtime = await e.runtime({
+      workflows,
+      activities,
+      crashPoint: (name) => {
+        // The completion of "first" is about to be written, with "second" continued here.
+        if (name === "before-state-write" && !stopping) stopping = e.stopRuntime(first);
+      },
+    });
+    const client = await e.client();
+    const handle = await client.start("two_steps", null, { id: "stop-mid-write" });
+    await waitFor("the first runtime stopping", async () => (stopping ? true : undefined));
+    await stopping;
+    const continued = (await client.describe("stop-mid-write")).steps.second;
+    expect(continued?.status).toBe("scheduled");
+    expect(continued?.continued).toBeDefined(); // the write did mark it as continued by the runtime that stopped
+    await e.runtime({ workflows, activities });
+    expect(await handle.result({ signal: AbortSignal.timeout(15_000) })).toBe(3);
+  });
 });
+

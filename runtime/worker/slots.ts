@@ -29,9 +29,14 @@ export class Slots {
     return this.total - this.free;
   }
 
-  /** Wait until at least one slot is free, then take up to `max`. `first`: ahead of every waiter. */
+  /**
+   * Wait until at least one slot is free, then take up to `max`. `first`: ahead of every waiter.
+   * An aborted signal rejects the promise; it never throws at the call: a caller that hands the
+   * rejection to a handler (a continued step released at shutdown, worker/pool.ts) would otherwise
+   * see the throw in its own caller, half way through what it was doing.
+   */
   acquireUpTo(max: number, signal: AbortSignal, first = false): Promise<number> {
-    signal.throwIfAborted();
+    if (signal.aborted) return Promise.reject(signal.reason);
     if (this.free > 0 && this.waiters.length === 0) return Promise.resolve(this.take(max));
     return new Promise((resolve, reject) => {
       const waiter: Waiter = { max, resolve, reject, signal };
