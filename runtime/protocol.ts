@@ -117,6 +117,20 @@ export interface CancelMessage {
 }
 
 /**
+ * `workflow.abort.<id>`, core NATS only: the orchestrator asks the workers to abort the running
+ * attempts of these steps (all of the workflow's, without `steps`). Their `ctx.signal` fires with
+ * a CancelledError. Best effort: a worker that misses it lets the attempt run, and its completion
+ * is a no-op once the step is cancelled.
+ */
+export interface AbortMessage {
+  workflowId: string;
+  /** The run whose attempts to abort (state `runId`): a later run's attempts of a step with the same name run on. */
+  runId?: string;
+  steps?: string[];
+  reason?: string;
+}
+
+/**
  * Header of a completion event whose worker tried to record it in-process and failed part way:
  * the state may record it already while its effects were not published. The orchestrator treats
  * such an event like a redelivery: if it finds the attempt recorded, it re-publishes what the

@@ -20,9 +20,11 @@ export const TERMINAL_STATUSES: readonly WorkflowStatus[] = ["completed", "faile
 
 /**
  * scheduled: its task is published (queued or running); retrying: an attempt failed and the next
- * one waits on a durable backoff timer; waiting: a sleep that has not fired.
+ * one waits on a durable backoff timer; waiting: a sleep that has not fired; cancelled: the code
+ * stopped awaiting it because of a cancellation (a cancel request, a withTimeout deadline, or a
+ * withTimeout whose function settled before its timer): a later completion or timer is a no-op.
  */
-export type StepStatus = "scheduled" | "retrying" | "waiting" | "completed" | "failed";
+export type StepStatus = "scheduled" | "retrying" | "waiting" | "completed" | "failed" | "cancelled";
 
 export interface StepState {
   /** Position in the order the workflow issued its commands (0-based). */
@@ -31,8 +33,11 @@ export interface StepState {
    * "upsert": a ctx.upsertSearchAttributes call, recorded completed when issued; `output` holds the typed values it set.
    * "marker": a ctx.patched(id) that answered true (or a ctx.deprecatePatch(id) that met such a marker on replay),
    * recorded completed when issued; `patch` holds the id.
+   * "cancel": a cancel request (`wf cancel`), named `$cancel`, recorded completed when it was applied and
+   * entered in the journal at that point, where a replay delivers it to the code again; `reason` holds
+   * its reason, `seq` the number of commands the code had issued by then (docs/protocol.md, "Cancellation").
    */
-  kind: "activity" | "sleep" | "signal" | "upsert" | "marker";
+  kind: "activity" | "sleep" | "signal" | "upsert" | "marker" | "cancel";
   /** Activity type (export name) for kind "activity". */
   activity?: string;
   status: StepStatus;
@@ -80,6 +85,8 @@ export interface StepState {
    * replay tells the attributes the workflow started with from those its code added.
    */
   added?: string[];
+  /** kind "cancel": the reason given with the request, if any. */
+  reason?: string;
   /** kind "sleep": when it fires. */
   fireAt?: string;
   /** Epoch ms at which the workflow code received the result; replay's clock for that activation. */
@@ -136,6 +143,11 @@ export interface WorkflowState {
   signals?: SignalRecord[];
   /** Ids of the most recently consumed signals (at most 256), so a redelivered one is not received twice. */
   seenSignals?: string[];
+  /**
+   * Set when a cancel request was applied (status stays "running" while the code cleans up):
+   * when, and the reason given. A second request is a no-op; `wf terminate` still stops it.
+   */
+  cancelRequested?: { at: string; reason?: string };
   /** Free JSON given at start (`memo`), shown by `wf show`; the engine does not read it. */
   memo?: unknown;
   /** Search attributes (visibility/search-attributes.ts), typed; indexed for `wf list --where`. */

@@ -143,6 +143,28 @@ export interface WorkflowContext<A = Record<string, ActivityFunction>, I = any> 
    * call; one over limits.maxInputBytes fails the workflow (WF_CONTINUE_AS_NEW_INPUT_TOO_LARGE).
    */
   continueAsNew<F extends WorkflowFunction = WorkflowFunction<I>>(input: Parameters<F>[1]): Promise<never>;
+  /**
+   * Run `fn` shielded from cancellation: a cancel request (or the deadline of an enclosing
+   * `withTimeout`) does not reject the awaits inside it, and activities started inside run to
+   * completion. A cancel that arrives meanwhile is delivered once the scope has ended, to the next
+   * await outside it. Resolves (or rejects) as `fn` does. The usual place for cleanup:
+   * `catch (err) { if (err instanceof CancelledError) await ctx.nonCancellable(() => ctx.activities.release(...)); throw err; }`.
+   */
+  nonCancellable<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * Run `fn`, but give it at most `duration` (a durable timer, recorded as a step of kind "sleep"
+   * named `timeout`, `timeout-2`, …). If `fn` has not settled by then, its pending awaits reject with
+   * `ScopeTimeoutError`, any later await inside it rejects at once, and `withTimeout` rejects with that
+   * `ScopeTimeoutError`; the rest of the workflow goes on. If `fn` settles first, the timer is
+   * cancelled and `withTimeout` settles as `fn` did. A bad duration throws a `ValidationError`
+   * (`code` "WF_INVALID_DURATION") at the call.
+   */
+  withTimeout<T>(duration: Duration, fn: () => Promise<T>): Promise<T>;
+  /**
+   * A saga: record a compensation after each step that needs undoing, and on failure or
+   * cancellation run them with `await saga.compensate()`.
+   */
+  saga(options?: SagaOptions): Saga;
   /** Deterministic time: when the current activation happened (also what `Date.now()` returns). */
   now(): number;
   /** Deterministic random in [0, 1) (also what `Math.random()` returns). */
@@ -172,6 +194,69 @@ export class ActivityFailure extends Error {
   }
 }
 
+/**
+ * What the awaits of a workflow reject with once it is asked to cancel (`wf cancel`,
+ * `client.cancel()`), and what a new await outside `ctx.nonCancellable` rejects with after that.
+ * Let it propagate and the workflow ends `cancelled`; catch it and return a value and it ends
+ * `completed`.
+ */
+export class CancelledError extends Error {
+  /** The reason given with the cancel request, if any. */
+  readonly reason: string | undefined;
+  constructor(reason?: string) {
+    super(reason ? `cancelled: ${reason}` : "cancelled");
+    this.name = "CancelledError";
+    this.reason = reason;
+  }
+}
+
+/** What the awaits inside `ctx.withTimeout(duration, fn)` reject with when `duration` has passed, and what `withTimeout` rejects with. */
+export class ScopeTimeoutError extends Error {
+  /** The scope's duration in milliseconds. */
+  readonly timeoutMs: number;
+  /** The name of the timer step that fired. */
+  readonly step: string;
+  constructor(timeoutMs: number, step: string) {
+    super(`ctx.withTimeout() scope timed out after ${timeoutMs}ms (timer step "${step}")`);
+    this.name = "ScopeTimeoutError";
+    this.timeoutMs = timeoutMs;
+    this.step = step;
+  }
+}
+
+export interface SagaOptions {
+  /** Run the compensations all at once instead of one after the other in reverse order (default false). */
+  parallel?: boolean;
+  /**
+   * Keep running the other compensations when one fails (default false: the first failure stops
+   * the rest and `compensate()` rejects with it). With it, `compensate()` still rejects at the end,
+   * with a `SagaCompensationError` listing every failure, if any failed.
+   */
+  continueOnError?: boolean;
+}
+
+/** `ctx.saga()`: compensations recorded as the workflow goes, run in reverse order on `compensate()`. */
+export interface Saga {
+  /** Record a compensation: a function that calls activities, e.g. `() => ctx.activities.refund_payment(charge)`. */
+  add(compensation: () => Promise<unknown>): void;
+  /**
+   * Run the recorded compensations (last added first, or all at once with `parallel`) inside a
+   * non-cancellable scope, each activity retried by its own policy. Resolves once all succeeded;
+   * runs each compensation at most once per saga (a second call runs only those added since).
+   */
+  compensate(): Promise<void>;
+}
+
+/** `saga.compensate()` with `continueOnError` when compensations failed: `failures` holds each one's error, in the order they ran. */
+export class SagaCompensationError extends Error {
+  readonly failures: unknown[];
+  constructor(failures: unknown[]) {
+    super(`${failures.length} compensation${failures.length === 1 ? "" : "s"} failed: ${failures.map((f) => (f instanceof Error ? f.message : String(f))).join("; ")}`);
+    this.name = "SagaCompensationError";
+    this.failures = failures;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // DAG definitions (the seed's WorkflowDefinition)
 
@@ -184,6 +269,13 @@ export interface DagActivity {
   retryPolicy?: RetryPolicyInput;
   /** Steps that must complete before this one starts. */
   dependencies?: string[];
+  /**
+   * Activity type that undoes this step. When the DAG fails or is cancelled, the compensations of
+   * the steps that completed run in reverse dependency order (a step's after those of the steps
+   * that depend on it), each with input `{ input: <this step's input>, output: <its output> }`,
+   * as steps named `compensate_<step>`; then the DAG ends failed or cancelled.
+   */
+  compensation?: string;
 }
 
 export interface DagDefinition {

@@ -1,4 +1,4 @@
-/** `wf cancel` / client.cancel: the workflow ends as cancelled and its running activity is aborted. */
+/** `wf cancel` / client.cancel: the workflow ends as cancelled and its running activity is aborted; `wf terminate`: the hard stop. */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createClient, createRuntime, loadConfig, WorkflowFailedError, type ActivityContext } from "../runtime/index.js";
 import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
@@ -68,7 +68,7 @@ it("cancelling a running workflow marks it cancelled and aborts its activity", a
   }
 });
 
-it("a cancel the workers saw but JetStream did not store strands no step: the task comes back and the workflow completes", async () => {
+it("a terminate the workers saw but JetStream did not store strands no step: the task comes back and the workflow completes", async () => {
   const config = loadConfig({ env: {}, overrides: { nats: { servers: [nats.url] }, namespace: "cancel2", log: { level: "warn" } } });
   let runs = 0;
   const runtime = await createRuntime({
@@ -93,12 +93,12 @@ it("a cancel the workers saw but JetStream did not store strands no step: the ta
   try {
     const handle = await client.start("once", null, { id: "unstored-cancel" });
     await expect.poll(() => runs, { timeout: 10_000 }).toBe(1);
-    // The events stream stops capturing cancels for a moment: the workers see this one on core
-    // NATS, the orchestrator never does (as when JetStream failed to store it).
+    // The events stream stops capturing cancels for a moment: the workers see this terminate on
+    // core NATS and abort at once, the orchestrator never does (as when JetStream failed to store it).
     const cancelSubjects = events.subjects.filter((s) => s.includes(".cancel."));
     expect(cancelSubjects.length).toBe(1);
     await jsm.streams.update(names.eventsStream, { ...events, subjects: events.subjects.filter((s) => !cancelSubjects.includes(s)) });
-    nc.publish(names.cancelSubject("unstored-cancel"), JSON.stringify({ workflowId: "unstored-cancel", reason: "lost on the way" }));
+    nc.publish(names.cancelSubject("unstored-cancel"), JSON.stringify({ workflowId: "unstored-cancel", reason: "lost on the way", terminate: true }));
     await nc.flush();
     await jsm.streams.update(names.eventsStream, events);
     expect(await handle.result({ signal: AbortSignal.timeout(15_000) })).toBe("ran again");

@@ -451,6 +451,32 @@ describe("crash recovery (child-process runtimes)", () => {
     );
   });
 
+  it("SIGKILLed right after a cancel request is recorded, before its effects are published: another runtime runs the cleanup and the workflow ends cancelled", async () => {
+    setup("cancel");
+    const a = await spawnRuntime("A", runtimeOptions({ crashPoint: "after-cancel-recorded-before-dispatch" }));
+    const wf = await openClient();
+    await wf.start("cancellable", null, { id: "kill-after-cancel" });
+    await waitFor("slow_step to start on A", () => markerLines(markerDir, MARKER_FILES.slowStarted).find((l) => l.pid === a.pid), 15_000, 20);
+    await wf.cancel("kill-after-cancel", "customer left");
+    await a.exited;
+    // A died between the write and the publish: the request and the cleanup step are recorded, the cleanup's task is not published.
+    const recorded = await wf.describe("kill-after-cancel");
+    expect(recorded.status).toBe("running");
+    expect(recorded.cancelRequested?.reason).toBe("customer left");
+    expect(recorded.steps.slow_step!.status).toBe("cancelled");
+    expect(recorded.steps.fast_step!.status).toBe("scheduled");
+    expect(markerLines(markerDir, MARKER_FILES.fast)).toEqual([]);
+    const b = await spawnRuntime("B", runtimeOptions());
+    // The cancel event comes back to B unacked: a no-op that re-publishes what the state waits on.
+    const state = (await waitForTerminal(wf, ["kill-after-cancel"], 30_000)).get("kill-after-cancel")!;
+    expect(state.status).toBe("cancelled");
+    expect(state.error).toEqual({ type: "CancelledError", message: "cancelled: customer left" });
+    expect(markerLines(markerDir, MARKER_FILES.fast).map((l) => l.pid)).toEqual([b.pid]); // the cleanup ran once, on B
+    expect(state.journal).toEqual(["$cancel", "fast_step"]);
+    expect(markerLines(markerDir, MARKER_FILES.slowDone)).toEqual([]); // the cancelled step never finished
+    expect(readFileSync(join(markerDir, "crashes.log"), "utf8").trim().split("\n").map((l) => l.split(" ")[0])).toEqual(["after-cancel-recorded-before-dispatch"]);
+  });
+
   it("NATS killed and restarted: the runtime reconnects by itself and every workflow completes", async () => {
     const t0 = Date.now();
     setup("d");

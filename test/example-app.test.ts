@@ -2,7 +2,8 @@
  * The example application (functions/) tested the way a jetflow user tests theirs: with
  * jetflow/testing, against the bundled functions/ folder, on an env of its own per test.
  * - order_processing (DAG): charge_payment fails twice and is retried;
- * - order_saga: shipping fails for good, so the payment is refunded and the workflow fails;
+ * - order_saga: shipping fails for good, so the payment is refunded and the workflow fails; a
+ *   cancel in the middle refunds too, and the workflow ends cancelled;
  * - order_followup: its 30-day sleep is skipped;
  * - recorded histories of each still replay on the current code (test/fixtures/histories/).
  */
@@ -49,12 +50,45 @@ describe("order_saga", () => {
     const handle = await env.client.start("order_saga", order("o-2"), { id: "o-2" });
     const failure = await handle.result({ signal: AbortSignal.timeout(10_000) }).catch((err: unknown) => err);
     expect(failure).toBeInstanceOf(WorkflowFailedError);
-    expect((failure as WorkflowFailedError).failure?.message).toBe(
-      "order o-2 could not be shipped and was refunded (re_ch_o-2): activity ship_order (ship_order) failed after 3 attempts: carrier jetpost is down",
-    );
+    expect((failure as WorkflowFailedError).failure).toEqual({ type: "Error", message: "activity ship_order (ship_order) failed after 3 attempts: carrier jetpost is down" }); // type: the activity's error
     expect(env.activityCalls("ship_order").map((c) => c.attempt)).toEqual([1, 2, 3]); // maxRetries: 2
     expect(env.activityCalls("refund_payment")).toMatchObject([{ input: { orderId: "o-2", chargeId: "ch_o-2", amount: 120, reason: "activity ship_order (ship_order) failed after 3 attempts: carrier jetpost is down" }, output: { refundId: "re_ch_o-2" } }]);
     expect(env.activityCalls("send_notification")).toEqual([]);
+  });
+
+  it("the refund path with the real activities: ship_order fails for good (simulateFailures), refund_payment runs exactly once, the workflow fails with the shipping error", async () => {
+    env = await createTestEnv({ functionsDir: "functions", time: "auto" });
+    const handle = await env.client.start("order_saga", order("o-5", { simulateFailures: { ship_order: 99 } }), { id: "o-5" });
+    const failure = await handle.result({ signal: AbortSignal.timeout(10_000) }).catch((err: unknown) => err);
+    expect(failure).toBeInstanceOf(WorkflowFailedError);
+    expect((failure as WorkflowFailedError).code).toBe("WF_WORKFLOW_FAILED");
+    const shipError = "activity ship_order (ship_order) failed after 3 attempts: simulated failure of ship_order (attempt 3 of 99 failing)";
+    expect((failure as WorkflowFailedError).failure).toEqual({ type: "Error", message: shipError });
+    expect(env.activityCalls("ship_order").map((c) => c.error?.message)).toEqual([1, 2, 3].map((n) => `simulated failure of ship_order (attempt ${n} of 99 failing)`));
+    expect(env.activityCalls("refund_payment")).toMatchObject([{ attempt: 1, input: { orderId: "o-5", chargeId: "ch_o-5", amount: 120, reason: shipError }, output: { refundId: "re_ch_o-5" } }]);
+    expect(env.activityCalls("send_notification")).toEqual([]);
+    expect((await env.stepsOf("o-5")).map((s) => [s.name, s.status])).toEqual([
+      ["validate_order", "completed"],
+      ["charge_payment", "completed"],
+      ["ship_order", "failed"],
+      ["refund_payment", "completed"],
+    ]);
+  });
+
+  it("cancelled while shipping: the shipping attempt is aborted, the payment refunded once, the workflow ends cancelled", async () => {
+    env = await createTestEnv({ functionsDir: "functions" });
+    const handle = await env.client.start("order_saga", order("o-6", { simulateDelays: { ship_order: 60_000 } }), { id: "o-6" });
+    await expect.poll(async () => (await env!.client.describe("o-6")).steps.ship_order?.status, { timeout: 10_000 }).toBe("scheduled");
+    await env.client.cancel("o-6", "customer changed their mind");
+    const failure = await handle.result({ signal: AbortSignal.timeout(10_000) }).catch((err: unknown) => err);
+    expect((failure as WorkflowFailedError).code).toBe("WF_WORKFLOW_CANCELLED");
+    const state = await env.client.describe("o-6");
+    expect(state.status).toBe("cancelled");
+    expect(state.error).toEqual({ type: "CancelledError", message: "cancelled: customer changed their mind" });
+    expect(state.steps.ship_order!.status).toBe("cancelled");
+    expect(env.activityCalls("refund_payment")).toMatchObject([{ input: { orderId: "o-6", chargeId: "ch_o-6", reason: "cancelled: customer changed their mind" }, output: { refundId: "re_ch_o-6" } }]);
+    expect(env.activityCalls("send_notification")).toEqual([]);
+    expect(state.journal).toEqual(["validate_order", "charge_payment", "$cancel", "refund_payment"]);
   });
 
   it("completes when shipping works", async () => {

@@ -13,7 +13,7 @@ import { expectationsOf, orders, startAll } from "../lib/workload.js";
 import { sleep } from "../lib/util.js";
 
 /** How often each point is reached per workflow (about), to aim at a number of crashes. */
-/** Points the workload reaches; the run-switch points (continue-as-new) are not in it yet: test/crash.test.ts covers them. */
+/** Points the workload reaches; it sends no cancel requests and continues no run as new, so not "after-cancel-recorded-before-dispatch" (test/crash.test.ts) nor the run-switch points (test/crash.test.ts). */
 const CALLS_PER_WORKFLOW: Partial<Record<CrashPointName, number>> = {
   "after-run-entry-before-state": 1,
   "after-state-write-before-dispatch": 5,

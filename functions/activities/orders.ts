@@ -2,7 +2,9 @@
  * The example application's activities: plain exported async functions, export name = activity
  * type. Failure injection for demos and tests comes through the input:
  *   - an amount over MAX_ORDER_AMOUNT fails validation (not retryable);
- *   - simulateFailures: { "charge_payment": 2 } makes that step fail twice, then succeed.
+ *   - simulateFailures: { "charge_payment": 2 } makes that step fail twice, then succeed
+ *     (a count above its retries makes it fail for good);
+ *   - simulateDelays: { "ship_order": 60000 } makes that step take 60 s (it stops early if aborted).
  */
 import { NonRetryableError, type ActivityContext } from "jetflow/workflow";
 
@@ -20,6 +22,17 @@ export interface Order {
   email: string;
   /** Step name → how many attempts of it fail before one succeeds. */
   simulateFailures?: Record<string, number>;
+  /** Step name → how long it takes, in ms (it stops when its AbortSignal fires). */
+  simulateDelays?: Record<string, number>;
+}
+
+async function maybeDelay(step: string, input: { simulateDelays?: Record<string, number> }, ctx: ActivityContext): Promise<void> {
+  const ms = input.simulateDelays?.[step] ?? 0;
+  if (ms <= 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    ctx.signal.addEventListener("abort", () => (clearTimeout(timer), reject(ctx.signal.reason)), { once: true });
+  });
 }
 
 function maybeFail(step: string, input: { simulateFailures?: Record<string, number> }, ctx: ActivityContext): void {
@@ -47,6 +60,7 @@ export async function charge_payment(input: Order, ctx: ActivityContext) {
 }
 
 export async function ship_order(input: Order, ctx: ActivityContext) {
+  await maybeDelay("ship_order", input, ctx);
   maybeFail("ship_order", input, ctx);
   return { trackingNumber: `TRK-${input.orderId}`, carrier: "jetpost" };
 }

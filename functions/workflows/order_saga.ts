@@ -1,22 +1,25 @@
 /**
- * The same order as a code workflow, with a compensation: when shipping fails for good, the
- * payment is refunded and the workflow fails with the shipping error.
+ * The same order as a code workflow, as a saga: once the payment is charged, its refund is the
+ * compensation. When shipping fails for good, or the order is cancelled (`wf cancel`), the
+ * compensations run (the refund, once) and the workflow ends with the shipping error, or cancelled.
  */
-import { ActivityFailure, type WorkflowContext } from "jetflow/workflow";
+import { type WorkflowContext } from "jetflow/workflow";
 import type * as activities from "../activities/orders.js";
 
 export async function order_saga(ctx: WorkflowContext<typeof activities>, order: activities.Order) {
-  const validation = await ctx.activities.validate_order(order, { retry: { maxRetries: 0 } });
-  const charge = await ctx.activities.charge_payment(order, { timeout: "30s", retry: { maxRetries: 3, initialInterval: "200ms" } });
-  let shipment;
+  const saga = ctx.saga();
+  let reason = "order cancelled";
   try {
-    shipment = await ctx.activities.ship_order(order, { retry: { maxRetries: 2, initialInterval: "200ms" } });
+    const validation = await ctx.activities.validate_order(order, { retry: { maxRetries: 0 } });
+    const charge = await ctx.activities.charge_payment(order, { timeout: "30s", retry: { maxRetries: 3, initialInterval: "200ms" } });
+    saga.add(() => ctx.activities.refund_payment({ orderId: order.orderId, chargeId: charge.chargeId, amount: charge.amount, reason }));
+    const shipment = await ctx.activities.ship_order(order, { retry: { maxRetries: 2, initialInterval: "200ms" } });
+    const notification = await ctx.activities.send_notification({ ...order, ship_order: shipment });
+    return { orderId: order.orderId, items: validation.itemCount, chargeId: charge.chargeId, trackingNumber: shipment.trackingNumber, notified: notification.to };
   } catch (err) {
-    if (!(err instanceof ActivityFailure)) throw err;
-    const refund = await ctx.activities.refund_payment({ orderId: order.orderId, chargeId: charge.chargeId, amount: charge.amount, reason: err.message });
-    ctx.log.warn(`shipping failed, refunded ${refund.refundId}`);
-    throw new Error(`order ${order.orderId} could not be shipped and was refunded (${refund.refundId}): ${err.message}`);
+    // A failure (after its retries) or a cancellation (CancelledError): undo what was done, then end with it.
+    reason = err instanceof Error ? err.message : String(err);
+    await saga.compensate();
+    throw err;
   }
-  const notification = await ctx.activities.send_notification({ ...order, ship_order: shipment });
-  return { orderId: order.orderId, items: validation.itemCount, chargeId: charge.chargeId, trackingNumber: shipment.trackingNumber, notified: notification.to };
 }

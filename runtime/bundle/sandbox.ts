@@ -16,6 +16,7 @@
 import vm from "node:vm";
 import { DeterminismViolationError } from "../errors.js";
 import type { WorkflowInstance, WorkflowRealm } from "../journal/execution.js";
+import { realmErrorsOf } from "../journal/cancellation.js";
 import type { Logger } from "../logger.js";
 import type { WorkflowFunction } from "../workflow-api.js";
 
@@ -98,6 +99,7 @@ export function loadSandbox(code: string, filename: string, logger: Logger): San
       clock = undefined;
     },
     activityFailure: (step, type, attempts, failure) => new ActivityFailure(step, type, attempts, failure),
+    errors: realmErrorsOf(module.exports),
   };
   return { realm, exports: module.exports, instantiate };
 }
@@ -108,7 +110,7 @@ export function instanceOf(exports: Record<string, unknown>, name: string): Work
   let fn: unknown;
   for (const moduleExports of Object.values(modules)) if (name in moduleExports) fn = moduleExports[name];
   const ActivityFailure = exports.__ActivityFailure as new (...args: unknown[]) => unknown;
-  return { fn: fn as WorkflowFunction, activityFailure: (step, type, attempts, failure) => new ActivityFailure(step, type, attempts, failure) };
+  return { fn: fn as WorkflowFunction, activityFailure: (step, type, attempts, failure) => new ActivityFailure(step, type, attempts, failure), errors: realmErrorsOf(exports) };
 }
 
 /** A fixed sequence for Math.random() at load (an LCG: no quality needed, only the same values every time). */

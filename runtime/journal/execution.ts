@@ -16,6 +16,8 @@ import type { Logger } from "../logger.js";
 import { runNumber, type StepState, type WorkflowState } from "../state.js";
 import { typedAttributes, type TypedAttributes } from "../visibility/search-attributes.js";
 import type { ActivityOptions, WorkflowContext, WorkflowFunction } from "../workflow-api.js";
+import { currentScope, HOST_ERRORS, runInScope, Scope, type RealmErrors } from "./cancellation.js";
+import { createSaga } from "./saga.js";
 
 /** A command the workflow code issued: it becomes a step. */
 export type Command =
@@ -32,7 +34,8 @@ export type Command =
 
 export type StepResult = { ok: true; value: unknown } | { ok: false; error: ErrorRecord; attempts: number; activity: string };
 
-export type Outcome = { ok: true; value: unknown } | { ok: false; error: ErrorRecord };
+/** `cancelled`: the function rejected with its realm's CancelledError (the workflow ends cancelled). */
+export type Outcome = { ok: true; value: unknown } | { ok: false; error: ErrorRecord; cancelled?: boolean };
 
 /** The realm workflow code runs in: a node:vm sandbox (bundles) or the host (programmatic API). */
 export interface WorkflowRealm {
@@ -52,12 +55,15 @@ export interface WorkflowRealm {
   exit(): void;
   /** The realm's own ActivityFailure, so `err instanceof ActivityFailure` holds in workflow code. */
   activityFailure(step: string, activityType: string, attempts: number, failure: { message: string; type: string }): unknown;
+  /** The realm's own CancelledError, ScopeTimeoutError and SagaCompensationError (cancellation.ts); absent: the host's. */
+  errors?: RealmErrors | undefined;
 }
 
 /** One execution's own instance of a sandboxed workflow's modules (bundle/sandbox.ts, "Module state"). */
 export interface WorkflowInstance {
   fn: WorkflowFunction;
   activityFailure: WorkflowRealm["activityFailure"];
+  errors?: RealmErrors | undefined;
 }
 
 export interface ExecutionOptions {
@@ -87,6 +93,8 @@ export interface ExecutionOptions {
 interface Waiter {
   kind: Command["kind"];
   activity?: string;
+  /** The cancellation scope the await was issued in (cancellation.ts). */
+  scope: Scope;
   resolve(value: unknown): void;
   reject(error: unknown): void;
 }
@@ -125,6 +133,10 @@ export class WorkflowExecution {
    * holds, so code that passed a patch point on the old path stays on it (as in Temporal).
    */
   private readonly patches = new Map<string, boolean>();
+  /** The workflow's own cancellation scope: a cancel request cancels it. */
+  private readonly rootScope = new Scope(undefined, false);
+  /** Steps the code stopped awaiting because of a cancellation, since the last takeCancelled(). */
+  private cancelled: string[] = [];
   readonly ctx: WorkflowContext;
 
   constructor(options: ExecutionOptions) {
@@ -152,7 +164,7 @@ export class WorkflowExecution {
         this.outcome ??= { ok: true, value };
       },
       (err) => {
-        this.outcome ??= { ok: false, error: toErrorRecord(err) };
+        this.outcome ??= { ok: false, error: toErrorRecord(err), ...(this.errors.isCancelled(err) ? { cancelled: true } : {}) };
       },
     );
   }
@@ -165,6 +177,63 @@ export class WorkflowExecution {
     if (result.ok) waiter.resolve(result.value);
     else waiter.reject((this.instance?.activityFailure ?? this.options.realm.activityFailure)(step, result.activity, result.attempts, result.error));
     return true;
+  }
+
+  /**
+   * A cancel request reaches the code (call inside `activate`): every pending await outside a
+   * nonCancellable scope rejects with the realm's CancelledError, and so does every later await
+   * outside one. A second request changes nothing.
+   */
+  cancel(reason: string | undefined): void {
+    if (this.rootScope.cancelled) return;
+    this.cancelScope(this.rootScope, this.errors.cancelled(reason));
+  }
+
+  /** True once a cancel request reached the code. */
+  get cancelRequested(): boolean {
+    return this.rootScope.cancelled;
+  }
+
+  /**
+   * Steps whose awaits a cancellation rejected (or whose timer a finished withTimeout no longer
+   * needs) since the last call: their state records them `cancelled` (orchestrator/cancel-steps.ts).
+   */
+  takeCancelled(): string[] {
+    const out = this.cancelled;
+    this.cancelled = [];
+    return out;
+  }
+
+  /** How many commands the code issued so far: the position a cancel request is recorded at. */
+  get issuedCount(): number {
+    return this.nextSeq;
+  }
+
+  private get errors(): RealmErrors {
+    return this.instance?.errors ?? this.options.realm.errors ?? HOST_ERRORS;
+  }
+
+  private cancelScope(scope: Scope, error: unknown): void {
+    scope.cancelled = true;
+    scope.error = error;
+    for (const [name, waiter] of this.waiters) {
+      const cancellation = waiter.scope.cancellation();
+      if (!cancellation) continue;
+      this.waiters.delete(name);
+      this.cancelled.push(name);
+      waiter.reject(cancellation.error);
+    }
+  }
+
+  /** The code no longer needs this step (a withTimeout whose function settled first): it is cancelled. */
+  private release(name: string): void {
+    if (!this.waiters.delete(name)) return;
+    this.cancelled.push(name);
+  }
+
+  /** What a new await must reject with at once because its scope is cancelled, if it is. */
+  private refusal(): { error: unknown } | undefined {
+    return currentScope(this.rootScope).cancellation();
   }
 
   /** Commands issued since the last call. */
@@ -182,10 +251,15 @@ export class WorkflowExecution {
 
   private command(kind: Command["kind"], name: string, extra: object): Promise<unknown> {
     const seq = this.nextSeq++;
-    return new Promise((resolve, reject) => {
-      this.waiters.set(name, { kind, ...("activity" in extra ? { activity: (extra as { activity: string }).activity } : {}), resolve, reject });
+    const scope = currentScope(this.rootScope);
+    const promise = new Promise((resolve, reject) => {
+      this.waiters.set(name, { kind, ...("activity" in extra ? { activity: (extra as { activity: string }).activity } : {}), scope, resolve, reject });
       this.issued.push({ kind, seq, name, ...extra } as Command);
     });
+    // A rejection of a call the code never awaited (a cancelled fire-and-forget activity) must not
+    // be an unhandled rejection, which would end the process; awaiting code still sees it.
+    promise.catch(() => undefined);
+    return promise;
   }
 
   /**
@@ -244,6 +318,8 @@ export class WorkflowExecution {
     const self = this;
     const activity = (type: string, input?: unknown, options: ActivityOptions = {}): Promise<never> => {
       try {
+        const refused = self.refusal();
+        if (refused) return Promise.reject(refused.error);
         if (typeof type !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(type)) {
           throw new TypeError(`activity type ${JSON.stringify(type)} is not valid`);
         }
@@ -271,6 +347,8 @@ export class WorkflowExecution {
       sleep(duration: Duration): Promise<void> {
         try {
           const durationMs = parseDuration(duration, "ctx.sleep()");
+          const refused = self.refusal();
+          if (refused) return Promise.reject(refused.error);
           const name = self.stepName("sleep", undefined);
           return self.command("sleep", name, { durationMs }) as Promise<void>;
         } catch (err) {
@@ -282,6 +360,8 @@ export class WorkflowExecution {
           if (typeof signal !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(signal)) {
             throw new TypeError(`signal name ${JSON.stringify(signal)} is not valid: use 1-100 characters of A-Z a-z 0-9 _ -`);
           }
+          const refused = self.refusal();
+          if (refused) return Promise.reject(refused.error);
           const name = self.stepName(`signal_${signal}`, undefined);
           return self.command("signal", name, { signal }) as Promise<T>;
         } catch (err) {
@@ -313,6 +393,53 @@ export class WorkflowExecution {
       deprecatePatch(id) {
         self.patch(id, "ctx.deprecatePatch()", true);
       },
+      nonCancellable<T>(fn: () => Promise<T>): Promise<T> {
+        if (typeof fn !== "function") return Promise.reject(scopeFunctionError("ctx.nonCancellable()", fn));
+        return runInScope(new Scope(currentScope(self.rootScope), true), fn);
+      },
+      withTimeout<T>(duration: Duration, fn: () => Promise<T>): Promise<T> {
+        let durationMs: number;
+        try {
+          durationMs = parseDuration(duration, "ctx.withTimeout()");
+          if (typeof fn !== "function") throw scopeFunctionError("ctx.withTimeout()", fn);
+        } catch (err) {
+          return Promise.reject(err);
+        }
+        const refused = self.refusal();
+        if (refused) return Promise.reject(refused.error);
+        // The deadline is a durable timer, a step like a sleep, awaited in the enclosing scope.
+        const name = self.stepName("timeout", undefined);
+        const timer = self.command("sleep", name, { durationMs });
+        const scope = new Scope(currentScope(self.rootScope), false);
+        return new Promise<T>((resolve, reject) => {
+          let settled = false;
+          timer.then(
+            () => {
+              if (settled) return;
+              settled = true;
+              const error = self.errors.scopeTimeout(durationMs, name);
+              self.cancelScope(scope, error);
+              reject(error);
+            },
+            () => undefined, // cancelled with the enclosing scope: fn's awaits were rejected too, and fn settles
+          );
+          runInScope(scope, fn).then(
+            (value) => {
+              if (settled) return;
+              settled = true;
+              self.release(name);
+              resolve(value);
+            },
+            (err) => {
+              if (settled) return;
+              settled = true;
+              self.release(name);
+              reject(err);
+            },
+          );
+        });
+      },
+      saga: (options) => createSaga(self.ctx, options, self.errors),
       now: () => self.now,
       random: () => self.random(),
       uuid: () => uuidFrom(self.random),
@@ -332,6 +459,11 @@ export class WorkflowExecution {
 
 /** ExecutionOptions.randomSeed of a state's run: run 1 keeps the workflow id's sequence, a later run its runId's. */
 export const randomSeedOf = (state: WorkflowState): string | undefined => (runNumber(state) > 1 ? state.runId : undefined);
+function scopeFunctionError(where: string, fn: unknown): ValidationError {
+  return new ValidationError("WF_INVALID_SCOPE_FUNCTION", `${where} takes an async function, got ${fn === null ? "null" : typeof fn}`, {
+    hint: `Pass the code to run as a function: ${where.replace("()", "")}(async () => { await ctx.activities.some_activity(input); }).`,
+  });
+}
 
 /** A plain-JSON copy (host realm), or a TypeError naming what could not be serialized. */
 export function toJson(value: unknown, what: string): unknown {

@@ -30,7 +30,8 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
     randomSeed: randomSeedOf(state),
   });
   const bySeq = new Map<number, [string, StepState]>();
-  for (const [name, step] of Object.entries(state.steps)) bySeq.set(step.seq, [name, step]);
+  // A cancel request is no command: its seq only says where it fell among them.
+  for (const [name, step] of Object.entries(state.steps)) if (step.kind !== "cancel") bySeq.set(step.seq, [name, step]);
   const issued = new Set<string>();
   // ctx.patched asks what was recorded at the position it stands at (execution.ts, patch()).
   execution.recordedAt = (seq) => bySeq.get(seq)?.[1];
@@ -67,6 +68,16 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
       }
       issued.add(name);
     }
+    // The steps a cancellation made the code stop awaiting must be those the run recorded cancelled.
+    for (const name of execution.takeCancelled()) {
+      const step = state.steps[name];
+      if (step && step.status !== "cancelled") {
+        throw new NonDeterminismError(
+          `workflow ${state.workflow} (id ${state.id}) diverged at step "${name}": the code now stops awaiting ${describeStep(name, step)} (a cancellation), ` +
+            `but the journal recorded it ${step.status}`,
+        );
+      }
+    }
   };
 
   execution.replaying = true;
@@ -77,6 +88,12 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
     if (!step) throw new NonDeterminismError(`journal of ${state.id} names step "${name}" that has no record; the state document is corrupt`);
     // An upsert or a marker delivers nothing: it was matched when the code issued it (check, above).
     if (step.kind === "upsert" || step.kind === "marker") continue;
+    if (step.kind === "cancel") {
+      // The cancel request reaches the code at the point of the journal where the run applied it.
+      await activate(execution, step.resolvedAt ?? Date.parse(state.updatedAt), () => execution.cancel(step.reason));
+      check(execution.takeIssued());
+      continue;
+    }
     let delivered = false;
     await activate(execution, step.resolvedAt ?? Date.parse(state.updatedAt), () => {
       delivered = execution.deliver(name, stepResult(step));
@@ -90,7 +107,7 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
     check(execution.takeIssued());
   }
   for (const [name, step] of Object.entries(state.steps)) {
-    if (!issued.has(name)) {
+    if (!issued.has(name) && step.kind !== "cancel") {
       throw new NonDeterminismError(
         `workflow ${state.workflow} (id ${state.id}) diverged at step "${name}": the journal recorded ${describeStep(name, step)}, ` +
           `but the code did not issue it on replay` + (execution.outcome ? " (the code returned before reaching it)" : ""),
@@ -139,6 +156,7 @@ function describeStep(name: string, step: StepState): string {
   if (step.kind === "signal") return `wait for signal ${step.signal} (step "${name}")`;
   if (step.kind === "upsert") return `upsert of search attributes ${describeAttributes((step.output ?? {}) as TypedAttributes)} (step "${name}")`;
   if (step.kind === "marker") return `patch marker "${step.patch}" (step "${name}")`;
+  if (step.kind === "cancel") return `cancel request (step "${name}")`;
   return `sleep (step "${name}")`;
 }
 

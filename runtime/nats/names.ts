@@ -33,6 +33,11 @@ export interface Names {
   timerFiredSubject(workflowId: string, timerKey: string): string;
   signalSubject(workflowId: string, name: string): string;
   cancelSubject(workflowId: string): string;
+  /**
+   * Core NATS only (no stream captures it): the orchestrator tells the workers which steps of a
+   * workflow to abort (a cancel request reached them, or the workflow ended). Best effort.
+   */
+  abortSubject(workflowId: string): string;
   taskSubject(activityType: string): string;
   timerScheduleSubject(workflowId: string): string;
   /** Where timers parked together are published (protocol.ts TimerBatchMessage). */
@@ -87,6 +92,7 @@ export function createNames(namespace = ""): Names {
     timerFiredSubject: (id, key) => `${eventsPrefix}timer.${token(id)}.${key}`,
     signalSubject: (id, name) => `${eventsPrefix}signal.${token(id)}.${name}`,
     cancelSubject: (id) => `${eventsPrefix}cancel.${token(id)}`,
+    abortSubject: (id) => `${eventsPrefix}abort.${token(id)}`,
     taskSubject: (type) => `${s}activity.tasks.${type}`,
     timerScheduleSubject: (id) => `${eventsPrefix}delay.${token(id)}`,
     timerBatchSubject: `${eventsPrefix}delay.batch/timers`,

@@ -18,6 +18,7 @@ import type { Logger } from "../logger.js";
 import type { CancelMessage, CompletionMessage, SignalMessage, TimerMessage } from "../protocol.js";
 import { backoffDelayMs, resolveRetryPolicy, shouldRetry } from "../retry-policy.js";
 import { STATE_SCHEMA_VERSION, type SignalRecord, type StepState, type WorkflowState } from "../state.js";
+import { cancelSteps } from "./cancel-steps.js";
 import { retryTimer, sleepTimer, timeoutTimer, type Effect } from "./outbox.js";
 import type { StoredWorkflow } from "./state-store.js";
 import { nextRunId } from "./runs.js";
@@ -205,14 +206,52 @@ export async function decideTimer(env: DecideEnv, stored: StoredWorkflow, timer:
   return deliver(env, stored, state, name, now, []);
 }
 
-export function decideCancel(env: DecideEnv, stored: StoredWorkflow, message: CancelMessage): Decision {
+/**
+ * `terminate`: the hard stop, at once, no code runs. A cancel: a request the code sees (see
+ * decideCancelRequest).
+ */
+export async function decideCancel(env: DecideEnv, stored: StoredWorkflow, message: CancelMessage): Promise<Decision> {
   if (stored.state.status !== "running") return { kind: "noop", reason: `workflow is ${stored.state.status}` };
+  if (!message.terminate) return decideCancelRequest(env, stored, message);
   const state = draft(stored.state);
   const word = message.terminate ? "terminated" : "cancelled";
   state.status = word;
   state.error = { message: message.reason ? `${word}: ${message.reason}` : word, type: message.terminate ? "TerminatedError" : "CancelledError" };
   finish(state, env.now());
   return { kind: "write", state, effects: [], execution: undefined };
+}
+
+/** The name of the step that records a cancel request: no name the code can give a step (they have no `$`). */
+export const CANCEL_STEP = "$cancel";
+
+/**
+ * A cancel request: recorded as a step of kind "cancel" entered in the journal now, and delivered
+ * to the code, whose pending awaits outside nonCancellable scopes reject with CancelledError (a
+ * replay delivers it at the same point of the journal: replay.ts). The steps it stopped awaiting
+ * are cancelled (cancel-steps.ts); the code may clean up; it ends when its function settles.
+ */
+async function decideCancelRequest(env: DecideEnv, stored: StoredWorkflow, message: CancelMessage): Promise<Decision> {
+  if (stored.state.cancelRequested || stored.state.steps[CANCEL_STEP]) return { kind: "noop", reason: "a cancel was requested already" };
+  const now = env.now();
+  const state = draft(stored.state);
+  const execution = await executionFor(env, stored, state, now);
+  if (!(execution instanceof WorkflowExecution)) return execution;
+  state.cancelRequested = { at: iso(now), ...(message.reason ? { reason: message.reason } : {}) };
+  state.steps[CANCEL_STEP] = {
+    seq: execution.issuedCount,
+    kind: "cancel",
+    status: "completed",
+    attempt: 0,
+    ...(message.reason ? { reason: message.reason } : {}),
+    scheduledAt: iso(now),
+    finishedAt: iso(now),
+    resolvedAt: now,
+  };
+  state.journal.push(CANCEL_STEP);
+  await activate(execution, now, () => execution.cancel(message.reason));
+  const effects: Effect[] = [];
+  await settle(env, state, execution, now, effects);
+  return { kind: "write", state, effects, execution };
 }
 
 /** Give a settled step's result to the workflow code, and record what the code does next. */
@@ -334,6 +373,7 @@ async function replay(env: DecideEnv, state: WorkflowState): Promise<WorkflowExe
 /** Turn the commands issued in the last activation into steps, and settle the workflow if it returned. */
 function record(env: DecideEnv, state: WorkflowState, execution: WorkflowExecution, now: number, effects: Effect[]): void {
   for (const command of execution.takeIssued()) addStep(env, state, command, now, effects);
+  cancelSteps(state, execution.takeCancelled(), now, effects);
   state.updatedAt = iso(now);
   if (execution.continuedAsNew) {
     // The run ends here; the loop archives it and starts the next run in the same CAS (runs.ts).
@@ -353,7 +393,8 @@ function record(env: DecideEnv, state: WorkflowState, execution: WorkflowExecuti
       state.error = { message: (err as Error).message, type: "TypeError" };
     }
   } else {
-    state.status = "failed";
+    // An uncaught CancelledError (the code let the cancel propagate) ends it cancelled.
+    state.status = outcome.cancelled ? "cancelled" : "failed";
     state.error = { message: outcome.error.message, type: outcome.error.type };
   }
   finish(state, now);

@@ -21,7 +21,7 @@ import { archiveRun, otherRun, refuseContinuation, reusesId, runawayContinuation
 import { parkedTimersOf } from "./parked-timers.js";
 import { endSubjectOf } from "../visibility/index-keys.js";
 import { parkEvent, releaseParked } from "./blocked.js";
-import { pendingEffects, publishEffects, taskMessage, type Effect } from "./outbox.js";
+import { pendingEffects, publishAbort, publishEffects, taskMessage, type Effect } from "./outbox.js";
 import { splitHistory, storeChunk, withHistory } from "./history.js";
 import { TimerBatcher } from "./timer-batches.js";
 import { fleetLeases } from "../nats/fleet-lease.js";
@@ -442,6 +442,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         announceIfFinished(next.state, write.serialized);
         if (waitsOnlyOnDistantTimers(next.state, write.effects, env.now(), config.orchestrator.cacheDistantWaitsMs)) store.forget(id);
         options.crashPoint?.("after-state-write-before-dispatch");
+        // Test-only: the write that recorded a cancel request is stored, its effects (aborts, cleanup tasks) not yet published.
+        if (next.state.cancelRequested && !stored.state.cancelRequested) options.crashPoint?.("after-cancel-recorded-before-dispatch");
         const attributesChanged = next.state.searchAttributes !== stored.state.searchAttributes;
         await Promise.all([
           publishEffects(topology, next.state, continued ? write.effects.filter((effect) => effect !== continued) : write.effects),
@@ -454,8 +456,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
               : undefined,
         ]);
         options.crashPoint?.("after-dispatch-before-ack");
-        // (A cancel or terminate message reached the workers itself.)
-        if (isTerminal(next.state.status) && next.state.status !== "cancelled" && next.state.status !== "terminated") abortRunningSteps(next.state);
+        // (A terminate message reached the workers itself.)
+        if (isTerminal(next.state.status) && next.state.status !== "terminated") abortRunningSteps(next.state);
         if (continued && msg instanceof LocalCompletion) {
           msg.continuation!.start(taskMessage(next.state, continued.step));
           msg.continued();
@@ -540,8 +542,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
    */
   function abortRunningSteps(state: WorkflowState): void {
     if (!Object.values(state.steps).some((s) => s.status === "scheduled")) return;
-    const message: CancelMessage = { workflowId: state.id, reason: `workflow ${state.status.replace("_", " ")}` };
-    topology.js.publish(topology.names.cancelSubject(state.id), encode(message), { msgID: `${state.id}/ended` }).catch(() => undefined);
+    publishAbort(topology, state, undefined, `workflow ${state.status.replace("_", " ")}`);
   }
 
   function retryLater(msg: EventMessage, err: unknown): void {

@@ -9,10 +9,13 @@ import { headers } from "@nats-io/nats-core";
 import { randomUUID } from "node:crypto";
 import type { Topology } from "../nats/topology.js";
 import { parkedTimersOf } from "./parked-timers.js";
-import { encode, MSG_ID, TIMER_KEY, type TaskMessage, type TimerBatchMessage, type TimerMessage } from "../protocol.js";
+import { encode, MSG_ID, TIMER_KEY, type AbortMessage, type TaskMessage, type TimerBatchMessage, type TimerMessage } from "../protocol.js";
 import { runNumber, type WorkflowState } from "../state.js";
 
-export type Effect = { kind: "task"; step: string } | { kind: "timer"; timer: TimerMessage };
+/** `abort`: tell the workers to abort these steps' running attempts (cancel-steps.ts); core NATS, not re-published by a repair. */
+export type Effect = { kind: "task"; step: string } | { kind: "timer"; timer: TimerMessage } | { kind: "abort"; steps?: string[] };
+/** What a state waits on, and a repair re-publishes: its tasks and timers. */
+export type PendingEffect = Exclude<Effect, { kind: "abort" }>;
 
 /** Publish the effects of one decision; resolves when JetStream has stored every one. */
 export async function publishEffects(topology: Topology, state: WorkflowState, effects: Effect[]): Promise<void> {
@@ -22,6 +25,7 @@ export async function publishEffects(topology: Topology, state: WorkflowState, e
   const published: Array<Promise<void>> = [];
   for (const effect of effects) if (effect.kind === "task") published.push(publishTask(topology, state, effect.step));
   for (const effect of effects) if (effect.kind === "timer") published.push(publishTimer(topology, effect.timer));
+  for (const effect of effects) if (effect.kind === "abort") publishAbort(topology, state, effect.steps, "workflow cancelled");
   await Promise.all(published);
 }
 
@@ -29,9 +33,9 @@ export async function publishEffects(topology: Topology, state: WorkflowState, e
  * Every effect a state still waits on: what a recovering runtime re-publishes. `skipContinued`
  * leaves out the tasks of steps a runtime runs as continuations (they were never published).
  */
-export function pendingEffects(state: WorkflowState, options: { skipContinued?: boolean } = {}): Effect[] {
+export function pendingEffects(state: WorkflowState, options: { skipContinued?: boolean } = {}): PendingEffect[] {
   if (state.status !== "running") return [];
-  const effects: Effect[] = [];
+  const effects: PendingEffect[] = [];
   for (const [name, step] of Object.entries(state.steps)) {
     if (step.status === "scheduled") {
       if (!(options.skipContinued && step.continued)) effects.push({ kind: "task", step: name });
@@ -82,6 +86,16 @@ export function taskMessage(state: WorkflowState, stepName: string): TaskMessage
     ...(state.runId ? { runId: state.runId } : {}),
     ...(runNumber(state) > 1 ? { run: state.run } : {}),
   };
+}
+
+/** Ask the workers to abort running attempts of a workflow (`steps`, or all of them): best effort, on core NATS. */
+export function publishAbort(topology: Topology, state: WorkflowState, steps: string[] | undefined, reason: string): void {
+  const message: AbortMessage = { workflowId: state.id, ...(state.runId ? { runId: state.runId } : {}), ...(steps ? { steps } : {}), reason };
+  try {
+    topology.nc.publish(topology.names.abortSubject(state.id), encode(message));
+  } catch {
+    /* connection closing: the attempts run on, and their completions are no-ops */
+  }
 }
 
 export async function publishTimer(topology: Topology, timer: TimerMessage): Promise<void> {

@@ -34,7 +34,7 @@ import { acquireFleetLease, finishFleetLease } from "../nats/fleet-lease.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
 import { MSG_ID, parseJson, parseTask, parseTimerBatch } from "../protocol.js";
-import { pendingEffects, publishEffects, type Effect } from "./outbox.js";
+import { pendingEffects, publishEffects, type PendingEffect } from "./outbox.js";
 import { readRunningStates } from "../visibility/query.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
@@ -162,7 +162,7 @@ export function createRecovery(options: RecoveryOptions): Recovery {
 }
 
 /** The Nats-Msg-Id an effect is published under (outbox.ts). */
-function effectId(workflowId: string, effect: Effect, attempt: number | undefined, run: number | undefined): string {
+function effectId(workflowId: string, effect: PendingEffect, attempt: number | undefined, run: number | undefined): string {
   return effect.kind === "task" ? MSG_ID.task(workflowId, effect.step, attempt ?? 0, run) : MSG_ID.timer(workflowId, effect.timer.key);
 }
 

@@ -125,23 +125,36 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   const graceOver = new AbortController();
   /** Running attempts by workflow id, so a cancellation can abort them. */
   const cancellers = new Map<string, Set<AbortController>>();
-  let cancelSubscription: { unsubscribe(): void } | undefined;
+  /** The step and run each running attempt's controller belongs to (an abort names a run, and may name steps). */
+  const stepOfAttempt = new WeakMap<AbortController, { step: string; runId: string | undefined }>();
+  let cancelSubscriptions: Array<{ unsubscribe(): void }> = [];
 
   /**
-   * Cancel messages land on the events stream for the orchestrator; JetStream subjects are also
-   * plain NATS subjects, so every worker sees them too and aborts that workflow's running attempts.
+   * Terminate messages land on the events stream for the orchestrator; JetStream subjects are also
+   * plain NATS subjects, so every worker sees them too and aborts that workflow's running attempts
+   * at once. A cancel request does not: the workflow's code decides what stops, and the
+   * orchestrator names those steps on the abort subject (core NATS), as it does for a workflow
+   * that ended with steps still running.
    */
   function watchCancellations(): void {
-    cancelSubscription = topology.nc.subscribe(topology.names.cancelSubject(">"), {
-      callback: (_err, msg) => {
-        try {
-          const { workflowId, reason } = JSON.parse(new TextDecoder().decode(msg.data)) as { workflowId?: string; reason?: string };
-          for (const controller of (workflowId && cancellers.get(workflowId)) || []) controller.abort(new CancelledError(reason ?? "workflow cancelled"));
-        } catch {
-          /* not ours to judge: the orchestrator dead-letters malformed cancels */
+    const abort = (data: Uint8Array, wanted: (body: { terminate?: unknown; steps?: unknown }) => boolean) => {
+      try {
+        const body = JSON.parse(new TextDecoder().decode(data)) as { workflowId?: string; runId?: unknown; reason?: string; terminate?: unknown; steps?: unknown };
+        if (!wanted(body)) return;
+        const steps = Array.isArray(body.steps) ? new Set(body.steps) : undefined;
+        for (const controller of (body.workflowId && cancellers.get(body.workflowId)) || []) {
+          const of = stepOfAttempt.get(controller);
+          if (typeof body.runId === "string" && of?.runId !== undefined && of.runId !== body.runId) continue;
+          if (!steps || steps.has(of?.step)) controller.abort(new CancelledError(body.reason ?? "workflow cancelled"));
         }
-      },
-    });
+      } catch {
+        /* not ours to judge: the orchestrator dead-letters malformed cancels */
+      }
+    };
+    cancelSubscriptions = [
+      topology.nc.subscribe(topology.names.cancelSubject(">"), { callback: (_err, msg) => abort(msg.data, (body) => body.terminate === true) }),
+      topology.nc.subscribe(topology.names.abortSubject(">"), { callback: (_err, msg) => abort(msg.data, () => true) }),
+    ];
   }
 
   async function pullLoop(activityType: string): Promise<void> {
@@ -301,6 +314,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     const timer = armTimeout(attempt, task);
     const forWorkflow = cancellers.get(task.workflowId) ?? new Set<AbortController>();
     forWorkflow.add(attempt);
+    stepOfAttempt.set(attempt, { step: task.step, runId: task.runId });
     cancellers.set(task.workflowId, forWorkflow);
     runningAttempts.add(attempt);
     const heartbeat = () => msg.working();
@@ -525,7 +539,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     },
     async stop(reason = "shutdown") {
       pulling.abort(new ShutdownError(reason));
-      cancelSubscription?.unsubscribe();
+      for (const subscription of cancelSubscriptions.splice(0)) subscription.unsubscribe();
       await Promise.allSettled([...loops.values()]);
       // Our pull requests outlive their subscriptions on the server: make it drop them before
       // releasing anything (a task NAK'd while one waits could go straight back to it).
