@@ -44,6 +44,8 @@ export interface RegisteredWorkflow {
   variants?: WorkflowBinding[];
   /** Where it came from, for error messages. */
   source?: string;
+  /** The workflow types of its registry: what its code may start as children. */
+  workflowTypes?: { has(name: string): boolean };
 }
 
 /** What an execution runs: a function and its realm, and for sandboxed code, its own module instance. */
@@ -52,15 +54,17 @@ export interface WorkflowBinding {
   realm: WorkflowRealm;
   /** A fresh instance of the bundle's modules per execution (bundle/sandbox.ts, "Module state"). */
   instantiate?: () => WorkflowInstance;
+  /** The workflow types the code may start as children (RegisteredWorkflow.workflowTypes). */
+  workflowTypes?: { has(name: string): boolean } | undefined;
 }
 
 /** The function and realm an execution of `workflowId` uses: always the same for one id. */
 export function bindWorkflow(definition: RegisteredWorkflow, workflowId: string): WorkflowBinding {
   const variants = definition.variants;
-  if (!variants?.length) return { fn: definition.fn, realm: definition.realm };
+  if (!variants?.length) return { fn: definition.fn, realm: definition.realm, workflowTypes: definition.workflowTypes };
   let hash = 0;
   for (let i = 0; i < workflowId.length; i++) hash = (Math.imul(hash, 31) + workflowId.charCodeAt(i)) >>> 0;
-  return variants[hash % variants.length]!;
+  return { ...variants[hash % variants.length]!, workflowTypes: definition.workflowTypes };
 }
 
 export interface Registry {
@@ -137,6 +141,18 @@ export function createRegistry(input: RegistryInput): Registry {
       });
     }
   }
+  // Child workflow types are checked once every workflow is known: a DAG's child steps here, a
+  // code workflow's ctx.executeChild at the call (journal/child-commands.ts).
+  for (const entry of workflows.values()) {
+    entry.workflowTypes = workflows;
+    for (const step of entry.dag?.activities ?? []) {
+      if (step.workflow !== undefined && !workflows.has(step.workflow)) {
+        throw new DefinitionError("WF_DAG_UNKNOWN_WORKFLOW", `workflow "${entry.name}", step "${step.name}": unknown child workflow type "${step.workflow}" (known: ${[...workflows.keys()].sort().join(", ")})${entry.source ? ` (${entry.source})` : ""}`, {
+          hint: "Export a workflow with that name from functions/workflows, or fix the step's workflow.",
+        });
+      }
+    }
+  }
   return { version: input.version, workflows, activities };
 }
 
@@ -172,10 +188,16 @@ export function validateDag(definition: DagDefinition, options: { source?: strin
     }
     if (byName.has(step.name)) return fail("WF_DAG_DUPLICATE_STEP", `${wf}: step "${step.name}" is defined twice`, "Give every step a unique name.");
     byName.set(step.name, step);
-    if (typeof step.type !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(step.type)) {
-      return fail("WF_DAG_INVALID_STEP", `${wf}, step "${step.name}": activity type ${JSON.stringify(step.type)} is not valid`, "Set type to the export name of an activity.");
-    }
-    if (options.activityTypes && !options.activityTypes.has(step.type)) {
+    if (step.workflow !== undefined) {
+      // A child workflow step (its type is checked against the registry in createRegistry).
+      if (step.type !== undefined) return fail("WF_DAG_INVALID_STEP", `${wf}, step "${step.name}" has both type and workflow`, "A step runs an activity (type) or a child workflow (workflow), not both.");
+      if (typeof step.workflow !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(step.workflow)) {
+        return fail("WF_DAG_INVALID_STEP", `${wf}, step "${step.name}": child workflow type ${JSON.stringify(step.workflow)} is not valid`, "Set workflow to the name of a workflow in functions/workflows.");
+      }
+      if (step.retryPolicy !== undefined) return fail("WF_DAG_INVALID_STEP", `${wf}, step "${step.name}": a child workflow step takes no retryPolicy`, "Retry inside the child workflow's own steps.");
+    } else if (typeof step.type !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(step.type)) {
+      return fail("WF_DAG_INVALID_STEP", `${wf}, step "${step.name}": activity type ${JSON.stringify(step.type)} is not valid`, "Set type to the export name of an activity, or workflow to a child workflow's type.");
+    } else if (options.activityTypes && !options.activityTypes.has(step.type)) {
       const known = [...options.activityTypes].sort().join(", ") || "none";
       return fail("WF_DAG_UNKNOWN_ACTIVITY", `${wf}, step "${step.name}": unknown activity type "${step.type}" (known: ${known})`, "Export an async function with that name from functions/activities, or fix the type.");
     }
@@ -261,7 +283,11 @@ export function dagWorkflow(dag: DagDefinition): WorkflowFunction {
           .then(() => {
             const stepInput: Record<string, unknown> = { ...base };
             for (const d of dependencies) stepInput[d] = outputs[d];
-            return ctx.activity(step.type, stepInput, {
+            // A child workflow step: the child's result is the step's output (children.ts).
+            if (step.workflow !== undefined) {
+              return ctx.executeChild(step.workflow, stepInput, { name: step.name, ...(step.timeout !== undefined ? { timeout: step.timeout } : {}) });
+            }
+            return ctx.activity(step.type!, stepInput, {
               name: step.name,
               ...(step.timeout !== undefined ? { timeout: step.timeout } : {}),
               ...(step.retryPolicy !== undefined ? { retry: step.retryPolicy } : {}),

@@ -48,7 +48,7 @@ export class WorkflowFailedError extends JetflowError {
   constructor(workflowId: string, status: string, failure: { message: string; type: string } | undefined) {
     super(
       "WF_WORKFLOW_" + status.toUpperCase(),
-      `workflow ${workflowId} ${status.replace("_", " ")}` + (failure ? `: ${failure.type}: ${failure.message}` : ""),
+      `workflow ${workflowId} ${status.replaceAll("_", " ")}` + (failure ? `: ${failure.type}: ${failure.message}` : ""),
       { hint: `Run \`wf show ${workflowId}\` for its steps and errors.` },
     );
     this.workflowId = workflowId;
@@ -155,6 +155,9 @@ export interface ErrorRecord {
   stack?: string;
   nonRetryable?: boolean;
   details?: unknown;
+  /** A jetflow error's code and hint, where the record stands for one (a child start that was refused). */
+  code?: string;
+  hint?: string;
 }
 
 export function toErrorRecord(thrown: unknown): ErrorRecord {

@@ -25,12 +25,15 @@ export {
   ShutdownError,
 } from "./errors.js";
 export type { ErrorRecord, JetflowErrorOptions } from "./errors.js";
-export { NonRetryableError, ActivityFailure, defineDag, defineWorkflow } from "./workflow-api.js";
+export { NonRetryableError, ActivityFailure, ChildWorkflowFailure, defineDag, defineWorkflow } from "./workflow-api.js";
 export type {
   ActivityContext,
   ActivityFunction,
   ActivityOptions,
   ActivityProxy,
+  ChildHandle,
+  ChildOptions,
+  ChildWorkflowFunction,
   DagActivity,
   DagDefinition,
   WorkflowContext,
@@ -38,7 +41,7 @@ export type {
   WorkflowOptions,
 } from "./workflow-api.js";
 export { validateDag } from "./definitions.js";
-export type { WorkflowState, StepState, WorkflowStatus, StepStatus, SignalRecord } from "./state.js";
+export type { WorkflowState, StepState, WorkflowStatus, StepStatus, SignalRecord, ChildRef, ParentRef, ParentClosePolicy } from "./state.js";
 export { diffStates, watchProgress } from "./observe.js";
 export type { ProgressEvent } from "./observe.js";
 export { buildFunctions } from "./bundle/build.js";

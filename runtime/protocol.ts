@@ -19,6 +19,29 @@ export interface StartMessage {
   memo?: unknown;
   /** What a start does when the id exists (absent: "reject-duplicate"; orchestrator/runs.ts). */
   idReusePolicy?: IdReusePolicy;
+  /** Set by a parent workflow starting this one as its child: the child's end is reported to it (ChildEventMessage). */
+  parent?: { id: string; step: string; workflow: string; runId?: string };
+}
+
+/**
+ * `workflow.child.<parentId>`: what happened to a child, for its parent. Published by the runtime
+ * that applied it, after the child's state write (or, for "rejected", instead of a state):
+ * "started" (its state exists), "ended" (terminal: `status`, and `result` or `error`), "rejected"
+ * (the start was refused or the id belongs to another workflow: `error` with a `code`).
+ * Nats-Msg-Id `<childId>/parent/<parentId>/<step>/<event>`.
+ */
+export interface ChildEventMessage {
+  parentId: string;
+  /** The parent's step that started the child. */
+  step: string;
+  childId: string;
+  workflow: string;
+  /** The parent's run that started the child (ParentRef.runId): another run of the parent ignores the report. */
+  parentRunId?: string;
+  event: "started" | "ended" | "rejected";
+  status?: string;
+  result?: unknown;
+  error?: ErrorRecord;
 }
 
 /**
@@ -152,6 +175,11 @@ export const MSG_ID = {
   timerBatch: (batchId: string) => `timers/${batchId}`,
   /** A cancel or terminate request of run `run`: a later run of the id may be cancelled within the duplicate window too. */
   cancel: (id: string, terminate: boolean, run?: number) => `${runScope(id, run)}/${terminate ? "terminate" : "cancel"}`,
+  /** A parent's start of its child: its own id, so a client's `<id>/start` of the same id cannot hide it. */
+  childStart: (childId: string, parentId: string, step: string) => `${childId}/start/parent/${parentId}/${step}`,
+  childEvent: (childId: string, parentId: string, step: string, event: ChildEventMessage["event"]) => `${childId}/parent/${parentId}/${step}/${event}`,
+  /** The cancel a parent's close policy sends; `trigger` "end" (the parent ended) or "started" (the child started after). */
+  parentClosed: (childId: string, trigger: "end" | "started") => `${childId}/parent-closed/${trigger}`,
 };
 
 const runScope = (id: string, run: number | undefined): string => (run !== undefined && run > 1 ? `${id}/r.${run}` : id);
@@ -218,7 +246,7 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "obj
 
 export function parseStart(body: unknown): StartMessage {
   if (!isObject(body)) throw new ProtocolError(`start message must be a JSON object {"id"?: string, "input"?: any, "searchAttributes"?: object}, got ${typeName(body)}`);
-  const known = ["id", "input", "searchAttributes", "signal", "timeoutMs", "memo", "idReusePolicy"];
+  const known = ["id", "input", "searchAttributes", "signal", "timeoutMs", "memo", "idReusePolicy", "parent"];
   const unknownKeys = Object.keys(body).filter((k) => !known.includes(k));
   if (unknownKeys.length) throw new ProtocolError(`start message has unknown field(s) ${unknownKeys.map((k) => `"${k}"`).join(", ")}; only ${known.map((k) => `"${k}"`).join(", ")} are accepted`);
   if (body.id !== undefined && body.id !== null && typeof body.id !== "string") throw new ProtocolError(`start message "id" must be a string, got ${typeName(body.id)}`);
@@ -239,6 +267,14 @@ export function parseStart(body: unknown): StartMessage {
   if (body.idReusePolicy !== undefined && body.idReusePolicy !== null) {
     if (!ID_REUSE_POLICIES.includes(body.idReusePolicy as IdReusePolicy)) throw new ProtocolError(`start message "idReusePolicy" must be one of ${ID_REUSE_POLICIES.map((p) => `"${p}"`).join(", ")}, got ${JSON.stringify(body.idReusePolicy)}`);
     start.idReusePolicy = body.idReusePolicy as IdReusePolicy;
+  }
+  if (body.parent !== undefined && body.parent !== null) {
+    const parent = body.parent;
+    if (!isObject(parent) || typeof parent.id !== "string" || typeof parent.step !== "string" || typeof parent.workflow !== "string") {
+      throw new ProtocolError(`start message "parent" must be {"id": string, "step": string, "workflow": string}`);
+    }
+    if (parent.runId !== undefined && typeof parent.runId !== "string") throw new ProtocolError(`start message "parent.runId" must be a string`);
+    start.parent = { id: parent.id, step: parent.step, workflow: parent.workflow, ...(typeof parent.runId === "string" ? { runId: parent.runId } : {}) };
   }
   return start;
 }
@@ -298,6 +334,17 @@ export function parseCancel(body: unknown): CancelMessage {
   if (body.reason !== undefined && typeof body.reason !== "string") throw new ProtocolError(`cancel "reason" must be a string`);
   if (body.terminate !== undefined && typeof body.terminate !== "boolean") throw new ProtocolError(`cancel "terminate" must be a boolean`);
   return body as unknown as CancelMessage;
+}
+
+export function parseChildEvent(body: unknown): ChildEventMessage {
+  if (!isObject(body) || typeof body.parentId !== "string" || typeof body.step !== "string" || typeof body.childId !== "string" || typeof body.workflow !== "string") {
+    throw new ProtocolError(`child event needs string "parentId", "step", "childId" and "workflow"`);
+  }
+  if (body.event !== "started" && body.event !== "ended" && body.event !== "rejected") throw new ProtocolError(`child event "event" must be "started", "ended" or "rejected", got ${JSON.stringify(body.event)}`);
+  if (body.event === "ended" && typeof body.status !== "string") throw new ProtocolError(`child event "ended" needs the child's "status"`);
+  if (body.parentRunId !== undefined && typeof body.parentRunId !== "string") throw new ProtocolError(`child event "parentRunId" must be a string`);
+  if (body.error !== undefined && !(isObject(body.error) && typeof body.error.message === "string")) throw new ProtocolError(`child event "error" must be {"message", "type"}`);
+  return body as unknown as ChildEventMessage;
 }
 
 export function parseTask(body: unknown): TaskMessage {

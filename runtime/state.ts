@@ -20,9 +20,10 @@ export const TERMINAL_STATUSES: readonly WorkflowStatus[] = ["completed", "faile
 
 /**
  * scheduled: its task is published (queued or running); retrying: an attempt failed and the next
- * one waits on a durable backoff timer; waiting: a sleep that has not fired; cancelled: the code
- * stopped awaiting it because of a cancellation (a cancel request, a withTimeout deadline, or a
- * withTimeout whose function settled before its timer): a later completion or timer is a no-op.
+ * one waits on a durable backoff timer; waiting: a sleep that has not fired, a signal or a child
+ * workflow not yet received; cancelled: the code stopped awaiting it because of a cancellation (a
+ * cancel request, a withTimeout deadline, or a withTimeout whose function settled before its
+ * timer): a later completion or timer is a no-op.
  */
 export type StepStatus = "scheduled" | "retrying" | "waiting" | "completed" | "failed" | "cancelled";
 
@@ -36,8 +37,10 @@ export interface StepState {
    * "cancel": a cancel request (`wf cancel`), named `$cancel`, recorded completed when it was applied and
    * entered in the journal at that point, where a replay delivers it to the code again; `reason` holds
    * its reason, `seq` the number of commands the code had issued by then (docs/protocol.md, "Cancellation").
+   * "child": a child workflow (ctx.executeChild / ctx.startChild, or a DAG step with `workflow`); `child` describes it.
+   * "child_result": a startChild handle's result(), waiting for the child of step `child.step` to end.
    */
-  kind: "activity" | "sleep" | "signal" | "upsert" | "marker" | "cancel";
+  kind: "activity" | "sleep" | "signal" | "upsert" | "marker" | "cancel" | "child" | "child_result";
   /** Activity type (export name) for kind "activity". */
   activity?: string;
   status: StepStatus;
@@ -87,10 +90,57 @@ export interface StepState {
   added?: string[];
   /** kind "cancel": the reason given with the request, if any. */
   reason?: string;
+  /** kind "child" and "child_result": the child workflow (runtime/orchestrator/children.ts). */
+  child?: ChildRef;
   /** kind "sleep": when it fires. */
   fireAt?: string;
   /** Epoch ms at which the workflow code received the result; replay's clock for that activation. */
   resolvedAt?: number;
+}
+
+/**
+ * A parent's record of one child workflow, on its step of kind "child" (and, copied when it
+ * settles, on a "child_result" step).
+ */
+export interface ChildRef {
+  /** The child's workflow id (deterministic: see docs/protocol.md, "Child workflows"). */
+  id: string;
+  /** The child's workflow type. */
+  workflow: string;
+  /**
+   * "starting": its start is published, its state not known to exist yet; then the child's own
+   * status as the parent last heard it (a terminal one once its end reached the parent).
+   * "rejected": the start was refused (unknown type, id taken by another workflow, bad input).
+   */
+  status: "starting" | "rejected" | WorkflowStatus;
+  /** What happens to the child if the parent ends first (default "terminate"). */
+  parentClosePolicy?: ParentClosePolicy;
+  /** kind "child": "result" (executeChild: the step settles when the child ends) or "start" (startChild: when it started). */
+  awaits?: "result" | "start";
+  /** kind "child_result": the startChild step it waits on. */
+  step?: string;
+  /** Start options passed through to the child's start message. */
+  timeoutMs?: number;
+  memo?: unknown;
+  searchAttributes?: TypedAttributes;
+  /** awaits "start": the child's result or error once it ended, until a result() call takes it. */
+  result?: unknown;
+  error?: ErrorRecord;
+  /** awaits "start": a result() step took the end (it may then move to a history chunk). */
+  taken?: boolean;
+}
+
+export type ParentClosePolicy = "terminate" | "cancel" | "abandon";
+
+/** A child workflow's link to its parent (`WorkflowState.parent`). */
+export interface ParentRef {
+  id: string;
+  /** The parent's step of kind "child" that started this workflow. */
+  step: string;
+  /** The parent's workflow type. */
+  workflow: string;
+  /** The parent's run that started this child (its `runId`): a report to a later run of the parent is a no-op there. */
+  runId?: string;
 }
 
 /** A task by its step and attempt: what `Nats-Msg-Id` `<id>/<step>/<attempt>` names. */
@@ -148,6 +198,8 @@ export interface WorkflowState {
    * when, and the reason given. A second request is a no-op; `wf terminate` still stops it.
    */
   cancelRequested?: { at: string; reason?: string };
+  /** Set when a parent workflow started this one as its child (runtime/orchestrator/children.ts). */
+  parent?: ParentRef;
   /** Free JSON given at start (`memo`), shown by `wf show`; the engine does not read it. */
   memo?: unknown;
   /** Search attributes (visibility/search-attributes.ts), typed; indexed for `wf list --where`. */

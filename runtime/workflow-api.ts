@@ -101,6 +101,18 @@ export interface WorkflowContext<A = Record<string, ActivityFunction>, I = any> 
    */
   waitForSignal<T = unknown>(name: string): Promise<T>;
   /**
+   * Run another workflow as this one's child and wait for its end: resolves with its result, or
+   * rejects with `ChildWorkflowFailure` (it failed, was cancelled, terminated, timed out, or could
+   * not start). Typed from the child's function: `ctx.executeChild<typeof shipOrder>("shipOrder", input)`.
+   * The child is a workflow like any other (its own state, listable, signals, cancel); its id is
+   * `<this id>-<step>` unless `options.id` says otherwise, so a replay finds the same child.
+   * An unknown workflow type or bad options reject at the call (`ValidationError`, codes
+   * WF_UNKNOWN_CHILD_WORKFLOW, WF_INVALID_CHILD_OPTIONS).
+   */
+  executeChild<F extends ChildWorkflowFunction = ChildWorkflowFunction>(workflowType: string, input: ChildInput<F>, options?: ChildOptions): Promise<ChildOutput<F>>;
+  /** Start a child workflow: resolves once its state exists, with a handle whose `result()` waits for its end (as executeChild). */
+  startChild<F extends ChildWorkflowFunction = ChildWorkflowFunction>(workflowType: string, input: ChildInput<F>, options?: ChildOptions): Promise<ChildHandle<ChildOutput<F>>>;
+  /**
    * Merge values into the workflow's search attributes (`client.list({ where })`, `wf list
    * --where`): `ctx.upsertSearchAttributes({ stage: "paid" })`. Recorded in the journal as a step
    * of kind "upsert" when called, so a replay must make the same call at the same point; the index
@@ -176,6 +188,60 @@ export interface WorkflowContext<A = Record<string, ActivityFunction>, I = any> 
 }
 
 export type WorkflowFunction<I = any, O = any, A = any> = (ctx: WorkflowContext<A, I>, input: I) => Promise<O>;
+
+/** What a child workflow's type parameter may be: any workflow function (`typeof childFn`). */
+export type ChildWorkflowFunction = (ctx: any, input: any) => any;
+type ChildInput<F> = F extends (ctx: any, input: infer I) => any ? I : never;
+type ChildOutput<F> = F extends (...args: any[]) => infer R ? Awaited<R> : never;
+
+/** Options of ctx.executeChild / ctx.startChild. */
+export interface ChildOptions {
+  /** The child's workflow id (default `<parent id>-<step>`, the same on every replay). */
+  id?: string;
+  /** Step name in the parent (default `child_<type>`, then `child_<type>-2`, …). */
+  name?: string;
+  /** The child's execution timeout (over its definition's). */
+  timeout?: Duration;
+  /**
+   * What happens to the child when the parent ends while the child still runs: "terminate"
+   * (default: a hard stop), "cancel" (a cancel request), "abandon" (it runs on).
+   */
+  parentClosePolicy?: "terminate" | "cancel" | "abandon";
+  /** Free JSON kept in the child's state (`wf show`). */
+  memo?: unknown;
+  /** The child's search attributes at start. */
+  searchAttributes?: SearchAttributes;
+}
+
+/** A started child workflow (ctx.startChild). */
+export interface ChildHandle<O = unknown> {
+  workflowId: string;
+  /** Wait for the child's end: its result, or a `ChildWorkflowFailure`. Calling it again returns the same promise. */
+  result(): Promise<O>;
+}
+
+/** The rejection of an awaited child workflow that did not complete. */
+export class ChildWorkflowFailure extends Error {
+  readonly workflowId: string;
+  readonly workflowType: string;
+  /** The child's end status (failed, cancelled, terminated, timed_out), or "rejected": it could not start. */
+  readonly status: string;
+  /** The child's error type (e.g. the ActivityFailure's type that failed it). */
+  readonly type: string;
+  /** Set when the start was rejected: WF_CHILD_ID_TAKEN, WF_UNKNOWN_CHILD_WORKFLOW, … (docs/errors.md). */
+  readonly code: string | undefined;
+  readonly hint: string | undefined;
+  constructor(workflowId: string, workflowType: string, status: string, failure: { message: string; type: string; code?: string; hint?: string }) {
+    super(`child workflow ${workflowId} (${workflowType}) ${status.replaceAll("_", " ")}: ${failure.message}`);
+    this.name = "ChildWorkflowFailure";
+    this.workflowId = workflowId;
+    this.workflowType = workflowType;
+    this.status = status;
+    this.type = failure.type;
+    this.code = failure.code;
+    this.hint = failure.hint;
+  }
+}
 
 /** The rejection an awaited activity raises once its retries are exhausted (or it is not retryable). */
 export class ActivityFailure extends Error {
@@ -263,8 +329,10 @@ export class SagaCompensationError extends Error {
 export interface DagActivity {
   /** Step name, unique in the workflow. */
   name: string;
-  /** Activity type (export name in functions/activities). */
-  type: string;
+  /** Activity type (export name in functions/activities); a step has this or `workflow`. */
+  type?: string;
+  /** A child workflow's type: the step runs it (as ctx.executeChild) and its result is the step's output. */
+  workflow?: string;
   timeout?: Duration;
   retryPolicy?: RetryPolicyInput;
   /** Steps that must complete before this one starts. */

@@ -567,4 +567,62 @@ describe("crash recovery (child-process runtimes)", () => {
     expect(markerLines(markerDir, MARKER_FILES.slowDone).every((l) => l.pid === b.pid)).toBe(true);
     console.log(`[crash e] A exited ${exitMs} ms after SIGTERM; all ${ids.length} completed ${completedMs} ms after SIGTERM; total ${Date.now() - t0} ms`);
   });
+
+  it("SIGKILLed between a parent's child step and the child's start: the child starts once and the parent completes", async () => {
+    setup("childstart");
+    const wf = await openClient();
+    const a = await spawnRuntime("A", runtimeOptions({ crashPoint: "after-child-step-before-child-start" }));
+    await wf.start("crash_parent", {}, { id: "parent-a" });
+    await a.exited;
+    // Died right between the two: the parent records the child as starting, the child has no state.
+    const before = await wf.describe("parent-a");
+    expect(before.steps["child_crash_child"]).toMatchObject({ kind: "child", status: "waiting", child: { id: "parent-a-child_crash_child", status: "starting" } });
+    await expect(wf.describe("parent-a-child_crash_child")).rejects.toThrow(/no workflow with id/);
+    await spawnRuntime("B", runtimeOptions());
+    const parent = (await waitForTerminal(wf, ["parent-a"], 30_000)).get("parent-a")!;
+    expectCleanJournal(parent, ["child_crash_child"]);
+    expect(parent.result).toEqual({ child: { fast: "fast" } });
+    const child = await wf.describe("parent-a-child_crash_child");
+    expectCleanJournal(child, ["fast_step"]);
+    expect(child.parent).toMatchObject({ id: "parent-a", step: "child_crash_child" });
+    // The child ran once: one execution of its only activity.
+    expect(markerLines(markerDir, MARKER_FILES.fast).filter((l) => l.workflowId === "parent-a-child_crash_child")).toHaveLength(1);
+    expect(parent.steps["child_crash_child"]!.child!.status).toBe("completed");
+  });
+
+  it("SIGKILLed between a child's terminal state and its report to the parent: the parent still hears it, once", async () => {
+    setup("childend");
+    const wf = await openClient();
+    const a = await spawnRuntime("A", runtimeOptions({ crashPoint: "after-child-end-before-parent-event" }));
+    await wf.start("crash_parent", {}, { id: "parent-b" });
+    await a.exited;
+    expect((await wf.describe("parent-b-child_crash_child")).status).toBe("completed");
+    expect((await wf.describe("parent-b")).status).toBe("running");
+    await spawnRuntime("B", runtimeOptions());
+    const parent = (await waitForTerminal(wf, ["parent-b"], 30_000)).get("parent-b")!;
+    expectCleanJournal(parent, ["child_crash_child"]);
+    expect(parent.result).toEqual({ child: { fast: "fast" } });
+    expect(markerLines(markerDir, MARKER_FILES.fast).filter((l) => l.workflowId === "parent-b-child_crash_child")).toHaveLength(1);
+    const crashes = readFileSync(join(markerDir, "crashes.log"), "utf8").trim().split("\n").map((l) => l.split(" ")[0]);
+    expect(crashes).toEqual(["after-child-end-before-parent-event"]);
+  });
+
+  it("NATS killed and restarted while children run: every parent completes with its child's result", async () => {
+    setup("childnats");
+    const a = await spawnRuntime("A", runtimeOptions({ workerAckWait: "5s" }));
+    const wf = await openClient();
+    const ids = Array.from({ length: 5 }, (_, i) => `nats-parent-${i}`);
+    await Promise.all(ids.map((id) => wf.start("crash_parent", { slowMs: 1_500 }, { id })));
+    await waitFor("the children's slow_steps to start", () => (markerLines(markerDir, MARKER_FILES.slowStarted).length >= 3 ? true : undefined), 15_000, 20);
+    await nats.kill();
+    await sleep(1_000);
+    await nats.restart();
+    const states = await waitForTerminal(wf, ids, 45_000);
+    for (const id of ids) {
+      const state = states.get(id)!;
+      expectCleanJournal(state, ["child_crash_child"]);
+      expect(state.result).toMatchObject({ child: { fast: "fast", slow: { pid: a.pid } } });
+    }
+    expect(a.hasExited()).toBe(false);
+  });
 });

@@ -21,6 +21,10 @@ const CALLS_PER_WORKFLOW: Partial<Record<CrashPointName, number>> = {
   "timer-fired-before-ack": 1,
   "after-activity-before-completion": 4,
   "after-completion-before-ack": 4,
+  // Reached only by workflows with children, which the order workload does not start (yet):
+  // test/crash.test.ts kills runtimes at these two.
+  "after-child-step-before-child-start": 1,
+  "after-child-end-before-parent-event": 1,
 };
 
 export const crashPoints: Scenario = {

@@ -75,7 +75,7 @@ async function bundle(dir: string, files: string[], apiPath: string, kind: "work
   const lines = files.map((f, i) => `import * as m${i} from ${JSON.stringify("./" + f)};`);
   lines.push(`export const __modules = { ${files.map((f, i) => `${JSON.stringify(f)}: m${i}`).join(", ")} };`);
   if (kind === "workflows") {
-    lines.push(`export { ActivityFailure as __ActivityFailure } from "jetflow/workflow";`);
+    lines.push(`export { ActivityFailure as __ActivityFailure, ChildWorkflowFailure as __ChildWorkflowFailure } from "jetflow/workflow";`);
     // The sandbox's own error classes for cancellation scopes and sagas (journal/cancellation.ts).
     lines.push(`export { CancelledError as __CancelledError, ScopeTimeoutError as __ScopeTimeoutError, SagaCompensationError as __SagaCompensationError } from "jetflow/workflow";`);
   }

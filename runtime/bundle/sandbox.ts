@@ -15,7 +15,7 @@
  */
 import vm from "node:vm";
 import { DeterminismViolationError } from "../errors.js";
-import type { WorkflowInstance, WorkflowRealm } from "../journal/execution.js";
+import type { ChildFailureFactory, WorkflowInstance, WorkflowRealm } from "../journal/execution.js";
 import { realmErrorsOf } from "../journal/cancellation.js";
 import type { Logger } from "../logger.js";
 import type { WorkflowFunction } from "../workflow-api.js";
@@ -100,6 +100,7 @@ export function loadSandbox(code: string, filename: string, logger: Logger): San
     },
     activityFailure: (step, type, attempts, failure) => new ActivityFailure(step, type, attempts, failure),
     errors: realmErrorsOf(module.exports),
+    ...childFailureOf(module.exports),
   };
   return { realm, exports: module.exports, instantiate };
 }
@@ -110,7 +111,13 @@ export function instanceOf(exports: Record<string, unknown>, name: string): Work
   let fn: unknown;
   for (const moduleExports of Object.values(modules)) if (name in moduleExports) fn = moduleExports[name];
   const ActivityFailure = exports.__ActivityFailure as new (...args: unknown[]) => unknown;
-  return { fn: fn as WorkflowFunction, activityFailure: (step, type, attempts, failure) => new ActivityFailure(step, type, attempts, failure), errors: realmErrorsOf(exports) };
+  return { fn: fn as WorkflowFunction, activityFailure: (step, type, attempts, failure) => new ActivityFailure(step, type, attempts, failure), errors: realmErrorsOf(exports), ...childFailureOf(exports) };
+}
+
+/** The bundle's own ChildWorkflowFailure, so `instanceof` holds in its code (bundles built before it have none). */
+function childFailureOf(exports: Record<string, unknown>): { childFailure?: ChildFailureFactory } {
+  const ChildWorkflowFailure = exports.__ChildWorkflowFailure as (new (...args: unknown[]) => unknown) | undefined;
+  return ChildWorkflowFailure ? { childFailure: (id, type, status, failure) => new ChildWorkflowFailure(id, type, status, failure) } : {};
 }
 
 /** A fixed sequence for Math.random() at load (an LCG: no quality needed, only the same values every time). */

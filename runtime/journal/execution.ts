@@ -15,8 +15,9 @@ import { toErrorRecord, ValidationError, type ErrorRecord } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { runNumber, type StepState, type WorkflowState } from "../state.js";
 import { typedAttributes, type TypedAttributes } from "../visibility/search-attributes.js";
-import type { ActivityOptions, WorkflowContext, WorkflowFunction } from "../workflow-api.js";
+import { ChildWorkflowFailure, type ActivityOptions, type ChildHandle, type ChildOptions, type WorkflowContext, type WorkflowFunction } from "../workflow-api.js";
 import { currentScope, HOST_ERRORS, runInScope, Scope, type RealmErrors } from "./cancellation.js";
+import { childSpec, type ChildSpec } from "./child-commands.js";
 import { createSaga } from "./saga.js";
 
 /** A command the workflow code issued: it becomes a step. */
@@ -30,9 +31,16 @@ export type Command =
    */
   | { kind: "upsert"; seq: number; name: string; attributes: TypedAttributes; added: string[] }
   /** ctx.patched (or ctx.deprecatePatch on replay): this run takes the patched path; settled when issued. */
-  | { kind: "marker"; seq: number; name: string; patch: string };
+  | { kind: "marker"; seq: number; name: string; patch: string }
+  /** ctx.executeChild (awaits "result") or ctx.startChild (awaits "start"): a child workflow. */
+  | ({ kind: "child"; seq: number; name: string; input: unknown; inputHash: string; awaits: "result" | "start" } & ChildSpec)
+  /** A startChild handle's result(): waits for the child of step `step` to end. */
+  | { kind: "child_result"; seq: number; name: string; step: string };
 
-export type StepResult = { ok: true; value: unknown } | { ok: false; error: ErrorRecord; attempts: number; activity: string };
+/** `child`: the step was a child workflow's; its failure reaches the code as a ChildWorkflowFailure. */
+export type StepResult =
+  | { ok: true; value: unknown }
+  | { ok: false; error: ErrorRecord; attempts: number; activity: string; child?: { id: string; workflow: string; status: string } };
 
 /** `cancelled`: the function rejected with its realm's CancelledError (the workflow ends cancelled). */
 export type Outcome = { ok: true; value: unknown } | { ok: false; error: ErrorRecord; cancelled?: boolean };
@@ -57,13 +65,19 @@ export interface WorkflowRealm {
   activityFailure(step: string, activityType: string, attempts: number, failure: { message: string; type: string }): unknown;
   /** The realm's own CancelledError, ScopeTimeoutError and SagaCompensationError (cancellation.ts); absent: the host's. */
   errors?: RealmErrors | undefined;
+  /** The realm's own ChildWorkflowFailure (absent: the host's class, which is the host realm's own). */
+  childFailure?: ChildFailureFactory;
 }
+
+export type ChildFailureFactory = (workflowId: string, workflowType: string, status: string, failure: { message: string; type: string; code?: string; hint?: string }) => unknown;
 
 /** One execution's own instance of a sandboxed workflow's modules (bundle/sandbox.ts, "Module state"). */
 export interface WorkflowInstance {
   fn: WorkflowFunction;
   activityFailure: WorkflowRealm["activityFailure"];
   errors?: RealmErrors | undefined;
+  /** Absent in bundles built before child workflows: the host's class stands in. */
+  childFailure?: ChildFailureFactory;
 }
 
 export interface ExecutionOptions {
@@ -88,6 +102,10 @@ export interface ExecutionOptions {
    * passes its runId, so each run of a loop gets its own sequence; run 1 keeps the id's.
    */
   randomSeed?: string | undefined;
+  /** The run's number (orchestrator/runs.ts): a later run's default child ids name it, so they differ from an earlier run's. */
+  run?: number | undefined;
+  /** The workflow types of the code it runs on: ctx.executeChild of another type is refused at the call. */
+  workflowTypes?: { has(name: string): boolean } | undefined;
 }
 
 interface Waiter {
@@ -175,7 +193,11 @@ export class WorkflowExecution {
     if (!waiter) return false;
     this.waiters.delete(step);
     if (result.ok) waiter.resolve(result.value);
-    else waiter.reject((this.instance?.activityFailure ?? this.options.realm.activityFailure)(step, result.activity, result.attempts, result.error));
+    else if (result.child) {
+      const make = this.instance?.childFailure ?? this.options.realm.childFailure ?? ((...args: ConstructorParameters<typeof ChildWorkflowFailure>) => new ChildWorkflowFailure(...args));
+      const { message, type, code, hint } = result.error;
+      waiter.reject(make(result.child.id, result.child.workflow, result.child.status, { message, type, ...(code ? { code } : {}), ...(hint ? { hint } : {}) }));
+    } else waiter.reject((this.instance?.activityFailure ?? this.options.realm.activityFailure)(step, result.activity, result.attempts, result.error));
     return true;
   }
 
@@ -294,6 +316,30 @@ export class WorkflowExecution {
     return answer;
   }
 
+  /**
+   * ctx.executeChild ("result") and ctx.startChild ("start"): one step of kind "child". A start
+   * resolves with a handle whose result() issues a step of kind "child_result" (once per handle).
+   */
+  private child(awaits: "result" | "start", workflowType: string, input: unknown, options: ChildOptions | undefined): Promise<unknown> {
+    try {
+      const text = jsonText(input === undefined ? null : input, `input of child workflow "${workflowType}"`);
+      const name = this.stepName(`child_${typeof workflowType === "string" ? workflowType : "workflow"}`, options?.name);
+      const spec = childSpec(this.workflowId, workflowType, options, name, this.options.workflowTypes, this.options.run);
+      const issued = this.command("child", name, { ...spec, input: JSON.parse(text), inputHash: inputHash(text), awaits });
+      if (awaits === "result") return issued;
+      return issued.then(() => {
+        let result: Promise<unknown> | undefined;
+        const handle: ChildHandle = {
+          workflowId: spec.childId,
+          result: () => (result ??= this.command("child_result", this.stepName(`${name}_result`, undefined), { step: name })),
+        };
+        return handle;
+      });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
   private stepName(base: string, explicit: string | undefined): string {
     if (explicit !== undefined) {
       if (typeof explicit !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(explicit)) {
@@ -368,6 +414,8 @@ export class WorkflowExecution {
           return Promise.reject(err);
         }
       },
+      executeChild: ((type: string, input: unknown, options?: ChildOptions) => self.child("result", type, input, options)) as WorkflowContext["executeChild"],
+      startChild: ((type: string, input: unknown, options?: ChildOptions) => self.child("start", type, input, options)) as WorkflowContext["startChild"],
       upsertSearchAttributes(attributes) {
         // Checked against the attributes as this run of the code has set them, so that a replay,
         // which sets the same ones in the same order, throws (or not) exactly where the first run did.

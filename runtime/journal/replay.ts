@@ -5,7 +5,7 @@
  */
 import { NonDeterminismError } from "../errors.js";
 import type { Logger } from "../logger.js";
-import type { StepState, WorkflowState } from "../state.js";
+import { runNumber, type StepState, type WorkflowState } from "../state.js";
 import { sameAttributes, type TypedAttributes } from "../visibility/search-attributes.js";
 import { activate, randomSeedOf, WorkflowExecution, type Command, type StepResult, type WorkflowInstance, type WorkflowRealm } from "./execution.js";
 import type { WorkflowFunction } from "../workflow-api.js";
@@ -15,6 +15,7 @@ export interface ReplayOptions {
   instantiate?: (() => WorkflowInstance) | undefined;
   realm: WorkflowRealm;
   logger: Logger;
+  workflowTypes?: { has(name: string): boolean } | undefined;
 }
 
 export async function replayWorkflow(state: WorkflowState, options: ReplayOptions): Promise<WorkflowExecution> {
@@ -28,6 +29,8 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
     realm: options.realm,
     logger: options.logger,
     randomSeed: randomSeedOf(state),
+    run: runNumber(state),
+    workflowTypes: options.workflowTypes,
   });
   const bySeq = new Map<number, [string, StepState]>();
   // A cancel request is no command: its seq only says where it fell among them.
@@ -52,7 +55,9 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
         (command.kind === "activity" && step.activity !== command.activity) ||
         (command.kind === "signal" && step.signal !== command.signal) ||
         (command.kind === "upsert" && !sameAttributes((step.output ?? {}) as TypedAttributes, command.attributes)) ||
-        (command.kind === "marker" && step.patch !== command.patch)
+        (command.kind === "marker" && step.patch !== command.patch) ||
+        (command.kind === "child" && (step.child?.workflow !== command.workflow || step.child.id !== command.childId)) ||
+        (command.kind === "child_result" && step.child?.step !== command.step)
       ) {
         throw new NonDeterminismError(
           `workflow ${state.workflow} (id ${state.id}) diverged at step "${name}" (command #${command.seq + 1}): ` +
@@ -60,7 +65,7 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
         );
       }
       // A step recorded without a hash (before it existed) replays on its type alone.
-      if (command.kind === "activity" && step.inputHash !== undefined && step.inputHash !== command.inputHash) {
+      if ((command.kind === "activity" || command.kind === "child") && step.inputHash !== undefined && step.inputHash !== command.inputHash) {
         throw new NonDeterminismError(
           `workflow ${state.workflow} (id ${state.id}) diverged at step "${name}" (command #${command.seq + 1}): the journal recorded ${describeStep(name, step)} ` +
             `with input ${preview(step.input)}, but the code now calls it with input ${preview(command.input)}`,
@@ -134,6 +139,10 @@ function startAttributes(state: WorkflowState): TypedAttributes | undefined {
 /** The result a completed or failed step delivers to the code. */
 export function stepResult(step: StepState): StepResult {
   if (step.status === "completed") return { ok: true, value: step.kind === "sleep" ? undefined : step.output };
+  if (step.child) {
+    const child = { id: step.child.id, workflow: step.child.workflow, status: step.child.status };
+    return { ok: false, error: step.error ?? { message: `child workflow ${step.child.status}`, type: "Error" }, attempts: step.attempt, activity: step.kind, child };
+  }
   if (step.kind === "signal") return { ok: false, error: step.error ?? { message: "signal wait failed", type: "Error" }, attempts: 0, activity: "signal" };
   return {
     ok: false,
@@ -148,6 +157,8 @@ function describeCommand(command: Command): string {
   if (command.kind === "signal") return `wait for signal ${command.signal} (step "${command.name}")`;
   if (command.kind === "upsert") return `upsert of search attributes ${describeAttributes(command.attributes)} (step "${command.name}")`;
   if (command.kind === "marker") return `patch marker "${command.patch}" (step "${command.name}")`;
+  if (command.kind === "child") return `child workflow ${command.workflow} with id ${command.childId} (step "${command.name}")`;
+  if (command.kind === "child_result") return `result of the child of step "${command.step}" (step "${command.name}")`;
   return `sleep (step "${command.name}", ${command.durationMs}ms)`;
 }
 
@@ -157,6 +168,8 @@ function describeStep(name: string, step: StepState): string {
   if (step.kind === "upsert") return `upsert of search attributes ${describeAttributes((step.output ?? {}) as TypedAttributes)} (step "${name}")`;
   if (step.kind === "marker") return `patch marker "${step.patch}" (step "${name}")`;
   if (step.kind === "cancel") return `cancel request (step "${name}")`;
+  if (step.kind === "child") return `child workflow ${step.child?.workflow} with id ${step.child?.id} (step "${name}")`;
+  if (step.kind === "child_result") return `result of the child of step "${step.child?.step}" (step "${name}")`;
   return `sleep (step "${name}")`;
 }
 

@@ -38,6 +38,8 @@ export interface Names {
    * workflow to abort (a cancel request reached them, or the workflow ended). Best effort.
    */
   abortSubject(workflowId: string): string;
+  /** Where a child's start and end are reported to its parent (protocol.ts ChildEventMessage). */
+  childSubject(parentId: string): string;
   taskSubject(activityType: string): string;
   timerScheduleSubject(workflowId: string): string;
   /** Where timers parked together are published (protocol.ts TimerBatchMessage). */
@@ -58,7 +60,7 @@ export interface Names {
    */
   leaseSubject(instance: string): string;
   /** The event kind of a subject on the events stream, or undefined when it is not one of ours. */
-  eventKind(subject: string): "start" | "completed" | "timer" | "signal" | "cancel" | undefined;
+  eventKind(subject: string): "start" | "completed" | "timer" | "signal" | "cancel" | "child" | undefined;
   /** The workflow type of a start subject. */
   workflowTypeOfStart(subject: string): string;
 }
@@ -93,6 +95,7 @@ export function createNames(namespace = ""): Names {
     signalSubject: (id, name) => `${eventsPrefix}signal.${token(id)}.${name}`,
     cancelSubject: (id) => `${eventsPrefix}cancel.${token(id)}`,
     abortSubject: (id) => `${eventsPrefix}abort.${token(id)}`,
+    childSubject: (parentId) => `${eventsPrefix}child.${token(parentId)}`,
     taskSubject: (type) => `${s}activity.tasks.${type}`,
     timerScheduleSubject: (id) => `${eventsPrefix}delay.${token(id)}`,
     timerBatchSubject: `${eventsPrefix}delay.batch/timers`,
@@ -109,6 +112,7 @@ export function createNames(namespace = ""): Names {
       if (rest.startsWith("timer.")) return "timer";
       if (rest.startsWith("signal.")) return "signal";
       if (rest.startsWith("cancel.")) return "cancel";
+      if (rest.startsWith("child.")) return "child";
       return undefined;
     },
     workflowTypeOfStart: (subject) => subject.slice(`${eventsPrefix}start.`.length),
@@ -118,5 +122,5 @@ export function createNames(namespace = ""): Names {
 /** Subjects of the events stream: every event kind, but not delays or dead letters (their own streams). */
 export function eventSubjects(names: Names): string[] {
   const p = names.namespace ? `${names.namespace}.workflow.` : "workflow.";
-  return [`${p}start.>`, `${p}activity.>`, `${p}timer.>`, `${p}signal.>`, `${p}cancel.>`];
+  return [`${p}start.>`, `${p}activity.>`, `${p}timer.>`, `${p}signal.>`, `${p}cancel.>`, `${p}child.>`];
 }

@@ -17,11 +17,12 @@ import { replayWorkflow, stepResult } from "../journal/replay.js";
 import type { Logger } from "../logger.js";
 import type { CancelMessage, CompletionMessage, SignalMessage, TimerMessage } from "../protocol.js";
 import { backoffDelayMs, resolveRetryPolicy, shouldRetry } from "../retry-policy.js";
-import { STATE_SCHEMA_VERSION, type SignalRecord, type StepState, type WorkflowState } from "../state.js";
+import { runNumber, STATE_SCHEMA_VERSION, type SignalRecord, type StepState, type WorkflowState } from "../state.js";
 import { cancelSteps } from "./cancel-steps.js";
 import { retryTimer, sleepTimer, timeoutTimer, type Effect } from "./outbox.js";
 import type { StoredWorkflow } from "./state-store.js";
 import { nextRunId } from "./runs.js";
+import { addChildStep, settleReadyChildResult } from "./children.js";
 
 export interface DecideEnv {
   /** The code a workflow runs on: its recorded version if still loadable, else the current one. */
@@ -66,6 +67,8 @@ export interface StartExtras {
   run?: { runId: string; run: number; previousRunId?: string | undefined } | undefined;
   /** A continued run: the signals the previous run received and did not consume, and the ids it saw (dedupe). */
   carried?: { signals?: SignalRecord[] | undefined; seenSignals?: string[] | undefined } | undefined;
+  /** Started by a parent workflow as its child (children.ts). */
+  parent?: WorkflowState["parent"];
 }
 
 export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow, version: string, id: string, input: unknown, extras: StartExtras): Promise<Decision & { kind: "write" }> {
@@ -86,6 +89,7 @@ export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow
   };
   if (extras.searchAttributes && Object.keys(extras.searchAttributes).length > 0) state.searchAttributes = extras.searchAttributes;
   if (extras.memo !== undefined) state.memo = extras.memo;
+  if (extras.parent) state.parent = extras.parent;
   if (extras.run) {
     state.runId = extras.run.runId;
     if (extras.run.run > 1) state.run = extras.run.run;
@@ -109,6 +113,7 @@ export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow
     searchAttributes: state.searchAttributes,
     logger: env.logger,
     randomSeed: randomSeedOf(state),
+    run: runNumber(state),
   });
   await activate(execution, now, () => execution.begin());
   await settle(env, state, execution, now, effects);
@@ -255,7 +260,7 @@ async function decideCancelRequest(env: DecideEnv, stored: StoredWorkflow, messa
 }
 
 /** Give a settled step's result to the workflow code, and record what the code does next. */
-async function deliver(env: DecideEnv, stored: StoredWorkflow, state: WorkflowState, stepName: string, now: number, effects: Effect[]): Promise<Decision> {
+export async function deliver(env: DecideEnv, stored: StoredWorkflow, state: WorkflowState, stepName: string, now: number, effects: Effect[]): Promise<Decision> {
   const step = state.steps[stepName]!;
   step.resolvedAt = now;
   state.journal.push(stepName);
@@ -281,10 +286,12 @@ async function settle(env: DecideEnv, state: WorkflowState, execution: WorkflowE
   record(env, state, execution, now, effects);
   while (state.status === "running") {
     const match = nextSignalMatch(state);
-    if (!match) return;
-    consumeSignal(state, match.step, match.signal, now);
+    if (match) consumeSignal(state, match.step, match.signal, now);
+    // A startChild handle's result() for a child that ended already (children.ts).
+    const ready = match ? match.step : settleReadyChildResult(state, now);
+    if (!ready) return;
     await activate(execution, now, () => {
-      execution.deliver(match.step, stepResult(state.steps[match.step]!));
+      execution.deliver(ready, stepResult(state.steps[ready]!));
     });
     record(env, state, execution, now, effects);
   }
@@ -430,6 +437,7 @@ function addStep(env: DecideEnv, state: WorkflowState, command: Command, now: nu
     state.journal.push(command.name);
     return;
   }
+  if (command.kind === "child" || command.kind === "child_result") return addChildStep(state, command, now, effects);
   if (command.kind === "sleep") {
     const fireAt = now + command.durationMs;
     state.steps[command.name] = { seq: command.seq, kind: "sleep", status: "waiting", attempt: 0, scheduledAt: iso(now), fireAt: iso(fireAt) };
@@ -491,7 +499,7 @@ function trimError(error: ErrorRecord): ErrorRecord {
  * copied by editStep before it changes. A deep clone of a long workflow's state on every event
  * cost more CPU than the rest of the decision (bench/RESULTS.md).
  */
-function draft(current: WorkflowState): WorkflowState {
+export function draft(current: WorkflowState): WorkflowState {
   return { ...current, steps: { ...current.steps }, journal: [...current.journal], ...(current.signals ? { signals: [...current.signals] } : {}) };
 }
 

@@ -23,6 +23,7 @@
 import type { KV } from "@nats-io/kv";
 import { JetflowError, RevisionConflictError } from "../errors.js";
 import { runNumber, type StepState, type WorkflowState } from "../state.js";
+import { keepsChangingStep } from "./children.js";
 
 /** The state moves delivered steps out once it holds twice this many... */
 export const CHUNK_MAX_STEPS = 16;
@@ -91,7 +92,9 @@ export function splitHistory(state: WorkflowState, serializedLength: number, com
     total += bytes;
     // The cut is measured over committed entries only, so it is the same for every decision
     // made on this revision, whatever each adds.
-    if (take === i && i < committedLength && i < CHUNK_MAX_STEPS && (i === 0 || takeBytes + bytes <= CHUNK_MAX_BYTES)) {
+    // A startChild step whose child has not ended (or whose end no result() took) still changes:
+    // it stays, and so does everything after it (judged on the committed state, like the cut).
+    if (take === i && i < committedLength && i < CHUNK_MAX_STEPS && (i === 0 || takeBytes + bytes <= CHUNK_MAX_BYTES) && !keepsChangingStep(committed.state.steps[journal[i]!])) {
       take += 1;
       takeBytes += bytes;
     }

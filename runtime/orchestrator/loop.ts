@@ -12,7 +12,7 @@ import { BlockedWorkflowError, PoisonEventError, RevisionConflictError, Validati
 import { validateWorkflowId } from "../ids.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
-import { encode, REPAIR_HEADER, parseCancel, type CompletionMessage, utf8BytesOver, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage, type SignalMessage, type StartMessage } from "../protocol.js";
+import { encode, REPAIR_HEADER, parseCancel, parseChildEvent, type CompletionMessage, utf8BytesOver, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage, type SignalMessage, type StartMessage } from "../protocol.js";
 import { indexAttributes, indexEnd, indexStart, removeEntries, repairIndex, subjectsOf } from "../visibility/index-writer.js";
 import { isTerminal, runNumber, STATE_SCHEMA_VERSION, type LeaseRef, type WorkflowState } from "../state.js";
 import { repairEffects, type Leases } from "../worker/leases.js";
@@ -32,6 +32,7 @@ export type { Continuation, LocalOutcome, LocalSource } from "./local-completion
 import { earlyByMs, reparkTimer } from "./early-timers.js";
 import { afterFailure, failForPoison, workflowIdOf } from "./poison.js";
 import { recheckUnknownStart } from "./unknown-start.js";
+import { childStartFoundState, decideChildEvent, endEffects, publishChildEffect, reportRejectedStart, startReport } from "./children.js";
 import { holdSignal, MAX_PENDING_SIGNALS, PendingSignalsListener, releasePendingSignals } from "./pending-signals.js";
 import { serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 
@@ -169,6 +170,10 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
           const cancel = parseCancel(body);
           return await serialize(cancel.workflowId, () => apply(msg, cancel.workflowId, async (stored) => decideCancel(env, stored, cancel)));
         }
+        case "child": {
+          const event = parseChildEvent(body);
+          return await serialize(event.parentId, () => apply(msg, event.parentId, (stored) => decideChildEvent(env, stored, event)));
+        }
         default:
           return deadLetter(msg, "invalid_event", `no handler for subject ${msg.subject}`);
       }
@@ -189,14 +194,19 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     }
     // Without an id the engine makes one; it must be the same on every redelivery of this message.
     const id = start.id ?? `${workflowType}-${msg.info.timestampNanos.toString(36)}-${msg.seq}`;
+    // A child's start refused without a state: its parent hears it (children.ts), instead of waiting forever.
+    const rejectChild = (code: string, message: string, hint: string) => reportRejectedStart(topology, start, id, workflowType, { message, type: "ChildWorkflowStartError", code, hint });
     try {
       validateWorkflowId(id);
     } catch (err) {
+      await rejectChild("WF_INVALID_ID", (err as ValidationError).message, (err as ValidationError).hint ?? "");
       return deadLetter(msg, "invalid_id", (err as ValidationError).message);
     }
     const inputBytes = msg.data.length;
     if (inputBytes > config.limits.maxInputBytes) {
-      return deadLetter(msg, "input_too_large", `start message of ${inputBytes} bytes exceeds limits.maxInputBytes (${config.limits.maxInputBytes})`, id, workflowType);
+      const message = `start message of ${inputBytes} bytes exceeds limits.maxInputBytes (${config.limits.maxInputBytes})`;
+      await rejectChild("WF_INPUT_TOO_LARGE", message, "Pass the child a reference (an object store key, a URL) instead of the data, or raise limits.maxInputBytes.");
+      return deadLetter(msg, "input_too_large", message, id, workflowType);
     }
     let registry = options.currentRegistry();
     let definition = registry.workflows.get(workflowType);
@@ -207,7 +217,10 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         logger.warn(`${verdict.message}; retrying in ${verdict.delayMs}ms`, { workflowId: id });
         return msg.nak(verdict.delayMs);
       }
-      if (verdict.kind === "refuse") return deadLetter(msg, "unknown_workflow", verdict.message, id);
+      if (verdict.kind === "refuse") {
+        await rejectChild("WF_UNKNOWN_CHILD_WORKFLOW", verdict.message, "Deploy code that has the child's workflow type, or fix the type in the parent's code.");
+        return deadLetter(msg, "unknown_workflow", verdict.message, id);
+      }
       ({ registry, definition } = verdict);
     }
     await serialize(id, async () => {
@@ -223,6 +236,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         signal: start.signal,
         timeoutMs: start.timeoutMs,
         memo: start.memo,
+        parent: start.parent,
       };
       // A finished id that the start's idReusePolicy lets start again: a new run replaces it (runs.ts).
       // Undefined when it does not (a duplicate start, or this very start's run).
@@ -234,7 +248,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       if (replaced) return replaced;
       if (existing) {
         // The first delivery may have died before it released the signals or wrote the index.
-        await Promise.all([releasePendingSignals(topology, id), repairIndex(topology, existing.state), signalOfStart(id, start.signal)]);
+        await Promise.all([releasePendingSignals(topology, id), repairIndex(topology, existing.state), signalOfStart(id, start.signal), childStartFoundState(topology, existing.state, start, workflowType)]);
         return duplicate(msg, existing, `workflow ${id} already exists`);
       }
       // (A first run that continues as new at once is archived before the create, like any switch.)
@@ -257,7 +271,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
           const replacedWinner = winner && replace(winner);
           if (replacedWinner) return replacedWinner;
           // Our run entry may now stand for a workflow that has ended: the index follows the winner.
-          if (winner) await Promise.all([releasePendingSignals(topology, id), repairIndex(topology, winner.state), signalOfStart(id, start.signal)]);
+          if (winner) await Promise.all([releasePendingSignals(topology, id), repairIndex(topology, winner.state), signalOfStart(id, start.signal), childStartFoundState(topology, winner.state, start, workflowType)]);
           return winner ? duplicate(msg, winner, `workflow ${id} was started concurrently`) : retryLater(msg, err);
         }
         throw err;
@@ -269,11 +283,15 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       // The deadline is parked with other starts' (timer-batches.ts); the start is acked only
       // once it is stored, like every other effect.
       const deadlines: Array<Promise<void>> = [];
-      const others: Effect[] = [];
+      // A child reports its start (or its end, if it ended in it) to its parent (children.ts).
+      const others: Effect[] = isTerminal(stored.state.status) ? endEffects(stored.state) : startReport(stored.state);
       for (const effect of decision.effects) {
         if (effect.kind === "timer" && effect.timer.kind === "timeout") deadlines.push(timerBatcher.park(effect.timer));
         else others.push(effect);
       }
+      // Test-only: the state is created, a child's start (or this child's report of its end) not yet published.
+      if (others.some((effect) => effect.kind === "child")) options.crashPoint?.("after-child-step-before-child-start");
+      if (others.some((effect) => effect.kind === "parent" && effect.event.event === "ended")) options.crashPoint?.("after-child-end-before-parent-event");
       // Signals sent before the start are re-published now that the state exists (pending-signals.ts).
       const held = pendingSignals.has(id) ? releasePendingSignals(topology, id) : undefined;
       await Promise.all([publishEffects(topology, stored.state, others), ...deadlines, held, indexed, isTerminal(stored.state.status) ? indexEnd(topology, stored.state) : undefined]);
@@ -317,6 +335,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         memo: ended.memo,
         run: { runId: ended.continuedAsNew!.runId, run: runNumber(ended) + 1, previousRunId: ended.runId },
         carried: { signals: ended.signals, seenSignals: ended.seenSignals },
+        // A child that continues as new stays its parent's child: the last run's end is what the parent awaits.
+        parent: ended.parent,
       });
     }
     return { archived, decision };
@@ -361,7 +381,10 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         ? indexStart(topology, state)
         : // The run entry again (the new run's createdAt), and the attribute entries its last activation changed.
           indexAttributes(topology, state, base.state.searchAttributes);
-    await Promise.all([publishEffects(topology, state, next.effects), index]);
+    // A run that continued as new closes its children still running, by their policy, as an end would (children.ts).
+    // (Published once the switch is stored; a crash before they are published leaves those children running, as if abandoned.)
+    const closes = archived.filter((run) => run.status === "continued_as_new").flatMap((run) => endEffects(run).filter((effect) => effect.kind === "close"));
+    await Promise.all([publishEffects(topology, state, next.effects), publishEffects(topology, state, closes), index]);
     options.crashPoint?.("after-dispatch-before-ack");
     msg.ack();
   }
@@ -444,9 +467,14 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         options.crashPoint?.("after-state-write-before-dispatch");
         // Test-only: the write that recorded a cancel request is stored, its effects (aborts, cleanup tasks) not yet published.
         if (next.state.cancelRequested && !stored.state.cancelRequested) options.crashPoint?.("after-cancel-recorded-before-dispatch");
+        // A workflow that just ended owes its parent its end and its children their close policy (children.ts).
+        const ended = isTerminal(next.state.status) && !isTerminal(stored.state.status) ? endEffects(next.state) : [];
+        const effects = [...(continued ? write.effects.filter((effect) => effect !== continued) : write.effects), ...ended];
+        if (effects.some((effect) => effect.kind === "child")) options.crashPoint?.("after-child-step-before-child-start");
+        if (ended.some((effect) => effect.kind === "parent")) options.crashPoint?.("after-child-end-before-parent-event");
         const attributesChanged = next.state.searchAttributes !== stored.state.searchAttributes;
         await Promise.all([
-          publishEffects(topology, next.state, continued ? write.effects.filter((effect) => effect !== continued) : write.effects),
+          publishEffects(topology, next.state, effects),
           // The index follows the state: an end entry once it ended, new attribute entries when they changed.
           // (An upsert and the end in one activation: indexEnd writes the new values' entries too.)
           isTerminal(next.state.status)
@@ -542,7 +570,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
    */
   function abortRunningSteps(state: WorkflowState): void {
     if (!Object.values(state.steps).some((s) => s.status === "scheduled")) return;
-    publishAbort(topology, state, undefined, `workflow ${state.status.replace("_", " ")}`);
+    publishAbort(topology, state, undefined, `workflow ${state.status.replaceAll("_", " ")}`);
   }
 
   function retryLater(msg: EventMessage, err: unknown): void {
@@ -624,7 +652,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         const state = await failForPoison(store, id, poison, env.now());
         if (state) {
           announceIfFinished(state);
-          await indexEnd(topology, state);
+          await Promise.all([indexEnd(topology, state), ...endEffects(state).map((effect) => publishChildEffect(topology, state, effect))]);
         }
       }
       msg.ack();

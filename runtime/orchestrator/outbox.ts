@@ -11,10 +11,11 @@ import type { Topology } from "../nats/topology.js";
 import { parkedTimersOf } from "./parked-timers.js";
 import { encode, MSG_ID, TIMER_KEY, type AbortMessage, type TaskMessage, type TimerBatchMessage, type TimerMessage } from "../protocol.js";
 import { runNumber, type WorkflowState } from "../state.js";
+import { endEffects, pendingChildStarts, publishChildEffect, type ChildEffect } from "./children.js";
 
 /** `abort`: tell the workers to abort these steps' running attempts (cancel-steps.ts); core NATS, not re-published by a repair. */
-export type Effect = { kind: "task"; step: string } | { kind: "timer"; timer: TimerMessage } | { kind: "abort"; steps?: string[] };
-/** What a state waits on, and a repair re-publishes: its tasks and timers. */
+export type Effect = { kind: "task"; step: string } | { kind: "timer"; timer: TimerMessage } | { kind: "abort"; steps?: string[] } | ChildEffect;
+/** What a state waits on, and a repair re-publishes: its tasks, timers, and child effects. */
 export type PendingEffect = Exclude<Effect, { kind: "abort" }>;
 
 /** Publish the effects of one decision; resolves when JetStream has stored every one. */
@@ -26,6 +27,7 @@ export async function publishEffects(topology: Topology, state: WorkflowState, e
   for (const effect of effects) if (effect.kind === "task") published.push(publishTask(topology, state, effect.step));
   for (const effect of effects) if (effect.kind === "timer") published.push(publishTimer(topology, effect.timer));
   for (const effect of effects) if (effect.kind === "abort") publishAbort(topology, state, effect.steps, "workflow cancelled");
+  for (const effect of effects) if (effect.kind === "child" || effect.kind === "parent" || effect.kind === "close") published.push(publishChildEffect(topology, state, effect));
   await Promise.all(published);
 }
 
@@ -34,7 +36,8 @@ export async function publishEffects(topology: Topology, state: WorkflowState, e
  * leaves out the tasks of steps a runtime runs as continuations (they were never published).
  */
 export function pendingEffects(state: WorkflowState, options: { skipContinued?: boolean } = {}): PendingEffect[] {
-  if (state.status !== "running") return [];
+  // An ended workflow may still owe its parent its end, and its children its close policy.
+  if (state.status !== "running") return endEffects(state);
   const effects: PendingEffect[] = [];
   for (const [name, step] of Object.entries(state.steps)) {
     if (step.status === "scheduled") {
@@ -43,6 +46,7 @@ export function pendingEffects(state: WorkflowState, options: { skipContinued?: 
     else if (step.status === "waiting" && step.fireAt) effects.push({ kind: "timer", timer: sleepTimer(state, name, Date.parse(step.fireAt)) });
   }
   if (state.deadline) effects.push({ kind: "timer", timer: timeoutTimer(state, Date.parse(state.deadline)) });
+  effects.push(...pendingChildStarts(state));
   return effects;
 }
 

@@ -35,7 +35,7 @@ export function afterFailure(err: unknown, deliveryCount: number, maxDeliveries:
 /** The workflow id an event's body names (`workflowId`, or a start's `id`), if it has one. */
 export function workflowIdOf(body: unknown, kind: string | undefined): string | undefined {
   if (typeof body !== "object" || body === null) return undefined;
-  const value = kind === "start" ? (body as { id?: unknown }).id : (body as { workflowId?: unknown }).workflowId;
+  const value = kind === "start" ? (body as { id?: unknown }).id : kind === "child" ? (body as { parentId?: unknown }).parentId : (body as { workflowId?: unknown }).workflowId;
   return typeof value === "string" ? value : undefined;
 }
 

@@ -163,6 +163,8 @@ export function createRecovery(options: RecoveryOptions): Recovery {
 
 /** The Nats-Msg-Id an effect is published under (outbox.ts). */
 function effectId(workflowId: string, effect: PendingEffect, attempt: number | undefined, run: number | undefined): string {
+  // A child's start is not looked for: published again, it is a no-op in the child (children.ts).
+  if (effect.kind !== "task" && effect.kind !== "timer") return "";
   return effect.kind === "task" ? MSG_ID.task(workflowId, effect.step, attempt ?? 0, run) : MSG_ID.timer(workflowId, effect.timer.key);
 }
 

@@ -28,7 +28,7 @@ import { createTaskReleaser, type ReleasableDelivery } from "./release.js";
 import { Slots } from "./slots.js";
 import { drainThenStop } from "../nats/drain.js";
 import type { Continuation, LocalOutcome, LocalSource } from "../orchestrator/loop.js";
-import { publishEffects } from "../orchestrator/outbox.js";
+import { pendingEffects, publishEffects } from "../orchestrator/outbox.js";
 import { isTerminal, type LeaseRef, type WorkflowState } from "../state.js";
 import { repairEffects, type Leases } from "./leases.js";
 
@@ -373,8 +373,16 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     if (!state) return false;
     if (isTerminal(state.status)) {
       logger.info(`dropped a redelivered task of ${task.activity}: the workflow is ${state.status}`, meta);
-      // Its orchestrator may have died between the terminal write and the end entry (index-writer.ts).
-      await repairIndex(topology, state).catch(() => undefined);
+      // Its orchestrator may have died between the terminal write and the end entry (index-writer.ts),
+      // or before the end's effects: its report to a parent, its close policy for its children
+      // (orchestrator/children.ts; pendingEffects of an ended state). Both are deduplicated.
+      try {
+        await Promise.all([repairIndex(topology, state), publishEffects(topology, state, pendingEffects(state))]);
+      } catch (err) {
+        logger.warn(`re-publishing the end of workflow ${task.workflowId} failed (${(err as Error)?.message ?? err}); releasing the task to try again`, meta);
+        release(msg, RELEASE_DELAY_MS);
+        return true;
+      }
       msg.ack();
       return true;
     }
