@@ -19,7 +19,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   }
   const config = configFromFlags(ctx, Object.keys(worker).length ? { worker } : {});
   if (ctx.values["print-config"]) {
-    printJson({ keys: configKeys(), config: { ...config, nats: { ...config.nats, password: config.nats.password ? "***" : undefined, token: config.nats.token ? "***" : undefined } } });
+    printJson({ keys: configKeys(), config: { ...config, nats: { ...config.nats, password: config.nats.password ? "***" : undefined, token: config.nats.token ? "***" : undefined }, ui: { ...config.ui, token: config.ui.token ? "***" : undefined } } });
     return 0;
   }
   if (ctx.values["from-nats"] && ctx.values["promote-local"]) throw new UsageError("--promote-local deploys functions/, --from-nats ignores it: use one of them");
