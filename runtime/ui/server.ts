@@ -70,11 +70,14 @@ export function isLoopbackHost(host: string): boolean {
   return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h);
 }
 
-/** dist/ui, from dist/runtime/ui/server.js or from runtime/ui/server.ts (tests, tsx). */
+/**
+ * dist/ui, from dist/runtime/ui/server.js or from runtime/ui/server.ts (tests, tsx). By its
+ * app.js: from the sources, ../../ui is the unbuilt ui/ folder.
+ */
 function defaultAssetsDir(): string {
   for (const candidate of ["../../ui/", "../../dist/ui/"]) {
     const dir = fileURLToPath(new URL(candidate, import.meta.url));
-    if (existsSync(join(dir, "index.html"))) return dir;
+    if (existsSync(join(dir, "index.html")) && existsSync(join(dir, "app.js"))) return dir;
   }
   throw new UiError("WF_UI_ASSETS_MISSING", "the web UI's page is not built (no dist/ui/index.html next to jetflow)", {
     hint: "Run `npm run build` in the jetflow checkout (it bundles ui/ into dist/ui), or reinstall jetflow.",

@@ -59,6 +59,8 @@ export function Timeline({ state, now }: { state: State; now: number }) {
         ]
           .filter(Boolean)
           .join("\n");
+        // A note past the middle goes left of its bar, so it never runs out of the card.
+        const noteAt = (from: number, to: number) => ((to - t0) / span > 0.55 ? { right: `calc(100% - ${pct(from)})`, textAlign: "right" } : { left: pct(to) });
         return (
           <div class="timeline-row" data-step={name} data-status={status} title={title}>
             <div class="timeline-label">
@@ -77,7 +79,7 @@ export function Timeline({ state, now }: { state: State; now: number }) {
                 <div class={`bar ${step.kind === "activity" ? "bar-queued" : `status-${status}`}`} style={{ left: pct(scheduled), width: width(scheduled, end) }} />
               )}
               {step.status === "retrying" && step.nextAttemptAt ? <div class="bar bar-backoff" style={{ left: pct(end), width: width(now, Date.parse(step.nextAttemptAt)) }} /> : null}
-              <span class="bar-note" style={{ left: pct(end) }}>
+              <span class="bar-note" style={noteAt(started ?? scheduled, end)}>
                 {step.kind === "activity" && step.startedAt ? formatDuration(end - (started ?? scheduled)) : ""}
                 {retried ? <span class="attempts" data-attempts={step.attempt}> attempt {step.attempt}/{step.maxAttempts ?? "?"}</span> : null}
                 {step.lastError && step.status !== "failed" ? <span class="retry-note"> ↻ {step.lastError.message}</span> : null}

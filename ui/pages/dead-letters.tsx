@@ -93,7 +93,8 @@ export function DeadLettersPage({ route, readOnly, reasons }: { route: Route; re
                   </td>
                   <td>{l.workflowId ? <a href={`#/workflows/${enc(l.workflowId)}`}>{l.workflowId}</a> : <span class="dim">—</span>}</td>
                   <td class="message">{l.message}</td>
-                  <td class="row-actions">
+                  <td>
+                    <div class="row-actions">
                     <button type="button" onClick={() => setOpen(open === l.seq ? undefined : l.seq)}>
                       {open === l.seq ? "Hide" : "Show"}
                     </button>
@@ -107,6 +108,7 @@ export function DeadLettersPage({ route, readOnly, reasons }: { route: Route; re
                         </button>
                       </>
                     )}
+                    </div>
                   </td>
                 </tr>
                 {open === l.seq ? (
