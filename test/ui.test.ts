@@ -165,5 +165,9 @@ describe("web UI in Chromium", () => {
     expect(await current.textContent()).toContain("current");
     expect(await current.textContent()).toContain("ui-pinned-1");
     await shot("deployments");
+    // The list with everything this file ran, running ones first.
+    await page.goto(ui.url);
+    await page.locator('tr[data-id="ui-pinned-1"]').waitFor();
+    await shot("workflows-all");
   });
 });

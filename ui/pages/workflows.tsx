@@ -150,12 +150,14 @@ export function WorkflowsPage({ route }: { route: Route }) {
                   <Time at={w.createdAt} />
                 </td>
                 <td>{formatDuration((w.endedAt ? Date.parse(w.endedAt) : Date.now()) - Date.parse(w.createdAt))}</td>
-                <td class="attrs">
-                  {Object.entries(w.searchAttributes ?? {}).map(([k, v]) => (
-                    <code>
-                      {k}={String(v)}
-                    </code>
-                  ))}
+                <td>
+                  <div class="attrs">
+                    {Object.entries(w.searchAttributes ?? {}).map(([k, v]) => (
+                      <code>
+                        {k}={String(v)}
+                      </code>
+                    ))}
+                  </div>
                 </td>
               </tr>
             ))}
