@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createClient, type WorkflowClient } from "../runtime/client/client.js";
 import { loadConfig, type Config } from "../runtime/config.js";
 import { recordDeadLetter } from "../runtime/dead-letters.js";
@@ -33,10 +33,17 @@ let client: WorkflowClient;
 let ui: UiServer;
 let browser: Browser;
 let page: Page;
-export const shots = mkdtempSync(join(tmpdir(), "jetflow-ui-shots-"));
+/** A missing Chromium fails every test with the install hint (counted as failures, never skips). */
+let noBrowser: unknown;
+const shots = mkdtempSync(join(tmpdir(), "jetflow-ui-shots-"));
 
 beforeAll(async () => {
-  browser = await launchChromium();
+  try {
+    browser = await launchChromium();
+  } catch (err) {
+    noBrowser = err;
+    return;
+  }
   nats = await startNatsServer();
   config = loadConfig({ env: {}, overrides: { nats: { servers: [nats.url] }, namespace: "ui", functions: { dir: FUNCTIONS }, log: { level: "warn" } } });
   runtime = await createRuntime({ config, logger });
@@ -47,6 +54,10 @@ beforeAll(async () => {
   await ui.start();
   page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
   page.setDefaultTimeout(15_000);
+});
+
+beforeEach(() => {
+  if (noBrowser) throw noBrowser;
 });
 
 afterAll(async () => {
