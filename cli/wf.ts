@@ -14,6 +14,8 @@ import { deployCommand } from "./commands/deploy.js";
 import { deploymentsCommand } from "./commands/deployments.js";
 import { initCommand } from "./commands/init.js";
 import { signalCommand } from "./commands/signal.js";
+import { uiCommand } from "./commands/ui.js";
+import { deadLettersCommand } from "./commands/dead-letters.js";
 
 process.setSourceMapsEnabled(true);
 
@@ -46,8 +48,8 @@ const commands: Record<string, CommandSpec> = {
   },
   dev: {
     summary: "develop: NATS (found or started), hot reload of functions/, live log",
-    usage: "wf dev",
-    options: {},
+    usage: "wf dev [--no-ui]",
+    options: { "no-ui": { type: "boolean" } },
     run: devCommand,
   },
   run: {
@@ -135,6 +137,18 @@ const commands: Record<string, CommandSpec> = {
     usage: "wf signal <id> <name> [--payload '<json>']",
     options: { payload: { type: "string", short: "p" } },
     run: signalCommand,
+  },
+  ui: {
+    summary: "serve the web UI: workflows, dead letters, deployments (token: ui.token)",
+    usage: "wf ui [--port 8233] [--host 127.0.0.1] [--read-only]",
+    options: { port: { type: "string" }, host: { type: "string" }, "read-only": { type: "boolean" } },
+    run: uiCommand,
+  },
+  "dead-letters": {
+    summary: "list, show, replay or discard the messages the engine refused",
+    usage: "wf dead-letters list [--reason R] [--limit N] [--cursor C] [--json] | show <seq> [--json] | replay <seq> | discard <seq>",
+    options: { reason: { type: "string" }, limit: { type: "string" }, cursor: { type: "string" }, json: { type: "boolean" } },
+    run: deadLettersCommand,
   },
   cancel: {
     summary: "cancel a running workflow",

@@ -166,6 +166,28 @@ export const configSchema = {
       default: 64,
     },
   },
+  ui: {
+    port: {
+      doc: "Port of the web UI. `wf run` serves it only when this is set (0, the default: off); `wf dev` always serves it, on this port or else 8233 (the next free one when it is taken); `wf ui --port` overrides it.",
+      format: "port",
+      default: 0,
+      env: "WF_UI_PORT",
+    },
+    host: {
+      doc: "Interface the web UI listens on. Anything but a loopback address (127.0.0.1, ::1, localhost) requires `ui.token`.",
+      format: String,
+      default: "127.0.0.1",
+      env: "WF_UI_HOST",
+    },
+    token: {
+      doc: "Bearer token the web UI's API requires (`Authorization: Bearer <token>`; the page asks for it once, or takes it from `?token=`). Empty: none, allowed on loopback only.",
+      format: String,
+      default: "",
+      env: "WF_UI_TOKEN",
+      sensitive: true,
+    },
+    readOnly: { doc: "The web UI shows everything but refuses every action (cancel, terminate, signal, replay, discard) with 403.", format: Boolean, default: false, env: "WF_UI_READ_ONLY" },
+  },
   log: {
     level: { doc: "Log level.", format: ["debug", "info", "warn", "error", "silent"], default: "info", env: "WF_LOG_LEVEL" },
     format: { doc: "Log line format.", format: ["text", "json"], default: "text", env: "WF_LOG_FORMAT" },
@@ -203,6 +225,8 @@ export interface Config {
   orchestrator: { ackWaitMs: number; concurrency: number; maxAckPending: number; cacheSize: number; cacheDistantWaitsMs: number; onNonDeterminism: "fail" | "block"; maxDeliveries: number; retentionSweepIntervalMs: number };
   defaults: { activityTimeoutMs: number; workflowTimeoutMs: number; retry: RetryPolicy };
   limits: { maxInputBytes: number; maxInputDepth: number };
+  /** The web UI (runtime/ui/server.ts); `token` absent when empty. */
+  ui: { port: number; host: string; token?: string; readOnly: boolean };
   log: { level: LogLevel; format: "text" | "json" };
 }
 
@@ -312,6 +336,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       },
     },
     limits: { maxInputBytes: raw.limits.maxInputBytes, maxInputDepth: Math.max(1, raw.limits.maxInputDepth) },
+    ui: { port: raw.ui.port, host: raw.ui.host, ...(raw.ui.token ? { token: raw.ui.token } : {}), readOnly: raw.ui.readOnly },
     log: { level: raw.log.level as LogLevel, format: raw.log.format as "text" | "json" },
   });
 }

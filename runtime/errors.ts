@@ -182,3 +182,6 @@ function safeStringify(value: unknown): string {
     return String(value);
   }
 }
+
+/** The web UI could not start (a token missing for a non-loopback host, assets not built) or refused a request (read-only, unauthorized). */
+export class UiError extends JetflowError {}

@@ -13,6 +13,8 @@ import { createConsoleLogger } from "../../runtime/logger.js";
 import { ensureDevNats } from "../../runtime/nats/local-server.js";
 import { watchProgress, type ProgressEvent } from "../../runtime/observe.js";
 import { createRuntime, type Runtime } from "../../runtime/runtime.js";
+import { createClient, type WorkflowClient } from "../../runtime/client/client.js";
+import { createUiServer, type UiServer } from "../../runtime/ui/server.js";
 import { configFromFlags } from "../config.js";
 import { color, print, upserted } from "../output.js";
 import type { CommandContext } from "../wf.js";
@@ -29,9 +31,24 @@ export async function devCommand(ctx: CommandContext): Promise<number> {
   const nats = await ensureDevNats(initial.nats.servers, { storeDir: join(process.cwd(), ".wf", "nats"), logger: createConsoleLogger({ level: "info" }) });
   const config = nats.started ? configFromFlags(ctx, { nats: { servers: [nats.url] } }) : initial;
   print(`${color.bold("wf dev")}  NATS ${nats.url}${nats.started ? color.dim(` (started by wf dev, pid ${nats.pid}, store .wf/nats; it stops when wf dev ends, however it ends)`) : ""}${config.namespace ? `  namespace ${config.namespace}` : ""}`);
+  let runtime: Runtime | undefined;
+  // The web UI, like Temporal's dev server: on ui.port or 8233, the next free port when taken (two
+  // wf dev side by side). Its own client, so it is up before the code loads (and while it is broken).
+  let ui: { server: UiServer; client: WorkflowClient } | undefined;
+  if (!ctx.values["no-ui"]) {
+    const uiClient = await createClient({ config, logger });
+    try {
+      const server = createUiServer({ client: uiClient, config, portFallback: true, logger, registry: () => runtime?.registry });
+      await server.start();
+      ui = { server, client: uiClient };
+      print(`${color.bold("UI")}  ${server.url}`);
+    } catch (err) {
+      await uiClient.close();
+      printError(err);
+    }
+  }
   print(color.dim(`watching ${config.functionsDir}; Ctrl-C to stop`));
 
-  let runtime: Runtime | undefined;
   let stopWatchingProgress: (() => void) | undefined;
   let reloading: Promise<void> = Promise.resolve();
   let again = false;
@@ -86,6 +103,8 @@ export async function devCommand(ctx: CommandContext): Promise<number> {
   stopWatchingProgress?.();
   await reloading.catch(() => undefined);
   await runtime?.stop("wf dev stopped");
+  await ui?.server.stop();
+  await ui?.client.close();
   await nats.stop();
   return exit;
 }

@@ -1,4 +1,7 @@
 import { createRuntime, type RuntimeRole } from "../../runtime/runtime.js";
+import { createClient } from "../../runtime/client/client.js";
+import { createConsoleLogger } from "../../runtime/logger.js";
+import { createUiServer, type UiServer } from "../../runtime/ui/server.js";
 import { configKeys } from "../../runtime/config.js";
 import { configFromFlags } from "../config.js";
 import { UsageError } from "../errors.js";
@@ -19,7 +22,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   }
   const config = configFromFlags(ctx, Object.keys(worker).length ? { worker } : {});
   if (ctx.values["print-config"]) {
-    printJson({ keys: configKeys(), config: { ...config, nats: { ...config.nats, password: config.nats.password ? "***" : undefined, token: config.nats.token ? "***" : undefined } } });
+    printJson({ keys: configKeys(), config: { ...config, nats: { ...config.nats, password: config.nats.password ? "***" : undefined, token: config.nats.token ? "***" : undefined }, ui: { ...config.ui, token: config.ui.token ? "***" : undefined } } });
     return 0;
   }
   if (ctx.values["from-nats"] && ctx.values["promote-local"]) throw new UsageError("--promote-local deploys functions/, --from-nats ignores it: use one of them");
@@ -29,6 +32,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     ...(ctx.values["from-nats"] ? { code: "nats" as const } : {}),
     ...(ctx.values["promote-local"] ? { promoteLocal: true } : {}),
   });
+  let ui: UiServer | undefined;
   const stopped = new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals) => {
@@ -38,7 +42,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
       }
       stopping = true;
       process.stderr.write(`${signal}: stopping (finishing in-flight activities, up to ${config.worker.shutdownGraceMs}ms)\n`);
-      runtime.stop(signal).then(
+      Promise.all([ui?.stop(), runtime.stop(signal)]).then(
         () => resolve(0),
         (err) => {
           process.stderr.write(`error while stopping: ${(err as Error).message}\n`);
@@ -50,5 +54,19 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     process.once("SIGTERM", stop);
   });
   await runtime.start();
+  if (config.ui.port) {
+    // Off unless ui.port is set: a production fleet serves the UI from the runtimes it chooses.
+    // The client shares the runtime's connection (closed by runtime.stop()).
+    const logger = createConsoleLogger({ level: config.log.level, json: config.log.format === "json" });
+    try {
+      const client = await createClient({ config, connection: runtime.topology.nc, logger });
+      ui = createUiServer({ client, config, logger, registry: () => runtime.registry });
+      await ui.start();
+      process.stderr.write(`web UI on ${ui.url}${config.ui.readOnly ? " (read-only)" : ""}\n`);
+    } catch (err) {
+      await runtime.stop("the web UI could not start");
+      throw err;
+    }
+  }
   return stopped;
 }
