@@ -201,6 +201,16 @@ export function validateDag(definition: DagDefinition, options: { source?: strin
       const known = [...options.activityTypes].sort().join(", ") || "none";
       return fail("WF_DAG_UNKNOWN_ACTIVITY", `${wf}, step "${step.name}": unknown activity type "${step.type}" (known: ${known})`, "Export an async function with that name from functions/activities, or fix the type.");
     }
+    if (step.compensation !== undefined) {
+      if (step.workflow !== undefined) return fail("WF_DAG_INVALID_STEP", `${wf}, step "${step.name}": a child workflow step takes no compensation`, "Undo a child's work inside the child workflow (ctx.saga), or compensate with an activity step of its own.");
+      if (typeof step.compensation !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(step.compensation)) {
+        return fail("WF_DAG_INVALID_STEP", `${wf}, step "${step.name}": compensation ${JSON.stringify(step.compensation)} is not a valid activity type`, 'Set compensation to the export name of the activity that undoes this step, e.g. compensation: "refund_payment".');
+      }
+      if (options.activityTypes && !options.activityTypes.has(step.compensation)) {
+        const known = [...options.activityTypes].sort().join(", ") || "none";
+        return fail("WF_DAG_UNKNOWN_ACTIVITY", `${wf}, step "${step.name}": unknown compensation activity type "${step.compensation}" (known: ${known})`, "Export an async function with that name from functions/activities, or fix the compensation.");
+      }
+    }
     if (step.timeout !== undefined) durationOrFail(step.timeout, `${wf}, step "${step.name}": timeout`, fail);
     if (step.retryPolicy !== undefined) {
       const p = step.retryPolicy;
@@ -268,12 +278,24 @@ function findCycle(steps: DagActivity[]): string[] | undefined {
  * input is `{ ...workflowInput, [dependency]: output }` (a non-object workflow input is passed as
  * `{ input }`). The result is `{ [step]: output }` in definition order. Commands are issued in
  * promise-resolution order, which replay reproduces, so this is deterministic.
+ *
+ * When a step fails for good or the workflow is cancelled, no further step starts; once the steps
+ * still running have settled, the compensations of the steps that completed run (DagActivity
+ * `compensation`), shielded from cancellation, in reverse dependency order: a step's after those
+ * of the steps that depend on it, one at a time, each as a step `compensate_<step>` with input
+ * `{ input, output }` of the step it undoes. A compensation that fails (after its retries) does not
+ * stop the others; the workflow then ends with the error that started it all (failed, or
+ * cancelled), and the failed compensation shows as a failed step.
  */
 export function dagWorkflow(dag: DagDefinition): WorkflowFunction {
   const byName = new Map(dag.activities.map((a) => [a.name, a]));
+  const compensates = dag.activities.some((a) => a.compensation !== undefined);
   return async (ctx, input) => {
     const base: Record<string, unknown> = isPlainObject(input) ? input : input === undefined || input === null ? {} : { input };
     const outputs: Record<string, unknown> = {};
+    const inputs: Record<string, unknown> = {};
+    const completed = new Set<string>();
+    let stopped = false;
     const started = new Map<string, Promise<unknown>>();
     const run = (step: DagActivity): Promise<unknown> => {
       let promise = started.get(step.name);
@@ -281,8 +303,11 @@ export function dagWorkflow(dag: DagDefinition): WorkflowFunction {
         const dependencies = step.dependencies ?? [];
         promise = Promise.all(dependencies.map((d) => run(byName.get(d)!)))
           .then(() => {
+            // After a failure or a cancel nothing new starts (what ran is compensated below).
+            if (stopped) throw new DagStopped();
             const stepInput: Record<string, unknown> = { ...base };
             for (const d of dependencies) stepInput[d] = outputs[d];
+            inputs[step.name] = stepInput;
             // A child workflow step: the child's result is the step's output (children.ts).
             if (step.workflow !== undefined) {
               return ctx.executeChild(step.workflow, stepInput, { name: step.name, ...(step.timeout !== undefined ? { timeout: step.timeout } : {}) });
@@ -295,15 +320,56 @@ export function dagWorkflow(dag: DagDefinition): WorkflowFunction {
           })
           .then((output) => {
             outputs[step.name] = output;
+            completed.add(step.name);
             return output;
           });
         started.set(step.name, promise);
       }
       return promise;
     };
-    await Promise.all(dag.activities.map(run));
+    try {
+      await Promise.all(dag.activities.map(run));
+    } catch (err) {
+      stopped = true;
+      if (!compensates) throw err;
+      // Steps already running may still complete (and then need undoing too): wait for them.
+      await ctx.nonCancellable(async () => {
+        await Promise.allSettled([...started.values()]);
+        for (const step of reverseDependencyOrder(dag.activities)) {
+          if (!step.compensation || !completed.has(step.name)) continue;
+          try {
+            await ctx.activity(step.compensation, { input: inputs[step.name], output: outputs[step.name] }, { name: `compensate_${step.name}` });
+          } catch {
+            /* recorded as a failed step; the other compensations still run */
+          }
+        }
+      });
+      throw err;
+    }
     return Object.fromEntries(dag.activities.map((a) => [a.name, outputs[a.name]]));
   };
+}
+
+/** Why a step did not start: an earlier step failed, or the workflow was cancelled. Never the workflow's error. */
+class DagStopped extends Error {
+  constructor() {
+    super("not started: the DAG stopped");
+  }
+}
+
+/** Steps ordered so that each comes before the steps it depends on (definition order among equals). */
+function reverseDependencyOrder(steps: DagActivity[]): DagActivity[] {
+  const order: DagActivity[] = [];
+  const placed = new Set<string>();
+  const byName = new Map(steps.map((s) => [s.name, s]));
+  const place = (step: DagActivity) => {
+    if (placed.has(step.name)) return;
+    placed.add(step.name);
+    for (const dep of step.dependencies ?? []) place(byName.get(dep)!);
+    order.push(step);
+  };
+  for (const step of steps) place(step);
+  return order.reverse();
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
