@@ -1,5 +1,6 @@
 import { createRuntime, type RuntimeRole } from "../../runtime/runtime.js";
 import { configKeys } from "../../runtime/config.js";
+import { redactUrl } from "../../runtime/nats/credentials.js";
 import { configFromFlags } from "../config.js";
 import { UsageError } from "../errors.js";
 import { printJson } from "../output.js";
@@ -19,7 +20,9 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   }
   const config = configFromFlags(ctx, Object.keys(worker).length ? { worker } : {});
   if (ctx.values["print-config"]) {
-    printJson({ keys: configKeys(), config: { ...config, nats: { ...config.nats, password: config.nats.password ? "***" : undefined, token: config.nats.token ? "***" : undefined } } });
+    const nats = config.nats;
+    const masked = { ...nats, servers: nats.servers.map(redactUrl), password: nats.password ? "***" : undefined, token: nats.token ? "***" : undefined, nkeySeed: nats.nkeySeed ? "***" : undefined };
+    printJson({ keys: configKeys(), config: { ...config, nats: masked } });
     return 0;
   }
   if (ctx.values["from-nats"] && ctx.values["promote-local"]) throw new UsageError("--promote-local deploys functions/, --from-nats ignores it: use one of them");
