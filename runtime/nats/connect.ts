@@ -9,6 +9,7 @@ import { ConnectionError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { tuneConnection } from "./client-tuning.js";
 import { authenticatorOf, explainRefusal, redactUrl, redactUrls } from "./credentials.js";
+import { inboxPrefixOf } from "./permissions.js";
 import { ipIdentityCheck, probeTls, TLS_CONNECT_TIMEOUT_MS, usesTls } from "./tls.js";
 
 export type { NatsConnection };
@@ -26,6 +27,11 @@ export interface ConnectOptions {
    * waitForServer false; runtimes keep the default.
    */
   connectTimeoutMs?: number;
+  /**
+   * The namespace this connection works in: its reply inboxes are `_INBOX_<namespace>.…`, so a
+   * user permitted one namespace's inboxes sees no replies of another's (nats/permissions.ts).
+   */
+  namespace?: string;
 }
 
 export function connectionOptions(config: NatsConnectionConfig, name: string): ConnectionOptions {
@@ -59,6 +65,7 @@ export async function connectNats(config: NatsConnectionConfig, options: Connect
   const { logger } = options;
   const where = config.servers.map(redactUrl).join(",");
   const connectOptions = connectionOptions(config, options.name);
+  connectOptions.inboxPrefix = inboxPrefixOf(options.namespace ?? "");
   if (!options.waitForServer && options.connectTimeoutMs !== undefined) connectOptions.timeout = options.connectTimeoutMs;
   // A TLS refusal can look like a hanging server (tls.ts): give up on the attempt sooner, then probe.
   if (usesTls(config)) connectOptions.timeout = Math.min(connectOptions.timeout ?? TLS_CONNECT_TIMEOUT_MS, TLS_CONNECT_TIMEOUT_MS);
