@@ -13,7 +13,7 @@ export const CONNECT_TIMEOUT_MS = 3_000;
 
 export async function cliClient(config: Config): Promise<WorkflowClient> {
   const logger = createConsoleLogger({ level: config.log.level });
-  const nc = await connectNats(config.nats, { name: "jetflow cli", logger, waitForServer: false, connectTimeoutMs: CONNECT_TIMEOUT_MS });
+  const nc = await connectNats(config.nats, { name: "jetflow cli", namespace: config.namespace, logger, waitForServer: false, connectTimeoutMs: CONNECT_TIMEOUT_MS });
   try {
     const client = await createClient({ config, connection: nc, logger });
     // A client handed a connection leaves it open on close: this one is ours to drain.

@@ -16,6 +16,8 @@ import { initCommand } from "./commands/init.js";
 import { signalCommand } from "./commands/signal.js";
 import { uiCommand } from "./commands/ui.js";
 import { deadLettersCommand } from "./commands/dead-letters.js";
+import { permissionsCommand } from "./commands/permissions.js";
+import { provisionCommand } from "./commands/provision.js";
 
 process.setSourceMapsEnabled(true);
 
@@ -64,6 +66,18 @@ const commands: Record<string, CommandSpec> = {
       "print-config": { type: "boolean" },
     },
     run: runCommand,
+  },
+  permissions: {
+    summary: "print the NATS permissions of a role (client, worker, orchestrator, runtime, admin)",
+    usage: "wf permissions --role client|worker|orchestrator|runtime|admin [--namespace NS] [--activities a,b] [--format conf|json]",
+    options: { role: { type: "string" }, activities: { type: "string" }, format: { type: "string" } },
+    run: permissionsCommand,
+  },
+  provision: {
+    summary: "create a namespace's streams, consumers and buckets (once, with admin credentials)",
+    usage: "wf provision [--activities a,b] [--json]",
+    options: { activities: { type: "string" }, json: { type: "boolean" } },
+    run: provisionCommand,
   },
   build: {
     summary: "bundle functions/ into dist/ (bundles + manifest.json)",

@@ -56,7 +56,15 @@ export const configSchema = {
     user: { doc: "NATS user name.", format: String, default: "", env: "NATS_USER" },
     password: { doc: "NATS password.", format: String, default: "", env: "NATS_PASSWORD", sensitive: true },
     token: { doc: "NATS auth token.", format: String, default: "", env: "NATS_TOKEN", sensitive: true },
-    creds: { doc: "Path of a NATS .creds file (JWT + NKey).", format: String, default: "", env: "NATS_CREDS" },
+    creds: { doc: "Path of a NATS .creds file (user JWT + NKey seed), for servers in operator (decentralized JWT) mode.", format: String, default: "", env: "NATS_CREDS" },
+    nkeySeed: {
+      doc: "NKey seed (SU…) of a user the server lists under `nkey:`; prefer nats.nkeyFile, which keeps the seed out of the config and the environment.",
+      format: String,
+      default: "",
+      env: "NATS_NKEY_SEED",
+      sensitive: true,
+    },
+    nkeyFile: { doc: "Path of a file holding the NKey seed (SU…) of a user the server lists under `nkey:`.", format: String, default: "", env: "NATS_NKEY_FILE" },
     tls: {
       ca: { doc: "Path of the CA certificate that signed the server's certificate.", format: String, default: "", env: "NATS_TLS_CA" },
       cert: { doc: "Path of the client certificate (mutual TLS).", format: String, default: "", env: "NATS_TLS_CERT" },
@@ -200,6 +208,9 @@ export interface NatsConnectionConfig {
   password?: string;
   token?: string;
   creds?: string;
+  /** NKey seed, from nats.nkeySeed or read from nats.nkeyFile (then `nkeyFile` names the file). */
+  nkeySeed?: string;
+  nkeyFile?: string;
   tls?: { ca?: string; cert?: string; key?: string };
 }
 
@@ -282,6 +293,19 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
 
   const raw = config.getProperties();
   const tls = raw.nats.tls;
+  // NATS authenticates a connection one way; two configured ways means one is silently ignored.
+  const ways = [
+    raw.nats.user || raw.nats.password ? "nats.user/nats.password" : "",
+    raw.nats.token ? "nats.token" : "",
+    raw.nats.nkeySeed || raw.nats.nkeyFile ? "nats.nkeySeed/nats.nkeyFile" : "",
+    raw.nats.creds ? "nats.creds" : "",
+  ].filter(Boolean);
+  if (ways.length > 1 || (raw.nats.nkeySeed && raw.nats.nkeyFile)) {
+    const both = ways.length > 1 ? ways.join(" and ") : "nats.nkeySeed and nats.nkeyFile";
+    throw new ConfigError("WF_CONFIG_INVALID_VALUE", `${label}: ${both} are both set; NATS authenticates a connection one way`, {
+      hint: "Keep the one your server expects and remove the other (from wf.config.json or the NATS_* environment variables).",
+    });
+  }
   return deepFreeze({
     file,
     nats: {
@@ -290,6 +314,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       ...(raw.nats.password ? { password: raw.nats.password } : {}),
       ...(raw.nats.token ? { token: raw.nats.token } : {}),
       ...(raw.nats.creds ? { creds: resolve(cwd, raw.nats.creds) } : {}),
+      ...(raw.nats.nkeySeed ? { nkeySeed: raw.nats.nkeySeed } : {}),
+      ...(raw.nats.nkeyFile ? { nkeyFile: resolve(cwd, raw.nats.nkeyFile) } : {}),
       ...(tls.ca || tls.cert || tls.key
         ? {
             tls: {

@@ -168,6 +168,7 @@ export function validateDag(definition: DagDefinition, options: { source?: strin
   } catch (err) {
     return fail("WF_DAG_INVALID", `DAG definition is not plain data: ${(err as Error).message}`, "A DAG definition holds only names, types, durations and policies.");
   }
+  if (!isPlainObject(dag)) return fail("WF_DAG_INVALID", `DAG definition must be an object { name, activities }, got ${dag === null ? "null" : Array.isArray(dag) ? "an array" : typeof dag}`, 'Use { name: "my_workflow", activities: [{ name, type }] }.');
   if (typeof dag.name !== "string") return fail("WF_DAG_INVALID", `DAG definition has no name`, 'Add name: "my_workflow".');
   try {
     validateName("workflow name", dag.name);
@@ -249,26 +250,37 @@ function durationOrFail(value: unknown, what: string, fail: (code: string, messa
   }
 }
 
+/** A cycle of dependencies, if any. Iterative: a long chain of steps must not overflow the stack (found by fuzzing). */
 function findCycle(steps: DagActivity[]): string[] | undefined {
   const deps = new Map(steps.map((s) => [s.name, s.dependencies ?? []]));
   const state = new Map<string, "visiting" | "done">();
-  const path: string[] = [];
-  const visit = (name: string): string[] | undefined => {
-    if (state.get(name) === "done") return undefined;
-    if (state.get(name) === "visiting") return [...path.slice(path.indexOf(name)), name];
-    state.set(name, "visiting");
-    path.push(name);
-    for (const dep of deps.get(name) ?? []) {
-      const cycle = visit(dep);
-      if (cycle) return cycle;
-    }
-    path.pop();
-    state.set(name, "done");
-    return undefined;
-  };
   for (const step of steps) {
-    const cycle = visit(step.name);
-    if (cycle) return cycle.reverse();
+    if (state.has(step.name)) continue;
+    // path[i] is visiting; next[i] is the index of its next dependency to look at.
+    const path: string[] = [step.name];
+    const next: number[] = [0];
+    const onPath = new Map<string, number>([[step.name, 0]]);
+    state.set(step.name, "visiting");
+    while (path.length > 0) {
+      const top = path.length - 1;
+      const name = path[top]!;
+      const list = deps.get(name) ?? [];
+      if (next[top]! >= list.length) {
+        state.set(name, "done");
+        onPath.delete(name);
+        path.pop();
+        next.pop();
+        continue;
+      }
+      const dep = list[next[top]!++]!;
+      const at = onPath.get(dep);
+      if (at !== undefined) return [...path.slice(at), dep].reverse();
+      if (state.get(dep) === "done") continue;
+      state.set(dep, "visiting");
+      onPath.set(dep, path.length);
+      path.push(dep);
+      next.push(0);
+    }
   }
   return undefined;
 }

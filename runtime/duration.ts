@@ -11,12 +11,15 @@ const PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/g;
  * schedules, and the regular expressions showed in the orchestrator's profile. Bounded.
  */
 const parsed = new Map<string, number>();
+
+/** The longest duration accepted: 100 years. Longer ones overflow dates (fireAt) and timers downstream. */
+export const MAX_DURATION_MS = 100 * 365 * 86_400_000;
 const PARSED_MAX = 1_000;
 
 /** Parse a Duration into milliseconds. Throws a ValidationError naming `what` on anything else. */
 export function parseDuration(value: Duration, what = "duration"): number {
   if (typeof value === "number") {
-    if (Number.isFinite(value) && value >= 0) return Math.round(value);
+    if (Number.isFinite(value) && value >= 0 && value <= MAX_DURATION_MS) return Math.round(value);
   } else if (typeof value === "string") {
     const known = parsed.get(value);
     if (known !== undefined) return known;
@@ -28,7 +31,7 @@ export function parseDuration(value: Duration, what = "duration"): number {
       for (const match of text.matchAll(PART)) total += Number(match[1]) * UNIT_MS[match[2]!]!;
       ms = Math.round(total);
     }
-    if (ms !== undefined) {
+    if (ms !== undefined && ms <= MAX_DURATION_MS) {
       if (parsed.size < PARSED_MAX) parsed.set(value, ms);
       return ms;
     }
@@ -36,7 +39,7 @@ export function parseDuration(value: Duration, what = "duration"): number {
   throw new ValidationError(
     "WF_INVALID_DURATION",
     `${what}: ${JSON.stringify(value)} is not a duration`,
-    { hint: 'Use milliseconds (30000) or a string such as "250ms", "30s", "10m", "1h", "1h30m".' },
+    { hint: 'Use milliseconds (30000) or a string such as "250ms", "30s", "10m", "1h", "1h30m", at most 100 years (36500d).' },
   );
 }
 

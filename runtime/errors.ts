@@ -27,6 +27,16 @@ export class ConfigError extends JetflowError {}
 /** A workflow id, workflow type, step name or duration is not of the accepted form. */
 export class ValidationError extends JetflowError {}
 
+/**
+ * A message on a jetflow subject has the wrong shape (runtime/protocol.ts). Runtimes dead-letter
+ * it with this message as the reason (`invalid_message`); programs that publish see it there.
+ */
+export class ProtocolError extends JetflowError {
+  constructor(message: string) {
+    super("WF_INVALID_MESSAGE", message, { hint: "docs/protocol.md gives each message's shape; the dead letter (WORKFLOW_DEAD_LETTERS) holds the body." });
+  }
+}
+
 /** A DAG definition is inconsistent: unknown dependency, cycle, duplicate step, unknown activity. */
 export class DefinitionError extends JetflowError {}
 

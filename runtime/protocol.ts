@@ -2,7 +2,7 @@
  * The messages that cross NATS, as documented in docs/protocol.md. Anything read off the wire is
  * checked here; a message that fails the check goes to the dead letters, never crashes a runtime.
  */
-import type { ErrorRecord } from "./errors.js";
+import { ProtocolError, type ErrorRecord } from "./errors.js";
 import { typedAttribute, type TypedAttributes } from "./visibility/search-attributes.js";
 
 /** `workflow.start.<type>`: published by any NATS client. */
@@ -200,12 +200,7 @@ export function utf8BytesOver(text: string, limit: number): number | undefined {
   return bytes > limit ? bytes : undefined;
 }
 
-export class ProtocolError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ProtocolError";
-  }
-}
+export { ProtocolError } from "./errors.js";
 
 /**
  * `maxDepth`: the deepest nesting of arrays and objects accepted (the body's own counts as 1),
@@ -304,7 +299,8 @@ export function parseCompletion(body: unknown): CompletionMessage {
   if (!Number.isInteger(body.attempt) || (body.attempt as number) < 1) throw new ProtocolError(`completion needs "attempt" ≥ 1`);
   if (typeof body.ok !== "boolean") throw new ProtocolError(`completion needs boolean "ok"`);
   if (body.ok === false && !(isObject(body.error) && typeof body.error.message === "string")) throw new ProtocolError(`failed completion needs "error": {"message", "type"}`);
-  const error = body.error as ErrorRecord | undefined;
+  // Only an object can carry a type: `"error": "x"` on a successful completion is ignored, not written to.
+  const error = isObject(body.error) ? (body.error as unknown as ErrorRecord) : undefined;
   if (error && typeof error.type !== "string") error.type = "Error";
   return body as unknown as CompletionMessage;
 }

@@ -202,7 +202,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       return versions;
     },
     async start() {
-      nc = options.connection ?? (await connectNats(config.nats, { name: `jetflow ${role} ${config.worker.id}`, logger, waitForServer: true }));
+      nc = options.connection ?? (await connectNats(config.nats, { name: `jetflow ${role} ${config.worker.id}`, namespace: config.namespace, logger, waitForServer: true }));
       topology = await ensureTopology(nc, {
         names: createNames(config.namespace),
         replicas: config.replicas,

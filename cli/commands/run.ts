@@ -3,6 +3,7 @@ import { createClient } from "../../runtime/client/client.js";
 import { createConsoleLogger } from "../../runtime/logger.js";
 import { createUiServer, type UiServer } from "../../runtime/ui/server.js";
 import { configKeys } from "../../runtime/config.js";
+import { redactUrl } from "../../runtime/nats/credentials.js";
 import { configFromFlags } from "../config.js";
 import { UsageError } from "../errors.js";
 import { printJson } from "../output.js";
@@ -22,7 +23,9 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   }
   const config = configFromFlags(ctx, Object.keys(worker).length ? { worker } : {});
   if (ctx.values["print-config"]) {
-    printJson({ keys: configKeys(), config: { ...config, nats: { ...config.nats, password: config.nats.password ? "***" : undefined, token: config.nats.token ? "***" : undefined }, ui: { ...config.ui, token: config.ui.token ? "***" : undefined } } });
+    const nats = config.nats;
+    const masked = { ...nats, servers: nats.servers.map(redactUrl), password: nats.password ? "***" : undefined, token: nats.token ? "***" : undefined, nkeySeed: nats.nkeySeed ? "***" : undefined };
+    printJson({ keys: configKeys(), config: { ...config, nats: masked, ui: { ...config.ui, token: config.ui.token ? "***" : undefined } } });
     return 0;
   }
   if (ctx.values["from-nats"] && ctx.values["promote-local"]) throw new UsageError("--promote-local deploys functions/, --from-nats ignores it: use one of them");

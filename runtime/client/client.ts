@@ -145,7 +145,7 @@ export interface ClientOptions {
 export async function createClient(options: ClientOptions = {}): Promise<WorkflowClient> {
   const config = options.config ?? loadConfig();
   const logger = options.logger ?? createConsoleLogger({ level: config.log.level });
-  const nc = options.connection ?? (await connectNats(config.nats, { name: "jetflow client", logger, waitForServer: options.waitForServer ?? false }));
+  const nc = options.connection ?? (await connectNats(config.nats, { name: "jetflow client", namespace: config.namespace, logger, waitForServer: options.waitForServer ?? false }));
   const names = createNames(config.namespace);
   const topology = await ensureTopology(nc, {
     names,

@@ -2,14 +2,15 @@
  * One NATS connection per runtime or client. A runtime started before NATS is up waits (and says
  * so once, then every 30 s); once connected, the client reconnects forever on its own.
  */
-import { readFileSync } from "node:fs";
 import { connect, type NatsConnection, type ConnectionOptions } from "@nats-io/transport-node";
-import { credsAuthenticator } from "@nats-io/nats-core";
 import pRetry, { AbortError } from "p-retry";
 import type { NatsConnectionConfig } from "../config.js";
 import { ConnectionError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { tuneConnection } from "./client-tuning.js";
+import { authenticatorOf, explainRefusal, redactUrl, redactUrls } from "./credentials.js";
+import { inboxPrefixOf } from "./permissions.js";
+import { ipIdentityCheck, probeTls, TLS_CONNECT_TIMEOUT_MS, usesTls } from "./tls.js";
 
 export type { NatsConnection };
 
@@ -26,6 +27,11 @@ export interface ConnectOptions {
    * waitForServer false; runtimes keep the default.
    */
   connectTimeoutMs?: number;
+  /**
+   * The namespace this connection works in: its reply inboxes are `_INBOX_<namespace>.…`, so a
+   * user permitted one namespace's inboxes sees no replies of another's (nats/permissions.ts).
+   */
+  namespace?: string;
 }
 
 export function connectionOptions(config: NatsConnectionConfig, name: string): ConnectionOptions {
@@ -42,20 +48,14 @@ export function connectionOptions(config: NatsConnectionConfig, name: string): C
   if (config.user) options.user = config.user;
   if (config.password) options.pass = config.password;
   if (config.token) options.token = config.token;
-  if (config.creds) {
-    try {
-      options.authenticator = credsAuthenticator(readFileSync(config.creds));
-    } catch (err) {
-      throw new ConnectionError("WF_NATS_CREDS", `cannot read NATS credentials file ${config.creds}: ${(err as Error).message}`, {
-        hint: "Check nats.creds in wf.config.json or NATS_CREDS.",
-      });
-    }
-  }
-  if (config.tls) {
+  const authenticator = authenticatorOf(config);
+  if (authenticator) options.authenticator = authenticator;
+  if (usesTls(config)) {
     options.tls = {
-      ...(config.tls.ca ? { caFile: config.tls.ca } : {}),
-      ...(config.tls.cert ? { certFile: config.tls.cert } : {}),
-      ...(config.tls.key ? { keyFile: config.tls.key } : {}),
+      ...(config.tls?.ca ? { caFile: config.tls.ca } : {}),
+      ...(config.tls?.cert ? { certFile: config.tls.cert } : {}),
+      ...(config.tls?.key ? { keyFile: config.tls.key } : {}),
+      ...ipIdentityCheck(config.servers),
     };
   }
   return options;
@@ -63,25 +63,27 @@ export function connectionOptions(config: NatsConnectionConfig, name: string): C
 
 export async function connectNats(config: NatsConnectionConfig, options: ConnectOptions): Promise<NatsConnection> {
   const { logger } = options;
-  const where = config.servers.join(",");
+  const where = config.servers.map(redactUrl).join(",");
   const connectOptions = connectionOptions(config, options.name);
+  connectOptions.inboxPrefix = inboxPrefixOf(options.namespace ?? "");
   if (!options.waitForServer && options.connectTimeoutMs !== undefined) connectOptions.timeout = options.connectTimeoutMs;
+  // A TLS refusal can look like a hanging server (tls.ts): give up on the attempt sooner, then probe.
+  if (usesTls(config)) connectOptions.timeout = Math.min(connectOptions.timeout ?? TLS_CONNECT_TIMEOUT_MS, TLS_CONNECT_TIMEOUT_MS);
   let lastLogged = 0;
   const nc = await pRetry(
     async () => {
       try {
         return await connect(connectOptions);
       } catch (err) {
-        const message = (err as Error).message ?? String(err);
-        if (/auth|permission|tls|certificate/i.test(message)) {
-          // Credentials will not fix themselves: fail at once.
-          throw new AbortError(
-            new ConnectionError("WF_NATS_AUTH", `NATS at ${where} refused the connection: ${message}`, {
-              hint: "Check nats.user/password/token/creds/tls in wf.config.json or the NATS_* environment variables.",
-              cause: err,
-            }),
-          );
+        // Credentials and certificates will not fix themselves: fail at once, even in a runtime
+        // that waits for its server.
+        let refusal = explainRefusal(err, config, where);
+        if (!refusal && usesTls(config)) {
+          const tlsError = await probeTls(config, ipIdentityCheck(config.servers));
+          if (tlsError) refusal = explainRefusal(tlsError, config, where);
         }
+        if (refusal) throw new AbortError(refusal);
+        const message = redactUrls((err as Error).message ?? String(err));
         throw new ConnectionError("WF_NATS_UNREACHABLE", `cannot reach NATS at ${where}: ${message}`, {
           hint: options.waitForServer
             ? "Start one with `nats-server -js` (Debian: apt-get install nats-server), or set NATS_URL."
@@ -105,7 +107,7 @@ export async function connectNats(config: NatsConnectionConfig, options: Connect
       },
     },
   );
-  if (lastLogged) logger.info(`connected to NATS at ${nc.getServer()}`, { component: "nats" });
+  if (lastLogged) logger.info(`connected to NATS at ${redactUrl(nc.getServer())}`, { component: "nats" });
   tuneConnection(nc);
   void watchStatus(nc, logger);
   return nc;
@@ -116,13 +118,13 @@ async function watchStatus(nc: NatsConnection, logger: Logger): Promise<void> {
   for await (const status of nc.status()) {
     switch (status.type) {
       case "disconnect":
-        logger.warn(`disconnected from NATS at ${status.server}; reconnecting`, { component: "nats" });
+        logger.warn(`disconnected from NATS at ${redactUrl(status.server)}; reconnecting`, { component: "nats" });
         break;
       case "reconnect":
-        logger.info(`reconnected to NATS at ${status.server}`, { component: "nats" });
+        logger.info(`reconnected to NATS at ${redactUrl(status.server)}`, { component: "nats" });
         break;
       case "error":
-        logger.warn(`NATS error: ${status.error.message}`, { component: "nats" });
+        logger.warn(`NATS error: ${redactUrls(status.error.message)}`, { component: "nats" });
         break;
       default:
         break;

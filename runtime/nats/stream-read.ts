@@ -10,6 +10,7 @@
  */
 import { AckPolicy, DeliverPolicy, ReplayPolicy, type ConsumerConfig } from "@nats-io/jetstream";
 import { createInbox } from "@nats-io/nats-core";
+import { inboxPrefixOf } from "./permissions.js";
 import type { Topology } from "./topology.js";
 
 export interface StoredMessage {
@@ -100,7 +101,7 @@ export async function readMatching(topology: Topology, stream: string, filter: s
  * at least when a purge left fewer messages than asked.
  */
 async function pullNow(topology: Topology, stream: string, consumer: string, batch: number): Promise<StoredMessage[]> {
-  const inbox = createInbox();
+  const inbox = createInbox(inboxPrefixOf(topology.names.namespace));
   const sub = topology.nc.subscribe(inbox, { timeout: PULL_TIMEOUT_MS });
   const out: StoredMessage[] = [];
   topology.nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumer}`, JSON.stringify({ batch, expires: PULL_EXPIRES_MS * 1_000_000 }), { reply: inbox });

@@ -38,6 +38,8 @@ export interface TestNats {
   storeDir: string;
   pid: number;
   version: string;
+  /** The server's log file (what it printed: permission violations, auth failures); removed by stop(). */
+  logFile: string;
   /** SIGTERM (SIGKILL after 5 s), wait for exit, remove storeDir (if created here) and temp files. */
   stop(): Promise<void>;
   /** SIGKILL, wait for exit, keep storeDir (crash tests). */
@@ -223,6 +225,9 @@ class TestNatsServer implements TestNats {
   private readonly ownsStoreDir: boolean;
   private readonly configPath: string;
   private readonly logPath: string;
+  get logFile(): string {
+    return this.logPath;
+  }
   private readonly jetstream: boolean;
   private readonly serverName: string;
   private readonly cluster: { name: string; port: number; routes: string[] } | undefined;

@@ -52,18 +52,23 @@ export interface TaskReleaser {
   settled(): Promise<void>;
 }
 
+/** The WORKFLOW_RELEASES bucket, created when missing (a provisioned namespace has it: runtime/provision.ts). */
+export function openReleases(topology: Topology, config: Pick<Config, "replicas" | "storage">): Promise<KV> {
+  return new Kvm(topology.js).create(topology.names.releasesBucket, {
+    history: 1,
+    ttl: RELEASES_MAX_AGE_MS,
+    replicas: config.replicas,
+    storage: config.storage === "memory" ? StorageType.Memory : StorageType.File,
+  });
+}
+
 export function createTaskReleaser(options: { topology: Topology; config: Pick<Config, "replicas" | "storage"> }): TaskReleaser {
   const { topology, config } = options;
   const inFlight = new Set<Promise<void>>();
   let bucket: Promise<KV> | undefined;
 
   function releases(): Promise<KV> {
-    bucket ??= new Kvm(topology.js).create(topology.names.releasesBucket, {
-      history: 1,
-      ttl: RELEASES_MAX_AGE_MS,
-      replicas: config.replicas,
-      storage: config.storage === "memory" ? StorageType.Memory : StorageType.File,
-    });
+    bucket ??= openReleases(topology, config);
     bucket.catch(() => (bucket = undefined)); // opened again next time
     return bucket;
   }
