@@ -72,6 +72,22 @@ describe("continue-as-new", () => {
     expect(await keysOf(topology, "count-1")).toEqual([]);
   });
 
+  it("an activity's idempotency key names its run after the first, so run 2's step is not run 1's to an external system", async () => {
+    const e = engine();
+    const keys = {
+      key: async (_input: unknown, ctx: ActivityContext) => ctx.idempotencyKey,
+    };
+    async function keyed(ctx: WorkflowContext<typeof keys, { left: number; seen: string[] }>, input: { left: number; seen: string[] }) {
+      const seen = [...input.seen, (await ctx.activities.key(null)) as string];
+      if (input.left > 1) return ctx.continueAsNew({ left: input.left - 1, seen });
+      return seen;
+    }
+    await e.runtime({ workflows: { keyed }, activities: keys });
+    const client = await e.client();
+    const handle = await client.start("keyed", { left: 3, seen: [] }, { id: "keys-1" });
+    expect(await handle.result(resultSignal())).toEqual(["keys-1/key", "keys-1/r2/key", "keys-1/r3/key"]);
+  });
+
   it("carries unconsumed signals to the new run, and an earlier run's late completion cannot take the new run's step of the same name", async () => {
     const e = engine();
     const wf = async (ctx: WorkflowContext<typeof activities>, input: { run: number }) => {

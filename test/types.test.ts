@@ -4,7 +4,7 @@
  * by the TypeScript compiler (`npm run lint`, which `npm test` runs first).
  */
 import { describe, expectTypeOf, it } from "vitest";
-import type { WorkflowClient, WorkflowContext, WorkflowHandle } from "../runtime/index.js";
+import type { ChildHandle, WorkflowClient, WorkflowContext, WorkflowHandle } from "../runtime/index.js";
 import type * as activities from "../functions/activities/orders.js";
 import type { order_saga } from "../functions/workflows/order_saga.js";
 
@@ -45,5 +45,31 @@ describe("types", () => {
     // A context without an input type accepts any input.
     const untyped = () => ctx.continueAsNew({ anything: true });
     void untyped;
+  });
+  it("client.signalWithStart<typeof workflow> checks the input and types the result", () => {
+    const client = {} as WorkflowClient;
+    const start = (input: activities.Order) => client.signalWithStart<typeof order_saga>("order_saga", { id: "o-1", input, signal: "go" });
+    expectTypeOf<Awaited<ReturnType<typeof start>>>().toEqualTypeOf<WorkflowHandle<Awaited<ReturnType<typeof order_saga>>>>();
+    // @ts-expect-error: not the workflow's input
+    const wrong = () => client.signalWithStart<typeof order_saga>("order_saga", { id: "o-1", input: { orderId: 7 }, signal: "go" });
+    void wrong;
+  });
+
+  it("ctx.executeChild<typeof child> and ctx.startChild<typeof child> check the input and type the result", () => {
+    const ctx = {} as WorkflowContext;
+    const run = (input: activities.Order) => ctx.executeChild<typeof order_saga>("order_saga", input);
+    expectTypeOf<Awaited<ReturnType<typeof run>>>().toEqualTypeOf<Awaited<ReturnType<typeof order_saga>>>();
+    expectTypeOf<Awaited<ReturnType<typeof run>>>().toHaveProperty("trackingNumber").toEqualTypeOf<string>();
+    const start = (input: activities.Order) => ctx.startChild<typeof order_saga>("order_saga", input, { parentClosePolicy: "abandon" });
+    type Handle = Awaited<ReturnType<typeof start>>;
+    expectTypeOf<Handle>().toEqualTypeOf<ChildHandle<Awaited<ReturnType<typeof order_saga>>>>();
+    expectTypeOf<Handle["workflowId"]>().toEqualTypeOf<string>();
+    expectTypeOf<Awaited<ReturnType<Handle["result"]>>>().toHaveProperty("trackingNumber").toEqualTypeOf<string>();
+    // @ts-expect-error: not the child's input
+    const wrong = () => ctx.executeChild<typeof order_saga>("order_saga", { orderId: 7 });
+    // @ts-expect-error: not a parent close policy
+    const badPolicy = () => ctx.startChild("order_saga", {}, { parentClosePolicy: "explode" });
+    void wrong;
+    void badPolicy;
   });
 });

@@ -89,7 +89,8 @@ export class StateObserver {
     }
     for (const [name, step] of Object.entries(state.steps ?? {})) {
       if (step.kind !== "activity") continue;
-      const stepKey = `${id}|${name}`;
+      // A later run (continue-as-new) reuses the step names of the run before: steps are per run.
+      const stepKey = `${id}|${state.runId ?? ""}|${name}`;
       if (step.status === "completed") this.completedSteps.add(stepKey);
       else if (this.completedSteps.has(stepKey) && revision >= (previous?.revision ?? 0)) {
         this.regressions.push(`${id} step ${name}: completed before, ${step.status} (attempt ${step.attempt}) at revision ${revision}`);

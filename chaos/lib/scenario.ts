@@ -33,6 +33,8 @@ export interface ScenarioFigures {
   error?: string;
   started: number;
   completed: number;
+  /** Ended cancelled as the scenario expects (it cancelled them); absent: none. */
+  cancelled?: number;
   lost: number;
   failed: number;
   duplicateStepCompletions: { total: number; byStep: Record<string, number> };
@@ -142,6 +144,7 @@ export function verdictFigures(v: Verdict): Pick<ScenarioResult, "started" | "co
   return {
     started: v.started,
     completed: v.completed,
+    cancelled: v.cancelled,
     lost: v.lost,
     failed: v.failed,
     duplicateStepCompletions: v.duplicateStepCompletions,

@@ -50,7 +50,11 @@ export function readCrashes(markerDir: string): Array<{ point: string; pid: numb
 export interface Expectation {
   workflow: string;
   /** The terminal status this workflow must reach. */
-  status: "completed" | "failed";
+  status: "completed" | "failed" | "cancelled";
+  /** For status "cancelled": the step that must have completed once, the cleanup the code ran after the cancel. */
+  cleanupStep?: string;
+  /** A workflow that continues as new: how many runs it must end with. */
+  runs?: number;
   /** Step → attempts that fail before one succeeds (the input's simulateFailures). */
   failures?: Record<string, number>;
   /** For status "failed": the error type it must fail with. */
@@ -70,9 +74,11 @@ export interface VerifyInput {
 export interface Verdict {
   started: number;
   completed: number;
+  /** Ended cancelled, as expected (the workload cancelled them). */
+  cancelled: number;
   /** Never reached a terminal state (or has no state at all). */
   lost: number;
-  /** Terminal, but not completed. */
+  /** Terminal, but neither completed nor cancelled as expected. */
   failed: number;
   /** Terminal in another status (or with another error) than the scenario expects. */
   unexpected: number;
@@ -111,6 +117,7 @@ export function verify(input: VerifyInput): Verdict {
   }
 
   let completed = 0;
+  let cancelled = 0;
   let lost = 0;
   let failed = 0;
   let unexpected = 0;
@@ -127,12 +134,18 @@ export function verify(input: VerifyInput): Verdict {
       continue;
     }
     if (state.status === "completed") completed += 1;
+    else if (state.status === "cancelled" && expectation.status === "cancelled") cancelled += 1;
     else failed += 1;
     if (state.status !== expectation.status || (expectation.errorType && state.error?.type !== expectation.errorType)) {
       unexpected += 1;
       violate(`${id}: ${state.status}${state.error ? ` (${state.error.type}: ${state.error.message})` : ""}, expected ${expectation.status}${expectation.errorType ? ` (${expectation.errorType})` : ""}`);
     }
     for (const step of Object.values(state.steps)) if (step.kind === "activity") expectedExecutions += step.attempt;
+    if (expectation.runs !== undefined && (state.run ?? 1) !== expectation.runs) violate(`${id}: ended in run ${state.run ?? 1}, expected ${expectation.runs}`);
+    if (expectation.cleanupStep && state.status === "cancelled") {
+      const cleanup = state.steps[expectation.cleanupStep];
+      if (cleanup?.status !== "completed") violate(`${id}: cancelled, but its cleanup step ${expectation.cleanupStep} is ${cleanup?.status ?? "missing"}`);
+    }
 
     // The journal names each step once.
     const seen = new Set<string>();
@@ -146,6 +159,8 @@ export function verify(input: VerifyInput): Verdict {
     const shape = CHAOS_WORKFLOW_STEPS[expectation.workflow];
     if (!shape || expectation.status !== "completed" || state.status !== "completed") continue;
 
+    // Activities' idempotency keys (what the executions record) name the run after the first.
+    const runKey = (state.run ?? 1) > 1 ? `${id}/r${state.run}` : id;
     // Every step completed, once, after the attempts its input makes fail.
     const names = Object.keys(state.steps).sort();
     if (JSON.stringify(names) !== JSON.stringify([...shape.steps].sort())) violate(`${id}: steps ${names.join(",")}, expected ${shape.steps.join(",")}`);
@@ -156,14 +171,19 @@ export function verify(input: VerifyInput): Verdict {
         violate(`${id}: step ${name} is ${step?.status ?? "missing"}`);
         continue;
       }
+      if (step.kind === "child") {
+        // A child workflow: its own state is verified as an expected workflow; here, that the parent heard its end.
+        if (step.child?.status !== "completed") violate(`${id}: child step ${name} records its child ${step.child?.status ?? "missing"}`);
+        continue;
+      }
       const wantAttempt = (expectation.failures?.[name] ?? 0) + 1;
       if (step.attempt !== wantAttempt) violate(`${id}: step ${name} completed at attempt ${step.attempt}, expected ${wantAttempt}`);
       // The recorded completion is one of the recorded executions of that attempt.
-      const execs = byKeyAttempt.get(`${id}/${name}#${step.attempt}`) ?? [];
+      const execs = byKeyAttempt.get(`${runKey}/${name}#${step.attempt}`) ?? [];
       if (!execs.some((e) => e.event === "start")) violate(`${id}: step ${name} attempt ${step.attempt} completed, but no execution of it was recorded`);
       // Every execution of the step (any attempt) started after each dependency's recorded finish.
       const depsDone = Math.max(0, ...shape.dependencies[name]!.map((d) => Date.parse(state.steps[d]?.finishedAt ?? "") || Infinity));
-      for (const e of startsByKey.get(`${id}/${name}`) ?? []) {
+      for (const e of startsByKey.get(`${runKey}/${name}`) ?? []) {
         if (e.at < depsDone) {
           dependencyViolations += 1;
           violate(`${id}: ${name} attempt ${e.attempt} started at ${e.at} on pid ${e.pid}, before its dependencies finished (${depsDone})`);
@@ -172,8 +192,8 @@ export function verify(input: VerifyInput): Verdict {
       // The first retry happened, and on time give or take the faults.
       const backoff = shape.firstRetryMs?.[name];
       if (step.attempt >= 2 && backoff !== undefined) {
-        const failedAt = Math.max(...(byKeyAttempt.get(`${id}/${name}#1`) ?? []).filter((e) => e.event === "fail").map((e) => e.at));
-        const startedAt = Math.min(...(byKeyAttempt.get(`${id}/${name}#2`) ?? []).filter((e) => e.event === "start").map((e) => e.at));
+        const failedAt = Math.max(...(byKeyAttempt.get(`${runKey}/${name}#1`) ?? []).filter((e) => e.event === "fail").map((e) => e.at));
+        const startedAt = Math.min(...(byKeyAttempt.get(`${runKey}/${name}#2`) ?? []).filter((e) => e.event === "start").map((e) => e.at));
         if (Number.isFinite(failedAt) && Number.isFinite(startedAt)) lateness.push(startedAt - failedAt - backoff);
       }
     }
@@ -212,6 +232,7 @@ export function verify(input: VerifyInput): Verdict {
   return {
     started: input.expected.size,
     completed,
+    cancelled,
     lost,
     failed,
     unexpected,

@@ -10,6 +10,10 @@ export interface WorkItem {
   workflow: string;
   input: unknown;
   expectation: Expectation;
+  /** Started by this parent workflow (as its child), not by the workload. */
+  startedBy?: string;
+  /** Cancelled (`client.cancel`) by the workload once its start is acknowledged. */
+  cancel?: boolean;
 }
 
 export interface OrderMix {
@@ -41,6 +45,35 @@ export function orders(prefix: string, n: number, mix: OrderMix = {}): WorkItem[
 }
 
 /**
+ * The primitives of issue 13 in the workload, `n` items in turns: a parent of two order_saga
+ * children (three expected workflows), a loop that continues as new twice (it must end in run 3),
+ * and an order that the workload cancels while it sleeps (it must end cancelled, its refund run).
+ * Ids start with `<prefix>-`, as the orders' do.
+ */
+export function primitives(prefix: string, n: number, mix: Pick<OrderMix, "delayMs"> = {}): WorkItem[] {
+  const items: WorkItem[] = [];
+  const order = (id: string, i: number) => ({
+    orderId: id,
+    amount: 10 + (i % 500),
+    items: [{ sku: `sku-${i % 17}`, qty: 1 }],
+    email: `customer-${i}@example.com`,
+    ...(mix.delayMs ? { chaos: { delayMs: mix.delayMs } } : {}),
+  });
+  for (let i = 0; i < n; i++) {
+    const id = `${prefix}-${i}`;
+    if (i % 3 === 0) {
+      const children = [`${id}-a`, `${id}-b`].map((childId, c) => ({ id: childId, workflow: "order_saga", input: order(childId, i * 2 + c), expectation: { workflow: "order_saga", status: "completed" as const }, startedBy: id }));
+      items.push({ id, workflow: "order_batch", input: { orders: children.map((c) => c.input) }, expectation: { workflow: "order_batch", status: "completed" } }, ...children);
+    } else if (i % 3 === 1) {
+      items.push({ id, workflow: "order_loop", input: { order: order(id, i), left: 3 }, expectation: { workflow: "order_loop", status: "completed", runs: 3 } });
+    } else {
+      items.push({ id, workflow: "cancellable_order", input: order(id, i), expectation: { workflow: "cancellable_order", status: "cancelled", cleanupStep: "refund_payment" }, cancel: true });
+    }
+  }
+  return items;
+}
+
+/**
  * Start every item, `ratePerSec` per second (Infinity: all at once, 200 in flight). A start that
  * fails (NATS down, a node lost) is retried with the same id, which JetStream deduplicates.
  * Resolves when every start was acknowledged; throws when one cannot be within `giveUpMs`.
@@ -61,6 +94,7 @@ export async function startAll(
       try {
         await client.start(item.workflow, item.input, { id: item.id });
         ackedAt.set(item.id, Date.now());
+        if (item.cancel) await cancelOne(item, deadline);
         return;
       } catch (err) {
         if (Date.now() > deadline) throw new Error(`could not start ${item.id} within ${giveUpMs} ms: ${(err as Error).message}`);
@@ -69,10 +103,24 @@ export async function startAll(
       }
     }
   };
+  // A cancel right after the start: it reaches the workflow wherever it is (its first activity, or the sleep after).
+  const cancelOne = async (item: WorkItem, deadline: number) => {
+    await sleep(100 + Math.random() * 400);
+    for (;;) {
+      try {
+        await client.cancel(item.id, "chaos workload");
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw new Error(`could not cancel ${item.id}: ${(err as Error).message}`);
+        await sleep(250);
+      }
+    }
+  };
   const inFlight = new Set<Promise<void>>();
   const errors: unknown[] = [];
   for (let i = 0; i < items.length; i++) {
     if (options.stop?.()) break;
+    if (items[i]!.startedBy) continue;
     if (Number.isFinite(ratePerSec)) {
       const due = t0 + (i / ratePerSec) * 1000;
       const wait = due - Date.now();

@@ -7,7 +7,7 @@
 import { readExecutions, verify } from "../lib/verify.js";
 import { diagnoseStuck } from "../lib/diagnose.js";
 import { faults, verdictFigures, verdictOk, type Scenario } from "../lib/scenario.js";
-import { expectationsOf, orders, startAll } from "../lib/workload.js";
+import { expectationsOf, orders, primitives, startAll } from "../lib/workload.js";
 import { pick, randomBetween, sleep } from "../lib/util.js";
 
 export const runtimeKills: Scenario = {
@@ -25,7 +25,8 @@ export const runtimeKills: Scenario = {
     await Promise.all([fleet.spawn(), fleet.spawn(), fleet.spawn()]);
     fleet.supervise(3, 200);
 
-    const items = orders("kill", n, { sagaShare: 0.2, retryShare: 0.15, delayMs: [5, 80] });
+    // Orders, and a fifth as many of the primitives: parents with children, continue-as-new loops, cancelled orders.
+    const items = [...orders("kill", n, { sagaShare: 0.2, retryShare: 0.15, delayMs: [5, 80] }), ...primitives("kill-p", Math.ceil(n / 5), { delayMs: [5, 80] })];
     const ids = items.map((i) => i.id);
     const rate = options.quick ? 25 : 40;
     const startSeconds = n / rate;

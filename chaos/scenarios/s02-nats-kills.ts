@@ -6,7 +6,7 @@
 import { readExecutions, verify } from "../lib/verify.js";
 import { diagnoseStuck } from "../lib/diagnose.js";
 import { faults, verdictFigures, verdictOk, type Scenario } from "../lib/scenario.js";
-import { expectationsOf, orders, startAll } from "../lib/workload.js";
+import { expectationsOf, orders, primitives, startAll } from "../lib/workload.js";
 import { randomBetween, sleep } from "../lib/util.js";
 
 export const natsKills: Scenario = {
@@ -23,7 +23,8 @@ export const natsKills: Scenario = {
     const observer = await ctx.observer(client);
     const runtimes = await Promise.all([fleet.spawn(), fleet.spawn()]);
 
-    const items = orders("nats", n, { sagaShare: 0.2, retryShare: 0.15, delayMs: [5, 80] });
+    // Orders, and a fifth as many of the primitives: parents with children, continue-as-new loops, cancelled orders.
+    const items = [...orders("nats", n, { sagaShare: 0.2, retryShare: 0.15, delayMs: [5, 80] }), ...primitives("nats-p", Math.ceil(n / 5), { delayMs: [5, 80] })];
     const ids = items.map((i) => i.id);
     const startSeconds = options.quick ? 8 : 25;
     const t0 = Date.now();

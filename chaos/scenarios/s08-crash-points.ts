@@ -9,11 +9,14 @@ import { CRASH_POINTS, type CrashPointName } from "../../test/fixtures/crash-fun
 import { readCrashes, readExecutions, verify } from "../lib/verify.js";
 import { diagnoseStuck } from "../lib/diagnose.js";
 import { faults, verdictFigures, verdictOk, type Scenario } from "../lib/scenario.js";
-import { expectationsOf, orders, startAll } from "../lib/workload.js";
+import { expectationsOf, orders, primitives, startAll } from "../lib/workload.js";
 import { sleep } from "../lib/util.js";
 
-/** How often each point is reached per workflow (about), to aim at a number of crashes. */
-/** Points the workload reaches; it sends no cancel requests and continues no run as new, so not "after-cancel-recorded-before-dispatch" (test/crash.test.ts) nor the run-switch points (test/crash.test.ts). */
+/**
+ * How often each point is reached per order (about), to aim at a number of crashes. The workload
+ * is `n` orders and n/5 primitives (a third each: parents of two children, loops that continue as
+ * new twice, cancelled orders), which alone reach the last five points.
+ */
 const CALLS_PER_WORKFLOW: Partial<Record<CrashPointName, number>> = {
   "after-run-entry-before-state": 1,
   "after-state-write-before-dispatch": 5,
@@ -21,10 +24,11 @@ const CALLS_PER_WORKFLOW: Partial<Record<CrashPointName, number>> = {
   "timer-fired-before-ack": 1,
   "after-activity-before-completion": 4,
   "after-completion-before-ack": 4,
-  // Reached only by workflows with children, which the order workload does not start (yet):
-  // test/crash.test.ts kills runtimes at these two.
-  "after-child-step-before-child-start": 1,
-  "after-child-end-before-parent-event": 1,
+  "after-child-step-before-child-start": 0.13,
+  "after-child-end-before-parent-event": 0.13,
+  "after-run-archived-before-switch": 0.13,
+  "after-run-switch-before-dispatch": 0.13,
+  "after-cancel-recorded-before-dispatch": 0.07,
 };
 
 export const crashPoints: Scenario = {
@@ -37,7 +41,7 @@ export const crashPoints: Scenario = {
     const nats = await ctx.nats();
     const targetCrashes = options.quick ? 4 : 10;
     const perPoint: Record<string, unknown> = {};
-    const totals = { started: 0, completed: 0, lost: 0, failed: 0, duplicates: 0, executions: 0, expected: 0, crashes: 0 };
+    const totals = { started: 0, completed: 0, cancelled: 0, lost: 0, failed: 0, duplicates: 0, executions: 0, expected: 0, crashes: 0 };
     const byStep: Record<string, number> = {};
     const extra = { total: 0, afterRuntimeKill: 0, releasedAtShutdown: 0, afterNatsFault: 0, unexplained: 0 };
     const violations: string[] = [];
@@ -56,7 +60,7 @@ export const crashPoints: Scenario = {
 
       // Timers fire only for retries: at the timer point every workflow has one.
       const prefix = `cp${CRASH_POINTS.indexOf(point)}`;
-      const items = orders(prefix, n, { sagaShare: 0.2, retryShare: point === "timer-fired-before-ack" ? 1 : 0.2, delayMs: [5, 40] });
+      const items = [...orders(prefix, n, { sagaShare: 0.2, retryShare: point === "timer-fired-before-ack" ? 1 : 0.2, delayMs: [5, 40] }), ...primitives(`${prefix}-p`, Math.ceil(n / 5), { delayMs: [5, 40] })];
       const ids = items.map((i) => i.id);
       const t0 = Date.now();
       await startAll(client, items, n / (options.quick ? 4 : 12));
@@ -74,7 +78,7 @@ export const crashPoints: Scenario = {
       await observer.close();
       const pointOk = verdictOk(verdict) && pending.length === 0;
       ok &&= pointOk;
-      ctx.log(`${point}: ${crashes.length} crash(es), ${verdict.completed}/${n} completed, ${verdict.duplicateStepCompletions.total} duplicate(s), extra executions ${JSON.stringify(verdict.extraExecutions)}`);
+      ctx.log(`${point}: ${crashes.length} crash(es), ${verdict.completed + verdict.cancelled}/${verdict.started} ended as expected, ${verdict.duplicateStepCompletions.total} duplicate(s), extra executions ${JSON.stringify(verdict.extraExecutions)}`);
       perPoint[point] = {
         ok: pointOk,
         crashes: crashes.length,
@@ -90,6 +94,7 @@ export const crashPoints: Scenario = {
       };
       totals.started += verdict.started;
       totals.completed += verdict.completed;
+      totals.cancelled += verdict.cancelled;
       totals.lost += verdict.lost;
       totals.failed += verdict.failed;
       totals.duplicates += verdict.duplicateStepCompletions.total;
@@ -104,6 +109,7 @@ export const crashPoints: Scenario = {
       ok,
       started: totals.started,
       completed: totals.completed,
+      cancelled: totals.cancelled,
       lost: totals.lost,
       failed: totals.failed,
       duplicateStepCompletions: { total: totals.duplicates, byStep },

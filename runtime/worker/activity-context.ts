@@ -13,7 +13,9 @@ export function createActivityContext(task: TaskMessage, signal: AbortSignal, he
     activityId: task.step,
     activityType: task.activity,
     attempt: task.attempt,
-    idempotencyKey: `${task.workflowId}/${task.step}`,
+    // A later run (continue-as-new, a reused id) reuses step names: its key names the run, so an
+    // external system that deduplicates by it does not take run 2's charge for run 1's.
+    idempotencyKey: task.run && task.run > 1 ? `${task.workflowId}/r${task.run}/${task.step}` : `${task.workflowId}/${task.step}`,
     signal,
     heartbeat,
     log: {
