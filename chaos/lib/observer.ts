@@ -55,6 +55,11 @@ export class StateObserver {
     this.loop = (async () => {
       for await (const entry of watcher) {
         if (entry.operation !== "PUT" || entry.length === 0) continue;
+        // An archived run (`<id>/r.<n>`, orchestrator/runs.ts) is written before the CAS that switches
+        // `<id>` to the next run, and rewritten by the retry of a switch that crashed in between (its
+        // last step may have run again meanwhile): no reader sees it until the switch. Its steps were
+        // observed in `<id>`'s revisions; the archive is no second record of them.
+        if (/\/r\.\d+$/.test(entry.key)) continue;
         try {
           this.observe(entry.key, entry.revision, entry.json<WorkflowState>());
         } catch {

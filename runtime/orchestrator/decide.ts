@@ -213,11 +213,13 @@ export async function decideTimer(env: DecideEnv, stored: StoredWorkflow, timer:
 
 /**
  * `terminate`: the hard stop, at once, no code runs. A cancel: a request the code sees (see
- * decideCancelRequest).
+ * decideCancelRequest), except in a blocked workflow, whose code cannot run.
  */
 export async function decideCancel(env: DecideEnv, stored: StoredWorkflow, message: CancelMessage): Promise<Decision> {
   if (stored.state.status !== "running") return { kind: "noop", reason: `workflow is ${stored.state.status}` };
-  if (!message.terminate) return decideCancelRequest(env, stored, message);
+  // A blocked workflow's code cannot run (its replay does not match the journal: blocked.ts), so
+  // it cannot see a cancel request: the request ends it cancelled at once, as a terminate would.
+  if (!message.terminate && !stored.state.blocked) return decideCancelRequest(env, stored, message);
   const state = draft(stored.state);
   const word = message.terminate ? "terminated" : "cancelled";
   state.status = word;
