@@ -14,6 +14,7 @@ import { deployCommand } from "./commands/deploy.js";
 import { deploymentsCommand } from "./commands/deployments.js";
 import { initCommand } from "./commands/init.js";
 import { signalCommand } from "./commands/signal.js";
+import { queryCommand } from "./commands/query.js";
 import { uiCommand } from "./commands/ui.js";
 import { deadLettersCommand } from "./commands/dead-letters.js";
 import { permissionsCommand } from "./commands/permissions.js";
@@ -151,6 +152,12 @@ const commands: Record<string, CommandSpec> = {
     usage: "wf signal <id> <name> [--payload '<json>']",
     options: { payload: { type: "string", short: "p" } },
     run: signalCommand,
+  },
+  query: {
+    summary: "ask a workflow's query handler (ctx.handleQuery) and print what it returns",
+    usage: "wf query <id> <name> [--args '<json>'] [--timeout 10s]",
+    options: { args: { type: "string", short: "a" }, timeout: { type: "string" } },
+    run: queryCommand,
   },
   ui: {
     summary: "serve the web UI: workflows, dead letters, deployments (token: ui.token)",

@@ -195,3 +195,6 @@ function safeStringify(value: unknown): string {
 
 /** The web UI could not start (a token missing for a non-loopback host, assets not built) or refused a request (read-only, unauthorized). */
 export class UiError extends JetflowError {}
+
+/** A query (client.query, `wf query`) could not be answered: unknown name, a handler that tried an effect or threw, no runtime to answer. */
+export class QueryError extends JetflowError {}

@@ -23,6 +23,7 @@ export {
   CancelledError,
   ActivityTimeoutError,
   ShutdownError,
+  QueryError,
 } from "./errors.js";
 export type { ErrorRecord, JetflowErrorOptions } from "./errors.js";
 export { NonRetryableError, ActivityFailure, ChildWorkflowFailure, defineDag, defineWorkflow } from "./workflow-api.js";

@@ -45,6 +45,25 @@ export interface ChildEventMessage {
 }
 
 /**
+ * `workflow.query.<id>`, core NATS request/reply (no stream): ask a workflow's query handler
+ * (ctx.handleQuery). One runtime of the queue group `queries` replays the workflow from its journal
+ * and replies with a QueryReply.
+ */
+export interface QueryRequest {
+  workflowId: string;
+  name: string;
+  args?: unknown;
+}
+
+/** The reply to a QueryRequest: the handler's value, or a coded error (WF_UNKNOWN_QUERY, WF_QUERY_EFFECT, …). */
+export type QueryReply = { ok: true; result: unknown } | { ok: false; error: { code: string; message: string; hint?: string } };
+
+export function parseQueryRequest(body: unknown): QueryRequest {
+  if (!isObject(body) || typeof body.workflowId !== "string" || typeof body.name !== "string") throw new ProtocolError(`query needs string "workflowId" and "name"`);
+  return { workflowId: body.workflowId, name: body.name, ...(body.args !== undefined ? { args: body.args } : {}) };
+}
+
+/**
  * "reject-duplicate": one id, one workflow (a start for an existing id is a no-op).
  * "allow-if-failed": a new run if the latest ended failed, cancelled, terminated or timed out.
  * "allow-duplicate": a new run if the latest has ended, whatever its status. A running one is never replaced.

@@ -177,6 +177,15 @@ export interface WorkflowContext<A = Record<string, ActivityFunction>, I = any> 
    * cancellation run them with `await saga.compensate()`.
    */
   saga(options?: SagaOptions): Saga;
+  /**
+   * Answer the query `name` (`client.query(id, name, args)`, `wf query <id> <name>`) with what
+   * `handler` returns: a read of the workflow's own variables, on demand, while it runs, sleeps or
+   * waits, and after it ended (while it is kept). The handler may not act: an activity, a sleep, a
+   * signal wait, a child, an upsert or continue-as-new inside it fails that query
+   * (`WF_QUERY_EFFECT`) and leaves the workflow untouched. Register handlers before the first await
+   * so every query finds them; a later registration answers once the code has reached it.
+   */
+  handleQuery<A = unknown, R = unknown>(name: string, handler: (args: A) => R): void;
   /** Deterministic time: when the current activation happened (also what `Date.now()` returns). */
   now(): number;
   /** Deterministic random in [0, 1) (also what `Math.random()` returns). */

@@ -14,7 +14,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { JetflowError } from "../runtime/errors.js";
 import { createClient, createRuntime, loadConfig, type WorkflowContext } from "../runtime/index.js";
-import { parseCancel, parseChildEvent, parseCompletion, parseJson, parseSignal, parseStart, parseTask, parseTimer, parseTimerBatch } from "../runtime/protocol.js";
+import { parseCancel, parseChildEvent, parseCompletion, parseQueryRequest, parseJson, parseSignal, parseStart, parseTask, parseTimer, parseTimerBatch } from "../runtime/protocol.js";
 import { validateName, validateWorkflowId } from "../runtime/ids.js";
 import { parseDuration } from "../runtime/duration.js";
 import { validateDag } from "../runtime/definitions.js";
@@ -85,6 +85,7 @@ const messageLike = (fields: string[]) =>
 
 const PARSERS: Array<[string, (body: unknown) => unknown, string[]]> = [
   ["start", parseStart, ["id", "input", "searchAttributes", "signal", "timeoutMs", "memo", "idReusePolicy", "parent"]],
+  ["query", parseQueryRequest, ["workflowId", "name", "args"]],
   ["child event", parseChildEvent, ["parentId", "step", "childId", "workflow", "parentRunId", "event", "status", "result", "error"]],
   ["completion", parseCompletion, ["workflowId", "step", "attempt", "ok", "error", "output", "runId"]],
   ["timer", parseTimer, ["workflowId", "key", "fireAt", "kind", "runId"]],

@@ -4,14 +4,14 @@
  */
 import type { Config } from "../config.js";
 import { loadConfig } from "../config.js";
-import { AbortedError, ValidationError, WorkflowFailedError, WorkflowNotFoundError } from "../errors.js";
+import { AbortedError, QueryError, ValidationError, WorkflowFailedError, WorkflowNotFoundError } from "../errors.js";
 import { newWorkflowId, validateName, validateWorkflowId } from "../ids.js";
 import { createConsoleLogger, type Logger } from "../logger.js";
 import { connectNats, type NatsConnection } from "../nats/connect.js";
 import { createNames } from "../nats/names.js";
 import { ensureTopology, type Topology } from "../nats/topology.js";
 import { randomUUID } from "node:crypto";
-import { encode, ID_REUSE_POLICIES, MSG_ID, type CancelMessage, type IdReusePolicy, type SignalMessage, type StartMessage } from "../protocol.js";
+import { encode, ID_REUSE_POLICIES, MSG_ID, type CancelMessage, type IdReusePolicy, type QueryReply, type QueryRequest, type SignalMessage, type StartMessage } from "../protocol.js";
 import { listRuns, readRun, reusesId, type RunsPage } from "../orchestrator/runs.js";
 import { storedJson } from "../nats/kv-entry.js";
 import { isTerminal, runNumber, type WorkflowState } from "../state.js";
@@ -109,6 +109,15 @@ export interface WorkflowClient {
    */
   signal(id: string, name: string, payload?: unknown): Promise<void>;
   /**
+   * Ask the workflow's query handler `name` (ctx.handleQuery) and resolve with what it returns: a
+   * runtime replays the workflow from its journal and runs the handler (while it runs, sleeps or
+   * waits, or after it ended, while it is kept). Rejects with a QueryError: `WF_UNKNOWN_QUERY`
+   * (the message lists the known ones), `WF_QUERY_EFFECT` (the handler tried to act),
+   * `WF_QUERY_FAILED`, `WF_QUERY_TIMEOUT` (no answer within `timeout`, default 10 s),
+   * `WF_NO_QUERY_RESPONDER` (no runtime is running), `WF_WORKFLOW_NOT_FOUND`.
+   */
+  query<R = unknown>(id: string, name: string, args?: unknown, options?: { timeout?: Duration }): Promise<R>;
+  /**
    * Workflows matching `filter`, running ones first (newest started first), then finished ones
    * (most recently ended first), fetched a page at a time through the visibility index
    * (visibility/query.ts): `for await (const w of client.list({ status: "failed" }))`.
@@ -141,6 +150,9 @@ export interface ClientOptions {
   /** Wait for NATS to come up instead of failing at once (default false). */
   waitForServer?: boolean;
 }
+
+/** How long client.query waits for an answer (a replay of the workflow on some runtime). */
+export const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
 
 export async function createClient(options: ClientOptions = {}): Promise<WorkflowClient> {
   const config = options.config ?? loadConfig();
@@ -280,6 +292,27 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     await topology.js.publish(names.signalSubject(id, name), encode(message), { msgID: `${id}/signal/${signalId}` });
   }
 
+  async function query<R>(id: string, name: string, args?: unknown, queryOptions: { timeout?: Duration } = {}): Promise<R> {
+    validateWorkflowId(id);
+    const timeoutMs = queryOptions.timeout === undefined ? DEFAULT_QUERY_TIMEOUT_MS : parseDuration(queryOptions.timeout, "client.query() timeout");
+    const request: QueryRequest = { workflowId: id, name, ...(args !== undefined ? { args } : {}) };
+    let data: Uint8Array;
+    try {
+      const msg = await topology.nc.request(names.querySubject(id), encode(request), { timeout: timeoutMs });
+      data = msg.data;
+    } catch (err) {
+      const text = String((err as Error)?.message ?? err);
+      if (/no responders|503/i.test(text) || (err as { code?: unknown })?.code === "503") {
+        throw new QueryError("WF_NO_QUERY_RESPONDER", `no runtime answers queries in namespace "${names.namespace || "(none)"}"`, { hint: "Start one (`wf run` or `wf dev`): queries are answered by a runtime that replays the workflow." });
+      }
+      if (/timeout/i.test(text)) throw new QueryError("WF_QUERY_TIMEOUT", `query "${name}" of ${id} had no answer within ${timeoutMs} ms`, { hint: "Pass a longer timeout, or check the runtimes' logs." });
+      throw err;
+    }
+    const reply = JSON.parse(new TextDecoder().decode(data)) as QueryReply;
+    if (reply.ok) return reply.result as R;
+    throw new QueryError(reply.error.code, reply.error.message, reply.error.hint ? { hint: reply.error.hint } : {});
+  }
+
   async function startWorkflow<O>(workflow: string, input: unknown, startOptions: StartOptions, signalToo?: StartMessage["signal"]): Promise<WorkflowHandle<O>> {
     validateName("workflow name", workflow);
     const id = startOptions.id === undefined ? newWorkflowId(workflow) : validateWorkflowId(startOptions.id);
@@ -340,6 +373,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
   return {
     topology,
     start: (workflow, input, startOptions = {}) => startWorkflow(workflow, input, startOptions),
+    query,
     async signalWithStart(workflow, options) {
       validateName("signal name", options.signal);
       if (options.id === undefined) throw new ValidationError("WF_INVALID_ID", "signalWithStart needs an id: the signal goes to the workflow with that id", { hint: "Pass { id: \"order-1\", signal: \"approve\", … }." });

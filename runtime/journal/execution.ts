@@ -11,7 +11,7 @@
  * host realm (DAGs, programmatic workflows) overlap freely.
  */
 import { parseDuration, type Duration } from "../duration.js";
-import { toErrorRecord, ValidationError, type ErrorRecord } from "../errors.js";
+import { QueryError, toErrorRecord, ValidationError, type ErrorRecord } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { runNumber, type StepState, type WorkflowState } from "../state.js";
 import { typedAttributes, type TypedAttributes } from "../visibility/search-attributes.js";
@@ -155,6 +155,10 @@ export class WorkflowExecution {
   private readonly rootScope = new Scope(undefined, false);
   /** Steps the code stopped awaiting because of a cancellation, since the last takeCancelled(). */
   private cancelled: string[] = [];
+  /** ctx.handleQuery's handlers by query name (queries.ts answers them on a replayed execution). */
+  readonly queryHandlers = new Map<string, (args: unknown) => unknown>();
+  /** Set while a query handler runs: every command is refused then (queries.ts). */
+  queryInProgress: { name: string; effect?: string } | undefined;
   readonly ctx: WorkflowContext;
 
   constructor(options: ExecutionOptions) {
@@ -271,7 +275,18 @@ export class WorkflowExecution {
   }
 
 
+  /** A query handler may read, never act: any command it issues fails the query (queries.ts). */
+  private refuseInQuery(kind: Command["kind"]): void {
+    const query = this.queryInProgress;
+    if (!query) return;
+    query.effect ??= kind;
+    throw new QueryError("WF_QUERY_EFFECT", `query "${query.name}" of workflow ${this.workflow} (${this.workflowId}) tried to ${kind === "activity" ? "call an activity" : kind === "sleep" ? "sleep" : `issue a ${kind} command`}: a query handler can only read the workflow's state`, {
+      hint: "Return values the workflow code keeps in variables; do the work in the workflow (or in an update handler), not in the query.",
+    });
+  }
+
   private command(kind: Command["kind"], name: string, extra: object): Promise<unknown> {
+    this.refuseInQuery(kind);
     const seq = this.nextSeq++;
     const scope = currentScope(this.rootScope);
     const promise = new Promise((resolve, reject) => {
@@ -289,6 +304,7 @@ export class WorkflowExecution {
    * decision (orchestrator/decide.ts), so it costs no activation.
    */
   private settledCommand(kind: Command["kind"], name: string, extra: object): void {
+    this.refuseInQuery(kind);
     this.issued.push({ kind, seq: this.nextSeq++, name, ...extra } as Command);
   }
 
@@ -416,6 +432,15 @@ export class WorkflowExecution {
       },
       executeChild: ((type: string, input: unknown, options?: ChildOptions) => self.child("result", type, input, options)) as WorkflowContext["executeChild"],
       startChild: ((type: string, input: unknown, options?: ChildOptions) => self.child("start", type, input, options)) as WorkflowContext["startChild"],
+      handleQuery(name: string, handler: (args: never) => unknown) {
+        if (typeof name !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(name)) {
+          throw new ValidationError("WF_INVALID_QUERY_NAME", `ctx.handleQuery(): query name ${JSON.stringify(name)} is not valid`, { hint: "Use 1-100 characters of A-Z a-z 0-9 _ -, e.g. ctx.handleQuery(\"progress\", () => ({ done, total }))." });
+        }
+        if (typeof handler !== "function") {
+          throw new ValidationError("WF_INVALID_QUERY_NAME", `ctx.handleQuery("${name}"): the handler must be a function, got ${handler === null ? "null" : typeof handler}`, { hint: `ctx.handleQuery("${name}", (args) => value)` });
+        }
+        self.queryHandlers.set(name, handler as (args: unknown) => unknown);
+      },
       upsertSearchAttributes(attributes) {
         // Checked against the attributes as this run of the code has set them, so that a replay,
         // which sets the same ones in the same order, throws (or not) exactly where the first run did.
@@ -429,6 +454,7 @@ export class WorkflowExecution {
       continueAsNew(input: unknown): Promise<never> {
         try {
           // Checked at the call, where the code can catch it; the size is checked by the orchestrator (limits.maxInputBytes).
+          self.refuseInQuery("continue-as-new" as Command["kind"]);
           const value = toJson(input === undefined ? null : input, `input of ctx.continueAsNew() in workflow ${self.workflow}`);
           self.continuedAsNew ??= { input: value };
         } catch (err) {

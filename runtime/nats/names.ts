@@ -38,6 +38,11 @@ export interface Names {
    * workflow to abort (a cancel request reached them, or the workflow ended). Best effort.
    */
   abortSubject(workflowId: string): string;
+  /**
+   * Core NATS request/reply, no stream: a query of a workflow (protocol.ts QueryRequest), answered
+   * by one runtime of the queue group `<namespace>queries` (orchestrator/queries.ts).
+   */
+  querySubject(workflowId: string): string;
   /** Where a child's start and end are reported to its parent (protocol.ts ChildEventMessage). */
   childSubject(parentId: string): string;
   taskSubject(activityType: string): string;
@@ -96,6 +101,7 @@ export function createNames(namespace = ""): Names {
     cancelSubject: (id) => `${eventsPrefix}cancel.${token(id)}`,
     abortSubject: (id) => `${eventsPrefix}abort.${token(id)}`,
     childSubject: (parentId) => `${eventsPrefix}child.${token(parentId)}`,
+    querySubject: (id) => `${eventsPrefix}query.${token(id)}`,
     taskSubject: (type) => `${s}activity.tasks.${type}`,
     timerScheduleSubject: (id) => `${eventsPrefix}delay.${token(id)}`,
     timerBatchSubject: `${eventsPrefix}delay.batch/timers`,

@@ -154,7 +154,8 @@ function orchestrator(names: Names): RolePermissions {
     ...streamInfo(names.parkedStream),
     ...readCode(names),
   ];
-  const subscribe = [`${inboxPrefixOf(names.namespace)}.>`, `$KV.${names.pendingSignalsBucket}.>`, names.leaseSubject(">")];
+  // Queries are answered by the orchestrator (orchestrator/queries.ts): a queue subscription.
+  const subscribe = [`${inboxPrefixOf(names.namespace)}.>`, `$KV.${names.pendingSignalsBucket}.>`, names.leaseSubject(">"), names.querySubject("*")];
   return { publish: { allow: publish }, subscribe: { allow: subscribe } };
 }
 
@@ -165,6 +166,7 @@ function client(names: Names): RolePermissions {
     names.startSubject(">"),
     tail(names.signalSubject("*", "*")),
     names.cancelSubject(">"),
+    names.querySubject("*"),
     // Read states, history chunks, runs and the visibility index (lists, counts).
     ...getMessages(states),
     ...readers(states),

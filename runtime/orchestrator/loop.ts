@@ -21,6 +21,7 @@ import { archiveRun, otherRun, refuseContinuation, reusesId, runawayContinuation
 import { parkedTimersOf } from "./parked-timers.js";
 import { endSubjectOf } from "../visibility/index-keys.js";
 import { parkEvent, releaseParked } from "./blocked.js";
+import { createQueryResponder } from "./queries.js";
 import { pendingEffects, publishAbort, publishEffects, taskMessage, type Effect } from "./outbox.js";
 import { splitHistory, storeChunk, withHistory } from "./history.js";
 import { TimerBatcher } from "./timer-batches.js";
@@ -88,6 +89,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   const timerBatcher = new TimerBatcher(topology);
   const recovery = createRecovery({ topology, logger, beforePass: () => store.clear(), leases: () => fleetLeases(topology, config) });
   const pendingSignals = new PendingSignalsListener(topology, (message) => logger.warn(message));
+  const queries = createQueryResponder({ topology, registryFor: env.registryFor, withHistory: env.withHistory, logger: baseLogger });
   const chains = new Map<string, Promise<void>>();
   const inFlight = new Set<Promise<void>>();
   let messages: Awaited<ReturnType<Awaited<ReturnType<Topology["js"]["consumers"]["get"]>>["consume"]>> | undefined;
@@ -709,6 +711,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     async start() {
       stopping = false;
       await pendingSignals.start();
+      await queries.start();
       loop = run().catch((err) => {
         if (!stopping) logger.error(`orchestrator loop ended: ${(err as Error)?.stack ?? err}`);
       });
@@ -718,6 +721,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       stopping = true;
       recovery.stop();
       pendingSignals.stop();
+      await queries.stop();
       // Drain the subscription first: events the server sent before it saw our unsubscribe still
       // reach the loop (nats/drain.ts), which keeps them for the NAKs below.
       await drainThenStop(messages);
