@@ -15,6 +15,7 @@ import { deploymentsCommand } from "./commands/deployments.js";
 import { initCommand } from "./commands/init.js";
 import { signalCommand } from "./commands/signal.js";
 import { queryCommand } from "./commands/query.js";
+import { updateCommand } from "./commands/update.js";
 import { uiCommand } from "./commands/ui.js";
 import { deadLettersCommand } from "./commands/dead-letters.js";
 import { permissionsCommand } from "./commands/permissions.js";
@@ -158,6 +159,12 @@ const commands: Record<string, CommandSpec> = {
     usage: "wf query <id> <name> [--args '<json>'] [--timeout 10s]",
     options: { args: { type: "string", short: "a" }, timeout: { type: "string" } },
     run: queryCommand,
+  },
+  update: {
+    summary: "send an update (ctx.handleUpdate) and print what its handler returns",
+    usage: "wf update <id> <name> [--payload '<json>'] [--update-id ID] [--timeout 1m]",
+    options: { payload: { type: "string", short: "p" }, "update-id": { type: "string" }, timeout: { type: "string" } },
+    run: updateCommand,
   },
   ui: {
     summary: "serve the web UI: workflows, dead letters, deployments (token: ui.token)",

@@ -198,3 +198,6 @@ export class UiError extends JetflowError {}
 
 /** A query (client.query, `wf query`) could not be answered: unknown name, a handler that tried an effect or threw, no runtime to answer. */
 export class QueryError extends JetflowError {}
+
+/** An update (client.update, `wf update`) was rejected by its validator, failed in its handler, or got no outcome in time. */
+export class UpdateError extends JetflowError {}

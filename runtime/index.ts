@@ -24,6 +24,7 @@ export {
   ActivityTimeoutError,
   ShutdownError,
   QueryError,
+  UpdateError,
 } from "./errors.js";
 export type { ErrorRecord, JetflowErrorOptions } from "./errors.js";
 export { NonRetryableError, ActivityFailure, ChildWorkflowFailure, defineDag, defineWorkflow } from "./workflow-api.js";

@@ -58,6 +58,26 @@ export interface QueryRequest {
 /** The reply to a QueryRequest: the handler's value, or a coded error (WF_UNKNOWN_QUERY, WF_QUERY_EFFECT, …). */
 export type QueryReply = { ok: true; result: unknown } | { ok: false; error: { code: string; message: string; hint?: string } };
 
+/**
+ * `workflow.update.<id>` (events stream): an update to apply (ctx.handleUpdate). Nats-Msg-Id
+ * `<id>/update/<updateId>`; the update id also keeps a retried update from being applied twice.
+ */
+export interface UpdateMessage {
+  workflowId: string;
+  name: string;
+  updateId: string;
+  args?: unknown;
+}
+
+export function parseUpdate(body: unknown): UpdateMessage {
+  if (!isObject(body) || typeof body.workflowId !== "string" || typeof body.name !== "string" || typeof body.updateId !== "string") {
+    throw new ProtocolError(`update needs string "workflowId", "name" and "updateId"`);
+  }
+  if (!/^[A-Za-z0-9_-]{1,100}$/.test(body.name)) throw new ProtocolError(`update "name" must be 1-100 characters of A-Z a-z 0-9 _ -, got ${JSON.stringify(body.name).slice(0, 120)}`);
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(body.updateId)) throw new ProtocolError(`update "updateId" must be 1-64 characters of A-Z a-z 0-9 _ -, got ${JSON.stringify(body.updateId).slice(0, 120)}`);
+  return { workflowId: body.workflowId, name: body.name, updateId: body.updateId, ...(body.args !== undefined ? { args: body.args } : {}) };
+}
+
 export function parseQueryRequest(body: unknown): QueryRequest {
   if (!isObject(body) || typeof body.workflowId !== "string" || typeof body.name !== "string") throw new ProtocolError(`query needs string "workflowId" and "name"`);
   return { workflowId: body.workflowId, name: body.name, ...(body.args !== undefined ? { args: body.args } : {}) };

@@ -40,7 +40,7 @@ export interface StepState {
    * "child": a child workflow (ctx.executeChild / ctx.startChild, or a DAG step with `workflow`); `child` describes it.
    * "child_result": a startChild handle's result(), waiting for the child of step `child.step` to end.
    */
-  kind: "activity" | "sleep" | "signal" | "upsert" | "marker" | "cancel" | "child" | "child_result";
+  kind: "activity" | "sleep" | "signal" | "upsert" | "marker" | "cancel" | "child" | "child_result" | "update";
   /** Activity type (export name) for kind "activity". */
   activity?: string;
   status: StepStatus;
@@ -88,6 +88,8 @@ export interface StepState {
    * replay tells the attributes the workflow started with from those its code added.
    */
   added?: string[];
+  /** kind "update": an accepted update (named `$update-<id>`), entered in the journal where it was applied; `input` holds its args. */
+  update?: { id: string; name: string };
   /** kind "cancel": the reason given with the request, if any. */
   reason?: string;
   /** kind "child" and "child_result": the child workflow (runtime/orchestrator/children.ts). */
@@ -194,6 +196,12 @@ export interface WorkflowState {
   /** Ids of the most recently consumed signals (at most 256), so a redelivered one is not received twice. */
   seenSignals?: string[];
   /**
+   * The outcomes of the most recent updates (at most 64), for their callers (client.update): an
+   * accepted one once its handler settled, a rejected one (its validator threw, `rejected`: no
+   * journal entry) at once. An update id in here or in the journal is never applied again.
+   */
+  updates?: UpdateRecord[];
+  /**
    * Set when a cancel request was applied (status stays "running" while the code cleans up):
    * when, and the reason given. A second request is a no-op; `wf terminate` still stops it.
    */
@@ -242,4 +250,16 @@ export function isTerminal(status: WorkflowStatus): boolean {
 /** Steps sorted by the order the workflow issued them. */
 export function stepsInOrder(state: WorkflowState): Array<[string, StepState]> {
   return Object.entries(state.steps).sort((a, b) => a[1].seq - b[1].seq);
+}
+
+/** An update's outcome as its caller reads it (WorkflowState.updates). */
+export interface UpdateRecord {
+  id: string;
+  name: string;
+  ok: boolean;
+  result?: unknown;
+  error?: ErrorRecord;
+  /** The validator refused it: nothing was recorded in the journal. */
+  rejected?: boolean;
+  at: string;
 }

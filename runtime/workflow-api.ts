@@ -186,6 +186,15 @@ export interface WorkflowContext<A = Record<string, ActivityFunction>, I = any> 
    * so every query finds them; a later registration answers once the code has reached it.
    */
   handleQuery<A = unknown, R = unknown>(name: string, handler: (args: A) => R): void;
+  /**
+   * Accept the update `name` (`client.update(id, name, args)`, `wf update <id> <name>`): a durable
+   * request whose caller gets what `handler` returns. `validate` runs first, read-only (like a
+   * query): if it throws, nothing is recorded in the journal and the caller gets its error. An
+   * accepted update is recorded in the journal and applied exactly once (its update id), even if
+   * the caller retries; its handler runs as a branch of the workflow and may call activities and
+   * sleep. Register handlers before the first await.
+   */
+  handleUpdate<A = unknown, R = unknown>(name: string, handler: (args: A) => R | Promise<R>, options?: { validate?: (args: A) => void }): void;
   /** Deterministic time: when the current activation happened (also what `Date.now()` returns). */
   now(): number;
   /** Deterministic random in [0, 1) (also what `Math.random()` returns). */

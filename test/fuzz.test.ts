@@ -14,7 +14,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { JetflowError } from "../runtime/errors.js";
 import { createClient, createRuntime, loadConfig, type WorkflowContext } from "../runtime/index.js";
-import { parseCancel, parseChildEvent, parseCompletion, parseQueryRequest, parseJson, parseSignal, parseStart, parseTask, parseTimer, parseTimerBatch } from "../runtime/protocol.js";
+import { parseCancel, parseChildEvent, parseCompletion, parseQueryRequest, parseUpdate, parseJson, parseSignal, parseStart, parseTask, parseTimer, parseTimerBatch } from "../runtime/protocol.js";
 import { validateName, validateWorkflowId } from "../runtime/ids.js";
 import { parseDuration } from "../runtime/duration.js";
 import { validateDag } from "../runtime/definitions.js";
@@ -86,6 +86,7 @@ const messageLike = (fields: string[]) =>
 const PARSERS: Array<[string, (body: unknown) => unknown, string[]]> = [
   ["start", parseStart, ["id", "input", "searchAttributes", "signal", "timeoutMs", "memo", "idReusePolicy", "parent"]],
   ["query", parseQueryRequest, ["workflowId", "name", "args"]],
+  ["update", parseUpdate, ["workflowId", "name", "updateId", "args"]],
   ["child event", parseChildEvent, ["parentId", "step", "childId", "workflow", "parentRunId", "event", "status", "result", "error"]],
   ["completion", parseCompletion, ["workflowId", "step", "attempt", "ok", "error", "output", "runId"]],
   ["timer", parseTimer, ["workflowId", "key", "fireAt", "kind", "runId"]],
@@ -244,6 +245,7 @@ describe("a runtime fed 10,000 fuzzed messages", () => {
         fc.tuple(id.map((w) => names.timerFiredSubject(w, "k")), fc.oneof(garbage, spoiled({ workflowId: "w", key: "k", fireAt: 1, kind: "never" }))),
         fc.tuple(id.map((w) => names.signalSubject(w, "go")), fc.oneof(garbage, spoiled({ workflowId: "w", name: "not a name!" }))),
         fc.tuple(id.map((w) => names.cancelSubject(w)), fc.oneof(garbage, spoiled({ workflowId: "w", terminate: "yes" }))),
+        fc.tuple(id.map((w) => names.updateSubject(w)), fc.oneof(garbage, spoiled({ workflowId: "w", name: "not a name!", updateId: "u" }))),
         fc.tuple(id.map((w) => names.childSubject(w)), fc.oneof(garbage, spoiled({ parentId: "w", step: "s", childId: "c", workflow: "greet", event: "ended" }))),
         fc.tuple(id.map((w) => names.timerScheduleSubject(w)), fc.oneof(garbage, spoiled({ workflowId: "w", key: "k", fireAt: "soon" }))),
         fc.tuple(fc.constant(names.taskSubject("shout")), fc.oneof(garbage, spoiled({ workflowId: "w", step: "s", activity: "shout", attempt: 1, timeoutMs: -1 }))),

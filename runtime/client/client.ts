@@ -4,14 +4,14 @@
  */
 import type { Config } from "../config.js";
 import { loadConfig } from "../config.js";
-import { AbortedError, QueryError, ValidationError, WorkflowFailedError, WorkflowNotFoundError } from "../errors.js";
+import { AbortedError, QueryError, UpdateError, ValidationError, WorkflowFailedError, WorkflowNotFoundError } from "../errors.js";
 import { newWorkflowId, validateName, validateWorkflowId } from "../ids.js";
 import { createConsoleLogger, type Logger } from "../logger.js";
 import { connectNats, type NatsConnection } from "../nats/connect.js";
 import { createNames } from "../nats/names.js";
 import { ensureTopology, type Topology } from "../nats/topology.js";
 import { randomUUID } from "node:crypto";
-import { encode, ID_REUSE_POLICIES, MSG_ID, type CancelMessage, type IdReusePolicy, type QueryReply, type QueryRequest, type SignalMessage, type StartMessage } from "../protocol.js";
+import { encode, ID_REUSE_POLICIES, MSG_ID, type CancelMessage, type IdReusePolicy, type QueryReply, type QueryRequest, type UpdateMessage, type SignalMessage, type StartMessage } from "../protocol.js";
 import { listRuns, readRun, reusesId, type RunsPage } from "../orchestrator/runs.js";
 import { storedJson } from "../nats/kv-entry.js";
 import { isTerminal, runNumber, type WorkflowState } from "../state.js";
@@ -56,6 +56,13 @@ export interface SignalWithStartOptions<I = unknown> extends StartOptions {
   /** Signal name (`ctx.waitForSignal(name)` receives it). */
   signal: string;
   payload?: unknown;
+}
+
+export interface UpdateOptions {
+  /** The update's id (1-64 characters of A-Z a-z 0-9 _ -): the same id is applied once, however often it is sent. */
+  updateId?: string;
+  /** How long to wait for the handler's outcome (default 1 min). */
+  timeout?: Duration;
 }
 
 export interface ListOptions extends ListFilter {
@@ -118,6 +125,17 @@ export interface WorkflowClient {
    */
   query<R = unknown>(id: string, name: string, args?: unknown, options?: { timeout?: Duration }): Promise<R>;
   /**
+   * Send the update `name` (ctx.handleUpdate) and resolve with what its handler returns, once the
+   * workflow recorded it. Its validator refusing it rejects with its error (`WF_UPDATE_REJECTED`,
+   * nothing recorded in the journal). `updateId` (default: a new one) makes a retry of the same
+   * update apply once. Rejects with `WF_UPDATE_FAILED` when the handler threw, `WF_UNKNOWN_UPDATE`,
+   * `WF_WORKFLOW_NOT_RUNNING`, or `WF_UPDATE_TIMEOUT` (no outcome within `timeout`, default 1 min:
+   * the update may still apply; call again with the same updateId to wait for it).
+   */
+  update<R = unknown>(id: string, name: string, args?: unknown, options?: UpdateOptions): Promise<R>;
+  /** Start the workflow if no workflow has this id (`options.id`), then send it the update: "start the cart if needed, then add the item". */
+  updateWithStart<R = unknown>(workflow: string, options: StartOptions & { id: string; input?: unknown; update: string; args?: unknown } & UpdateOptions): Promise<R>;
+  /**
    * Workflows matching `filter`, running ones first (newest started first), then finished ones
    * (most recently ended first), fetched a page at a time through the visibility index
    * (visibility/query.ts): `for await (const w of client.list({ status: "failed" }))`.
@@ -150,6 +168,9 @@ export interface ClientOptions {
   /** Wait for NATS to come up instead of failing at once (default false). */
   waitForServer?: boolean;
 }
+
+/** How long client.update waits for its handler's outcome. */
+export const DEFAULT_UPDATE_TIMEOUT_MS = 60_000;
 
 /** How long client.query waits for an answer (a replay of the workflow on some runtime). */
 export const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
@@ -313,6 +334,35 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     throw new QueryError(reply.error.code, reply.error.message, reply.error.hint ? { hint: reply.error.hint } : {});
   }
 
+  async function update<R>(id: string, name: string, args: unknown, updateOptions: UpdateOptions = {}): Promise<R> {
+    validateName("update name", name);
+    const updateId = updateOptions.updateId ?? randomUUID();
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(updateId)) throw new ValidationError("WF_INVALID_UPDATE_ID", `updateId ${JSON.stringify(updateId)} is not 1-64 characters of A-Z a-z 0-9 _ -`, { hint: "Pass an id such as `add-sku-42-1`, or leave it out." });
+    const timeoutMs = updateOptions.timeout === undefined ? DEFAULT_UPDATE_TIMEOUT_MS : parseDuration(updateOptions.timeout, "client.update() timeout");
+    const deadline = Date.now() + timeoutMs;
+    const first = await latestRun(id); // a clear error for an unknown id
+    const outcomeIn = (state: WorkflowState) => state.updates?.find((u) => u.id === updateId);
+    if (!outcomeIn(first)) {
+      const message: UpdateMessage = { workflowId: id, name, updateId, ...(args !== undefined ? { args } : {}) };
+      await topology.js.publish(names.updateSubject(id), encode(message), { msgID: `${id}/update/${updateId}` });
+    }
+    // The outcome is recorded in the state: read it until it is there (backing off to 250 ms).
+    for (let wait = 10; ; wait = Math.min(wait * 2, 250)) {
+      const state = storedJson<WorkflowState>(await topology.states.get(id));
+      const outcome = state && outcomeIn(state);
+      if (outcome) {
+        if (outcome.ok) return outcome.result as R;
+        const error = outcome.error ?? { message: "update failed", type: "Error" };
+        const code = outcome.rejected ? (error.code ?? "WF_UPDATE_REJECTED") : error.code === "WF_UNKNOWN_UPDATE" ? "WF_UNKNOWN_UPDATE" : "WF_UPDATE_FAILED";
+        throw new UpdateError(code, outcome.rejected ? `update "${name}" of ${id} was rejected: ${error.message}` : `update "${name}" of ${id} failed: ${error.type}: ${error.message}`, { hint: error.hint ?? (outcome.rejected ? "Nothing was recorded; fix the arguments and send it again." : "The handler threw; the workflow goes on.") });
+      }
+      if (Date.now() + wait > deadline) {
+        throw new UpdateError("WF_UPDATE_TIMEOUT", `no outcome of update "${name}" (${updateId}) of ${id} within ${timeoutMs} ms`, { hint: `It may still apply: call client.update again with { updateId: "${updateId}" } to wait for it, or check the runtimes.` });
+      }
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+
   async function startWorkflow<O>(workflow: string, input: unknown, startOptions: StartOptions, signalToo?: StartMessage["signal"]): Promise<WorkflowHandle<O>> {
     validateName("workflow name", workflow);
     const id = startOptions.id === undefined ? newWorkflowId(workflow) : validateWorkflowId(startOptions.id);
@@ -374,6 +424,18 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     topology,
     start: (workflow, input, startOptions = {}) => startWorkflow(workflow, input, startOptions),
     query,
+    update: (id, name, args, updateOptions) => update(id, name, args, updateOptions),
+    async updateWithStart(workflow, options) {
+      const { update: name, args, updateId, timeout, input, ...start } = options;
+      await startWorkflow(workflow, input, start);
+      // The update goes once the state exists (an update for an id without one is dead-lettered).
+      const deadline = Date.now() + 30_000;
+      for (let wait = 10; !storedJson<WorkflowState>(await topology.states.get(options.id)); wait = Math.min(wait * 2, 250)) {
+        if (Date.now() > deadline) throw new UpdateError("WF_UPDATE_TIMEOUT", `workflow ${options.id} was not started within 30 s, so update "${name}" was not sent`, { hint: "Check that a runtime runs this workflow type (`wf run`)." });
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+      return update(options.id, name, args, { ...(updateId ? { updateId } : {}), ...(timeout !== undefined ? { timeout } : {}) });
+    },
     async signalWithStart(workflow, options) {
       validateName("signal name", options.signal);
       if (options.id === undefined) throw new ValidationError("WF_INVALID_ID", "signalWithStart needs an id: the signal goes to the workflow with that id", { hint: "Pass { id: \"order-1\", signal: \"approve\", … }." });

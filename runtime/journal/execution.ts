@@ -20,6 +20,26 @@ import { currentScope, HOST_ERRORS, runInScope, Scope, type RealmErrors } from "
 import { childSpec, type ChildSpec } from "./child-commands.js";
 import { createSaga } from "./saga.js";
 
+/**
+ * A rejected promise that is not an unhandled rejection if the code never awaits it (a query or a
+ * validator that fires and forgets `ctx.activity(...)`): unhandled, it would end the runtime's
+ * process. Code that awaits it still sees the error.
+ */
+function quietReject(err: unknown): Promise<never> {
+  const promise = Promise.reject(err);
+  promise.catch(() => undefined);
+  return promise;
+}
+
+/** How an update's handler settled (execution.deliverUpdate). */
+export interface UpdateOutcome {
+  updateId: string;
+  name: string;
+  ok: boolean;
+  value?: unknown;
+  error?: ErrorRecord;
+}
+
 /** A command the workflow code issued: it becomes a step. */
 export type Command =
   | { kind: "activity"; seq: number; name: string; activity: string; input: unknown; inputHash: string; options: ActivityOptions }
@@ -157,6 +177,10 @@ export class WorkflowExecution {
   private cancelled: string[] = [];
   /** ctx.handleQuery's handlers by query name (queries.ts answers them on a replayed execution). */
   readonly queryHandlers = new Map<string, (args: unknown) => unknown>();
+  /** ctx.handleUpdate's handlers and validators by update name (orchestrator/updates.ts). */
+  readonly updateHandlers = new Map<string, { handler: (args: unknown) => unknown; validate?: ((args: unknown) => unknown) | undefined }>();
+  /** Updates whose handler settled since the last takeUpdateOutcomes(): what the state records for their callers. */
+  private updateOutcomes: UpdateOutcome[] = [];
   /** Set while a query handler runs: every command is refused then (queries.ts). */
   queryInProgress: { name: string; effect?: string } | undefined;
   readonly ctx: WorkflowContext;
@@ -213,6 +237,44 @@ export class WorkflowExecution {
   cancel(reason: string | undefined): void {
     if (this.rootScope.cancelled) return;
     this.cancelScope(this.rootScope, this.errors.cancelled(reason));
+  }
+
+  /**
+   * An accepted update reaches the code (call inside `activate`): its handler runs as a branch of
+   * the workflow, issuing commands like the rest of the code, and its outcome is recorded when it
+   * settles (takeUpdateOutcomes). A replay delivers it at the same point of the journal.
+   */
+  deliverUpdate(name: string, args: unknown, updateId: string): void {
+    const entry = this.updateHandlers.get(name);
+    const settled = (outcome: Omit<UpdateOutcome, "updateId" | "name">) => this.updateOutcomes.push({ updateId, name, ...outcome });
+    if (!entry) {
+      settled({ ok: false, error: { message: `no update handler "${name}"`, type: "UnknownUpdateError", code: "WF_UNKNOWN_UPDATE" } });
+      return;
+    }
+    let result: unknown;
+    try {
+      result = entry.handler(args);
+    } catch (err) {
+      settled({ ok: false, error: toErrorRecord(err) });
+      return;
+    }
+    Promise.resolve(result).then(
+      (value) => {
+        try {
+          settled({ ok: true, value: toJson(value === undefined ? null : value, `result of update "${name}"`) });
+        } catch (err) {
+          settled({ ok: false, error: toErrorRecord(err) });
+        }
+      },
+      (err: unknown) => settled({ ok: false, error: toErrorRecord(err) }),
+    );
+  }
+
+  /** Updates whose handlers settled since the last call. */
+  takeUpdateOutcomes(): UpdateOutcome[] {
+    const out = this.updateOutcomes;
+    this.updateOutcomes = [];
+    return out;
   }
 
   /** True once a cancel request reached the code. */
@@ -352,7 +414,7 @@ export class WorkflowExecution {
         return handle;
       });
     } catch (err) {
-      return Promise.reject(err);
+      return quietReject(err);
     }
   }
 
@@ -381,7 +443,7 @@ export class WorkflowExecution {
     const activity = (type: string, input?: unknown, options: ActivityOptions = {}): Promise<never> => {
       try {
         const refused = self.refusal();
-        if (refused) return Promise.reject(refused.error);
+        if (refused) return quietReject(refused.error);
         if (typeof type !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(type)) {
           throw new TypeError(`activity type ${JSON.stringify(type)} is not valid`);
         }
@@ -393,7 +455,7 @@ export class WorkflowExecution {
         const name = self.stepName(type, options?.name);
         return self.command("activity", name, { activity: type, input: JSON.parse(text), inputHash: inputHash(text), options: options ?? {} }) as Promise<never>;
       } catch (err) {
-        return Promise.reject(err);
+        return quietReject(err);
       }
     };
     const log = (level: "info" | "warn" | "error") => (message: string, meta?: Record<string, unknown>) => {
@@ -410,11 +472,11 @@ export class WorkflowExecution {
         try {
           const durationMs = parseDuration(duration, "ctx.sleep()");
           const refused = self.refusal();
-          if (refused) return Promise.reject(refused.error);
+          if (refused) return quietReject(refused.error);
           const name = self.stepName("sleep", undefined);
           return self.command("sleep", name, { durationMs }) as Promise<void>;
         } catch (err) {
-          return Promise.reject(err);
+          return quietReject(err);
         }
       },
       waitForSignal<T = unknown>(signal: string): Promise<T> {
@@ -423,15 +485,24 @@ export class WorkflowExecution {
             throw new TypeError(`signal name ${JSON.stringify(signal)} is not valid: use 1-100 characters of A-Z a-z 0-9 _ -`);
           }
           const refused = self.refusal();
-          if (refused) return Promise.reject(refused.error);
+          if (refused) return quietReject(refused.error);
           const name = self.stepName(`signal_${signal}`, undefined);
           return self.command("signal", name, { signal }) as Promise<T>;
         } catch (err) {
-          return Promise.reject(err);
+          return quietReject(err);
         }
       },
       executeChild: ((type: string, input: unknown, options?: ChildOptions) => self.child("result", type, input, options)) as WorkflowContext["executeChild"],
       startChild: ((type: string, input: unknown, options?: ChildOptions) => self.child("start", type, input, options)) as WorkflowContext["startChild"],
+      handleUpdate(name: string, handler: (args: never) => unknown, options?: { validate?: (args: never) => unknown }) {
+        if (typeof name !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(name)) {
+          throw new ValidationError("WF_INVALID_UPDATE_NAME", `ctx.handleUpdate(): update name ${JSON.stringify(name)} is not valid`, { hint: "Use 1-100 characters of A-Z a-z 0-9 _ -, e.g. ctx.handleUpdate(\"addItem\", async (item) => cart)." });
+        }
+        if (typeof handler !== "function" || (options?.validate !== undefined && typeof options.validate !== "function")) {
+          throw new ValidationError("WF_INVALID_UPDATE_NAME", `ctx.handleUpdate("${name}"): the handler (and options.validate, if given) must be functions`, { hint: `ctx.handleUpdate("${name}", async (args) => result, { validate: (args) => { if (bad) throw new Error("why") } })` });
+        }
+        self.updateHandlers.set(name, { handler: handler as (args: unknown) => unknown, validate: options?.validate as ((args: unknown) => unknown) | undefined });
+      },
       handleQuery(name: string, handler: (args: never) => unknown) {
         if (typeof name !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(name)) {
           throw new ValidationError("WF_INVALID_QUERY_NAME", `ctx.handleQuery(): query name ${JSON.stringify(name)} is not valid`, { hint: "Use 1-100 characters of A-Z a-z 0-9 _ -, e.g. ctx.handleQuery(\"progress\", () => ({ done, total }))." });
@@ -458,7 +529,7 @@ export class WorkflowExecution {
           const value = toJson(input === undefined ? null : input, `input of ctx.continueAsNew() in workflow ${self.workflow}`);
           self.continuedAsNew ??= { input: value };
         } catch (err) {
-          return Promise.reject(err);
+          return quietReject(err);
         }
         // Never settles: the code stops here, and the run ends when this activation does.
         return new Promise<never>(() => undefined);
@@ -468,7 +539,7 @@ export class WorkflowExecution {
         self.patch(id, "ctx.deprecatePatch()", true);
       },
       nonCancellable<T>(fn: () => Promise<T>): Promise<T> {
-        if (typeof fn !== "function") return Promise.reject(scopeFunctionError("ctx.nonCancellable()", fn));
+        if (typeof fn !== "function") return quietReject(scopeFunctionError("ctx.nonCancellable()", fn));
         return runInScope(new Scope(currentScope(self.rootScope), true), fn);
       },
       withTimeout<T>(duration: Duration, fn: () => Promise<T>): Promise<T> {
@@ -477,10 +548,10 @@ export class WorkflowExecution {
           durationMs = parseDuration(duration, "ctx.withTimeout()");
           if (typeof fn !== "function") throw scopeFunctionError("ctx.withTimeout()", fn);
         } catch (err) {
-          return Promise.reject(err);
+          return quietReject(err);
         }
         const refused = self.refusal();
-        if (refused) return Promise.reject(refused.error);
+        if (refused) return quietReject(refused.error);
         // The deadline is a durable timer, a step like a sleep, awaited in the enclosing scope.
         const name = self.stepName("timeout", undefined);
         const timer = self.command("sleep", name, { durationMs });

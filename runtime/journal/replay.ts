@@ -34,7 +34,8 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
   });
   const bySeq = new Map<number, [string, StepState]>();
   // A cancel request is no command: its seq only says where it fell among them.
-  for (const [name, step] of Object.entries(state.steps)) if (step.kind !== "cancel") bySeq.set(step.seq, [name, step]);
+  // (Nor is an update: it comes from outside.)
+  for (const [name, step] of Object.entries(state.steps)) if (step.kind !== "cancel" && step.kind !== "update") bySeq.set(step.seq, [name, step]);
   const issued = new Set<string>();
   // ctx.patched asks what was recorded at the position it stands at (execution.ts, patch()).
   execution.recordedAt = (seq) => bySeq.get(seq)?.[1];
@@ -99,6 +100,12 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
       check(execution.takeIssued());
       continue;
     }
+    if (step.kind === "update") {
+      // An accepted update reaches its handler where the run applied it; its outcomes were recorded then.
+      await activate(execution, step.resolvedAt ?? Date.parse(state.updatedAt), () => execution.deliverUpdate(step.update!.name, step.input ?? null, step.update!.id));
+      check(execution.takeIssued());
+      continue;
+    }
     let delivered = false;
     await activate(execution, step.resolvedAt ?? Date.parse(state.updatedAt), () => {
       delivered = execution.deliver(name, stepResult(step));
@@ -112,13 +119,15 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
     check(execution.takeIssued());
   }
   for (const [name, step] of Object.entries(state.steps)) {
-    if (!issued.has(name) && step.kind !== "cancel") {
+    if (!issued.has(name) && step.kind !== "cancel" && step.kind !== "update") {
       throw new NonDeterminismError(
         `workflow ${state.workflow} (id ${state.id}) diverged at step "${name}": the journal recorded ${describeStep(name, step)}, ` +
           `but the code did not issue it on replay` + (execution.outcome ? " (the code returned before reaching it)" : ""),
       );
     }
   }
+  // Outcomes of updates the replay settled were recorded by the activations it repeated.
+  execution.takeUpdateOutcomes();
   execution.replaying = false;
   execution.recordedAt = undefined;
   return execution;
@@ -168,6 +177,7 @@ function describeStep(name: string, step: StepState): string {
   if (step.kind === "upsert") return `upsert of search attributes ${describeAttributes((step.output ?? {}) as TypedAttributes)} (step "${name}")`;
   if (step.kind === "marker") return `patch marker "${step.patch}" (step "${name}")`;
   if (step.kind === "cancel") return `cancel request (step "${name}")`;
+  if (step.kind === "update") return `update ${step.update?.name} (step "${name}")`;
   if (step.kind === "child") return `child workflow ${step.child?.workflow} with id ${step.child?.id} (step "${name}")`;
   if (step.kind === "child_result") return `result of the child of step "${step.child?.step}" (step "${name}")`;
   return `sleep (step "${name}")`;

@@ -43,6 +43,8 @@ export interface Names {
    * by one runtime of the queue group `<namespace>queries` (orchestrator/queries.ts).
    */
   querySubject(workflowId: string): string;
+  /** An update to apply (protocol.ts UpdateMessage), on the events stream. */
+  updateSubject(workflowId: string): string;
   /** Where a child's start and end are reported to its parent (protocol.ts ChildEventMessage). */
   childSubject(parentId: string): string;
   taskSubject(activityType: string): string;
@@ -65,7 +67,7 @@ export interface Names {
    */
   leaseSubject(instance: string): string;
   /** The event kind of a subject on the events stream, or undefined when it is not one of ours. */
-  eventKind(subject: string): "start" | "completed" | "timer" | "signal" | "cancel" | "child" | undefined;
+  eventKind(subject: string): "start" | "completed" | "timer" | "signal" | "cancel" | "child" | "update" | undefined;
   /** The workflow type of a start subject. */
   workflowTypeOfStart(subject: string): string;
 }
@@ -102,6 +104,7 @@ export function createNames(namespace = ""): Names {
     abortSubject: (id) => `${eventsPrefix}abort.${token(id)}`,
     childSubject: (parentId) => `${eventsPrefix}child.${token(parentId)}`,
     querySubject: (id) => `${eventsPrefix}query.${token(id)}`,
+    updateSubject: (id) => `${eventsPrefix}update.${token(id)}`,
     taskSubject: (type) => `${s}activity.tasks.${type}`,
     timerScheduleSubject: (id) => `${eventsPrefix}delay.${token(id)}`,
     timerBatchSubject: `${eventsPrefix}delay.batch/timers`,
@@ -119,6 +122,7 @@ export function createNames(namespace = ""): Names {
       if (rest.startsWith("signal.")) return "signal";
       if (rest.startsWith("cancel.")) return "cancel";
       if (rest.startsWith("child.")) return "child";
+      if (rest.startsWith("update.")) return "update";
       return undefined;
     },
     workflowTypeOfStart: (subject) => subject.slice(`${eventsPrefix}start.`.length),
@@ -128,5 +132,5 @@ export function createNames(namespace = ""): Names {
 /** Subjects of the events stream: every event kind, but not delays or dead letters (their own streams). */
 export function eventSubjects(names: Names): string[] {
   const p = names.namespace ? `${names.namespace}.workflow.` : "workflow.";
-  return [`${p}start.>`, `${p}activity.>`, `${p}timer.>`, `${p}signal.>`, `${p}cancel.>`, `${p}child.>`];
+  return [`${p}start.>`, `${p}activity.>`, `${p}timer.>`, `${p}signal.>`, `${p}cancel.>`, `${p}child.>`, `${p}update.>`];
 }

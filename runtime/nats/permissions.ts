@@ -167,6 +167,7 @@ function client(names: Names): RolePermissions {
     tail(names.signalSubject("*", "*")),
     names.cancelSubject(">"),
     names.querySubject("*"),
+    names.updateSubject("*"),
     // Read states, history chunks, runs and the visibility index (lists, counts).
     ...getMessages(states),
     ...readers(states),

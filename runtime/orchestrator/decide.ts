@@ -15,9 +15,9 @@ import { BlockedWorkflowError, BundleError, NonDeterminismError, toErrorRecord, 
 import { activate, randomSeedOf, toJson, WorkflowExecution, type Command } from "../journal/execution.js";
 import { replayWorkflow, stepResult } from "../journal/replay.js";
 import type { Logger } from "../logger.js";
-import type { CancelMessage, CompletionMessage, SignalMessage, TimerMessage } from "../protocol.js";
+import type { CancelMessage, CompletionMessage, SignalMessage, TimerMessage, UpdateMessage } from "../protocol.js";
 import { backoffDelayMs, resolveRetryPolicy, shouldRetry } from "../retry-policy.js";
-import { runNumber, STATE_SCHEMA_VERSION, type SignalRecord, type StepState, type WorkflowState } from "../state.js";
+import { runNumber, STATE_SCHEMA_VERSION, type SignalRecord, type StepState, type UpdateRecord, type WorkflowState } from "../state.js";
 import { cancelSteps } from "./cancel-steps.js";
 import { retryTimer, sleepTimer, timeoutTimer, type Effect } from "./outbox.js";
 import type { StoredWorkflow } from "./state-store.js";
@@ -261,6 +261,77 @@ async function decideCancelRequest(env: DecideEnv, stored: StoredWorkflow, messa
   return { kind: "write", state, effects, execution };
 }
 
+/** The name of the step that records an accepted update: no name the code can give a step. */
+export const updateStepName = (updateId: string): string => `$update-${updateId}`;
+/** Outcomes kept for callers; older ones are dropped (their callers have long had them). */
+export const MAX_UPDATE_RECORDS = 64;
+
+function recordUpdates(state: WorkflowState, records: UpdateRecord[]): void {
+  state.updates = [...(state.updates ?? []).filter((u) => !records.some((r) => r.id === u.id)), ...records].slice(-MAX_UPDATE_RECORDS);
+}
+
+/**
+ * An update (ctx.handleUpdate): its validator runs first, read-only, on the live execution; a
+ * refusal records only its outcome for the caller (`updates`, `rejected`), nothing in the journal.
+ * An accepted update is entered in the journal as a step of kind "update" and delivered to its
+ * handler, which runs as a branch of the code; its outcome is recorded when it settles (record).
+ * An update id already applied (or refused) is a no-op, so a caller's retry applies it once.
+ */
+export async function decideUpdate(env: DecideEnv, stored: StoredWorkflow, message: UpdateMessage): Promise<Decision> {
+  const current = stored.state;
+  const name = updateStepName(message.updateId);
+  if (current.steps[name] || current.updates?.some((u) => u.id === message.updateId)) return { kind: "noop", reason: `update ${message.updateId} already applied` };
+  const now = env.now();
+  if (current.status !== "running") {
+    // Its caller waits for an outcome: say why there is none to come.
+    const state = draft(current);
+    recordUpdates(state, [{ id: message.updateId, name: message.name, ok: false, rejected: true, error: { message: `workflow ${current.id} is ${current.status}: the update "${message.name}" was not applied`, type: "UpdateRejectedError", code: "WF_WORKFLOW_NOT_RUNNING" }, at: iso(now) }]);
+    return { kind: "write", state, effects: [], execution: stored.execution };
+  }
+  const state = draft(current);
+  const execution = await executionFor(env, stored, state, now);
+  if (!(execution instanceof WorkflowExecution)) return execution;
+  const args = message.args === undefined ? null : message.args;
+  const refusal = validateUpdate(execution, message.name, args);
+  if (refusal) {
+    recordUpdates(state, [{ id: message.updateId, name: message.name, ok: false, rejected: true, error: refusal, at: iso(now) }]);
+    state.updatedAt = iso(now);
+    return { kind: "write", state, effects: [], execution };
+  }
+  state.steps[name] = { seq: execution.issuedCount, kind: "update", status: "completed", attempt: 0, input: args, update: { id: message.updateId, name: message.name }, scheduledAt: iso(now), finishedAt: iso(now), resolvedAt: now };
+  state.journal.push(name);
+  await activate(execution, now, () => execution.deliverUpdate(message.name, args, message.updateId));
+  const effects: Effect[] = [];
+  await settle(env, state, execution, now, effects);
+  return { kind: "write", state, effects, execution };
+}
+
+/** The validator's refusal (an unknown name included), or undefined to accept. Read-only: it may not act (execution.ts refuseInQuery). */
+function validateUpdate(execution: WorkflowExecution, name: string, args: unknown): ErrorRecord | undefined {
+  const entry = execution.updateHandlers.get(name);
+  if (!entry) {
+    const known = [...execution.updateHandlers.keys()].sort();
+    return { message: `workflow ${execution.workflow} (${execution.workflowId}) has no update "${name}"; known: ${known.length ? known.join(", ") : "none"}`, type: "UnknownUpdateError", code: "WF_UNKNOWN_UPDATE", hint: known.length ? `Send one of ${known.join(", ")}.` : 'Register one before the first await: ctx.handleUpdate("name", async (args) => result).' };
+  }
+  if (!entry.validate) return undefined;
+  const check: { name: string; effect?: string } = { name };
+  execution.queryInProgress = check;
+  try {
+    const verdict = entry.validate(args);
+    // A validator that swallowed the refusal of its effect still tried to act.
+    if (check.effect) return { message: `the validator of update "${name}" tried to issue a ${check.effect} command: a validator can only read`, type: "QueryError", code: "WF_QUERY_EFFECT", hint: "Validate the arguments against what the workflow knows; act in the handler." };
+    if (verdict !== null && typeof verdict === "object" && typeof (verdict as PromiseLike<unknown>).then === "function") {
+      return { message: `the validator of update "${name}" returned a promise: it must decide at once (throw to refuse)`, type: "UpdateRejectedError", code: "WF_UPDATE_REJECTED" };
+    }
+    return undefined;
+  } catch (err) {
+    const record = toErrorRecord(err);
+    return { message: record.message, type: record.type, code: (record.code as string | undefined) === "WF_QUERY_EFFECT" ? "WF_QUERY_EFFECT" : "WF_UPDATE_REJECTED", hint: "The workflow's validator refused it: fix the arguments; nothing was recorded." };
+  } finally {
+    execution.queryInProgress = undefined;
+  }
+}
+
 /** Give a settled step's result to the workflow code, and record what the code does next. */
 export async function deliver(env: DecideEnv, stored: StoredWorkflow, state: WorkflowState, stepName: string, now: number, effects: Effect[]): Promise<Decision> {
   const step = state.steps[stepName]!;
@@ -382,6 +453,8 @@ async function replay(env: DecideEnv, state: WorkflowState): Promise<WorkflowExe
 /** Turn the commands issued in the last activation into steps, and settle the workflow if it returned. */
 function record(env: DecideEnv, state: WorkflowState, execution: WorkflowExecution, now: number, effects: Effect[]): void {
   for (const command of execution.takeIssued()) addStep(env, state, command, now, effects);
+  const outcomes = execution.takeUpdateOutcomes();
+  if (outcomes.length > 0) recordUpdates(state, outcomes.map((o) => ({ id: o.updateId, name: o.name, ok: o.ok, ...(o.ok ? { result: o.value } : { error: trimError(o.error!) }), at: iso(now) })));
   cancelSteps(state, execution.takeCancelled(), now, effects);
   state.updatedAt = iso(now);
   if (execution.continuedAsNew) {

@@ -12,11 +12,11 @@ import { BlockedWorkflowError, PoisonEventError, RevisionConflictError, Validati
 import { validateWorkflowId } from "../ids.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
-import { encode, REPAIR_HEADER, parseCancel, parseChildEvent, type CompletionMessage, utf8BytesOver, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage, type SignalMessage, type StartMessage } from "../protocol.js";
+import { encode, REPAIR_HEADER, parseCancel, parseChildEvent, parseUpdate, type CompletionMessage, utf8BytesOver, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage, type SignalMessage, type StartMessage } from "../protocol.js";
 import { indexAttributes, indexEnd, indexStart, removeEntries, repairIndex, subjectsOf } from "../visibility/index-writer.js";
 import { isTerminal, runNumber, STATE_SCHEMA_VERSION, type LeaseRef, type WorkflowState } from "../state.js";
 import { repairEffects, type Leases } from "../worker/leases.js";
-import { decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv, type StartExtras } from "./decide.js";
+import { decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, decideUpdate, type Decision, type DecideEnv, type StartExtras } from "./decide.js";
 import { archiveRun, otherRun, refuseContinuation, reusesId, runawayContinuation, startRunId } from "./runs.js";
 import { parkedTimersOf } from "./parked-timers.js";
 import { endSubjectOf } from "../visibility/index-keys.js";
@@ -123,7 +123,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     let body: unknown;
     try {
       // Input from outside (starts, signals) is bounded in depth where it is parsed (protocol.ts).
-      body = parseJson(msg.data, kind === "start" || kind === "signal" ? { maxDepth: config.limits.maxInputDepth } : {});
+      body = parseJson(msg.data, kind === "start" || kind === "signal" || kind === "update" ? { maxDepth: config.limits.maxInputDepth } : {});
     } catch (err) {
       if (kind === "start" && err instanceof ProtocolError && /maxInputDepth/.test(err.message)) {
         // Still JSON: the id, if any, is readable, and its state says why (shallowly parsed).
@@ -171,6 +171,10 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         case "cancel": {
           const cancel = parseCancel(body);
           return await serialize(cancel.workflowId, () => apply(msg, cancel.workflowId, async (stored) => decideCancel(env, stored, cancel)));
+        }
+        case "update": {
+          const update = parseUpdate(body);
+          return await serialize(update.workflowId, () => apply(msg, update.workflowId, (stored) => decideUpdate(env, stored, update)));
         }
         case "child": {
           const event = parseChildEvent(body);

@@ -1,0 +1,120 @@
+/**
+ * Updates (decide.ts decideUpdate): ctx.handleUpdate in workflow code, client.update /
+ * updateWithStart / `wf update` from outside. Real nats-server; the runtimes keep no execution
+ * cache where it matters, so every decision after an update is taken on a replay of the journal.
+ */
+import { execFile } from "node:child_process";
+import { resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+import type { ActivityContext, WorkflowContext } from "../runtime/index.js";
+import { useEngines, waitForState } from "./fixtures/engine/harness.js";
+
+const engine = useEngines();
+const repoRoot = resolve(import.meta.dirname, "..");
+
+let priced: string[] = [];
+const activities = {
+  price: async (sku: string, ctx: ActivityContext) => {
+    priced.push(`${sku}@${ctx.attempt}`);
+    return sku.length * 100;
+  },
+};
+
+interface Item {
+  sku: string;
+  qty?: number;
+}
+
+/** A cart: addItem prices the item with an activity and sleeps a moment; "checkout" (a signal) ends it. */
+async function cart(ctx: WorkflowContext) {
+  const items: Array<Item & { price: number }> = [];
+  ctx.handleQuery("items", () => items.map((i) => i.sku));
+  ctx.handleUpdate(
+    "addItem",
+    async (item: Item) => {
+      const price = (await ctx.activity("price", item.sku)) as number;
+      await ctx.sleep("10ms");
+      items.push({ ...item, price });
+      return { count: items.length, total: items.reduce((sum, i) => sum + i.price * (i.qty ?? 1), 0) };
+    },
+    {
+      validate: (item: Item) => {
+        if (!item || typeof item.sku !== "string" || item.sku === "") throw new Error("sku required");
+      },
+    },
+  );
+  ctx.handleUpdate("sneaky", async () => "never", { validate: () => void ctx.activity("price", "x") });
+  ctx.handleUpdate("boom", async () => {
+    throw new Error("handler bug");
+  });
+  await ctx.waitForSignal("checkout");
+  return { items: items.map((i) => i.sku) };
+}
+
+const waiting = (s: { steps: Record<string, { kind: string; status: string }> }) => Object.values(s.steps).some((step) => step.kind === "signal" && step.status === "waiting");
+
+describe("updates", () => {
+  it("an accepted update runs its handler (an activity and a sleep inside) and returns its value; a retry with the same id applies it once; the journal replays", async () => {
+    priced = [];
+    const e = engine();
+    await e.runtime({ workflows: { cart }, activities, config: { orchestrator: { cacheSize: 0 } } });
+    const client = await e.client();
+    await client.start("cart", null, { id: "cart-1" });
+    await waitForState(client, "cart-1", waiting);
+    expect(await client.update("cart-1", "addItem", { sku: "A7", qty: 2 }, { updateId: "u-1" })).toEqual({ count: 1, total: 400 });
+    // The caller retries (it did not see the answer): the same update id is not applied again.
+    expect(await client.update("cart-1", "addItem", { sku: "A7", qty: 2 }, { updateId: "u-1" })).toEqual({ count: 1, total: 400 });
+    expect(await client.update("cart-1", "addItem", { sku: "B12" })).toEqual({ count: 2, total: 700 });
+    expect(priced).toEqual(["A7@1", "B12@1"]);
+    expect(await client.query("cart-1", "items")).toEqual(["A7", "B12"]);
+    const state = await client.describe("cart-1");
+    expect(state.journal.filter((n) => n.startsWith("$update-"))).toHaveLength(2);
+    expect(state.steps["$update-u-1"]).toMatchObject({ kind: "update", status: "completed", input: { sku: "A7", qty: 2 }, update: { id: "u-1", name: "addItem" } });
+    await client.signal("cart-1", "checkout");
+    expect((await waitForState(client, "cart-1")).result).toEqual({ items: ["A7", "B12"] });
+  });
+
+  it("a rejected update leaves no trace in the journal and the caller gets the validator's error; an effect in a validator, an unknown name and a throwing handler are coded errors", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { cart }, activities });
+    const client = await e.client();
+    await client.start("cart", null, { id: "cart-2" });
+    const before = await waitForState(client, "cart-2", waiting);
+    await expect(client.update("cart-2", "addItem", { sku: "" })).rejects.toMatchObject({ code: "WF_UPDATE_REJECTED", message: expect.stringMatching(/sku required/) });
+    await expect(client.update("cart-2", "sneaky")).rejects.toMatchObject({ code: "WF_QUERY_EFFECT" });
+    await expect(client.update("cart-2", "nope")).rejects.toMatchObject({ code: "WF_UNKNOWN_UPDATE", message: expect.stringMatching(/known: addItem, boom, sneaky/) });
+    const after = await client.describe("cart-2");
+    expect(after.journal).toEqual(before.journal);
+    expect(Object.keys(after.steps).sort()).toEqual(Object.keys(before.steps).sort());
+    await expect(client.update("cart-2", "boom")).rejects.toMatchObject({ code: "WF_UPDATE_FAILED", message: expect.stringMatching(/handler bug/) });
+    // The workflow goes on.
+    expect(await client.update("cart-2", "addItem", { sku: "C" })).toEqual({ count: 1, total: 100 });
+  });
+
+  it("updateWithStart starts the cart if needed, then adds the item; an ended workflow refuses updates", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { cart }, activities });
+    const client = await e.client();
+    expect(await client.updateWithStart("cart", { id: "cart-3", update: "addItem", args: { sku: "D1" } })).toEqual({ count: 1, total: 200 });
+    expect(await client.updateWithStart("cart", { id: "cart-3", update: "addItem", args: { sku: "E" } })).toEqual({ count: 2, total: 300 });
+    await client.signal("cart-3", "checkout");
+    await waitForState(client, "cart-3");
+    await expect(client.update("cart-3", "addItem", { sku: "F" })).rejects.toMatchObject({ code: "WF_WORKFLOW_NOT_RUNNING" });
+  });
+
+  it("wf update prints the handler's value", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { cart }, activities });
+    const client = await e.client();
+    await client.start("cart", null, { id: "cart-cli" });
+    await waitForState(client, "cart-cli", waiting);
+    // Not spawnSync: the runtime that applies it runs in this process.
+    const out = await new Promise<{ status: number; stdout: string; stderr: string }>((done) => {
+      execFile(process.execPath, [resolve(repoRoot, "dist/cli/wf.js"), "update", "cart-cli", "addItem", "--payload", '{"sku":"GG"}', "--nats", e.url, "--namespace", e.namespace], { cwd: repoRoot, encoding: "utf8", timeout: 30_000 }, (err, stdout, stderr) =>
+        done({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+    expect(out.status, out.stderr).toBe(0);
+    expect(JSON.parse(out.stdout)).toEqual({ count: 1, total: 200 });
+  });
+});
