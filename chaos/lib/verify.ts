@@ -53,6 +53,8 @@ export interface Expectation {
   status: "completed" | "failed" | "cancelled";
   /** For status "cancelled": the step that must have completed once, the cleanup the code ran after the cancel. */
   cleanupStep?: string;
+  /** An update id the workflow must have applied exactly once, with a successful outcome. */
+  update?: string;
   /** A workflow that continues as new: how many runs it must end with. */
   runs?: number;
   /** Step → attempts that fail before one succeeds (the input's simulateFailures). */
@@ -142,6 +144,11 @@ export function verify(input: VerifyInput): Verdict {
     }
     for (const step of Object.values(state.steps)) if (step.kind === "activity") expectedExecutions += step.attempt;
     if (expectation.runs !== undefined && (state.run ?? 1) !== expectation.runs) violate(`${id}: ended in run ${state.run ?? 1}, expected ${expectation.runs}`);
+    if (expectation.update) {
+      const applied = state.journal.filter((name) => name === `$update-${expectation.update}`).length;
+      const outcome = state.updates?.find((u) => u.id === expectation.update);
+      if (applied !== 1 || !outcome?.ok) violate(`${id}: update ${expectation.update} applied ${applied} time(s), outcome ${JSON.stringify(outcome)}`);
+    }
     if (expectation.cleanupStep && state.status === "cancelled") {
       const cleanup = state.steps[expectation.cleanupStep];
       if (cleanup?.status !== "completed") violate(`${id}: cancelled, but its cleanup step ${expectation.cleanupStep} is ${cleanup?.status ?? "missing"}`);

@@ -12,7 +12,7 @@ export interface WorkItem {
   expectation: Expectation;
   /** Started by this parent workflow (as its child), not by the workload. */
   startedBy?: string;
-  /** Cancelled (`client.cancel`) by the workload once its start is acknowledged. */
+  /** Cancelled (`client.cancel`) by the workload once its start is acknowledged (after the update "note", sent twice with one id, and a query of it). */
   cancel?: boolean;
 }
 
@@ -67,7 +67,7 @@ export function primitives(prefix: string, n: number, mix: Pick<OrderMix, "delay
     } else if (i % 3 === 1) {
       items.push({ id, workflow: "order_loop", input: { order: order(id, i), left: 3 }, expectation: { workflow: "order_loop", status: "completed", runs: 3 } });
     } else {
-      items.push({ id, workflow: "cancellable_order", input: order(id, i), expectation: { workflow: "cancellable_order", status: "cancelled", cleanupStep: "refund_payment" }, cancel: true });
+      items.push({ id, workflow: "cancellable_order", input: order(id, i), expectation: { workflow: "cancellable_order", status: "cancelled", cleanupStep: "refund_payment", update: `${id}-note` }, cancel: true });
     }
   }
   return items;
@@ -106,6 +106,30 @@ export async function startAll(
   // A cancel right after the start: it reaches the workflow wherever it is (its first activity, or the sleep after).
   const cancelOne = async (item: WorkItem, deadline: number) => {
     await sleep(100 + Math.random() * 400);
+    // The update, then its retry with the same id (through faults: each attempt is retried until the deadline): applied once, answered 1 both times.
+    for (let sent = 0; sent < 2; ) {
+      try {
+        const count = await client.update(item.id, "note", "chaos", { updateId: `${item.id}-note`, timeout: "20s" });
+        if (count !== 1) throw new Error(`update "note" of ${item.id} answered ${JSON.stringify(count)}, expected 1 (applied once)`);
+        sent += 1;
+      } catch (err) {
+        if ((err as Error).message.includes("applied once")) throw err;
+        if (Date.now() > deadline) throw new Error(`could not update ${item.id}: ${(err as Error).message}`);
+        await sleep(250);
+      }
+    }
+    // A query sees what the update changed.
+    for (;;) {
+      try {
+        const notes = await client.query(item.id, "notes", undefined, { timeout: "5s" });
+        if (JSON.stringify(notes) !== JSON.stringify(["chaos"])) throw new Error(`query "notes" of ${item.id} answered ${JSON.stringify(notes)}, expected ["chaos"]`);
+        break;
+      } catch (err) {
+        if ((err as Error).message.includes("expected [")) throw err;
+        if (Date.now() > deadline) throw new Error(`could not query ${item.id}: ${(err as Error).message}`);
+        await sleep(250);
+      }
+    }
     for (;;) {
       try {
         await client.cancel(item.id, "chaos workload");
