@@ -54,8 +54,9 @@ const commands: Record<string, CommandSpec> = {
   },
   run: {
     summary: "run the runtime: orchestrator + worker slots (production)",
-    usage: "wf run [--role all|orchestrator|worker] [--activities a,b] [--slots N] [--from-nats] [--promote-local] [--print-config]",
+    usage: "wf run [--role all|orchestrator|worker] [--activities a,b] [--slots N] [--metrics-port 9464] [--from-nats] [--promote-local] [--print-config]",
     options: {
+      "metrics-port": { type: "string" },
       role: { type: "string" },
       activities: { type: "string" },
       slots: { type: "string" },

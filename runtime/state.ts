@@ -221,6 +221,8 @@ export interface WorkflowState {
   previousRunId?: string;
   /** Status "continued_as_new" (an archived run): the run that continued it, and its input. */
   continuedAsNew?: { runId: string; input: unknown };
+  /** W3C trace context of this run's span (observability/tracing.ts): its task messages carry it. */
+  traceparent?: string;
 }
 
 export interface SignalRecord {

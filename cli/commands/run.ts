@@ -20,7 +20,13 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     if (!Number.isInteger(slots) || slots < 1) throw new UsageError(`--slots must be a whole number ≥ 1, got "${ctx.values.slots}"`);
     worker.slots = slots;
   }
-  const config = configFromFlags(ctx, Object.keys(worker).length ? { worker } : {});
+  const overrides: Record<string, unknown> = Object.keys(worker).length ? { worker } : {};
+  if (typeof ctx.values["metrics-port"] === "string") {
+    const port = Number(ctx.values["metrics-port"]);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--metrics-port must be a port number from 1 to 65535, got "${ctx.values["metrics-port"]}"`);
+    overrides.metrics = { port };
+  }
+  const config = configFromFlags(ctx, overrides);
   if (ctx.values["print-config"]) {
     printJson({ keys: configKeys(), config: { ...config, nats: { ...config.nats, password: config.nats.password ? "***" : undefined, token: config.nats.token ? "***" : undefined }, ui: { ...config.ui, token: config.ui.token ? "***" : undefined } } });
     return 0;

@@ -26,6 +26,7 @@ import { typedAttributes, type SearchAttributes } from "../visibility/search-att
 import { toWorkflowHistory, type WorkflowHistory } from "../journal/history-file.js";
 import type { WorkflowFunction } from "../workflow-api.js";
 import { parseDuration, type Duration } from "../duration.js";
+import { activeTraceparent } from "../observability/tracing.js";
 
 export interface StartOptions {
   /** Idempotency: starting the same id twice runs the workflow once. Default: a new UUID-based id. */
@@ -291,6 +292,9 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     if (startOptions.timeout !== undefined) message.timeoutMs = parseDuration(startOptions.timeout, `start of ${workflow}: timeout`);
     if (startOptions.memo !== undefined) message.memo = startOptions.memo;
     if (signalToo) message.signal = signalToo;
+    // The caller's span (if an OpenTelemetry SDK is registered): the run's span becomes its child.
+    const traceparent = activeTraceparent();
+    if (traceparent) message.traceparent = traceparent;
     const reusing = startOptions.idReusePolicy !== undefined && startOptions.idReusePolicy !== "reject-duplicate";
     if (startOptions.idReusePolicy !== undefined) {
       if (!ID_REUSE_POLICIES.includes(startOptions.idReusePolicy)) {

@@ -35,6 +35,7 @@ import { recheckUnknownStart } from "./unknown-start.js";
 import { childStartFoundState, decideChildEvent, endEffects, publishChildEffect, reportRejectedStart, startReport } from "./children.js";
 import { holdSignal, MAX_PENDING_SIGNALS, PendingSignalsListener, releasePendingSignals } from "./pending-signals.js";
 import { serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
+import { NO_OBSERVER, type EngineObserver } from "../observability/observer.js";
 
 export interface Orchestrator {
   start(): Promise<void>;
@@ -60,6 +61,8 @@ export interface OrchestratorOptions {
   /** The code of the deployment current in NATS now, re-read (a start for a type currentRegistry() lacks). */
   latestRegistry?: () => Promise<Registry>;
   now?: () => number;
+  /** Told of runs started and ended, replays and cache lookups (observability/observer.ts). */
+  observer?: EngineObserver;
   /** Test-only: called at named points so crash tests can kill the process there. */
   crashPoint?: (name: string) => void;
 }
@@ -76,7 +79,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   const logger = baseLogger.child({ component: "orchestrator" });
   // Headroom below max_payload for the KV subject and headers of the write.
   const maxStateBytes = (topology.nc.info?.max_payload ?? 1024 * 1024) - 1024;
-  const store = new StateStore(topology.states, config.orchestrator.cacheSize, maxStateBytes);
+  const observer = options.observer ?? NO_OBSERVER;
+  const store = new StateStore(topology.states, config.orchestrator.cacheSize, maxStateBytes, (hit) => observer.cacheLookup(hit));
   const env: DecideEnv = {
     registryFor: options.registryFor,
     defaults: config.defaults,
@@ -84,6 +88,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     withHistory: (state) => withHistory(topology.states, state),
     logger: baseLogger,
     now: options.now ?? Date.now,
+    observer,
   };
   const timerBatcher = new TimerBatcher(topology);
   const recovery = createRecovery({ topology, logger, beforePass: () => store.clear(), leases: () => fleetLeases(topology, config) });
@@ -237,6 +242,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         timeoutMs: start.timeoutMs,
         memo: start.memo,
         parent: start.parent,
+        traceparent: start.traceparent,
       };
       // A finished id that the start's idReusePolicy lets start again: a new run replaces it (runs.ts).
       // Undefined when it does not (a duplicate start, or this very start's run).
@@ -277,6 +283,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         throw err;
       }
       logger.debug(`started ${workflowType}`, { workflowId: id });
+      observer.workflowStarted(stored.state);
       announceIfFinished(stored.state);
       if (waitsOnlyOnDistantTimers(stored.state, decision.effects, env.now(), config.orchestrator.cacheDistantWaitsMs)) store.forget(id);
       options.crashPoint?.("after-state-write-before-dispatch");
@@ -337,6 +344,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         carried: { signals: ended.signals, seenSignals: ended.seenSignals },
         // A child that continues as new stays its parent's child: the last run's end is what the parent awaits.
         parent: ended.parent,
+        traceparent: ended.traceparent,
       });
     }
     return { archived, decision };
@@ -366,6 +374,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     await Promise.all(archived.map((run) => archiveRun(topology.states, run)));
     options.crashPoint?.("after-run-archived-before-switch");
     const written = await store.update(next.state, base.revision, next.execution);
+    for (const run of archived) if (run.status === "continued_as_new") observer.workflowEnded(run);
+    observer.workflowStarted(written.state);
     announceIfFinished(written.state);
     options.crashPoint?.("after-run-switch-before-dispatch");
     // The old run's parked timers (its deadline) would only fire as no-ops: deleted (parked-timers.ts).
@@ -627,6 +637,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
    */
   function announceIfFinished(state: WorkflowState, serialized?: string): void {
     if (!isTerminal(state.status)) return;
+    observer.workflowEnded(state);
     try {
       topology.nc.publish(topology.names.finishedSubject(state.id), serialized ?? JSON.stringify(state));
     } catch {
