@@ -289,7 +289,7 @@ export async function deliver(env: DecideEnv, stored: StoredWorkflow, state: Wor
  * Record what the code issued; a wait for a signal that arrived earlier is satisfied at once,
  * as its own journal entry (and activation), so replay sees the same order.
  */
-async function settle(env: DecideEnv, state: WorkflowState, execution: WorkflowExecution, now: number, effects: Effect[]): Promise<void> {
+export async function settle(env: DecideEnv, state: WorkflowState, execution: WorkflowExecution, now: number, effects: Effect[]): Promise<void> {
   record(env, state, execution, now, effects);
   while (state.status === "running") {
     const match = nextSignalMatch(state);
@@ -417,7 +417,7 @@ function record(env: DecideEnv, state: WorkflowState, execution: WorkflowExecuti
   finish(state, now);
 }
 
-function addStep(env: DecideEnv, state: WorkflowState, command: Command, now: number, effects: Effect[]): void {
+export function addStep(env: DecideEnv, state: WorkflowState, command: Command, now: number, effects: Effect[]): void {
   if (command.kind === "signal") {
     state.steps[command.name] = { seq: command.seq, kind: "signal", signal: command.signal, status: "waiting", attempt: 0, scheduledAt: iso(now) };
     return;

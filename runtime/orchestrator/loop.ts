@@ -17,6 +17,7 @@ import { indexAttributes, indexEnd, indexStart, removeEntries, repairIndex, subj
 import { isTerminal, runNumber, STATE_SCHEMA_VERSION, type LeaseRef, type WorkflowState } from "../state.js";
 import { repairEffects, type Leases } from "../worker/leases.js";
 import { decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, type Decision, type DecideEnv, type StartExtras } from "./decide.js";
+import { decideRetry, RETRYABLE_STATUSES } from "./retry.js";
 import { archiveRun, otherRun, refuseContinuation, reusesId, runawayContinuation, startRunId } from "./runs.js";
 import { parkedTimersOf } from "./parked-timers.js";
 import { endSubjectOf } from "../visibility/index-keys.js";
@@ -248,8 +249,10 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       // Undefined when it does not (a duplicate start, or this very start's run).
       const replace = (latest: StoredWorkflow): Promise<void> | undefined =>
         latest.state.runId !== runId && reusesId(latest.state, start.idReusePolicy)
-          ? startNewRun(msg, latest, definition, registry.version, start.input, { ...extras, run: { runId, run: runNumber(latest.state) + 1, previousRunId: latest.state.runId } })
+          ? startNewRun(msg, latest, definition.name, () => decideStart(env, definition, registry.version, id, start.input, { ...extras, run: { runId, run: runNumber(latest.state) + 1, previousRunId: latest.state.runId } }))
           : undefined;
+      // `wf retry`: a new run that reuses the completed steps of the run it replaces (retry.ts).
+      if (start.retry) return retryRun(msg, id, start.retry.run, definition, registry.version, runId, extras);
       const replaced = existing && replace(existing);
       if (replaced) return replaced;
       if (existing) {
@@ -350,9 +353,26 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     return { archived, decision };
   }
 
-  /** A start under an idReusePolicy that lets it replace `latest`, a finished run: a new run of the id. */
-  async function startNewRun(msg: JsMsg, latest: StoredWorkflow, definition: RegisteredWorkflow, version: string, input: unknown, extras: StartExtras): Promise<void> {
-    const { archived, decision } = await settleContinuations(await decideStart(env, definition, version, latest.state.id, input, extras));
+  /**
+   * A retry of run `run` of `id`: a new run replacing it when it is still the latest and ended
+   * failed, cancelled, terminated or timed out; else the retry was applied already (a redelivery)
+   * or the run went on: a duplicate.
+   */
+  async function retryRun(msg: JsMsg, id: string, run: number, definition: RegisteredWorkflow, version: string, runId: string, extras: StartExtras): Promise<void> {
+    const latest = await store.load(id, true);
+    if (!latest) return deadLetter(msg, "unknown_workflow", `no workflow with id ${id} to retry`, id);
+    if (latest.state.workflow !== definition.name) return deadLetter(msg, "invalid_message", `retry of ${id} was sent for workflow type ${definition.name}, but ${id} is a ${latest.state.workflow}`, id);
+    if (runNumber(latest.state) !== run || !RETRYABLE_STATUSES.includes(latest.state.status)) {
+      return duplicate(msg, latest, `retry of run ${run} of ${id}: its latest run is ${runNumber(latest.state)}, ${latest.state.status}`);
+    }
+    const ended = await env.withHistory(latest.state);
+    const retention = latest.state.retentionMs ?? extras.retentionMs;
+    return startNewRun(msg, latest, definition.name, () => decideRetry(env, definition, version, ended, { ...extras, retentionMs: retention, run: { runId, run: run + 1, previousRunId: latest.state.runId } }));
+  }
+
+  /** A start under an idReusePolicy (or a retry) that lets it replace `latest`, a finished run: a new run of the id. */
+  async function startNewRun(msg: JsMsg, latest: StoredWorkflow, workflowType: string, decideFirst: () => Promise<Decision & { kind: "write" }>): Promise<void> {
+    const { archived, decision } = await settleContinuations(await decideFirst());
     try {
       await switchRun(msg, latest, [latest.state, ...archived], decision);
     } catch (err) {
@@ -360,7 +380,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       if (err instanceof RevisionConflictError) return retryLater(msg, err); // redelivered, it finds what won
       throw err;
     }
-    logger.debug(`started ${definition.name} as run ${runNumber(decision.state)} of an id whose run ${runNumber(latest.state)} had ${latest.state.status}`, { workflowId: latest.state.id });
+    logger.debug(`started ${workflowType} as run ${runNumber(decision.state)} of an id whose run ${runNumber(latest.state)} had ${latest.state.status}`, { workflowId: latest.state.id });
   }
 
   /**
