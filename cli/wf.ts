@@ -16,6 +16,8 @@ import { initCommand } from "./commands/init.js";
 import { signalCommand } from "./commands/signal.js";
 import { uiCommand } from "./commands/ui.js";
 import { deadLettersCommand } from "./commands/dead-letters.js";
+import { retryCommand } from "./commands/retry.js";
+import { statsCommand } from "./commands/stats.js";
 
 process.setSourceMapsEnabled(true);
 
@@ -37,6 +39,13 @@ const common: NonNullable<ParseArgsConfig["options"]> = {
   namespace: { type: "string" },
   debug: { type: "boolean" },
   help: { type: "boolean", short: "h" },
+};
+
+/** Flags of the bulk form of cancel, terminate and retry (commands/bulk.ts). */
+const bulkOptions: NonNullable<ParseArgsConfig["options"]> = {
+  where: { type: "string", multiple: true },
+  "dry-run": { type: "boolean" },
+  yes: { type: "boolean", short: "y" },
 };
 
 const commands: Record<string, CommandSpec> = {
@@ -152,16 +161,28 @@ const commands: Record<string, CommandSpec> = {
     run: deadLettersCommand,
   },
   cancel: {
-    summary: "cancel a running workflow",
-    usage: "wf cancel <id> [--reason TEXT]",
-    options: { reason: { type: "string" } },
+    summary: "cancel a running workflow, or every one matching --where filters",
+    usage: "wf cancel <id> [--reason TEXT] | wf cancel --where status=running --where workflow=NAME [--where attr=value] [--dry-run] [--yes] [--reason TEXT]",
+    options: { reason: { type: "string" }, ...bulkOptions },
     run: cancelCommand,
   },
   terminate: {
-    summary: "terminate a running workflow: a hard stop, no workflow code runs (status terminated)",
-    usage: "wf terminate <id> [--reason TEXT]",
-    options: { reason: { type: "string" } },
+    summary: "terminate a running workflow: a hard stop, no workflow code runs (status terminated); or every match of --where",
+    usage: "wf terminate <id> [--reason TEXT] | wf terminate --where status=running --where workflow=NAME [--dry-run] [--yes]",
+    options: { reason: { type: "string" }, ...bulkOptions },
     run: terminateCommand,
+  },
+  retry: {
+    summary: "re-run a failed, cancelled, terminated or timed-out workflow from its failed step (completed steps reused); or every match of --where",
+    usage: "wf retry <id> [--wait] [--json] | wf retry --where status=failed --where workflow=NAME [--dry-run] [--yes]",
+    options: { wait: { type: "boolean", short: "w" }, json: { type: "boolean" }, ...bulkOptions },
+    run: retryCommand,
+  },
+  stats: {
+    summary: "per workflow type: running, completed and failed in the last hour; per activity type: tasks queued and running",
+    usage: "wf stats [--workflow a,b] [--since 1h] [--json]",
+    options: { workflow: { type: "string" }, since: { type: "string" }, json: { type: "boolean" } },
+    run: statsCommand,
   },
 };
 
