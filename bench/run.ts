@@ -14,6 +14,7 @@ import { machineInfo } from "./lib/proc.js";
 import { REPO_ROOT } from "./lib/runtimes.js";
 import { round } from "./lib/stats.js";
 import { memory } from "./memory.js";
+import { metricsCost } from "./metrics-cost.js";
 import { parkedTimers } from "./parked-timers.js";
 import { formatRows, topSelfTime } from "./profile-summary.js";
 import { rawBound } from "./raw-bound.js";
@@ -75,6 +76,7 @@ async function main(): Promise<number> {
         }
       }
     }
+    if (wanted("metrics_cost")) await figure("metrics_cost", () => metricsCost(ctx));
     if (wanted("latency")) await figure("latency", () => latency(ctx));
     if (wanted("replay")) await figure("replay", () => replay(ctx));
     if (wanted("memory")) await figure("memory", () => memory(ctx));
@@ -132,6 +134,7 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
   const list = ok("list_flat");
   const rec = ok("recovery_flat");
   const timers = ok("parked_timers");
+  const metricsFig = ok("metrics_cost");
   // The flatness targets hold at full size only (100,000 finished, 10,000 timers), as memory's at 10,000.
   const listFull = list?.finished_large === 100_000 && list.finished_small === 10_000;
   const recFull = rec?.finished_large === 100_000;
@@ -161,6 +164,8 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
   if (timers && !timersFull) summary.parked_timers_of = timers.workflows;
   for (const f of tp) summary[`throughput_ratio_${f.runtimes}rt`] = ratio(f.steps_per_s, rawSteps(f));
   Object.assign(summary, {
+    // Throughput with Prometheus metrics on over the same with them off, same run (metrics-cost.ts): target ≥ 0.97.
+    metrics_throughput_ratio: num(metricsFig?.ratio) ?? null,
     p99_ratio: ratio(lat?.p99_ms, rawP99),
     raw_steps_per_s: num(rawSteps(tp1)) ?? null,
     raw_bound_figure_steps_per_s: num(raw?.steps_per_s) ?? null,
@@ -182,6 +187,7 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
       list_flat: listFull && num(list!.ratio) !== undefined ? (list!.ratio as number) <= 1.2 : null,
       recovery_flat: recFull && num(rec!.ratio) !== undefined ? (rec!.ratio as number) <= 1.2 : null,
       // At most 1 % of the workflows' timers still parked once they all finished.
+      metrics_cost: num(metricsFig?.ratio) === undefined ? null : (metricsFig!.ratio as number) >= 0.97,
       parked_timers: timersFull && num(timers!.parked_timers) !== undefined ? (timers!.parked_timers as number) <= 100 : null,
     },
     errors: figures.filter((f) => f.error).map((f) => f.figure),

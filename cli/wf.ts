@@ -20,6 +20,8 @@ import { uiCommand } from "./commands/ui.js";
 import { deadLettersCommand } from "./commands/dead-letters.js";
 import { permissionsCommand } from "./commands/permissions.js";
 import { provisionCommand } from "./commands/provision.js";
+import { retryCommand } from "./commands/retry.js";
+import { statsCommand } from "./commands/stats.js";
 
 process.setSourceMapsEnabled(true);
 
@@ -43,6 +45,13 @@ const common: NonNullable<ParseArgsConfig["options"]> = {
   help: { type: "boolean", short: "h" },
 };
 
+/** Flags of the bulk form of cancel, terminate and retry (commands/bulk.ts). */
+const bulkOptions: NonNullable<ParseArgsConfig["options"]> = {
+  where: { type: "string", multiple: true },
+  "dry-run": { type: "boolean" },
+  yes: { type: "boolean", short: "y" },
+};
+
 const commands: Record<string, CommandSpec> = {
   init: {
     summary: "scaffold a new project (functions/, wf.config.json, package.json)",
@@ -58,8 +67,9 @@ const commands: Record<string, CommandSpec> = {
   },
   run: {
     summary: "run the runtime: orchestrator + worker slots (production)",
-    usage: "wf run [--role all|orchestrator|worker] [--activities a,b] [--slots N] [--from-nats] [--promote-local] [--print-config]",
+    usage: "wf run [--role all|orchestrator|worker] [--activities a,b] [--slots N] [--metrics-port 9464] [--from-nats] [--promote-local] [--print-config]",
     options: {
+      "metrics-port": { type: "string" },
       role: { type: "string" },
       activities: { type: "string" },
       slots: { type: "string" },
@@ -179,16 +189,28 @@ const commands: Record<string, CommandSpec> = {
     run: deadLettersCommand,
   },
   cancel: {
-    summary: "cancel a running workflow",
-    usage: "wf cancel <id> [--reason TEXT]",
-    options: { reason: { type: "string" } },
+    summary: "cancel a running workflow, or every one matching --where filters",
+    usage: "wf cancel <id> [--reason TEXT] | wf cancel --where status=running --where workflow=NAME [--where attr=value] [--dry-run] [--yes] [--reason TEXT]",
+    options: { reason: { type: "string" }, ...bulkOptions },
     run: cancelCommand,
   },
   terminate: {
-    summary: "terminate a running workflow: a hard stop, no workflow code runs (status terminated)",
-    usage: "wf terminate <id> [--reason TEXT]",
-    options: { reason: { type: "string" } },
+    summary: "terminate a running workflow: a hard stop, no workflow code runs (status terminated); or every match of --where",
+    usage: "wf terminate <id> [--reason TEXT] | wf terminate --where status=running --where workflow=NAME [--dry-run] [--yes]",
+    options: { reason: { type: "string" }, ...bulkOptions },
     run: terminateCommand,
+  },
+  retry: {
+    summary: "re-run a failed, cancelled, terminated or timed-out workflow from its failed step (completed steps reused); or every match of --where",
+    usage: "wf retry <id> [--wait] [--json] | wf retry --where status=failed --where workflow=NAME [--dry-run] [--yes]",
+    options: { wait: { type: "boolean", short: "w" }, json: { type: "boolean" }, ...bulkOptions },
+    run: retryCommand,
+  },
+  stats: {
+    summary: "per workflow type: running, completed and failed in the last hour; per activity type: tasks queued and running",
+    usage: "wf stats [--workflow a,b] [--since 1h] [--json]",
+    options: { workflow: { type: "string" }, since: { type: "string" }, json: { type: "boolean" } },
+    run: statsCommand,
   },
 };
 

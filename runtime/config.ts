@@ -196,6 +196,15 @@ export const configSchema = {
     },
     readOnly: { doc: "The web UI shows everything but refuses every action (cancel, terminate, signal, replay, discard) with 403.", format: Boolean, default: false, env: "WF_UI_READ_ONLY" },
   },
+  metrics: {
+    port: {
+      doc: "Port of the Prometheus endpoint (`GET /metrics`, docs/metrics.md) that `wf run` serves (0, the default: off); `wf run --metrics-port` overrides it.",
+      format: "port",
+      default: 0,
+      env: "WF_METRICS_PORT",
+    },
+    host: { doc: "Interface the metrics endpoint listens on (`0.0.0.0` for a scraper on another machine).", format: String, default: "127.0.0.1", env: "WF_METRICS_HOST" },
+  },
   log: {
     level: { doc: "Log level.", format: ["debug", "info", "warn", "error", "silent"], default: "info", env: "WF_LOG_LEVEL" },
     format: { doc: "Log line format.", format: ["text", "json"], default: "text", env: "WF_LOG_FORMAT" },
@@ -238,6 +247,8 @@ export interface Config {
   limits: { maxInputBytes: number; maxInputDepth: number };
   /** The web UI (runtime/ui/server.ts); `token` absent when empty. */
   ui: { port: number; host: string; token?: string; readOnly: boolean };
+  /** The Prometheus endpoint (runtime/observability/metrics.ts); port 0: off. */
+  metrics: { port: number; host: string };
   log: { level: LogLevel; format: "text" | "json" };
 }
 
@@ -363,6 +374,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     },
     limits: { maxInputBytes: raw.limits.maxInputBytes, maxInputDepth: Math.max(1, raw.limits.maxInputDepth) },
     ui: { port: raw.ui.port, host: raw.ui.host, ...(raw.ui.token ? { token: raw.ui.token } : {}), readOnly: raw.ui.readOnly },
+    metrics: { port: raw.metrics.port, host: raw.metrics.host },
     log: { level: raw.log.level as LogLevel, format: raw.log.format as "text" | "json" },
   });
 }

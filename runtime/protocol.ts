@@ -21,6 +21,14 @@ export interface StartMessage {
   idReusePolicy?: IdReusePolicy;
   /** Set by a parent workflow starting this one as its child: the child's end is reported to it (ChildEventMessage). */
   parent?: { id: string; step: string; workflow: string; runId?: string };
+  /** W3C trace context of the caller (`00-<trace id>-<span id>-<flags>`): the run's span is its child (docs/protocol.md, "Trace context"). */
+  traceparent?: string;
+  /**
+   * `wf retry`: a new run of the id that replaces its run number `run` (ended failed, cancelled,
+   * terminated or timed out) and reuses the results that run's code received before its first
+   * failed step (orchestrator/retry.ts). `input` is ignored: the run's input is reused.
+   */
+  retry?: { run: number };
 }
 
 /**
@@ -107,6 +115,8 @@ export interface TaskMessage {
   runId?: string;
   /** The run's number when above 1: it scopes the Nats-Msg-Ids of the task and its completion (MSG_ID). */
   run?: number;
+  /** W3C trace context of the workflow run's span: the attempt's span is its child (docs/protocol.md, "Trace context"). */
+  traceparent?: string;
 }
 
 /** `workflow.activity.completed.<id>.<step>`: published by a worker, Nats-Msg-Id `<id>/<step>/<attempt>/completed`. */
@@ -280,7 +290,7 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "obj
 
 export function parseStart(body: unknown): StartMessage {
   if (!isObject(body)) throw new ProtocolError(`start message must be a JSON object {"id"?: string, "input"?: any, "searchAttributes"?: object}, got ${typeName(body)}`);
-  const known = ["id", "input", "searchAttributes", "signal", "timeoutMs", "memo", "idReusePolicy", "parent"];
+  const known = ["id", "input", "searchAttributes", "signal", "timeoutMs", "memo", "idReusePolicy", "parent", "traceparent", "retry"];
   const unknownKeys = Object.keys(body).filter((k) => !known.includes(k));
   if (unknownKeys.length) throw new ProtocolError(`start message has unknown field(s) ${unknownKeys.map((k) => `"${k}"`).join(", ")}; only ${known.map((k) => `"${k}"`).join(", ")} are accepted`);
   if (body.id !== undefined && body.id !== null && typeof body.id !== "string") throw new ProtocolError(`start message "id" must be a string, got ${typeName(body.id)}`);
@@ -310,6 +320,14 @@ export function parseStart(body: unknown): StartMessage {
     if (parent.runId !== undefined && typeof parent.runId !== "string") throw new ProtocolError(`start message "parent.runId" must be a string`);
     start.parent = { id: parent.id, step: parent.step, workflow: parent.workflow, ...(typeof parent.runId === "string" ? { runId: parent.runId } : {}) };
   }
+  if (body.retry !== undefined && body.retry !== null) {
+    const retry = body.retry;
+    if (!isObject(retry) || !Number.isInteger(retry.run) || (retry.run as number) < 1) throw new ProtocolError(`start message "retry" must be {"run": <the run number to retry, ≥ 1>}`);
+    if (start.id === undefined) throw new ProtocolError(`start message "retry" needs the "id" of the workflow to retry`);
+    start.retry = { run: retry.run as number };
+  }
+  // Trace context is best effort: one that is not a W3C traceparent is ignored, never refused.
+  if (typeof body.traceparent === "string" && /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/.test(body.traceparent)) start.traceparent = body.traceparent;
   return start;
 }
 

@@ -36,6 +36,10 @@ import { createLeases, type Leases } from "./worker/leases.js";
 import { ActivityFailure } from "./workflow-api.js";
 import { fleetLeases } from "./nats/fleet-lease.js";
 import { createRetentionSweeper, type RetentionSweeper } from "./visibility/retention.js";
+import { combineObservers, type EngineObserver } from "./observability/observer.js";
+import { createMetrics, type Metrics, type MetricsSamples } from "./observability/metrics.js";
+import { createMetricsServer, type MetricsServer } from "./observability/metrics-server.js";
+import { createTracing, type Tracing } from "./observability/tracing.js";
 
 export type RuntimeRole = "all" | "orchestrator" | "worker";
 export type CodeSource = "local" | "nats";
@@ -68,6 +72,13 @@ export interface RuntimeOptions {
    * (jetflow/testing passes one it can skip ahead), or one each (tests of clock skew between them).
    */
   clock?: Clock | { orchestrator?: Clock; timers?: Clock };
+  /**
+   * Collect Prometheus metrics (docs/metrics.md) even without `metrics.port` (then nothing is
+   * served: read them with `runtime.metrics.text()`). Default: only when `metrics.port` is set.
+   */
+  metrics?: boolean;
+  /** Told of what the engine does, besides the runtime's own metrics and traces (observability/observer.ts). */
+  observer?: EngineObserver;
   /** Test-only: called at named crash points. */
   crashPoint?: (name: string) => void;
 }
@@ -85,6 +96,10 @@ export interface Runtime {
   /** Available after start() for bundled code. */
   readonly deployments: DeploymentStore | undefined;
   readonly versions: CodeVersions;
+  /** This runtime's metrics, when collected (`metrics.port`, or the `metrics` option). */
+  readonly metrics: Metrics | undefined;
+  /** Where `GET /metrics` is served, once started with `metrics.port`. */
+  readonly metricsUrl: string | undefined;
 }
 
 export async function createRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
@@ -122,6 +137,41 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   let workers: WorkerPool | undefined;
   let watcher: { stop(): void } | undefined;
   let leases: Leases | undefined;
+  let tracing: Tracing | undefined;
+  let metricsServer: MetricsServer | undefined;
+  const metrics: Metrics | undefined = (options.metrics ?? config.metrics.port > 0) ? createMetrics({ samples: metricsSamples() }) : undefined;
+
+  /** The tasks of a type no worker has pulled yet (it has no consumer): every one on its subject waits. */
+  async function queued(top: Topology, type: string): Promise<number | undefined> {
+    const subject = top.names.taskSubject(type);
+    const info = await top.jsm.streams.info(top.names.tasksStream, { subjects_filter: subject }).catch(() => undefined);
+    return info ? (info.state.subjects?.[subject] ?? 0) : undefined;
+  }
+
+  /** What a scrape samples (metrics.ts): from consumer info, and the worker pool's slots. */
+  function metricsSamples(): MetricsSamples {
+    const pending = async (stream: string, consumer: string) => {
+      if (!topology) return undefined;
+      return (await topology.jsm.consumers.info(stream, consumer)).num_pending;
+    };
+    return {
+      slots: () => (workers ? { busy: workers.attemptsRunning, free: Math.max(0, config.worker.slots - workers.attemptsRunning) } : { busy: 0, free: 0 }),
+      eventsPending: async () => (role === "worker" || !topology ? undefined : pending(topology.names.eventsStream, topology.names.orchestratorConsumer)),
+      timersParked: async () => {
+        if (role === "worker" || !topology) return undefined;
+        const info = await topology.jsm.consumers.info(topology.names.timersStream, topology.names.timersConsumer);
+        return info.num_pending + info.num_ack_pending;
+      },
+      tasksPending: async () => {
+        if (!topology || !versions) return {};
+        const top = topology;
+        // The activity types of the current code: as many requests as types, whatever ran before.
+        const types = [...versions.current().activities.keys()];
+        const counts = await Promise.all(types.map((type) => pending(top.names.tasksStream, top.names.activityConsumer(type)).catch(() => queued(top, type))));
+        return Object.fromEntries(types.flatMap((type, i) => (counts[i] === undefined ? [] : [[type, counts[i]!]])));
+      },
+    };
+  }
 
   async function resolveCode(top: Topology): Promise<CodeVersions> {
     if (versions) return versions;
@@ -201,6 +251,10 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       if (!versions) throw new Error("runtime not started");
       return versions;
     },
+    metrics,
+    get metricsUrl() {
+      return metricsServer?.url;
+    },
     async start() {
       nc = options.connection ?? (await connectNats(config.nats, { name: `jetflow ${role} ${config.worker.id}`, namespace: config.namespace, logger, waitForServer: true }));
       topology = await ensureTopology(nc, {
@@ -227,6 +281,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       }
       leases = createLeases(topology, config.worker.id);
       leases.start();
+      tracing = createTracing({ nc: topology.nc, finishedSubject: topology.names.finishedSubject(">") });
+      const observer = combineObservers([tracing, ...(metrics ? [metrics] : []), ...(options.observer ? [options.observer] : [])]);
       if (role !== "worker") {
         const crash = options.crashPoint ? { crashPoint: options.crashPoint } : {};
         // One clock for both (the testing kit's), or a clock each (tests of clock skew).
@@ -240,6 +296,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
           currentRegistry: () => code.current(),
           ...(deployments ? { latestRegistry: () => latestRegistry(code) } : {}),
           leases,
+          observer,
           ...crash,
           ...(orchestratorClock ? { now: () => orchestratorClock.now() } : {}),
         });
@@ -268,11 +325,17 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
           registry: () => code.current(),
           registryFor: (v) => code.registryFor(v),
           leases,
+          observer,
           ...(local ? { applyCompletion: (completion, source) => local.applyLocalCompletion(completion, source) } : {}),
           ...(options.crashPoint ? { crashPoint: options.crashPoint } : {}),
         });
         code.onChange(() => workers?.refresh());
         await workers.start();
+      }
+      if (metrics && config.metrics.port > 0) {
+        metricsServer = createMetricsServer({ metrics, port: config.metrics.port, host: config.metrics.host });
+        await metricsServer.start();
+        logger.info(`metrics on ${metricsServer.url}`, { component: "runtime" });
       }
       const registry = code.current();
       logger.info(
@@ -286,7 +349,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       await workers?.stop(reason);
       await resumer?.stop();
       await retention?.stop();
-      await Promise.all([orchestrator?.stop(), timers?.stop()]);
+      await Promise.all([orchestrator?.stop(), timers?.stop(), metricsServer?.stop()]);
+      tracing?.stop();
       // Last: until the workers stopped, this runtime may still run continued steps.
       leases?.stop();
       if (nc && !options.connection) await nc.drain().catch(() => nc?.close());

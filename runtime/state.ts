@@ -229,6 +229,15 @@ export interface WorkflowState {
   previousRunId?: string;
   /** Status "continued_as_new" (an archived run): the run that continued it, and its input. */
   continuedAsNew?: { runId: string; input: unknown };
+  /** W3C trace context of this run's span (observability/tracing.ts): its task messages carry it. */
+  traceparent?: string;
+  /**
+   * A retry (orchestrator/retry.ts): the run retried, and the step it re-ran from (absent: it
+   * re-ran nothing that had been delivered, e.g. a run terminated before its first result).
+   */
+  retryOf?: { run: number; runId?: string; from?: string; reused: number };
+  /** The seed of ctx.random/ctx.uuid when it is not this run's own (a retry keeps the retried run's, so its reused steps replay). */
+  randomSeed?: string;
 }
 
 export interface SignalRecord {

@@ -125,6 +125,30 @@ describe("web UI in Chromium", () => {
     expect((await client.describe("ui-cancel-1")).status).toBe("cancelled");
   });
 
+  it("retries a cancelled workflow through the page, after a confirmation: the new run reuses the completed step and the page follows it live", async () => {
+    await client.start("approval", { order: "o-retry" }, { id: "ui-retry-1" });
+    await waitFor("its step completed", async () => (await client.describe("ui-retry-1")).steps.step?.status === "completed");
+    await client.cancel("ui-retry-1", "by mistake");
+    await waitFor("cancelled", async () => (await client.describe("ui-retry-1")).status === "cancelled");
+    const before = await client.describe("ui-retry-1");
+    await page.goto(`${ui.url}#/workflows/ui-retry-1`);
+    await page.locator('[data-testid="workflow"][data-status="cancelled"]').waitFor();
+    await page.getByRole("button", { name: "Retry…" }).click();
+    const dialog = page.getByRole("dialog");
+    await dialog.waitFor();
+    expect(await dialog.textContent()).toContain("Retry ui-retry-1?");
+    await shot("confirm-retry");
+    await dialog.locator("[data-confirm]").click();
+    await page.locator('[data-testid="workflow"][data-status="running"]').waitFor();
+    expect(await page.locator(".notice").textContent()).toContain("Retry of ui-retry-1 started as run 2");
+    const run2 = await client.describe("ui-retry-1");
+    expect(run2).toMatchObject({ run: 2, retryOf: { run: 1 } });
+    expect(run2.steps.step).toEqual(before.steps.step); // reused, not run again
+    await client.signal("ui-retry-1", "approve", { by: "retry test" });
+    await page.locator('[data-testid="workflow"][data-status="completed"]').waitFor();
+    expect(await client.result("ui-retry-1")).toEqual({ order: "o-retry", decision: { by: "retry test" } });
+  });
+
   it("sends a signal with a JSON payload through the page", async () => {
     await client.start("approval", { order: "o-3" }, { id: "ui-signal-1" });
     await page.goto(`${ui.url}#/workflows/ui-signal-1`);

@@ -29,6 +29,8 @@ export interface RuntimeProcessOptions {
   cwd?: string;
   /** Called with every line the process writes (stdout and stderr). */
   onLine?: (line: string) => void;
+  /** More environment (WF_METRICS_PORT, say). */
+  env?: Record<string, string>;
 }
 
 export interface RuntimeProcess {
@@ -69,6 +71,7 @@ export function spawnRuntime(options: RuntimeProcessOptions): RuntimeProcess {
   if (options.functionsDir) env.WF_FUNCTIONS_DIR = options.functionsDir;
   else delete env.WF_FUNCTIONS_DIR;
   if (options.slots !== undefined) env.WF_WORKER_SLOTS = String(options.slots);
+  Object.assign(env, options.env ?? {});
   const nodeArgs = options.cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", join(options.cpuProfDir, options.label)] : [];
   const child = spawn(process.execPath, [...nodeArgs, WF_CLI, ...(options.args ?? ["run"])], { cwd: options.cwd ?? REPO_ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   if (child.pid === undefined) throw new Error(`could not spawn ${WF_CLI} run`);

@@ -21,7 +21,13 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     if (!Number.isInteger(slots) || slots < 1) throw new UsageError(`--slots must be a whole number ≥ 1, got "${ctx.values.slots}"`);
     worker.slots = slots;
   }
-  const config = configFromFlags(ctx, Object.keys(worker).length ? { worker } : {});
+  const overrides: Record<string, unknown> = Object.keys(worker).length ? { worker } : {};
+  if (typeof ctx.values["metrics-port"] === "string") {
+    const port = Number(ctx.values["metrics-port"]);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--metrics-port must be a port number from 1 to 65535, got "${ctx.values["metrics-port"]}"`);
+    overrides.metrics = { port };
+  }
+  const config = configFromFlags(ctx, overrides);
   if (ctx.values["print-config"]) {
     const nats = config.nats;
     const masked = { ...nats, servers: nats.servers.map(redactUrl), password: nats.password ? "***" : undefined, token: nats.token ? "***" : undefined, nkeySeed: nats.nkeySeed ? "***" : undefined };

@@ -12,7 +12,7 @@ import { createNames } from "../nats/names.js";
 import { ensureTopology, type Topology } from "../nats/topology.js";
 import { randomUUID } from "node:crypto";
 import { encode, ID_REUSE_POLICIES, MSG_ID, type CancelMessage, type IdReusePolicy, type QueryReply, type QueryRequest, type UpdateMessage, type SignalMessage, type StartMessage } from "../protocol.js";
-import { listRuns, readRun, reusesId, type RunsPage } from "../orchestrator/runs.js";
+import { listRuns, readRun, RETRYABLE_STATUSES, reusesId, type RunsPage } from "../orchestrator/runs.js";
 import { storedJson } from "../nats/kv-entry.js";
 import { isTerminal, runNumber, type WorkflowState } from "../state.js";
 
@@ -26,6 +26,7 @@ import { typedAttributes, type SearchAttributes } from "../visibility/search-att
 import { toWorkflowHistory, type WorkflowHistory } from "../journal/history-file.js";
 import type { WorkflowFunction } from "../workflow-api.js";
 import { parseDuration, type Duration } from "../duration.js";
+import { activeTraceparent } from "../observability/tracing.js";
 
 export interface StartOptions {
   /** Idempotency: starting the same id twice runs the workflow once. Default: a new UUID-based id. */
@@ -108,6 +109,13 @@ export interface WorkflowClient {
   /** The workflow's history in the exported format (journal/history-file.ts), for replay tests (jetflow/testing replayHistory). */
   history(id: string): Promise<WorkflowHistory>;
   cancel(id: string, reason?: string): Promise<void>;
+  /**
+   * Re-run a workflow whose latest run ended failed, cancelled, terminated or timed out, from its
+   * failed step: a new run of the id that reuses the results of the steps completed before it
+   * (orchestrator/retry.ts). The handle's result() waits for the new run. WF_RETRY_RUNNING for a
+   * running workflow, WF_RETRY_COMPLETED for a completed one. Retrying the same run twice starts one new run.
+   */
+  retry<O = unknown>(id: string): Promise<WorkflowHandle<O>>;
   /** A hard stop: the workflow ends `terminated` at once, no workflow code runs; its running activities are aborted. No-op once it has ended. */
   terminate(id: string, reason?: string): Promise<void>;
   /**
@@ -305,6 +313,27 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     await topology.js.publish(names.cancelSubject(id), encode(message), { msgID: MSG_ID.cancel(id, terminate, state.run) });
   }
 
+  async function retry<O>(id: string): Promise<WorkflowHandle<O>> {
+    const state = await latestRun(id);
+    if (state.status === "running") {
+      throw new ValidationError("WF_RETRY_RUNNING", `workflow ${id} is running; only a workflow that ended failed, cancelled, terminated or timed out can be retried`, {
+        hint: `Wait for it to end, or cancel it first (wf cancel ${id}).`,
+      });
+    }
+    if (!RETRYABLE_STATUSES.includes(state.status)) {
+      throw new ValidationError("WF_RETRY_COMPLETED", `workflow ${id} ${state.status === "completed" ? "completed" : `is ${state.status}`}; there is no failed step to retry from`, {
+        hint: `To run it again from the start, start it with idReusePolicy "allow-duplicate" (wf start ${state.workflow} --id ${id} --id-reuse-policy allow-duplicate).`,
+      });
+    }
+    const run = runNumber(state);
+    const message: StartMessage = { id, input: null, retry: { run } };
+    const traceparent = activeTraceparent();
+    if (traceparent) message.traceparent = traceparent;
+    // One retry per run: a second one of the same run (within the duplicate window) is dropped, and after it a no-op.
+    await topology.js.publish(names.startSubject(state.workflow), encode(message), { msgID: `${id}/retry/${run}` });
+    return getHandle<O>(id, state.workflow, run);
+  }
+
   async function signal(id: string, name: string, payload?: unknown): Promise<void> {
     validateWorkflowId(id);
     validateName("signal name", name);
@@ -374,6 +403,9 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     if (startOptions.timeout !== undefined) message.timeoutMs = parseDuration(startOptions.timeout, `start of ${workflow}: timeout`);
     if (startOptions.memo !== undefined) message.memo = startOptions.memo;
     if (signalToo) message.signal = signalToo;
+    // The caller's span (if an OpenTelemetry SDK is registered): the run's span becomes its child.
+    const traceparent = activeTraceparent();
+    if (traceparent) message.traceparent = traceparent;
     const reusing = startOptions.idReusePolicy !== undefined && startOptions.idReusePolicy !== "reject-duplicate";
     if (startOptions.idReusePolicy !== undefined) {
       if (!ID_REUSE_POLICIES.includes(startOptions.idReusePolicy)) {
@@ -449,6 +481,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     runs: async (id, page) => listRuns(topology.states, await latestRun(id), page),
     history: async (id) => toWorkflowHistory(await describe(id)),
     cancel: (id, reason) => cancel(id, reason),
+    retry,
     terminate: (id, reason) => cancel(id, reason, true),
     signal,
     watch,

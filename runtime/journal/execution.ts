@@ -603,7 +603,7 @@ export class WorkflowExecution {
 }
 
 /** ExecutionOptions.randomSeed of a state's run: run 1 keeps the workflow id's sequence, a later run its runId's. */
-export const randomSeedOf = (state: WorkflowState): string | undefined => (runNumber(state) > 1 ? state.runId : undefined);
+export const randomSeedOf = (state: WorkflowState): string | undefined => state.randomSeed ?? (runNumber(state) > 1 ? state.runId : undefined);
 function scopeFunctionError(where: string, fn: unknown): ValidationError {
   return new ValidationError("WF_INVALID_SCOPE_FUNCTION", `${where} takes an async function, got ${fn === null ? "null" : typeof fn}`, {
     hint: `Pass the code to run as a function: ${where.replace("()", "")}(async () => { await ctx.activities.some_activity(input); }).`,

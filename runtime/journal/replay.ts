@@ -16,6 +16,12 @@ export interface ReplayOptions {
   realm: WorkflowRealm;
   logger: Logger;
   workflowTypes?: { has(name: string): boolean } | undefined;
+  /**
+   * A retry's replay of a journal prefix (orchestrator/retry.ts): commands the journal did not
+   * record are collected here as the run's new commands instead of failing the replay, and so
+   * are those of them the code stopped awaiting.
+   */
+  unrecorded?: { issued: Command[]; cancelled: string[] } | undefined;
 }
 
 export async function replayWorkflow(state: WorkflowState, options: ReplayOptions): Promise<WorkflowExecution> {
@@ -43,6 +49,10 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
   const check = (commands: Command[]) => {
     for (const command of commands) {
       const recorded = bySeq.get(command.seq);
+      if (!recorded && options.unrecorded) {
+        options.unrecorded.issued.push(command);
+        continue;
+      }
       if (!recorded) {
         throw new NonDeterminismError(
           `workflow ${state.workflow} (id ${state.id}) diverged at command #${command.seq + 1}: the code now issues ${describeCommand(command)}, ` +
@@ -77,6 +87,7 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
     // The steps a cancellation made the code stop awaiting must be those the run recorded cancelled.
     for (const name of execution.takeCancelled()) {
       const step = state.steps[name];
+      if (!step && options.unrecorded) options.unrecorded.cancelled.push(name);
       if (step && step.status !== "cancelled") {
         throw new NonDeterminismError(
           `workflow ${state.workflow} (id ${state.id}) diverged at step "${name}": the code now stops awaiting ${describeStep(name, step)} (a cancellation), ` +

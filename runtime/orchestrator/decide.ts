@@ -23,6 +23,7 @@ import { retryTimer, sleepTimer, timeoutTimer, type Effect } from "./outbox.js";
 import type { StoredWorkflow } from "./state-store.js";
 import { nextRunId } from "./runs.js";
 import { addChildStep, settleReadyChildResult } from "./children.js";
+import type { EngineObserver } from "../observability/observer.js";
 
 export interface DecideEnv {
   /** The code a workflow runs on: its recorded version if still loadable, else the current one. */
@@ -34,6 +35,8 @@ export interface DecideEnv {
   withHistory(state: WorkflowState): Promise<WorkflowState>;
   logger: Logger;
   now(): number;
+  /** Told of replays and of each run's start (observability/observer.ts). */
+  observer?: EngineObserver;
 }
 
 export type Decision =
@@ -69,6 +72,8 @@ export interface StartExtras {
   carried?: { signals?: SignalRecord[] | undefined; seenSignals?: string[] | undefined } | undefined;
   /** Started by a parent workflow as its child (children.ts). */
   parent?: WorkflowState["parent"];
+  /** W3C trace context the start carried (or the run it continues): the parent of the run's span. */
+  traceparent?: string | undefined;
 }
 
 export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow, version: string, id: string, input: unknown, extras: StartExtras): Promise<Decision & { kind: "write" }> {
@@ -98,6 +103,8 @@ export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow
   if (extras.carried?.signals?.length) state.signals = [...extras.carried.signals];
   if (extras.carried?.seenSignals?.length) state.seenSignals = [...extras.carried.seenSignals];
   if (extras.signal) state.signals = [...(state.signals ?? []), { id: extras.signal.signalId, name: extras.signal.name, payload: extras.signal.payload, receivedAt: iso(now) }];
+  const traceparent = env.observer ? env.observer.runStarting(state, extras.traceparent) : extras.traceparent;
+  if (traceparent) state.traceparent = traceparent;
   const effects: Effect[] = [];
   const timeoutMs = extras.timeoutMs ?? definition.timeoutMs ?? env.defaults.workflowTimeoutMs;
   if (timeoutMs > 0) {
@@ -355,7 +362,7 @@ export async function deliver(env: DecideEnv, stored: StoredWorkflow, state: Wor
  * Record what the code issued; a wait for a signal that arrived earlier is satisfied at once,
  * as its own journal entry (and activation), so replay sees the same order.
  */
-async function settle(env: DecideEnv, state: WorkflowState, execution: WorkflowExecution, now: number, effects: Effect[]): Promise<void> {
+export async function settle(env: DecideEnv, state: WorkflowState, execution: WorkflowExecution, now: number, effects: Effect[]): Promise<void> {
   record(env, state, execution, now, effects);
   while (state.status === "running") {
     const match = nextSignalMatch(state);
@@ -433,7 +440,10 @@ export async function decideSignal(env: DecideEnv, stored: StoredWorkflow, event
 async function executionFor(env: DecideEnv, stored: StoredWorkflow, next: WorkflowState, now: number): Promise<WorkflowExecution | Decision> {
   if (stored.execution) return stored.execution;
   try {
-    return await replay(env, stored.state);
+    const started = performance.now();
+    const execution = await replay(env, stored.state);
+    env.observer?.replayed((performance.now() - started) / 1000);
+    return execution;
   } catch (err) {
     if (!isPermanentReplayFailure(err)) throw err;
     if (err instanceof NonDeterminismError && env.onNonDeterminism === "block") throw new BlockedWorkflowError(err);
@@ -482,7 +492,7 @@ function record(env: DecideEnv, state: WorkflowState, execution: WorkflowExecuti
   finish(state, now);
 }
 
-function addStep(env: DecideEnv, state: WorkflowState, command: Command, now: number, effects: Effect[]): void {
+export function addStep(env: DecideEnv, state: WorkflowState, command: Command, now: number, effects: Effect[]): void {
   if (command.kind === "signal") {
     state.steps[command.name] = { seq: command.seq, kind: "signal", signal: command.signal, status: "waiting", attempt: 0, scheduledAt: iso(now) };
     return;

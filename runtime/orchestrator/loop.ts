@@ -17,6 +17,7 @@ import { indexAttributes, indexEnd, indexStart, removeEntries, repairIndex, subj
 import { isTerminal, runNumber, STATE_SCHEMA_VERSION, type LeaseRef, type WorkflowState } from "../state.js";
 import { repairEffects, type Leases } from "../worker/leases.js";
 import { decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, decideUpdate, type Decision, type DecideEnv, type StartExtras } from "./decide.js";
+import { decideRetry, RETRYABLE_STATUSES } from "./retry.js";
 import { archiveRun, otherRun, refuseContinuation, reusesId, runawayContinuation, startRunId } from "./runs.js";
 import { parkedTimersOf } from "./parked-timers.js";
 import { endSubjectOf } from "../visibility/index-keys.js";
@@ -36,6 +37,7 @@ import { recheckUnknownStart } from "./unknown-start.js";
 import { childStartFoundState, decideChildEvent, endEffects, publishChildEffect, reportRejectedStart, startReport } from "./children.js";
 import { holdSignal, MAX_PENDING_SIGNALS, PendingSignalsListener, releasePendingSignals } from "./pending-signals.js";
 import { serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
+import { NO_OBSERVER, type EngineObserver } from "../observability/observer.js";
 
 export interface Orchestrator {
   start(): Promise<void>;
@@ -61,6 +63,8 @@ export interface OrchestratorOptions {
   /** The code of the deployment current in NATS now, re-read (a start for a type currentRegistry() lacks). */
   latestRegistry?: () => Promise<Registry>;
   now?: () => number;
+  /** Told of runs started and ended, replays and cache lookups (observability/observer.ts). */
+  observer?: EngineObserver;
   /** Test-only: called at named points so crash tests can kill the process there. */
   crashPoint?: (name: string) => void;
 }
@@ -77,7 +81,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   const logger = baseLogger.child({ component: "orchestrator" });
   // Headroom below max_payload for the KV subject and headers of the write.
   const maxStateBytes = (topology.nc.info?.max_payload ?? 1024 * 1024) - 1024;
-  const store = new StateStore(topology.states, config.orchestrator.cacheSize, maxStateBytes);
+  const observer = options.observer ?? NO_OBSERVER;
+  const store = new StateStore(topology.states, config.orchestrator.cacheSize, maxStateBytes, (hit) => observer.cacheLookup(hit));
   const env: DecideEnv = {
     registryFor: options.registryFor,
     defaults: config.defaults,
@@ -85,6 +90,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     withHistory: (state) => withHistory(topology.states, state),
     logger: baseLogger,
     now: options.now ?? Date.now,
+    observer,
   };
   const timerBatcher = new TimerBatcher(topology);
   const recovery = createRecovery({ topology, logger, beforePass: () => store.clear(), leases: () => fleetLeases(topology, config) });
@@ -243,13 +249,16 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         timeoutMs: start.timeoutMs,
         memo: start.memo,
         parent: start.parent,
+        traceparent: start.traceparent,
       };
       // A finished id that the start's idReusePolicy lets start again: a new run replaces it (runs.ts).
       // Undefined when it does not (a duplicate start, or this very start's run).
       const replace = (latest: StoredWorkflow): Promise<void> | undefined =>
         latest.state.runId !== runId && reusesId(latest.state, start.idReusePolicy)
-          ? startNewRun(msg, latest, definition, registry.version, start.input, { ...extras, run: { runId, run: runNumber(latest.state) + 1, previousRunId: latest.state.runId } })
+          ? startNewRun(msg, latest, definition.name, () => decideStart(env, definition, registry.version, id, start.input, { ...extras, run: { runId, run: runNumber(latest.state) + 1, previousRunId: latest.state.runId } }))
           : undefined;
+      // `wf retry`: a new run that reuses the completed steps of the run it replaces (retry.ts).
+      if (start.retry) return retryRun(msg, id, start.retry.run, definition, registry.version, runId, extras);
       const replaced = existing && replace(existing);
       if (replaced) return replaced;
       if (existing) {
@@ -283,6 +292,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         throw err;
       }
       logger.debug(`started ${workflowType}`, { workflowId: id });
+      observer.workflowStarted(stored.state);
       announceIfFinished(stored.state);
       if (waitsOnlyOnDistantTimers(stored.state, decision.effects, env.now(), config.orchestrator.cacheDistantWaitsMs)) store.forget(id);
       options.crashPoint?.("after-state-write-before-dispatch");
@@ -343,14 +353,32 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         carried: { signals: ended.signals, seenSignals: ended.seenSignals },
         // A child that continues as new stays its parent's child: the last run's end is what the parent awaits.
         parent: ended.parent,
+        traceparent: ended.traceparent,
       });
     }
     return { archived, decision };
   }
 
-  /** A start under an idReusePolicy that lets it replace `latest`, a finished run: a new run of the id. */
-  async function startNewRun(msg: JsMsg, latest: StoredWorkflow, definition: RegisteredWorkflow, version: string, input: unknown, extras: StartExtras): Promise<void> {
-    const { archived, decision } = await settleContinuations(await decideStart(env, definition, version, latest.state.id, input, extras));
+  /**
+   * A retry of run `run` of `id`: a new run replacing it when it is still the latest and ended
+   * failed, cancelled, terminated or timed out; else the retry was applied already (a redelivery)
+   * or the run went on: a duplicate.
+   */
+  async function retryRun(msg: JsMsg, id: string, run: number, definition: RegisteredWorkflow, version: string, runId: string, extras: StartExtras): Promise<void> {
+    const latest = await store.load(id, true);
+    if (!latest) return deadLetter(msg, "unknown_workflow", `no workflow with id ${id} to retry`, id);
+    if (latest.state.workflow !== definition.name) return deadLetter(msg, "invalid_message", `retry of ${id} was sent for workflow type ${definition.name}, but ${id} is a ${latest.state.workflow}`, id);
+    if (runNumber(latest.state) !== run || !RETRYABLE_STATUSES.includes(latest.state.status)) {
+      return duplicate(msg, latest, `retry of run ${run} of ${id}: its latest run is ${runNumber(latest.state)}, ${latest.state.status}`);
+    }
+    const ended = await env.withHistory(latest.state);
+    const retention = latest.state.retentionMs ?? extras.retentionMs;
+    return startNewRun(msg, latest, definition.name, () => decideRetry(env, definition, version, ended, { ...extras, retentionMs: retention, run: { runId, run: run + 1, previousRunId: latest.state.runId } }));
+  }
+
+  /** A start under an idReusePolicy (or a retry) that lets it replace `latest`, a finished run: a new run of the id. */
+  async function startNewRun(msg: JsMsg, latest: StoredWorkflow, workflowType: string, decideFirst: () => Promise<Decision & { kind: "write" }>): Promise<void> {
+    const { archived, decision } = await settleContinuations(await decideFirst());
     try {
       await switchRun(msg, latest, [latest.state, ...archived], decision);
     } catch (err) {
@@ -358,7 +386,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       if (err instanceof RevisionConflictError) return retryLater(msg, err); // redelivered, it finds what won
       throw err;
     }
-    logger.debug(`started ${definition.name} as run ${runNumber(decision.state)} of an id whose run ${runNumber(latest.state)} had ${latest.state.status}`, { workflowId: latest.state.id });
+    logger.debug(`started ${workflowType} as run ${runNumber(decision.state)} of an id whose run ${runNumber(latest.state)} had ${latest.state.status}`, { workflowId: latest.state.id });
   }
 
   /**
@@ -372,6 +400,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     await Promise.all(archived.map((run) => archiveRun(topology.states, run)));
     options.crashPoint?.("after-run-archived-before-switch");
     const written = await store.update(next.state, base.revision, next.execution);
+    for (const run of archived) if (run.status === "continued_as_new") observer.workflowEnded(run);
+    observer.workflowStarted(written.state);
     announceIfFinished(written.state);
     options.crashPoint?.("after-run-switch-before-dispatch");
     // The old run's parked timers (its deadline) would only fire as no-ops: deleted (parked-timers.ts).
@@ -633,6 +663,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
    */
   function announceIfFinished(state: WorkflowState, serialized?: string): void {
     if (!isTerminal(state.status)) return;
+    observer.workflowEnded(state);
     try {
       topology.nc.publish(topology.names.finishedSubject(state.id), serialized ?? JSON.stringify(state));
     } catch {

@@ -89,6 +89,7 @@ export function taskMessage(state: WorkflowState, stepName: string): TaskMessage
     bundle: state.bundle,
     ...(state.runId ? { runId: state.runId } : {}),
     ...(runNumber(state) > 1 ? { run: state.run } : {}),
+    ...(state.traceparent ? { traceparent: state.traceparent } : {}),
   };
 }
 

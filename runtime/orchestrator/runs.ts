@@ -55,6 +55,8 @@ export function otherRun(state: WorkflowState, runId: string | undefined, what: 
 }
 
 const FAILED_STATUSES: readonly WorkflowStatus[] = ["failed", "cancelled", "terminated", "timed_out"];
+/** The statuses a run can be retried from (`wf retry`, retry.ts): those that allow-if-failed replaces. */
+export const RETRYABLE_STATUSES = FAILED_STATUSES;
 
 /** Whether a start under `policy` replaces `latest` (the id's latest run) with a new run. A running one never is. */
 export function reusesId(latest: WorkflowState, policy: IdReusePolicy | undefined): boolean {

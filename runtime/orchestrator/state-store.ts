@@ -29,6 +29,8 @@ export class StateStore {
     private readonly capacity: number,
     /** The server's max_payload: a larger state cannot be written, and must not be retried forever. */
     private readonly maxBytes = Infinity,
+    /** Told whether each cached lookup found the workflow (metrics). */
+    private readonly onLookup?: (hit: boolean) => void,
   ) {}
 
   private encode(state: WorkflowState, serialized?: string): string {
@@ -47,6 +49,7 @@ export class StateStore {
   async load(id: string, fresh = false): Promise<StoredWorkflow | undefined> {
     if (!fresh) {
       const cached = this.cache.get(id);
+      this.onLookup?.(cached !== undefined);
       if (cached) {
         this.touch(id, cached);
         return cached;

@@ -124,9 +124,26 @@ export async function deployments(ctx: ApiContext): Promise<DeploymentsView> {
   };
 }
 
-/** `POST /api/workflows/:id/{cancel,terminate,signal}` */
-export async function act(ctx: ApiContext, id: string, action: "cancel" | "terminate" | "signal", body: Record<string, unknown>): Promise<{ ok: true }> {
+/** How long `POST …/retry` waits for the new run to be stored before it answers (the page then shows it). */
+const RETRY_SHOWN_WITHIN_MS = 10_000;
+
+/**
+ * `POST /api/workflows/:id/{cancel,terminate,signal,retry}`. A retry answers once its new run is
+ * stored (or after RETRY_SHOWN_WITHIN_MS), with the run's number, so the page reloads onto it.
+ */
+export async function act(ctx: ApiContext, id: string, action: "cancel" | "terminate" | "signal" | "retry", body: Record<string, unknown>): Promise<{ ok: true; run?: number }> {
   const reason = typeof body.reason === "string" && body.reason ? body.reason : undefined;
+  if (action === "retry") {
+    const before = (await ctx.client.describe(id)).run ?? 1;
+    await ctx.client.retry(id);
+    const deadline = Date.now() + RETRY_SHOWN_WITHIN_MS;
+    while (Date.now() < deadline) {
+      const state = await ctx.client.describe(id).catch(() => undefined);
+      if (state && (state.run ?? 1) > before) return { ok: true, run: state.run ?? 1 };
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return { ok: true, run: before + 1 };
+  }
   if (action === "cancel") await ctx.client.cancel(id, reason ?? "cancelled from the web UI");
   else if (action === "terminate") await ctx.client.terminate(id, reason ?? "terminated from the web UI");
   else {

@@ -157,7 +157,7 @@ export function createUiServer(options: UiServerOptions): UiServer {
         });
       }
       const body = await readJson(req);
-      if (parts[0] === "workflows" && parts.length === 3 && (parts[2] === "cancel" || parts[2] === "terminate" || parts[2] === "signal")) {
+      if (parts[0] === "workflows" && parts.length === 3 && (parts[2] === "cancel" || parts[2] === "terminate" || parts[2] === "signal" || parts[2] === "retry")) {
         return sendJson(res, 200, await api.act(ctx, parts[1]!, parts[2], body));
       }
       if (parts[0] === "dead-letters" && parts.length === 3 && parts[2] === "replay") return sendJson(res, 200, await api.replay(ctx, seqOf(parts[1]!)));

@@ -31,6 +31,7 @@ import type { Continuation, LocalOutcome, LocalSource } from "../orchestrator/lo
 import { pendingEffects, publishEffects } from "../orchestrator/outbox.js";
 import { isTerminal, type LeaseRef, type WorkflowState } from "../state.js";
 import { repairEffects, type Leases } from "./leases.js";
+import { attemptOutcome, NO_OBSERVER, type EngineObserver } from "../observability/observer.js";
 
 export interface WorkerPool {
   start(): Promise<void>;
@@ -41,6 +42,8 @@ export interface WorkerPool {
   /** The current code changed: start pulling activity types it added. */
   refresh(): void;
   readonly running: number;
+  /** Activity attempts running now (busy slots, for metrics). */
+  readonly attemptsRunning: number;
 }
 
 export interface WorkerPoolOptions {
@@ -58,6 +61,8 @@ export interface WorkerPoolOptions {
   applyCompletion?: (completion: CompletionMessage, source: LocalSource) => Promise<LocalOutcome>;
   /** The continued steps this runtime holds, and the question to other runtimes (leases.ts). */
   leases: Leases;
+  /** Told of each activity attempt (observability/observer.ts). */
+  observer?: EngineObserver;
   /** Test-only hook: called at named points so crash tests can kill the process there. */
   crashPoint?: (name: string) => void;
 }
@@ -318,10 +323,11 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     cancellers.set(task.workflowId, forWorkflow);
     runningAttempts.add(attempt);
     const heartbeat = () => msg.working();
-    let outcome: Outcome;
+    const observed = (options.observer ?? NO_OBSERVER).activityAttempt(task, startedAt);
+    let outcome: Outcome | undefined;
     try {
       const ctx = createActivityContext(task, attempt.signal, heartbeat, options.logger);
-      const output = await raceAbort(Promise.resolve(fn(task.input, ctx)), attempt.signal);
+      const output = await raceAbort(Promise.resolve(observed.run(() => fn(task.input, ctx))), attempt.signal);
       outcome = { ok: true, output: output === undefined ? null : output };
     } catch (err) {
       const reason: unknown = attempt.signal.aborted ? attempt.signal.reason : undefined;
@@ -345,6 +351,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
           ? { ok: false, error: { message: `activity ${task.activity} timed out after ${task.timeoutMs}ms (attempt ${task.attempt})`, type: "ActivityTimeoutError" } }
           : { ok: false, error: toErrorRecord(err) };
     } finally {
+      observed.end(...attemptOutcome(outcome, attempt.signal.reason));
       timer.clear();
       runningAttempts.delete(attempt);
       forWorkflow.delete(attempt);
@@ -531,6 +538,9 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     activityTypes,
     get running() {
       return tasks.size;
+    },
+    get attemptsRunning() {
+      return runningAttempts.size;
     },
     refresh() {
       if (started && !pulling.signal.aborted) startLoops();

@@ -13,7 +13,9 @@ import { Timeline, shownStatus } from "../components/timeline.js";
 import type { Route } from "../router.js";
 import type { State, WorkflowView } from "../types.js";
 
-type Action = "cancel" | "terminate" | "signal";
+type Action = "cancel" | "terminate" | "signal" | "retry";
+/** Statuses a workflow can be retried from (runtime/orchestrator/runs.ts RETRYABLE_STATUSES). */
+const RETRYABLE = ["failed", "cancelled", "terminated", "timed_out"];
 
 export function WorkflowPage({ route, readOnly }: { route: Route; readOnly: boolean }) {
   const id = route.path[1]!;
@@ -89,6 +91,13 @@ export function WorkflowPage({ route, readOnly }: { route: Route; readOnly: bool
             </button>
             <button type="button" class="danger" onClick={() => setAction("terminate")}>
               Terminate…
+            </button>
+          </div>
+        ) : null}
+        {!run && !readOnly && RETRYABLE.includes(s.status) ? (
+          <div class="actions">
+            <button type="button" onClick={() => setAction("retry")}>
+              Retry…
             </button>
           </div>
         ) : null}
@@ -238,7 +247,17 @@ export function WorkflowPage({ route, readOnly }: { route: Route; readOnly: bool
           <Json value={s.memo} />
         </Section>
       ) : null}
-      {action ? <ActionDialog action={action} id={s.id} onClose={() => setAction(undefined)} onDone={(text) => setNotice(text)} /> : null}
+      {action ? (
+        <ActionDialog
+          action={action}
+          id={s.id}
+          onClose={() => setAction(undefined)}
+          onDone={(text) => {
+            setNotice(text);
+            if (action === "retry") setReload((n) => n + 1); // the new run, live
+          }}
+        />
+      ) : null}
     </div>
   );
 }
@@ -262,13 +281,23 @@ function ActionDialog({ action, id, onClose, onDone }: { action: Action; id: str
       onDone(`Signal ${name.trim()} sent to ${id}.`);
       return;
     }
+    if (action === "retry") {
+      const answer = await post<{ ok: true; run?: number }>(`/api/workflows/${enc(id)}/retry`, {});
+      onDone(`Retry of ${id} started as run ${answer.run ?? "?"}.`);
+      return;
+    }
     await post(`/api/workflows/${enc(id)}/${action}`, reason.trim() ? { reason: reason.trim() } : {});
     onDone(`${action === "cancel" ? "Cancellation" : "Termination"} of ${id} requested.`);
   };
-  const titles = { cancel: `Cancel ${id}?`, terminate: `Terminate ${id}?`, signal: `Send a signal to ${id}` };
+  const titles = { cancel: `Cancel ${id}?`, terminate: `Terminate ${id}?`, signal: `Send a signal to ${id}`, retry: `Retry ${id}?` };
+  const labels = { cancel: "Cancel workflow", terminate: "Terminate workflow", signal: "Send signal", retry: "Retry workflow" };
   return (
-    <ConfirmDialog title={titles[action]} confirmLabel={action === "signal" ? "Send signal" : action === "cancel" ? "Cancel workflow" : "Terminate workflow"} danger={action !== "signal"} onConfirm={confirm} onClose={onClose}>
-      {action === "signal" ? (
+    <ConfirmDialog title={titles[action]} confirmLabel={labels[action]} danger={action === "cancel" || action === "terminate"} onConfirm={confirm} onClose={onClose}>
+      {action === "retry" ? (
+        <p>
+          A new run of this workflow starts from its failed step: the steps that completed before it are not run again, their recorded results are reused (<code>wf retry</code> does the same).
+        </p>
+      ) : action === "signal" ? (
         <>
           <label>
             Signal name
