@@ -45,7 +45,11 @@ const MAX_PARK_MS = 6 * 3_600_000;
 export const START_GRACE_MS = 30_000;
 /** A tick handled this much after it was due is recorded as a catch-up run. */
 const LATE_MS = 5_000;
-/** overlap "buffer-one": how often a buffered tick checks whether the run before it ended (doubling, up to the max). */
+/**
+ * How often a message that has to wait is looked at again (doubling, up to the max): a buffered
+ * tick whose run before it still runs (overlap "buffer-one"), or a tick whose record is not
+ * written yet (its writer is between the publish and the write).
+ */
 const BUFFER_RECHECK_MIN_MS = 500;
 const BUFFER_RECHECK_MAX_MS = 10_000;
 const CAS_ATTEMPTS = 10;
@@ -99,10 +103,13 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   }
 
   /** The record after handling a due tick, or "stale" (drop the message). Effects done before it returns. */
-  async function onTick(record: ScheduleRecord, msg: TickMessage, now: number): Promise<ScheduleRecord | "stale"> {
+  async function onTick(record: ScheduleRecord, msg: TickMessage, now: number): Promise<ScheduleRecord | "stale" | "wait"> {
     const { spec } = record;
     const state = { ...record.state };
-    if (state.nextTick !== iso(msg.tick) || spec.paused) return "stale";
+    if (spec.paused || state.nextTick === null) return "stale";
+    // Published before the record names it (store.ts, "The chain"): its writer may not have written yet.
+    if (msg.tick > Date.parse(state.nextTick)) return "wait";
+    if (msg.tick < Date.parse(state.nextTick)) return "stale";
     const skip = (entry: Omit<SkippedTicks, "at">) => {
       state.skipped = pushRecent(state.skipped, { ...entry, at: iso(now) });
       state.skippedCount += entry.count;
@@ -160,7 +167,11 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   /** A buffered tick: started once the run it waits for ended; `wait` while it runs. */
   async function onBuffered(record: ScheduleRecord, msg: TickMessage): Promise<ScheduleRecord | "stale" | "wait"> {
     const state = { ...record.state };
-    if (!state.buffered || state.buffered.tick !== iso(msg.tick) || record.spec.paused) return "stale";
+    if (record.spec.paused) return "stale";
+    if (!state.buffered || state.buffered.tick !== iso(msg.tick)) {
+      // The record that names it may not be written yet (it moves lastTick to this tick).
+      return !state.lastTick || Date.parse(state.lastTick) < msg.tick ? "wait" : "stale";
+    }
     if (await isRunning(state.buffered.after, state.lastStartedAt)) return "wait";
     const started = await startRun(record, msg.tick, "buffered");
     state.runs = pushRecent(state.runs, started);
@@ -202,7 +213,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       const outcome = tick.kind === "tick" ? await onTick(stored.record, tick, now) : await onBuffered(stored.record, tick);
       if (outcome === "stale") return msg.ack();
       if (outcome === "wait") return msg.nak(park(Math.min(BUFFER_RECHECK_MIN_MS * 2 ** Math.min(msg.info.deliveryCount - 1, 10), BUFFER_RECHECK_MAX_MS)));
-      if (await writeSchedule(kv, { ...outcome, updatedAt: stored.record.updatedAt }, stored.revision)) return msg.ack();
+      if (await writeSchedule(kv, outcome, stored.revision)) return msg.ack();
       // Lost the CAS: someone else moved the schedule on (the same tick elsewhere, an update). Re-read.
     }
     msg.nak(1_000);
