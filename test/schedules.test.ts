@@ -5,6 +5,13 @@
  * the `wf schedule` commands.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildFunctions } from "../runtime/bundle/build.js";
+import { deployBundle } from "../runtime/bundle/deploy.js";
+import { loadBundle } from "../runtime/bundle/load.js";
+import { silentLogger } from "../runtime/logger.js";
 import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -302,6 +309,48 @@ describe("schedules on NATS", () => {
     } finally {
       await client.close();
       await second?.stop();
+    }
+  });
+});
+
+describe("schedules declared in functions/schedules.ts", () => {
+  it("are created on deploy, updated when changed, removed when dropped; a bad one fails the deploy", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "jetflow-schedules-"));
+    const functionsDir = join(dir, "functions");
+    mkdirSync(join(functionsDir, "workflows"), { recursive: true });
+    mkdirSync(join(functionsDir, "activities"), { recursive: true });
+    writeFileSync(join(functionsDir, "activities", "echo.ts"), "export async function echo(x: unknown) { return x; }\n");
+    writeFileSync(join(functionsDir, "workflows", "report.ts"), "export async function report(ctx: any, input: unknown) { return ctx.activity('echo', input); }\n");
+    const declare = (body: string) => writeFileSync(join(functionsDir, "schedules.ts"), `import { defineSchedule } from "jetflow/workflow";\n${body}\n`);
+    declare(`export const nightly = defineSchedule("nightly", { workflow: "report", cron: "0 3 * * *", timezone: "Europe/Paris" });
+export const often = defineSchedule("often", { workflow: "report", every: "1h", input: { v: 1 } });`);
+    const namespace = `schdecl${process.pid}`;
+    const config = loadConfig({ env: {}, cwd: dir, overrides: { nats: { servers: [nats.url] }, namespace, functions: { dir: functionsDir }, log: { level: "warn" } } });
+    const runtime = await createRuntime({ config, code: "local" });
+    await runtime.start();
+    const client = await createClient({ config });
+    try {
+      await client.schedules.create("by-hand", { workflow: "report", every: "1h", paused: true });
+      expect((await client.schedules.list()).map((s) => [s.id, s.source])).toEqual([["by-hand", "api"], ["nightly", "code"], ["often", "code"]]);
+      const deploy = async () => {
+        const bundle = await buildFunctions(functionsDir);
+        const registry = await loadBundle(bundle, { logger: silentLogger, cacheDir: join(dir, ".wf") });
+        return deployBundle({ topology: runtime.topology, store: runtime.deployments!, bundle, registry, deployedBy: "test", logger: silentLogger });
+      };
+      await client.schedules.pause("nightly");
+      declare(`export const nightly = defineSchedule("nightly", { workflow: "report", cron: "0 4 * * *", timezone: "Europe/Paris" });`);
+      const report = await deploy();
+      expect(report.schedules).toEqual({ created: [], updated: ["nightly"], removed: ["often"] });
+      const nightly = await client.schedules.describe("nightly");
+      expect(nightly.spec).toMatchObject({ cron: "0 4 * * *", paused: true }); // the operator's pause stays
+      expect((await client.schedules.list()).map((s) => s.id)).toEqual(["by-hand", "nightly"]);
+      declare(`export const nightly = defineSchedule("nightly", { workflow: "report", cron: "0 4 * * 8" });`);
+      await expect(deploy()).rejects.toMatchObject({ code: "WF_INVALID_CRON", message: expect.stringMatching(/functions\/schedules.ts, export nightly: .*dayOfWeek: 8/) });
+      expect((await client.schedules.describe("nightly")).spec.cron).toBe("0 4 * * *");
+    } finally {
+      await client.close();
+      await runtime.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
