@@ -421,15 +421,45 @@ describe("exactly once per tick across runtimes", () => {
       await kill(b!);
     }
   });
+
+  it("a nats-server restart loses no tick and doubles none", async () => {
+    const own = await startNatsServer();
+    const config = loadConfig({ env: {}, overrides: { nats: { servers: [own.url] }, namespace: "restart", log: { level: "error" } } });
+    const runtime = await createRuntime({ config, workflows, activities });
+    await runtime.start();
+    const client = await createClient({ config });
+    try {
+      await client.schedules.create("restart", { workflow: "scheduled", input: "r", every: "1s", overlap: "allow-all", catchupWindow: "1m" });
+      await waitFor("3 runs", async () => ((await runsOf(client, "restart")).length >= 3 ? true : undefined), 15_000);
+      await own.restart();
+      const restartedAt = Date.now();
+      await waitFor("ticks after the restart", async () => {
+        const last = (await client.schedules.describe("restart")).state.lastTick;
+        return last && Date.parse(last) > restartedAt + 2_000 ? true : undefined;
+      }, 40_000);
+      await client.schedules.pause("restart");
+      const d = await client.schedules.describe("restart");
+      expect(d.state.skippedCount).toBe(0);
+      const firstTick = Math.min(...(await listTicks(client, "restart")));
+      const expected: string[] = [];
+      for (let t = firstTick; t <= Date.parse(d.state.lastTick!); t += 1_000) expected.push(tickWorkflowId("restart", t));
+      expect(await listIds(client, "restart")).toEqual(expected);
+      for (const id of expected) expect(await client.result(id, { signal: AbortSignal.timeout(20_000) })).toBe("r");
+    } finally {
+      await client.close();
+      await runtime.stop();
+      await own.stop();
+    }
+  });
 });
 
-async function listIds(client: WorkflowClient): Promise<string[]> {
+async function listIds(client: WorkflowClient, scheduleId = "kill"): Promise<string[]> {
   const ids: string[] = [];
-  for await (const w of client.list({ where: { scheduleId: "kill" } })) ids.push(w.id);
+  for await (const w of client.list({ where: { scheduleId } })) ids.push(w.id);
   return ids.sort();
 }
-async function listTicks(client: WorkflowClient): Promise<number[]> {
-  return (await listIds(client)).map((id) => {
+async function listTicks(client: WorkflowClient, scheduleId = "kill"): Promise<number[]> {
+  return (await listIds(client, scheduleId)).map((id) => {
     const m = /\.(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(id)!;
     return Date.parse(`${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z`);
   });
