@@ -128,9 +128,10 @@ const scheduled = async (ctx: WorkflowContext, input: unknown) => ctx.activity("
 const workflows = { held, scheduled };
 const activities = { echo: async (x: unknown) => x };
 
-async function setup(options: { clock?: TestClock } = {}) {
+async function setup(options: { clock?: TestClock; maxInputBytes?: number } = {}) {
   const namespace = `sch${++counter}x${process.pid}`;
-  const config = loadConfig({ env: {}, overrides: { nats: { servers: [nats.url] }, namespace, log: { level: "warn" } } });
+  const limits = options.maxInputBytes ? { limits: { maxInputBytes: options.maxInputBytes } } : {};
+  const config = loadConfig({ env: {}, overrides: { nats: { servers: [nats.url] }, namespace, log: { level: "error" }, ...limits } });
   const start = async () => {
     const rt = await createRuntime({ config, workflows, activities, ...(options.clock ? { clock: options.clock } : {}) });
     await rt.start();
@@ -195,6 +196,21 @@ describe("schedules on NATS", () => {
       const updated = await client.schedules.update("daily", { cron: "0 10 * * *" });
       expect(updated.spec).toMatchObject({ cron: "0 10 * * *", timezone: "Europe/Paris", workflow: "scheduled" });
       for (const t of updated.nextFireTimes) expect(new Intl.DateTimeFormat("en-GB", { timeZone: "Europe/Paris", hour: "2-digit", minute: "2-digit" }).format(new Date(t))).toBe("10:00");
+    } finally {
+      await client.close();
+      await runtime.stop();
+    }
+  });
+
+  it("a tick whose start is refused (input over the limit) is recorded as skipped, and the schedule goes on", async () => {
+    const { runtime, client } = await setup({ maxInputBytes: 2_000 });
+    try {
+      await client.schedules.create("big", { workflow: "scheduled", input: "x".repeat(3_000), every: "1s" });
+      await waitFor("2 refused ticks", async () => ((await client.schedules.describe("big")).state.skippedCount >= 2 ? true : undefined), 10_000);
+      await client.schedules.pause("big");
+      const d = await client.schedules.describe("big");
+      expect(d.state.runs).toEqual([]);
+      expect(d.state.skipped.every((k) => k.reason === "refused")).toBe(true);
     } finally {
       await client.close();
       await runtime.stop();

@@ -28,6 +28,7 @@ import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { WorkflowClient } from "../client/client.js";
 import { recordDeadLetter } from "../dead-letters.js";
+import { JetflowError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { drainThenStop } from "../nats/drain.js";
 import { acquireFleetLease, releaseFleetLease } from "../nats/fleet-lease.js";
@@ -131,7 +132,17 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       state.lastTick = iso(msg.tick);
       const trigger = now - msg.fireAt > LATE_MS ? "catchup" : "schedule";
       const run = async (tick: number, how: ScheduleRun["trigger"]) => {
-        const started = await startRun({ ...record, state }, tick, how);
+        let started: ScheduleRun;
+        try {
+          started = await startRun({ ...record, state }, tick, how);
+        } catch (err) {
+          // A start the client refuses (an input over limits.maxInputBytes) would be refused on
+          // every retry: the tick is recorded as skipped, and the schedule goes on.
+          if (!isRefusal(err)) throw err;
+          logger.error(`schedule ${record.id}: the start of tick ${iso(tick)} was refused: ${(err as Error).message}`);
+          skip({ tick: iso(tick), count: 1, reason: "refused" });
+          return;
+        }
         state.runs = pushRecent(state.runs, started);
         state.lastWorkflowId = started.workflowId;
         state.lastStartedAt = started.startedAt;
@@ -283,6 +294,11 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     },
     recover: () => recoverOnce(),
   };
+}
+
+function isRefusal(err: unknown): boolean {
+  const code = err instanceof JetflowError ? err.code : "";
+  return code === "WF_INPUT_TOO_LARGE" || code.startsWith("WF_INVALID_");
 }
 
 /** A tick message from the wire; throws naming what is wrong. */

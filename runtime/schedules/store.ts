@@ -37,7 +37,8 @@ export interface SkippedTicks {
   tick: string;
   until?: string;
   count: number;
-  reason: "overlap" | "missed" | "buffer-full";
+  /** "refused": the client refused the start (an input over limits.maxInputBytes). */
+  reason: "overlap" | "missed" | "buffer-full" | "refused";
   /** When it was decided (ISO). */
   at: string;
 }
