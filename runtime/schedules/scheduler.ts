@@ -298,7 +298,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
 function isRefusal(err: unknown): boolean {
   const code = err instanceof JetflowError ? err.code : "";
-  return code === "WF_INPUT_TOO_LARGE" || code.startsWith("WF_INVALID_");
+  return code === "WF_INPUT_TOO_LARGE" || /^WF_INVALID_[A-Z_]+$/.test(code);
 }
 
 /** A tick message from the wire; throws naming what is wrong. */
