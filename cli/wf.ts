@@ -22,6 +22,7 @@ import { permissionsCommand } from "./commands/permissions.js";
 import { provisionCommand } from "./commands/provision.js";
 import { retryCommand } from "./commands/retry.js";
 import { statsCommand } from "./commands/stats.js";
+import { scheduleCommand, SCHEDULE_USAGE } from "./commands/schedule.js";
 
 process.setSourceMapsEnabled(true);
 
@@ -187,6 +188,28 @@ const commands: Record<string, CommandSpec> = {
     usage: "wf dead-letters list [--reason R] [--limit N] [--cursor C] [--json] | show <seq> [--json] | replay <seq> | discard <seq>",
     options: { reason: { type: "string" }, limit: { type: "string" }, cursor: { type: "string" }, json: { type: "boolean" } },
     run: deadLettersCommand,
+  },
+  schedule: {
+    summary: "schedules: start a workflow on a cron expression or an interval (create, list, describe, pause, trigger, backfill, …)",
+    usage: SCHEDULE_USAGE,
+    options: {
+      workflow: { type: "string" },
+      input: { type: "string", short: "i" },
+      cron: { type: "string" },
+      every: { type: "string" },
+      timezone: { type: "string" },
+      jitter: { type: "string" },
+      overlap: { type: "string" },
+      catchup: { type: "string" },
+      "start-at": { type: "string" },
+      "end-at": { type: "string" },
+      paused: { type: "boolean" },
+      note: { type: "string" },
+      from: { type: "string" },
+      to: { type: "string" },
+      json: { type: "boolean" },
+    },
+    run: scheduleCommand,
   },
   cancel: {
     summary: "cancel a running workflow, or every one matching --where filters",

@@ -6,6 +6,7 @@
 import { parseDuration } from "./duration.js";
 import { DefinitionError, ValidationError } from "./errors.js";
 import { validateName } from "./ids.js";
+import type { DeclaredSchedule } from "./schedules/declared.js";
 import { hostRealm, type WorkflowInstance, type WorkflowRealm } from "./journal/execution.js";
 import {
   ActivityFailure,
@@ -72,6 +73,8 @@ export interface Registry {
   version: string;
   workflows: Map<string, RegisteredWorkflow>;
   activities: Map<string, ActivityFunction>;
+  /** Schedules declared in functions/schedules.ts (bundles only; schedules/declared.ts). Absent: no code-declared schedules are managed. */
+  schedules?: DeclaredSchedule[];
 }
 
 export interface RegistryInput {

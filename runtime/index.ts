@@ -27,7 +27,11 @@ export {
   UpdateError,
 } from "./errors.js";
 export type { ErrorRecord, JetflowErrorOptions } from "./errors.js";
-export { NonRetryableError, ActivityFailure, ChildWorkflowFailure, defineDag, defineWorkflow } from "./workflow-api.js";
+export { NonRetryableError, ActivityFailure, ChildWorkflowFailure, defineDag, defineWorkflow, defineSchedule } from "./workflow-api.js";
+export type { ScheduleDeclaration } from "./workflow-api.js";
+export type { ScheduleClient, ScheduleDescription, ScheduleSummary, ScheduleRunView } from "./schedules/client.js";
+export type { ScheduleOptions, ScheduleSpec, OverlapPolicy } from "./schedules/spec.js";
+export type { ScheduleRecord, ScheduleRun, ScheduleProgress, SkippedTicks, TickMessage } from "./schedules/store.js";
 export type {
   ActivityContext,
   ActivityFunction,

@@ -40,6 +40,8 @@ import { combineObservers, type EngineObserver } from "./observability/observer.
 import { createMetrics, type Metrics, type MetricsSamples } from "./observability/metrics.js";
 import { createMetricsServer, type MetricsServer } from "./observability/metrics-server.js";
 import { createTracing, type Tracing } from "./observability/tracing.js";
+import { createClient } from "./client/client.js";
+import { createScheduler, type Scheduler } from "./schedules/scheduler.js";
 
 export type RuntimeRole = "all" | "orchestrator" | "worker";
 export type CodeSource = "local" | "nats";
@@ -134,6 +136,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   let timers: TimerService | undefined;
   let resumer: BlockedResumer | undefined;
   let retention: RetentionSweeper | undefined;
+  let scheduler: Scheduler | undefined;
   let workers: WorkerPool | undefined;
   let watcher: { stop(): void } | undefined;
   let leases: Leases | undefined;
@@ -315,6 +318,18 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
           ...(orchestratorClock ? { now: () => orchestratorClock.now() } : {}),
         });
         retention.start();
+        // Schedules fire where the orchestrator runs: ticks start workflows through a client on this connection.
+        const client = await createClient({ config, connection: nc, logger, ...(timersClock ? { clock: timersClock } : {}) });
+        scheduler = createScheduler({
+          topology,
+          logger,
+          client,
+          holder: `${config.worker.id}/${randomUUID().slice(0, 8)}`,
+          leases: () => fleetLeases(topology!, config),
+          ...crash,
+          ...(timersClock ? { clock: timersClock } : {}),
+        });
+        await scheduler.start();
       }
       if (role !== "orchestrator") {
         const local = orchestrator;
@@ -349,6 +364,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       await workers?.stop(reason);
       await resumer?.stop();
       await retention?.stop();
+      await scheduler?.stop();
       await Promise.all([orchestrator?.stop(), timers?.stop(), metricsServer?.stop()]);
       tracing?.stop();
       // Last: until the workers stopped, this runtime may still run continued steps.

@@ -402,3 +402,34 @@ export function defineWorkflow<F extends WorkflowFunction>(fn: F, options: Workf
   Object.defineProperty(fn, WORKFLOW_OPTIONS, { value: options, enumerable: false });
   return fn;
 }
+
+/**
+ * A schedule declared in functions/schedules.ts (`export const nightly = defineSchedule("nightly", {...})`):
+ * `wf deploy` (and a runtime deploying its functions/) creates or updates it, and removes a
+ * declared schedule that is no longer exported. Same options as `client.schedules.create`
+ * (schedules/spec.ts ScheduleOptions), checked at deploy: a bad cron expression fails the deploy.
+ * A schedule paused with `wf schedule pause` stays paused across deploys.
+ */
+export interface ScheduleDeclaration<I = unknown> {
+  id: string;
+  workflow: string;
+  input?: I;
+  cron?: string;
+  every?: Duration;
+  timezone?: string;
+  jitter?: Duration;
+  overlap?: "skip" | "buffer-one" | "allow-all" | "cancel-other";
+  catchupWindow?: Duration;
+  startAt?: string;
+  endAt?: string;
+  paused?: boolean;
+  note?: string;
+}
+
+export const SCHEDULE_MARKER = "__jetflowSchedule";
+
+export function defineSchedule<I = unknown>(id: string, options: Omit<ScheduleDeclaration<I>, "id">): ScheduleDeclaration<I> {
+  const declaration = { ...options, id } as ScheduleDeclaration<I>;
+  Object.defineProperty(declaration, SCHEDULE_MARKER, { value: true, enumerable: false });
+  return declaration;
+}

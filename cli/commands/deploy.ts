@@ -50,7 +50,12 @@ function printDeployReport(report: DeployReport, check: boolean): void {
   else if (report.promoted) {
     print(color.green(`deployed ${report.version}`) + (report.diverging.length ? color.yellow(` (forced: ${report.diverging.length} diverging workflow(s) stay on their version)`) : ""));
     if (report.compatible.length) print(color.dim(`  ${report.compatible.length} running workflow(s) moved to the new code`));
-  } else {
+  }
+  const s = report.schedules;
+  if (s && s.created.length + s.updated.length + s.removed.length > 0) {
+    print(`schedules (functions/schedules.ts): ${[s.created.length && `created ${s.created.join(", ")}`, s.updated.length && `updated ${s.updated.join(", ")}`, s.removed.length && `removed ${s.removed.join(", ")}`].filter(Boolean).join("; ")}`);
+  }
+  if (!report.unchanged && !report.promoted) {
     print(color.red(`refused: ${report.diverging.length} running workflow(s) would diverge on the new code`));
     print("hint: keep the old behaviour for running workflows (branch on a new workflow name), or rerun with --force: the diverging ones then finish on their version.");
   }

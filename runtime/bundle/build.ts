@@ -18,7 +18,8 @@ export interface Bundle {
   workflowsCode: string;
   activitiesCode: string;
   /** Files that went in, relative to the functions folder. */
-  files: { workflows: string[]; activities: string[] };
+  /** `schedules`: functions/schedules.ts (or .js), when there is one (schedules/declared.ts). */
+  files: { workflows: string[]; activities: string[]; schedules?: string };
   builtAt: string;
 }
 
@@ -49,12 +50,15 @@ export async function buildFunctions(functionsDir: string): Promise<Bundle> {
     });
   }
   const apiPath = workflowApiPath();
+  // Schedules declared in code are plain data; they ride in the activity bundle (run by Node, like
+  // activities) as its `__schedules` export, so they are part of the version and deployed with it.
+  const schedules = ["schedules.ts", "schedules.mts", "schedules.js", "schedules.mjs"].find((f) => existsSync(join(dir, f)));
   const [workflowsCode, activitiesCode] = await Promise.all([
     bundle(dir, workflows, apiPath, "workflows"),
-    bundle(dir, activities, apiPath, "activities"),
+    bundle(dir, activities, apiPath, "activities", schedules),
   ]);
   const version = createHash("sha256").update(workflowsCode).update("\0").update(activitiesCode).digest("hex").slice(0, 16);
-  return { version, workflowsCode, activitiesCode, files: { workflows, activities }, builtAt: new Date().toISOString() };
+  return { version, workflowsCode, activitiesCode, files: { workflows, activities, ...(schedules ? { schedules } : {}) }, builtAt: new Date().toISOString() };
 }
 
 function listSources(folder: string, root: string): string[] {
@@ -71,9 +75,10 @@ function listSources(folder: string, root: string): string[] {
   return out.sort();
 }
 
-async function bundle(dir: string, files: string[], apiPath: string, kind: "workflows" | "activities"): Promise<string> {
+async function bundle(dir: string, files: string[], apiPath: string, kind: "workflows" | "activities", schedules?: string): Promise<string> {
   const lines = files.map((f, i) => `import * as m${i} from ${JSON.stringify("./" + f)};`);
   lines.push(`export const __modules = { ${files.map((f, i) => `${JSON.stringify(f)}: m${i}`).join(", ")} };`);
+  if (schedules) lines.push(`export * as __schedules from ${JSON.stringify("./" + schedules)};`);
   if (kind === "workflows") {
     lines.push(`export { ActivityFailure as __ActivityFailure, ChildWorkflowFailure as __ChildWorkflowFailure } from "jetflow/workflow";`);
     // The sandbox's own error classes for cancellation scopes and sagas (journal/cancellation.ts).

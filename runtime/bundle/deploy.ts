@@ -17,6 +17,7 @@ import { RevisionConflictError } from "../errors.js";
 import type { WorkflowState } from "../state.js";
 import type { Bundle } from "./build.js";
 import type { CurrentDeployment, DeploymentStore } from "./deployments.js";
+import { syncDeclaredSchedules, type ScheduleSyncReport } from "../schedules/declared.js";
 
 export interface Divergence {
   workflowId: string;
@@ -35,6 +36,8 @@ export interface DeployReport {
   /** Running workflows that replay cleanly on the new code (moved to it when promoted). */
   compatible: string[];
   diverging: Divergence[];
+  /** Schedules of functions/schedules.ts brought in line, once the version is current (schedules/declared.ts). */
+  schedules?: ScheduleSyncReport;
 }
 
 export interface DeployOptions {
@@ -67,12 +70,14 @@ export async function deployBundle(options: DeployOptions): Promise<DeployReport
   }
   if (options.checkOnly || report.unchanged) {
     report.promoted = report.unchanged;
+    if (report.promoted && !options.checkOnly) await syncSchedules(options, report);
     return report;
   }
   if (report.diverging.length > 0 && !options.force) return report;
   await store.promote(bundle.version, options.deployedBy, current?.revision ?? 0);
   report.promoted = true;
   await migrate(topology, registry, bundle.version, report, options.logger);
+  await syncSchedules(options, report);
   // Blocked workflows that replay cleanly now run on this version: their parked events can be
   // applied. (Promotion came first, so runtimes already run it; a workflow moved meanwhile is
   // retried by each runtime's sweep.) Those that still diverge stay parked.
@@ -82,6 +87,12 @@ export async function deployBundle(options: DeployOptions): Promise<DeployReport
     options.logger.warn(`retrying blocked workflows after the deploy failed: ${(err as Error)?.message ?? err}`, { component: "deploy" }),
   );
   return report;
+}
+
+/** The current version's declared schedules, made the bucket's (a registry without `schedules`, programmatic code, manages none). */
+async function syncSchedules(options: DeployOptions, report: DeployReport): Promise<void> {
+  if (options.registry.schedules === undefined) return;
+  report.schedules = await syncDeclaredSchedules(options.topology, options.registry.schedules, options.logger);
 }
 
 /** Roll back (or forward) to a stored version: the same check, against that version's code. */

@@ -10,6 +10,7 @@ import { BundleError, JetflowError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { Bundle } from "./build.js";
 import { instanceOf, loadSandbox, type SandboxModule } from "./sandbox.js";
+import { declaredSchedules } from "../schedules/declared.js";
 
 export interface LoadBundleOptions {
   /** Where the activity module is written before import (default .wf/build in the cwd). */
@@ -44,6 +45,7 @@ export async function loadBundle(bundle: Bundle, options: LoadBundleOptions): Pr
   }
 
   let activityModules: ModuleMap;
+  let scheduleExports: Record<string, unknown> | undefined;
   try {
     mkdirSync(cacheDir, { recursive: true });
     const file = join(cacheDir, `activities-${bundle.version}.mjs`);
@@ -54,7 +56,9 @@ export async function loadBundle(bundle: Bundle, options: LoadBundleOptions): Pr
       writeFileSync(partial, bundle.activitiesCode);
       renameSync(partial, file);
     }
-    activityModules = ((await import(pathToFileURL(file).href)) as { __modules: ModuleMap }).__modules;
+    const module = (await import(pathToFileURL(file).href)) as { __modules: ModuleMap; __schedules?: Record<string, unknown> };
+    activityModules = module.__modules;
+    scheduleExports = module.__schedules;
   } catch (err) {
     throw new BundleError("WF_ACTIVITY_LOAD_FAILED", `loading activity code failed: ${(err as Error)?.message ?? String(err)}`, {
       hint: "An activity module threw while it was imported; check its top-level code and its dependencies (npm install).",
@@ -103,6 +107,8 @@ export async function loadBundle(bundle: Bundle, options: LoadBundleOptions): Pr
         instantiate: () => instanceOf(sandbox.instantiate(), definition.name),
       }));
     }
+    // Declared schedules, checked now: a bad cron expression fails the deploy, not a tick.
+    registry.schedules = declaredSchedules(scheduleExports, bundle.files.schedules);
     return registry;
   } catch (err) {
     if (err instanceof JetflowError) throw err;

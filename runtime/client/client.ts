@@ -27,6 +27,9 @@ import { toWorkflowHistory, type WorkflowHistory } from "../journal/history-file
 import type { WorkflowFunction } from "../workflow-api.js";
 import { parseDuration, type Duration } from "../duration.js";
 import { activeTraceparent } from "../observability/tracing.js";
+import { createScheduleClient, type ScheduleClient } from "../schedules/client.js";
+import type { Clock } from "../timers.js";
+export type { ScheduleClient, ScheduleDescription, ScheduleSummary, ScheduleRunView } from "../schedules/client.js";
 
 export interface StartOptions {
   /** Idempotency: starting the same id twice runs the workflow once. Default: a new UUID-based id. */
@@ -161,6 +164,8 @@ export interface WorkflowClient {
   delete(id: string): Promise<boolean>;
   /** Watch a workflow's state changes until it ends (for live progress); each state whole, as describe() gives it. */
   watch(id: string, options?: ResultOptions): AsyncIterable<WorkflowState>;
+  /** Schedules: workflows started on a cron expression or an interval (schedules/client.ts, README "Schedules"). */
+  readonly schedules: ScheduleClient;
   close(): Promise<void>;
   readonly topology: Topology;
 }
@@ -175,6 +180,8 @@ export interface ClientOptions {
   logger?: Logger;
   /** Wait for NATS to come up instead of failing at once (default false). */
   waitForServer?: boolean;
+  /** Time of schedule operations (next tick from now, trigger): a test's clock can skip ahead. Default: the system clock. */
+  clock?: Clock;
 }
 
 /** How long client.update waits for its handler's outcome. */
@@ -452,8 +459,18 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     signal: (name, payload) => signal(id, name, payload),
   });
 
+  const schedules = createScheduleClient({
+    topology,
+    namespace: config.namespace,
+    ...(options.clock ? { clock: options.clock } : {}),
+    start: async (workflow, input, id, scheduleId) => {
+      await startWorkflow(workflow, input, { id, searchAttributes: { scheduleId } });
+    },
+  });
+
   return {
     topology,
+    schedules,
     start: (workflow, input, startOptions = {}) => startWorkflow(workflow, input, startOptions),
     query,
     update: (id, name, args, updateOptions) => update(id, name, args, updateOptions),

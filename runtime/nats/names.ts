@@ -18,6 +18,14 @@ export interface Names {
   pendingSignalsBucket: string;
   /** KV of fleet leases: which runtime does a job only one should (nats/fleet-lease.ts). */
   leasesBucket: string;
+  /** KV of schedules: key `<scheduleId>`, value spec + progress (schedules/store.ts). */
+  schedulesBucket: string;
+  /** Work-queue stream of the schedules' parked next ticks, one message per schedule (schedules/scheduler.ts). */
+  scheduleTicksStream: string;
+  /** The durable consumer of the tick stream, shared by every runtime's scheduler. */
+  schedulerConsumer: string;
+  /** Where a schedule's next tick (or its buffered tick) is parked until due. */
+  scheduleTickSubject(scheduleId: string): string;
   /** Object Store of code bundles, by content hash. */
   bundlesStore: string;
   /** KV of deployments: `current` and one record per deployed version. */
@@ -90,6 +98,10 @@ export function createNames(namespace = ""): Names {
     releasesBucket: `${n}WORKFLOW_RELEASES`,
     pendingSignalsBucket: `${n}WORKFLOW_PENDING_SIGNALS`,
     leasesBucket: `${n}WORKFLOW_LEASES`,
+    schedulesBucket: `${n}WORKFLOW_SCHEDULES`,
+    scheduleTicksStream: `${n}WORKFLOW_SCHEDULE_TICKS`,
+    schedulerConsumer: `${n}schedules`,
+    scheduleTickSubject: (id) => `${eventsPrefix}schedule.${id}`,
     bundlesStore: `${n}WORKFLOW_BUNDLES`,
     deploymentsBucket: `${n}WORKFLOW_DEPLOYMENTS`,
     orchestratorConsumer: `${n}orchestrator`,

@@ -84,9 +84,10 @@ function readCode(names: Names): string[] {
 function lookUpTopology(names: Names): string[] {
   return [
     `${API}.INFO`,
-    ...[names.eventsStream, names.tasksStream, names.timersStream, names.deadLettersStream, names.parkedStream, kvStream(names.statesBucket), kvStream(names.pendingSignalsBucket)].flatMap(streamInfo),
+    ...[names.eventsStream, names.tasksStream, names.timersStream, names.deadLettersStream, names.parkedStream, names.scheduleTicksStream, kvStream(names.statesBucket), kvStream(names.pendingSignalsBucket), kvStream(names.schedulesBucket)].flatMap(streamInfo),
     `${API}.CONSUMER.INFO.${names.eventsStream}.${names.orchestratorConsumer}`,
     `${API}.CONSUMER.INFO.${names.timersStream}.${names.timersConsumer}`,
+    `${API}.CONSUMER.INFO.${names.scheduleTicksStream}.${names.schedulerConsumer}`,
   ];
 }
 
@@ -134,6 +135,10 @@ function orchestrator(names: Names): RolePermissions {
     ...lookUpTopology(names),
     ...pull(names.eventsStream, names.orchestratorConsumer),
     ...pull(names.timersStream, names.timersConsumer),
+    // Schedules (schedules/scheduler.ts): every orchestrator takes due ticks, reads and writes the records.
+    ...pull(names.scheduleTicksStream, names.schedulerConsumer),
+    ...readKv(names.schedulesBucket),
+    ...kvSubjects(names.schedulesBucket),
     // Everything it publishes: tasks, timers, signals, cancels, parked events, dead letters, starts, finished notices.
     `${p}workflow.>`,
     names.taskSubject(">"),
@@ -168,6 +173,10 @@ function client(names: Names): RolePermissions {
     names.cancelSubject(">"),
     names.querySubject("*"),
     names.updateSubject("*"),
+    // client.schedules: the records, and a schedule's first (or triggered) tick.
+    ...readKv(names.schedulesBucket),
+    ...kvSubjects(names.schedulesBucket),
+    names.scheduleTickSubject(">"),
     // Read states, history chunks, runs and the visibility index (lists, counts).
     ...getMessages(states),
     ...readers(states),
@@ -184,7 +193,8 @@ function admin(names: Names): RolePermissions {
     names.timersStream,
     names.deadLettersStream,
     names.parkedStream,
-    ...[names.statesBucket, names.releasesBucket, names.pendingSignalsBucket, names.leasesBucket, names.deploymentsBucket].map(kvStream),
+    names.scheduleTicksStream,
+    ...[names.statesBucket, names.releasesBucket, names.pendingSignalsBucket, names.leasesBucket, names.deploymentsBucket, names.schedulesBucket].map(kvStream),
     objStream(names.bundlesStore),
   ];
   const p = subjectPrefix(names);
@@ -203,7 +213,7 @@ function admin(names: Names): RolePermissions {
       `$JS.FC.${s}.>`,
     ]),
     ...(p ? [`${p}>`] : [...eventSubjects(names), `workflow.>`, names.taskSubject(">")]),
-    ...[names.statesBucket, names.releasesBucket, names.pendingSignalsBucket, names.leasesBucket, names.deploymentsBucket].flatMap(kvSubjects),
+    ...[names.statesBucket, names.releasesBucket, names.pendingSignalsBucket, names.leasesBucket, names.deploymentsBucket, names.schedulesBucket].flatMap(kvSubjects),
     `$O.${names.bundlesStore}.>`,
   ];
   const subscribe = [`${inboxPrefixOf(names.namespace)}.>`, ...(p ? [`${p}>`] : ["workflow.>", names.taskSubject(">")]), `$KV.${names.pendingSignalsBucket}.>`];

@@ -32,6 +32,11 @@ export const DEFAULT_DUPLICATE_WINDOW_MS = 120_000;
  * handles each timer at once (park or fire), so this only bounds how late a crash makes a timer.
  */
 export const DEFAULT_TIMER_ACK_WAIT_MS = 5_000;
+/**
+ * Redelivery delay of a schedule tick a runtime pulled and did not finish (it died), and of a
+ * parked tick after a NATS restart forgot its NAK delay: bounds how late a crash makes a tick.
+ */
+export const DEFAULT_SCHEDULER_ACK_WAIT_MS = 10_000;
 export const DEFAULT_ORCHESTRATOR_MAX_ACK_PENDING = 20_000;
 export const DEFAULT_DEAD_LETTER_MAX_AGE_MS = 30 * 86_400_000;
 
@@ -49,6 +54,8 @@ export interface Topology {
   states: KV;
   /** Signals for ids that have no state yet (orchestrator/pending-signals.ts). */
   pendingSignals: KV;
+  /** Schedules: spec and progress per schedule id (schedules/store.ts). */
+  schedules: KV;
 }
 
 export interface TopologyOptions {
@@ -106,6 +113,15 @@ export async function ensureTopology(nc: NatsConnection, options: TopologyOption
       max_msgs: 100_000,
       discard: DiscardPolicy.Old,
     }),
+    // One parked message per active schedule: its next tick (schedules/scheduler.ts).
+    ensureStream(jsm, {
+      name: names.scheduleTicksStream,
+      subjects: [names.scheduleTickSubject(">")],
+      retention: RetentionPolicy.Workqueue,
+      storage,
+      num_replicas: replicas,
+      duplicate_window: nanos(DEFAULT_DUPLICATE_WINDOW_MS),
+    }),
     // No limits: a parked event is the only copy of an event a blocked workflow still needs. It
     // holds one message per event of a blocked workflow, and is emptied as they resume.
     ensureStream(jsm, {
@@ -137,6 +153,15 @@ export async function ensureTopology(nc: NatsConnection, options: TopologyOption
       // bounds how many workflows may sleep or wait on a retry backoff at once. Unlimited.
       max_ack_pending: -1,
     }),
+    ensureConsumer(jsm, options.updateConsumers ?? true, names.scheduleTicksStream, {
+      durable_name: names.schedulerConsumer,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: nanos(DEFAULT_SCHEDULER_ACK_WAIT_MS),
+      max_deliver: -1,
+      // Each schedule's next tick is parked here (NAK'd with a delay) until due: unlimited, as for timers.
+      max_ack_pending: -1,
+    }),
   ]);
 
   const kvm = new Kvm(js);
@@ -150,17 +175,21 @@ export async function ensureTopology(nc: NatsConnection, options: TopologyOption
     allow_direct: replicas === 1,
   });
 
-  const pendingSignals = await kvm.create(names.pendingSignalsBucket, {
-    replicas,
-    history: 1,
-    storage,
-    // Signals to an id that never starts must not accumulate forever: each key expires this long
-    // after its last write.
-    ttl: PENDING_SIGNAL_RETENTION_MS,
-    allow_direct: replicas === 1,
-  });
+  const [pendingSignals, schedules] = await Promise.all([
+    kvm.create(names.pendingSignalsBucket, {
+      replicas,
+      history: 1,
+      storage,
+      // Signals to an id that never starts must not accumulate forever: each key expires this long
+      // after its last write.
+      ttl: PENDING_SIGNAL_RETENTION_MS,
+      allow_direct: replicas === 1,
+    }),
+    // A tick is decided by CAS on the schedule's revision, so reads must be current (as for states).
+    kvm.create(names.schedulesBucket, { replicas, history: 1, storage, allow_direct: replicas === 1 }),
+  ]);
 
-  return { nc, js, jsm, names, states, pendingSignals };
+  return { nc, js, jsm, names, states, pendingSignals, schedules };
 }
 
 /** The durable consumer of one activity type's tasks; every runtime hosting the type shares it. */
