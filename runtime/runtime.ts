@@ -36,6 +36,8 @@ import { createLeases, type Leases } from "./worker/leases.js";
 import { ActivityFailure } from "./workflow-api.js";
 import { fleetLeases } from "./nats/fleet-lease.js";
 import { createRetentionSweeper, type RetentionSweeper } from "./visibility/retention.js";
+import type { PayloadCodec } from "./payloads/codec.js";
+import { payloadOptionsOf } from "./payloads/payloads.js";
 
 export type RuntimeRole = "all" | "orchestrator" | "worker";
 export type CodeSource = "local" | "nats";
@@ -68,6 +70,11 @@ export interface RuntimeOptions {
    * (jetflow/testing passes one it can skip ahead), or one each (tests of clock skew between them).
    */
   clock?: Clock | { orchestrator?: Clock; timers?: Clock };
+  /**
+   * A custom payload codec (a KMS, …) instead of the built-in AES-256-GCM of `codec.keys`
+   * (payloads/codec.ts). Every runtime and client of the namespace needs the same one.
+   */
+  codec?: PayloadCodec;
   /** Test-only: called at named crash points. */
   crashPoint?: (name: string) => void;
 }
@@ -209,6 +216,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         storage: config.storage,
         orchestratorAckWaitMs: config.orchestrator.ackWaitMs,
         orchestratorMaxAckPending: config.orchestrator.maxAckPending,
+        payloads: payloadOptionsOf(config, options.codec),
       });
       const code = await resolveCode(topology);
       versions = code;

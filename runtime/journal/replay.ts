@@ -9,6 +9,7 @@ import { runNumber, type StepState, type WorkflowState } from "../state.js";
 import { sameAttributes, type TypedAttributes } from "../visibility/search-attributes.js";
 import { activate, randomSeedOf, WorkflowExecution, type Command, type StepResult, type WorkflowInstance, type WorkflowRealm } from "./execution.js";
 import type { WorkflowFunction } from "../workflow-api.js";
+import type { Payloads } from "../payloads/payloads.js";
 
 export interface ReplayOptions {
   fn: WorkflowFunction;
@@ -16,6 +17,11 @@ export interface ReplayOptions {
   realm: WorkflowRealm;
   logger: Logger;
   workflowTypes?: { has(name: string): boolean } | undefined;
+  /**
+   * The payload boundary (payloads/payloads.ts): the input and each result are decoded before the
+   * code sees them (states hold them encoded when a codec or the claim check is on). Absent: as stored.
+   */
+  payloads?: Pick<Payloads, "decode" | "openResult"> | undefined;
 }
 
 export async function replayWorkflow(state: WorkflowState, options: ReplayOptions): Promise<WorkflowExecution> {
@@ -24,7 +30,7 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
     workflow: state.workflow,
     fn: options.fn,
     instantiate: options.instantiate,
-    input: state.input,
+    input: options.payloads ? await options.payloads.decode(state.input) : state.input,
     searchAttributes: startAttributes(state),
     realm: options.realm,
     logger: options.logger,
@@ -100,8 +106,9 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
       continue;
     }
     let delivered = false;
+    const result = options.payloads ? await options.payloads.openResult(stepResult(step)) : stepResult(step); // decoded outside the activation
     await activate(execution, step.resolvedAt ?? Date.parse(state.updatedAt), () => {
-      delivered = execution.deliver(name, stepResult(step));
+      delivered = execution.deliver(name, result);
     });
     if (!delivered) {
       throw new NonDeterminismError(
