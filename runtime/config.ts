@@ -45,6 +45,23 @@ convict.addFormat({
   },
 });
 
+convict.addFormat({
+  name: "codec-keys",
+  validate(value: unknown) {
+    if (value === null || typeof value !== "object" || Array.isArray(value) || Object.values(value).some((v) => typeof v !== "string")) {
+      throw new Error('must be an object of key id → base64 key, e.g. {"k1": "<openssl rand -base64 32>"} (in the environment: that JSON)');
+    }
+    for (const id of Object.keys(value)) if (!/^[A-Za-z0-9_.-]{1,64}$/.test(id)) throw new Error(`key id ${JSON.stringify(id)} must be 1-64 characters of A-Z a-z 0-9 _ . -`);
+  },
+  coerce(value: string) {
+    try {
+      return JSON.parse(value) as unknown;
+    } catch {
+      return value;
+    }
+  },
+});
+
 export const configSchema = {
   nats: {
     servers: {
@@ -166,8 +183,32 @@ export const configSchema = {
       nonRetryableErrors: { doc: "Error types (error.name) that are never retried.", format: "string-list", default: [] as string[] },
     },
   },
+  codec: {
+    keys: {
+      doc: 'AES-256-GCM keys that encrypt payloads (workflow inputs and results, activity inputs and outputs, signal payloads, memos, error messages) before they reach NATS: key id → base64 of 32 bytes (`openssl rand -base64 32`). Every key decrypts; keep retired ones here. Empty: payloads are stored as plain JSON. In the environment, the JSON object. See docs/security.md, "Payload encryption".',
+      format: "codec-keys",
+      default: {} as Record<string, string>,
+      env: "WF_CODEC_KEYS",
+      sensitive: true,
+    },
+    current: {
+      doc: "Id of the key in codec.keys that encrypts new payloads (rotation: add a key, point this at it). Required when codec.keys is set.",
+      format: String,
+      default: "",
+      env: "WF_CODEC_CURRENT",
+    },
+  },
   limits: {
-    maxInputBytes: { doc: "Largest accepted workflow input, in bytes of JSON.", format: "nat", default: 256 * 1024 },
+    maxInputBytes: {
+      doc: "Largest payload accepted, in bytes of JSON: a workflow input (the whole start message), a signal payload, an activity output. Payloads over limits.inlinePayloadBytes travel as Object Store references, so this may be far above the NATS server's max_payload.",
+      format: "nat",
+      default: 32 * 1024 * 1024,
+    },
+    inlinePayloadBytes: {
+      doc: "A payload whose JSON (or encrypted envelope) is larger is stored in the namespace's WORKFLOW_PAYLOADS Object Store and referenced from the message or state (claim check); removed with its workflow. 0: never (payloads stay inline, bounded by the NATS server's max_payload).",
+      format: "nat",
+      default: 64 * 1024,
+    },
     maxInputDepth: {
       doc: "Deepest nesting of arrays and objects accepted in a start message or a signal (the message's own object counts as 1). Deeper ones are dead-lettered (invalid_message) and the start's workflow fails: deep data overflows the stack wherever it is copied or serialized.",
       format: "nat",
@@ -244,7 +285,9 @@ export interface Config {
   };
   orchestrator: { ackWaitMs: number; concurrency: number; maxAckPending: number; cacheSize: number; cacheDistantWaitsMs: number; onNonDeterminism: "fail" | "block"; maxDeliveries: number; retentionSweepIntervalMs: number };
   defaults: { activityTimeoutMs: number; workflowTimeoutMs: number; retry: RetryPolicy };
-  limits: { maxInputBytes: number; maxInputDepth: number };
+  limits: { maxInputBytes: number; maxInputDepth: number; inlinePayloadBytes: number };
+  /** Payload encryption (payloads/codec.ts): `keys` empty when off. */
+  codec: { keys: Record<string, string>; current: string };
   /** The web UI (runtime/ui/server.ts); `token` absent when empty. */
   ui: { port: number; host: string; token?: string; readOnly: boolean };
   /** The Prometheus endpoint (runtime/observability/metrics.ts); port 0: off. */
@@ -317,6 +360,16 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       hint: "Keep the one your server expects and remove the other (from wf.config.json or the NATS_* environment variables).",
     });
   }
+  const codecKeys = Object.keys(raw.codec.keys as object);
+  if ((codecKeys.length > 0 || raw.codec.current) && !codecKeys.includes(raw.codec.current)) {
+    throw new ConfigError(
+      "WF_CONFIG_INVALID_VALUE",
+      codecKeys.length === 0
+        ? `${label}: codec.current is "${raw.codec.current}", but codec.keys is empty`
+        : `${label}: codec.current is ${JSON.stringify(raw.codec.current)}, which is not one of codec.keys (${codecKeys.join(", ")})`,
+      { hint: 'Set codec.current to the id of the key that should encrypt new payloads, e.g. { "codec": { "keys": { "k1": "<base64>" }, "current": "k1" } }.' },
+    );
+  }
   return deepFreeze({
     file,
     nats: {
@@ -372,7 +425,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
         nonRetryableErrors: raw.defaults.retry.nonRetryableErrors,
       },
     },
-    limits: { maxInputBytes: raw.limits.maxInputBytes, maxInputDepth: Math.max(1, raw.limits.maxInputDepth) },
+    limits: { maxInputBytes: raw.limits.maxInputBytes, maxInputDepth: Math.max(1, raw.limits.maxInputDepth), inlinePayloadBytes: raw.limits.inlinePayloadBytes },
+    codec: { keys: { ...(raw.codec.keys as Record<string, string>) }, current: raw.codec.current },
     ui: { port: raw.ui.port, host: raw.ui.host, ...(raw.ui.token ? { token: raw.ui.token } : {}), readOnly: raw.ui.readOnly },
     metrics: { port: raw.metrics.port, host: raw.metrics.host },
     log: { level: raw.log.level as LogLevel, format: raw.log.format as "text" | "json" },

@@ -158,6 +158,12 @@ export class RevisionConflictError extends JetflowError {
   }
 }
 
+/**
+ * A payload could not be encoded or decoded (runtime/payloads/): a key missing from codec.keys,
+ * a codec misconfigured, a payload too large, a claim-checked object gone.
+ */
+export class CodecError extends JetflowError {}
+
 /** Turn anything thrown (including non-Error values and errors from another realm) into a plain record. */
 export interface ErrorRecord {
   message: string;
@@ -168,6 +174,11 @@ export interface ErrorRecord {
   /** A jetflow error's code and hint, where the record stands for one (a child start that was refused). */
   code?: string;
   hint?: string;
+  /**
+   * Set when a payload codec encoded this error (runtime/payloads/payloads.ts): the envelope of
+   * `{message, stack, details}`, which are then absent here (`message` says it is encoded).
+   */
+  encoded?: unknown;
 }
 
 export function toErrorRecord(thrown: unknown): ErrorRecord {

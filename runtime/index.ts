@@ -25,6 +25,7 @@ export {
   ShutdownError,
   QueryError,
   UpdateError,
+  CodecError,
 } from "./errors.js";
 export type { ErrorRecord, JetflowErrorOptions } from "./errors.js";
 export { NonRetryableError, ActivityFailure, ChildWorkflowFailure, defineDag, defineWorkflow, defineSchedule } from "./workflow-api.js";
@@ -49,6 +50,10 @@ export type {
 export { validateDag } from "./definitions.js";
 export type { WorkflowState, StepState, WorkflowStatus, StepStatus, SignalRecord, ChildRef, ParentRef, ParentClosePolicy } from "./state.js";
 export { diffStates, watchProgress } from "./observe.js";
+export { createAesGcmCodec } from "./payloads/codec.js";
+export type { AesGcmCodecOptions, EncodedPayload, PayloadCodec } from "./payloads/codec.js";
+export { ENCRYPTED_PLACEHOLDER } from "./payloads/payloads.js";
+export type { DescribeOptions } from "./client/client.js";
 export type { ProgressEvent } from "./observe.js";
 export { buildFunctions } from "./bundle/build.js";
 export type { Bundle } from "./bundle/build.js";

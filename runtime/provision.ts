@@ -40,7 +40,7 @@ export async function provisionNamespace(nc: NatsConnection, config: Config, act
   return {
     namespace: config.namespace,
     streams: [names.eventsStream, names.tasksStream, names.timersStream, names.deadLettersStream, names.parkedStream],
-    buckets: [names.statesBucket, names.pendingSignalsBucket, names.releasesBucket, names.leasesBucket, names.deploymentsBucket, `${names.bundlesStore} (object store)`],
+    buckets: [names.statesBucket, names.pendingSignalsBucket, names.releasesBucket, names.leasesBucket, names.deploymentsBucket, `${names.bundlesStore} (object store)`, `${names.payloadsStore} (object store)`],
     consumers: [names.orchestratorConsumer, names.timersConsumer, ...activities.map((type) => names.activityConsumer(type))],
   };
 }

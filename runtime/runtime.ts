@@ -42,6 +42,8 @@ import { createMetricsServer, type MetricsServer } from "./observability/metrics
 import { createTracing, type Tracing } from "./observability/tracing.js";
 import { createClient } from "./client/client.js";
 import { createScheduler, type Scheduler } from "./schedules/scheduler.js";
+import type { PayloadCodec } from "./payloads/codec.js";
+import { payloadOptionsOf } from "./payloads/payloads.js";
 
 export type RuntimeRole = "all" | "orchestrator" | "worker";
 export type CodeSource = "local" | "nats";
@@ -81,6 +83,11 @@ export interface RuntimeOptions {
   metrics?: boolean;
   /** Told of what the engine does, besides the runtime's own metrics and traces (observability/observer.ts). */
   observer?: EngineObserver;
+  /**
+   * A custom payload codec (a KMS, …) instead of the built-in AES-256-GCM of `codec.keys`
+   * (payloads/codec.ts). Every runtime and client of the namespace needs the same one.
+   */
+  codec?: PayloadCodec;
   /** Test-only: called at named crash points. */
   crashPoint?: (name: string) => void;
 }
@@ -266,6 +273,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         storage: config.storage,
         orchestratorAckWaitMs: config.orchestrator.ackWaitMs,
         orchestratorMaxAckPending: config.orchestrator.maxAckPending,
+        payloads: payloadOptionsOf(config, options.codec),
       });
       const code = await resolveCode(topology);
       versions = code;

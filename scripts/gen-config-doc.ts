@@ -42,6 +42,7 @@ const FORMAT_NAMES: Record<string, string> = {
   nat: "integer ≥ 0",
   "string-list": "list of strings",
   namespace: "namespace",
+  "codec-keys": "object: key id → base64 key",
 };
 
 function formatName(format: unknown): string {

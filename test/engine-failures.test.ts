@@ -256,7 +256,8 @@ describe("oversized state", () => {
         small: single("tiny"),
       },
       activities: { blob: async () => "ok", tiny: async () => "ok" },
-      config: { log: { level: "silent" } },
+      // Without the claim check (payloads over 64 KiB become Object Store references otherwise).
+      config: { log: { level: "silent" }, limits: { inlinePayloadBytes: 0 } },
     });
     const client = await e.client();
     await client.start("hoarder", null, { id: "hoarder-1" });

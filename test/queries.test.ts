@@ -5,6 +5,7 @@
 import { execFile } from "node:child_process";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import { randomBytes } from "node:crypto";
 import type { WorkflowContext } from "../runtime/index.js";
 import { resultSignal, useEngines, waitForState } from "./fixtures/engine/harness.js";
 
@@ -96,5 +97,31 @@ describe("queries", () => {
     const bad = await wf("query", "q-cli", "echo", "--args", "{nope");
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/--args is not valid JSON/);
+  });
+  it("with a payload codec, a query and an update see decoded values (the state holds them encrypted), across a replay", async () => {
+    const e = engine();
+    const codec = { codec: { keys: { k1: randomBytes(32).toString("base64") }, current: "k1" } };
+    async function secretive(ctx: WorkflowContext, input: { secret: string }) {
+      const seen: string[] = [];
+      ctx.handleQuery("secret", () => input.secret);
+      ctx.handleQuery("seen", () => seen);
+      ctx.handleUpdate("tell", async (word: string) => {
+        seen.push(`${word}:${(await ctx.activity("work", 1)) as number}`);
+        return seen.length;
+      });
+      await ctx.waitForSignal("finish");
+      return seen;
+    }
+    await e.runtime({ workflows: { secretive }, activities, config: { ...codec, orchestrator: { cacheSize: 0 } } });
+    const client = await e.client(codec);
+    await client.start("secretive", { secret: "hunter2" }, { id: "q-codec" });
+    await waitForState(client, "q-codec", (s) => Object.values(s.steps).some((step) => step.kind === "signal" && step.status === "waiting"));
+    const raw = await (await e.topology()).states.get("q-codec");
+    expect(new TextDecoder().decode(raw!.value)).not.toContain("hunter2");
+    expect(await client.query("q-codec", "secret")).toBe("hunter2");
+    expect(await client.update("q-codec", "tell", "psst")).toBe(1);
+    // A second update replays the first (no cache): its handler gets its argument decoded again.
+    expect(await client.update("q-codec", "tell", "again")).toBe(2);
+    expect(await client.query("q-codec", "seen")).toEqual(["psst:10", "again:10"]);
   });
 });

@@ -31,7 +31,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   if (ctx.values["print-config"]) {
     const nats = config.nats;
     const masked = { ...nats, servers: nats.servers.map(redactUrl), password: nats.password ? "***" : undefined, token: nats.token ? "***" : undefined, nkeySeed: nats.nkeySeed ? "***" : undefined };
-    printJson({ keys: configKeys(), config: { ...config, nats: masked, ui: { ...config.ui, token: config.ui.token ? "***" : undefined } } });
+    printJson({ keys: configKeys(), config: { ...config, nats: masked, ui: { ...config.ui, token: config.ui.token ? "***" : undefined }, codec: { ...config.codec, keys: Object.fromEntries(Object.keys(config.codec.keys).map((id) => [id, "***"])) } } });
     return 0;
   }
   if (ctx.values["from-nats"] && ctx.values["promote-local"]) throw new UsageError("--promote-local deploys functions/, --from-nats ignores it: use one of them");

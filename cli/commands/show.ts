@@ -4,6 +4,7 @@ import { UsageError } from "../errors.js";
 import { print, printJson, renderRuns, renderState } from "../output.js";
 import type { CommandContext } from "../wf.js";
 import { runNumber } from "../../runtime/state.js";
+import { ENCRYPTED_PLACEHOLDER } from "../../runtime/payloads/payloads.js";
 
 export async function showCommand(ctx: CommandContext): Promise<number> {
   const [id] = ctx.positionals;
@@ -16,12 +17,14 @@ export async function showCommand(ctx: CommandContext): Promise<number> {
       return 0;
     }
     const run = typeof ctx.values.run === "string" ? positiveInteger(ctx.values.run, "--run") : undefined;
-    const state = await client.describe(id, run === undefined ? {} : { run });
+    // Payloads this client cannot decode (encrypted, and no codec.keys or not their key) show as a note, not an error.
+    const state = await client.describe(id, { undecodable: "mark", ...(run === undefined ? {} : { run }) });
     if (ctx.values.json) {
       printJson(state);
       return 0;
     }
     print(renderState(state));
+    if (JSON.stringify(state).includes(ENCRYPTED_PLACEHOLDER)) print(`\nsome payloads are encrypted; configure codec.keys (with the key that encrypted them) to read them`);
     // The latest run lists the earlier ones (newest first, a page of them: a loop may have thousands).
     if (run === undefined && runNumber(state) > 1) {
       const limit = typeof ctx.values.runs === "string" ? positiveInteger(ctx.values.runs, "--runs") : 10;

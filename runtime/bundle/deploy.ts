@@ -106,7 +106,7 @@ async function checkOne(topology: Topology, state: WorkflowState, registry: Regi
   const definition = registry.workflows.get(state.workflow);
   if (!definition) return `workflow type "${state.workflow}" is not in the new code`;
   try {
-    await replayWorkflow(await withHistory(topology.states, state), { ...bindWorkflow(definition, state.id), logger });
+    await replayWorkflow(await withHistory(topology.states, state), { ...bindWorkflow(definition, state.id), logger, payloads: topology.payloads });
     return undefined;
   } catch (err) {
     return toErrorRecord(err).message;

@@ -30,6 +30,8 @@ import { activeTraceparent } from "../observability/tracing.js";
 import { createScheduleClient, type ScheduleClient } from "../schedules/client.js";
 import type { Clock } from "../timers.js";
 export type { ScheduleClient, ScheduleDescription, ScheduleSummary, ScheduleRunView } from "../schedules/client.js";
+import type { PayloadCodec } from "../payloads/codec.js";
+import { payloadOptionsOf, SLOT } from "../payloads/payloads.js";
 
 export interface StartOptions {
   /** Idempotency: starting the same id twice runs the workflow once. Default: a new UUID-based id. */
@@ -51,6 +53,12 @@ export interface StartOptions {
 export interface DescribeOptions {
   /** Run number (1 for the first): an earlier run of the id, archived when the next replaced it. Default: the latest. */
   run?: number;
+  /**
+   * A payload this client cannot decode (encrypted with a key it lacks, or no codec configured):
+   * "throw" (default) a CodecError naming the key; "mark": shown as "[encrypted; configure
+   * codec.keys to read]" instead (wf show, the UI).
+   */
+  undecodable?: "throw" | "mark";
 }
 
 export interface SignalWithStartOptions<I = unknown> extends StartOptions {
@@ -182,6 +190,8 @@ export interface ClientOptions {
   waitForServer?: boolean;
   /** Time of schedule operations (next tick from now, trigger): a test's clock can skip ahead. Default: the system clock. */
   clock?: Clock;
+  /** A custom payload codec instead of the built-in one of `codec.keys` (payloads/codec.ts); the runtimes need the same. */
+  codec?: PayloadCodec;
 }
 
 /** How long client.update waits for its handler's outcome. */
@@ -202,7 +212,9 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     orchestratorAckWaitMs: config.orchestrator.ackWaitMs,
     orchestratorMaxAckPending: config.orchestrator.maxAckPending,
     updateConsumers: false,
+    payloads: payloadOptionsOf(config, options.codec),
   });
+  const payloads = topology.payloads;
 
   async function latestRun(id: string): Promise<WorkflowState> {
     validateWorkflowId(id);
@@ -217,14 +229,15 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
 
   async function describe(id: string, describeOptions: DescribeOptions = {}): Promise<WorkflowState> {
     const latest = await latestRun(id);
-    if (describeOptions.run === undefined) return withHistory(topology.states, latest);
+    const open = (state: WorkflowState) => payloads.open(state, describeOptions.undecodable ?? "throw");
+    if (describeOptions.run === undefined) return open(await withHistory(topology.states, latest));
     const state = await readRun(topology.states, latest, describeOptions.run);
     if (!state) {
       throw new WorkflowNotFoundError("WF_RUN_NOT_FOUND", `workflow ${id} has no run ${describeOptions.run}: its runs are 1 to ${runNumber(latest)}`, {
         hint: `Pick a run number from \`wf show ${id}\` (it lists earlier runs); a removed workflow's runs are gone with it.`,
       });
     }
-    return withHistory(topology.states, state);
+    return open(await withHistory(topology.states, state));
   }
 
   async function* watch(id: string, opts: ResultOptions = {}): AsyncIterable<WorkflowState> {
@@ -236,7 +249,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     try {
       for await (const entry of watcher) {
         if (entry.operation !== "PUT" || entry.length === 0) continue;
-        const state = await withHistory(topology.states, entry.json<WorkflowState>(), chunks);
+        const state = await payloads.open(await withHistory(topology.states, entry.json<WorkflowState>(), chunks));
         yield state;
         if (isTerminal(state.status)) return;
       }
@@ -249,8 +262,8 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
 
   async function result<O>(id: string, opts: ResultOptions = {}, afterRun = 0): Promise<O> {
     const state = await endState(id, opts, afterRun);
-    if (state.status === "completed") return state.result as O;
-    throw new WorkflowFailedError(id, state.status, state.error);
+    if (state.status === "completed") return (await payloads.decode(state.result)) as O;
+    throw new WorkflowFailedError(id, state.status, state.error ? await payloads.decodeError(state.error) : undefined);
   }
 
   /**
@@ -261,7 +274,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
    * announcement lost to a runtime crash or a reconnect.
    */
   async function waitForEnd(id: string, opts: ResultOptions = {}): Promise<WorkflowState> {
-    return withHistory(topology.states, await endState(id, opts));
+    return payloads.open(await withHistory(topology.states, await endState(id, opts)));
   }
 
   /**
@@ -345,7 +358,8 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     validateWorkflowId(id);
     validateName("signal name", name);
     const signalId = randomUUID();
-    const message: SignalMessage = { workflowId: id, name, payload: payload === undefined ? null : payload, signalId };
+    const encoded = await payloads.encode(payload === undefined ? null : payload, SLOT.signal(id, signalId), { limit: `payload of signal ${name} to ${id}` });
+    const message: SignalMessage = { workflowId: id, name, payload: encoded, signalId };
     await topology.js.publish(names.signalSubject(id, name), encode(message), { msgID: `${id}/signal/${signalId}` });
   }
 
@@ -402,14 +416,24 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
   async function startWorkflow<O>(workflow: string, input: unknown, startOptions: StartOptions, signalToo?: StartMessage["signal"]): Promise<WorkflowHandle<O>> {
     validateName("workflow name", workflow);
     const id = startOptions.id === undefined ? newWorkflowId(workflow) : validateWorkflowId(startOptions.id);
-    const message: StartMessage = { id, input: input === undefined ? null : input };
+    const plainInput = input === undefined ? null : input;
+    // The whole start, decoded, is what limits.maxInputBytes bounds: with the claim check, the
+    // message itself is small however large the input.
+    const plainBytes = Buffer.byteLength(JSON.stringify({ id, input: plainInput, memo: startOptions.memo, signal: signalToo }) ?? "");
+    if (plainBytes > config.limits.maxInputBytes) {
+      throw new ValidationError("WF_INPUT_TOO_LARGE", `input of ${workflow} is ${plainBytes} bytes; limits.maxInputBytes is ${config.limits.maxInputBytes}`, {
+        hint: "Pass a reference (an object store key, a URL) instead of the data, or raise limits.maxInputBytes.",
+      });
+    }
+    const encodeStart = (value: unknown, field: "input" | "memo") => payloads.encode(value, (data) => SLOT.start(id, field, data), { limit: `${field} of ${workflow}` });
+    const message: StartMessage = { id, input: await encodeStart(plainInput, "input") };
     if (startOptions.searchAttributes !== undefined) {
       const typed = typedAttributes(startOptions.searchAttributes, `start of ${workflow}`);
       if (Object.keys(typed).length > 0) message.searchAttributes = typed;
     }
     if (startOptions.timeout !== undefined) message.timeoutMs = parseDuration(startOptions.timeout, `start of ${workflow}: timeout`);
-    if (startOptions.memo !== undefined) message.memo = startOptions.memo;
-    if (signalToo) message.signal = signalToo;
+    if (startOptions.memo !== undefined) message.memo = await encodeStart(startOptions.memo, "memo");
+    if (signalToo) message.signal = { ...signalToo, payload: await payloads.encode(signalToo.payload, SLOT.signal(id, signalToo.signalId)) };
     // The caller's span (if an OpenTelemetry SDK is registered): the run's span becomes its child.
     const traceparent = activeTraceparent();
     if (traceparent) message.traceparent = traceparent;
@@ -423,7 +447,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
       if (reusing) message.idReusePolicy = startOptions.idReusePolicy;
     }
     const data = encode(message);
-    if (data.length > config.limits.maxInputBytes) {
+    if (!payloads.active && data.length > config.limits.maxInputBytes) {
       throw new ValidationError("WF_INPUT_TOO_LARGE", `input of ${workflow} is ${data.length} bytes; limits.maxInputBytes is ${config.limits.maxInputBytes}`, {
         hint: "Pass a reference (an object store key, a URL) instead of the data, or raise limits.maxInputBytes.",
       });

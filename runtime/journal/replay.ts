@@ -9,6 +9,7 @@ import { runNumber, type StepState, type WorkflowState } from "../state.js";
 import { sameAttributes, type TypedAttributes } from "../visibility/search-attributes.js";
 import { activate, randomSeedOf, WorkflowExecution, type Command, type StepResult, type WorkflowInstance, type WorkflowRealm } from "./execution.js";
 import type { WorkflowFunction } from "../workflow-api.js";
+import type { Payloads } from "../payloads/payloads.js";
 
 export interface ReplayOptions {
   fn: WorkflowFunction;
@@ -22,6 +23,11 @@ export interface ReplayOptions {
    * are those of them the code stopped awaiting.
    */
   unrecorded?: { issued: Command[]; cancelled: string[] } | undefined;
+  /**
+   * The payload boundary (payloads/payloads.ts): the input and each result are decoded before the
+   * code sees them (states hold them encoded when a codec or the claim check is on). Absent: as stored.
+   */
+  payloads?: Pick<Payloads, "decode" | "openResult"> | undefined;
 }
 
 export async function replayWorkflow(state: WorkflowState, options: ReplayOptions): Promise<WorkflowExecution> {
@@ -30,7 +36,7 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
     workflow: state.workflow,
     fn: options.fn,
     instantiate: options.instantiate,
-    input: state.input,
+    input: options.payloads ? await options.payloads.decode(state.input) : state.input,
     searchAttributes: startAttributes(state),
     realm: options.realm,
     logger: options.logger,
@@ -113,13 +119,15 @@ export async function replayWorkflow(state: WorkflowState, options: ReplayOption
     }
     if (step.kind === "update") {
       // An accepted update reaches its handler where the run applied it; its outcomes were recorded then.
-      await activate(execution, step.resolvedAt ?? Date.parse(state.updatedAt), () => execution.deliverUpdate(step.update!.name, step.input ?? null, step.update!.id));
+      const args = options.payloads ? await options.payloads.decode(step.input ?? null) : (step.input ?? null); // decoded outside the activation
+      await activate(execution, step.resolvedAt ?? Date.parse(state.updatedAt), () => execution.deliverUpdate(step.update!.name, args, step.update!.id));
       check(execution.takeIssued());
       continue;
     }
     let delivered = false;
+    const result = options.payloads ? await options.payloads.openResult(stepResult(step)) : stepResult(step); // decoded outside the activation
     await activate(execution, step.resolvedAt ?? Date.parse(state.updatedAt), () => {
-      delivered = execution.deliver(name, stepResult(step));
+      delivered = execution.deliver(name, result);
     });
     if (!delivered) {
       throw new NonDeterminismError(

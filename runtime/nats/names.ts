@@ -30,6 +30,8 @@ export interface Names {
   bundlesStore: string;
   /** KV of deployments: `current` and one record per deployed version. */
   deploymentsBucket: string;
+  /** Object Store of claim-checked payloads, named by workflow id and slot (payloads/claim-check.ts). */
+  payloadsStore: string;
   orchestratorConsumer: string;
   timersConsumer: string;
   /** Durable consumer of one activity type's tasks, shared by every runtime that hosts it. */
@@ -104,6 +106,7 @@ export function createNames(namespace = ""): Names {
     scheduleTickSubject: (id) => `${eventsPrefix}schedule.${id}`,
     bundlesStore: `${n}WORKFLOW_BUNDLES`,
     deploymentsBucket: `${n}WORKFLOW_DEPLOYMENTS`,
+    payloadsStore: `${n}WORKFLOW_PAYLOADS`,
     orchestratorConsumer: `${n}orchestrator`,
     timersConsumer: `${n}timers`,
     activityConsumer: (type) => `${n}activity_${type}`,

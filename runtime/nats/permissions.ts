@@ -80,11 +80,22 @@ function readCode(names: Names): string[] {
   return [...readKv(names.deploymentsBucket), ...streamInfo(obj), ...getMessages(obj), ...readers(obj), ...flowControl(obj)];
 }
 
+/**
+ * Claim-checked payloads (payloads/claim-check.ts): read objects, write them (chunks and meta
+ * under `$O.<bucket>.>`), and purge them (an overwrite purges the old chunks; removal with the
+ * workflow purges chunks and meta). Clients write start inputs and signal payloads, workers
+ * activity outputs, orchestrators workflow results and activity inputs.
+ */
+function payloadObjects(names: Names): string[] {
+  const obj = objStream(names.payloadsStore);
+  return [...getMessages(obj), ...readers(obj), ...flowControl(obj), `$O.${names.payloadsStore}.>`, `${API}.STREAM.PURGE.${obj}`];
+}
+
 /** What ensureTopology looks up (it creates nothing when the namespace is provisioned). */
 function lookUpTopology(names: Names): string[] {
   return [
     `${API}.INFO`,
-    ...[names.eventsStream, names.tasksStream, names.timersStream, names.deadLettersStream, names.parkedStream, names.scheduleTicksStream, kvStream(names.statesBucket), kvStream(names.pendingSignalsBucket), kvStream(names.schedulesBucket)].flatMap(streamInfo),
+    ...[names.eventsStream, names.tasksStream, names.timersStream, names.deadLettersStream, names.parkedStream, names.scheduleTicksStream, kvStream(names.statesBucket), kvStream(names.pendingSignalsBucket), kvStream(names.schedulesBucket), objStream(names.payloadsStore)].flatMap(streamInfo),
     `${API}.CONSUMER.INFO.${names.eventsStream}.${names.orchestratorConsumer}`,
     `${API}.CONSUMER.INFO.${names.timersStream}.${names.timersConsumer}`,
     `${API}.CONSUMER.INFO.${names.scheduleTicksStream}.${names.schedulerConsumer}`,
@@ -122,6 +133,7 @@ function worker(names: Names, activities: string[]): RolePermissions {
     // alreadyRecorded): the report to a parent, the close policy's cancels to children.
     names.childSubject(">"),
     names.cancelSubject(">"),
+    ...payloadObjects(names),
   ];
   // Terminates (cancel subject) and the orchestrator's aborts of named steps (abort subject) stop running attempts.
   const subscribe = [`${inboxPrefixOf(names.namespace)}.>`, names.cancelSubject(">"), names.abortSubject(">"), names.leaseSubject(">")];
@@ -158,6 +170,7 @@ function orchestrator(names: Names): RolePermissions {
     `${API}.STREAM.PURGE.${names.parkedStream}`,
     ...streamInfo(names.parkedStream),
     ...readCode(names),
+    ...payloadObjects(names),
   ];
   // Queries are answered by the orchestrator (orchestrator/queries.ts): a queue subscription.
   const subscribe = [`${inboxPrefixOf(names.namespace)}.>`, `$KV.${names.pendingSignalsBucket}.>`, names.leaseSubject(">"), names.querySubject("*")];
@@ -181,6 +194,7 @@ function client(names: Names): RolePermissions {
     ...getMessages(states),
     ...readers(states),
     ...readCode(names),
+    ...payloadObjects(names),
   ];
   const subscribe = [`${inboxPrefixOf(names.namespace)}.>`, names.finishedSubject(">")];
   return { publish: { allow: publish }, subscribe: { allow: subscribe } };
@@ -196,6 +210,7 @@ function admin(names: Names): RolePermissions {
     names.scheduleTicksStream,
     ...[names.statesBucket, names.releasesBucket, names.pendingSignalsBucket, names.leasesBucket, names.deploymentsBucket, names.schedulesBucket].map(kvStream),
     objStream(names.bundlesStore),
+    objStream(names.payloadsStore),
   ];
   const p = subjectPrefix(names);
   const publish = [
@@ -215,6 +230,7 @@ function admin(names: Names): RolePermissions {
     ...(p ? [`${p}>`] : [...eventSubjects(names), `workflow.>`, names.taskSubject(">")]),
     ...[names.statesBucket, names.releasesBucket, names.pendingSignalsBucket, names.leasesBucket, names.deploymentsBucket, names.schedulesBucket].flatMap(kvSubjects),
     `$O.${names.bundlesStore}.>`,
+    `$O.${names.payloadsStore}.>`,
   ];
   const subscribe = [`${inboxPrefixOf(names.namespace)}.>`, ...(p ? [`${p}>`] : ["workflow.>", names.taskSubject(">")]), `$KV.${names.pendingSignalsBucket}.>`];
   return { publish: { allow: dedupe(publish) }, subscribe: { allow: dedupe(subscribe) } };

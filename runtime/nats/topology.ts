@@ -17,6 +17,10 @@ import {
   type StreamConfig,
 } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
+import { Objm } from "@nats-io/obj";
+import { createClaimCheck } from "../payloads/claim-check.js";
+import type { PayloadCodec } from "../payloads/codec.js";
+import { createPayloads, type Payloads } from "../payloads/payloads.js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config.js";
 import { eventSubjects, type Names } from "./names.js";
@@ -56,6 +60,8 @@ export interface Topology {
   pendingSignals: KV;
   /** Schedules: spec and progress per schedule id (schedules/store.ts). */
   schedules: KV;
+  /** The payload boundary (payloads/payloads.ts): codec and claim check, over the WORKFLOW_PAYLOADS Object Store. */
+  payloads: Payloads;
 }
 
 export interface TopologyOptions {
@@ -70,7 +76,15 @@ export interface TopologyOptions {
    * what is missing: a client with default settings must not reset a fleet's ack waits.
    */
   updateConsumers?: boolean;
+  /**
+   * How payloads are encoded (payloads/payloads.ts). Absent: no codec, claim check over 64 KiB,
+   * at most 32 MiB (the config defaults).
+   */
+  payloads?: { codec?: PayloadCodec | undefined; inlineBytes: number; maxBytes: number };
 }
+
+export const DEFAULT_INLINE_PAYLOAD_BYTES = 64 * 1024;
+export const DEFAULT_MAX_INPUT_BYTES = 32 * 1024 * 1024;
 
 export async function ensureTopology(nc: NatsConnection, options: TopologyOptions): Promise<Topology> {
   const { names, replicas } = options;
@@ -189,7 +203,12 @@ export async function ensureTopology(nc: NatsConnection, options: TopologyOption
     kvm.create(names.schedulesBucket, { replicas, history: 1, storage, allow_direct: replicas === 1 }),
   ]);
 
-  return { nc, js, jsm, names, states, pendingSignals, schedules };
+  // Chunks and meta of claim-checked payloads; objects go with their workflow (visibility/index-writer.ts removeWorkflow).
+  const objects = await new Objm(js).create(names.payloadsStore, { replicas, storage });
+  const payloadOptions = options.payloads ?? { inlineBytes: DEFAULT_INLINE_PAYLOAD_BYTES, maxBytes: DEFAULT_MAX_INPUT_BYTES };
+  const payloads = createPayloads({ ...payloadOptions, claimCheck: createClaimCheck(objects, names.payloadsStore, jsm) });
+
+  return { nc, js, jsm, names, states, pendingSignals, schedules, payloads };
 }
 
 /** The durable consumer of one activity type's tasks; every runtime hosting the type shares it. */

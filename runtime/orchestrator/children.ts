@@ -278,5 +278,6 @@ function trim(error: ErrorRecord): ErrorRecord {
   const out: ErrorRecord = { message: String(error.message).slice(0, 4_000), type: typeof error.type === "string" ? error.type : "Error" };
   if (error.code) out.code = error.code;
   if (error.hint) out.hint = error.hint;
+  if (error.encoded !== undefined) out.encoded = error.encoded; // a codec's envelope of the message (payloads.ts)
   return out;
 }

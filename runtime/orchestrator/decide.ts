@@ -12,7 +12,8 @@ import type { Config } from "../config.js";
 import { bindWorkflow, type Registry, type RegisteredWorkflow } from "../definitions.js";
 import { formatDuration, parseDuration } from "../duration.js";
 import { BlockedWorkflowError, BundleError, NonDeterminismError, toErrorRecord, UnknownWorkflowError, type ErrorRecord } from "../errors.js";
-import { activate, randomSeedOf, toJson, WorkflowExecution, type Command } from "../journal/execution.js";
+import { activate, randomSeedOf, toJson, WorkflowExecution, type Command, type StepResult } from "../journal/execution.js";
+import type { Payloads } from "../payloads/payloads.js";
 import { replayWorkflow, stepResult } from "../journal/replay.js";
 import type { Logger } from "../logger.js";
 import type { CancelMessage, CompletionMessage, SignalMessage, TimerMessage, UpdateMessage } from "../protocol.js";
@@ -37,7 +38,16 @@ export interface DecideEnv {
   now(): number;
   /** Told of replays and of each run's start (observability/observer.ts). */
   observer?: EngineObserver;
+  /**
+   * The payload boundary (payloads/payloads.ts): what the code reads (its input, each step's
+   * result) is decoded here, at the deliveries below; what it produces is encoded by the loop
+   * (Payloads.seal) before the state is written. Absent: values as stored.
+   */
+  payloads?: Pick<Payloads, "decode" | "openResult"> | undefined;
 }
+
+/** A step's result as the workflow code must see it: decoded (a codec, a claim check), before the activation that delivers it. */
+const resultFor = (env: DecideEnv, step: StepState): Promise<StepResult> | StepResult => (env.payloads ? env.payloads.openResult(stepResult(step)) : stepResult(step));
 
 export type Decision =
   | { kind: "write"; state: WorkflowState; effects: Effect[]; execution: WorkflowExecution | undefined }
@@ -116,7 +126,8 @@ export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow
     workflowId: id,
     workflow: definition.name,
     ...bindWorkflow(definition, id),
-    input: state.input,
+    // The state keeps the input as it came (encoded, when a codec or the claim check is on); the code gets it decoded.
+    input: env.payloads ? await env.payloads.decode(state.input) : state.input,
     searchAttributes: state.searchAttributes,
     logger: env.logger,
     randomSeed: randomSeedOf(state),
@@ -347,8 +358,9 @@ export async function deliver(env: DecideEnv, stored: StoredWorkflow, state: Wor
   const execution = await executionFor(env, stored, state, now);
   if (!(execution instanceof WorkflowExecution)) return execution;
   let delivered = false;
+  const result = await resultFor(env, step);
   await activate(execution, now, () => {
-    delivered = execution.deliver(stepName, stepResult(step));
+    delivered = execution.deliver(stepName, result);
   });
   if (!delivered) {
     // The code stopped waiting for this step (a Promise.race it lost); the result stays recorded.
@@ -370,8 +382,9 @@ export async function settle(env: DecideEnv, state: WorkflowState, execution: Wo
     // A startChild handle's result() for a child that ended already (children.ts).
     const ready = match ? match.step : settleReadyChildResult(state, now);
     if (!ready) return;
+    const result = await resultFor(env, state.steps[ready]!);
     await activate(execution, now, () => {
-      execution.deliver(ready, stepResult(state.steps[ready]!));
+      execution.deliver(ready, result);
     });
     record(env, state, execution, now, effects);
   }
@@ -457,7 +470,7 @@ async function replay(env: DecideEnv, state: WorkflowState): Promise<WorkflowExe
   if (!definition) {
     throw new UnknownWorkflowError(state.workflow, registry.version);
   }
-  return replayWorkflow(await env.withHistory(state), { ...bindWorkflow(definition, state.id), logger: env.logger });
+  return replayWorkflow(await env.withHistory(state), { ...bindWorkflow(definition, state.id), logger: env.logger, payloads: env.payloads });
 }
 
 /** Turn the commands issued in the last activation into steps, and settle the workflow if it returned. */
@@ -572,6 +585,7 @@ function finish(state: WorkflowState, now: number): void {
 /** Stacks are useful in `wf show` but must not bloat the state: keep the first lines. */
 function trimError(error: ErrorRecord): ErrorRecord {
   const out: ErrorRecord = { message: error.message.slice(0, 4_000), type: error.type };
+  if (error.encoded !== undefined) out.encoded = error.encoded; // a codec's envelope of message and stack (payloads.ts): kept whole
   if (error.stack) out.stack = error.stack.split("\n").slice(0, 12).join("\n");
   if (error.nonRetryable) out.nonRetryable = true;
   if (error.details !== undefined) out.details = error.details;

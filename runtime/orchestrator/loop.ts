@@ -91,7 +91,17 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     logger: baseLogger,
     now: options.now ?? Date.now,
     observer,
+    payloads: topology.payloads,
   };
+  /**
+   * The payload boundary (payloads/payloads.ts): what the workflow code produced in a decision
+   * (activity and child inputs, its result or error) is encoded before anything is sized, written
+   * or published; `previous`'s values are sealed already and are skipped. Without a codec and
+   * with small payloads, this returns the decision's own state.
+   */
+  const seal = async <D extends Decision>(decision: D, previous?: WorkflowState): Promise<D> =>
+    decision.kind === "write" && topology.payloads.active ? { ...decision, state: await topology.payloads.seal(decision.state, previous) } : decision;
+  const decideStartSealed = async (...args: Parameters<typeof decideStart>) => seal(await decideStart(...args));
   const timerBatcher = new TimerBatcher(topology);
   const recovery = createRecovery({ topology, logger, beforePass: () => store.clear(), leases: () => fleetLeases(topology, config) });
   const pendingSignals = new PendingSignalsListener(topology, (message) => logger.warn(message));
@@ -267,7 +277,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         return duplicate(msg, existing, `workflow ${id} already exists`);
       }
       // (A first run that continues as new at once is archived before the create, like any switch.)
-      const { archived, decision } = await settleContinuations(await decideStart(env, definition, registry.version, id, start.input, { ...extras, run: { runId, run: 1 } }));
+      const { archived, decision } = await settleContinuations(await decideStartSealed(env, definition, registry.version, id, start.input, { ...extras, run: { runId, run: 1 } }));
       // The run entry first, on this connection: stored before the state (index-writer.ts).
       const indexed = indexStart(topology, decision.state, { beforeState: true });
       let stored: StoredWorkflow;
@@ -344,7 +354,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       const definition = registry.workflows.get(ended.workflow);
       if (!definition) throw new Error(`workflow type ${ended.workflow} is in neither the current code nor version ${ended.bundle}`);
       archived.push(ended);
-      decision = await decideStart(env, definition, registry.version, ended.id, ended.continuedAsNew!.input, {
+      decision = await decideStartSealed(env, definition, registry.version, ended.id, ended.continuedAsNew!.input, {
         searchAttributes: ended.searchAttributes,
         retentionMs: ended.retentionMs ?? config.retentionMs,
         timeoutMs: ended.timeoutMs ?? 0,
@@ -378,7 +388,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
 
   /** A start under an idReusePolicy (or a retry) that lets it replace `latest`, a finished run: a new run of the id. */
   async function startNewRun(msg: JsMsg, latest: StoredWorkflow, workflowType: string, decideFirst: () => Promise<Decision & { kind: "write" }>): Promise<void> {
-    const { archived, decision } = await settleContinuations(await decideFirst());
+    // (What the first decision produced is encoded before it is stored: payloads/payloads.ts.)
+    const { archived, decision } = await settleContinuations(await seal(await decideFirst()));
     try {
       await switchRun(msg, latest, [latest.state, ...archived], decision);
     } catch (err) {
@@ -436,7 +447,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       }
       let decision: Decision;
       try {
-        decision = await decide(stored);
+        decision = await seal(await decide(stored), stored.state);
       } catch (err) {
         store.forget(id); // the cached execution may be half-advanced
         if (err instanceof BlockedWorkflowError) return block(msg, stored, err);

@@ -47,7 +47,7 @@ export function createQueryResponder(options: QueryResponderOptions): QueryRespo
     const registry = await options.registryFor(state.bundle);
     const definition = registry.workflows.get(state.workflow);
     if (!definition) throw new QueryError("WF_UNKNOWN_WORKFLOW", `workflow type ${state.workflow} is not in the code (version ${registry.version}) this runtime can load`, { hint: "Deploy code that has it (`wf deploy`)." });
-    const execution = await replayWorkflow(await options.withHistory(state), { ...bindWorkflow(definition, state.id), logger: logger.child({ component: "query" }) });
+    const execution = await replayWorkflow(await options.withHistory(state), { ...bindWorkflow(definition, state.id), logger: logger.child({ component: "query" }), payloads: topology.payloads });
     return answerQuery(execution, request.name, request.args);
   }
 

@@ -109,7 +109,7 @@ export async function decideRetry(env: DecideEnv, definition: RegisteredWorkflow
   const unrecorded: { issued: Command[]; cancelled: string[] } = { issued: [], cancelled: [] };
   let execution;
   try {
-    execution = await replayWorkflow(state, { ...bindWorkflow(definition, state.id), logger: env.logger, unrecorded });
+    execution = await replayWorkflow(state, { ...bindWorkflow(definition, state.id), logger: env.logger, unrecorded, payloads: env.payloads });
   } catch (err) {
     if (!(err instanceof NonDeterminismError)) throw err;
     const diverged = new RetryDivergedError(ended.id, runNumber(ended), err);

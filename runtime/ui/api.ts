@@ -76,7 +76,8 @@ export async function describeWorkflow(ctx: ApiContext, id: string, query: URLSe
   const runText = query.get("run");
   const run = runText ? Number(runText) : undefined;
   if (run !== undefined && (!Number.isInteger(run) || run < 1)) throw new ValidationError("WF_INVALID_FILTER", `run must be a run number (1 for the first), got ${JSON.stringify(runText)}`, { hint: "Pick one from the workflow page's runs." });
-  const state = await ctx.client.describe(id, run === undefined ? {} : { run });
+  // A payload the UI's client cannot decode (no codec.keys, or not its key) shows as ENCRYPTED_PLACEHOLDER.
+  const state = await ctx.client.describe(id, { undecodable: "mark", ...(run === undefined ? {} : { run }) });
   const [runs, dag] = await Promise.all([ctx.client.runs(id, { limit: 20 }), state.kind === "dag" ? ctx.dags.of(state.workflow, state.bundle) : Promise.resolve(undefined)]);
   return { state, runs, ...(dag ? { dag } : {}) };
 }

@@ -29,6 +29,7 @@ import { parkedTimersOf } from "../orchestrator/parked-timers.js";
 import { runNumber, type WorkflowState } from "../state.js";
 import { archivedRunKey } from "../orchestrator/runs.js";
 import { storedJson } from "../nats/kv-entry.js";
+import { removeWorkflowPayloads } from "../payloads/removal.js";
 import { endSubjectOf, entryOf, indexSubjects, retentionOf, type IndexSubjects } from "./index-keys.js";
 import { sameAttribute, type TypedAttributes } from "./search-attributes.js";
 
@@ -116,6 +117,8 @@ export async function repairIndex(topology: Topology, state: WorkflowState): Pro
  * Each step is a purge of one subject, so a repeat after a crash finds less to do.
  */
 export async function removeWorkflow(topology: Topology, state: WorkflowState): Promise<void> {
+  // Its claim-checked payloads first, while the state that references them is still there.
+  await removeWorkflowPayloads(topology, state);
   const subjects = subjectsOf(topology);
   const purge = (stream: string, subject: string) => topology.jsm.streams.purge(stream, { filter: subject });
   const run = runNumber(state);

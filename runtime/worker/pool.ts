@@ -32,6 +32,8 @@ import { pendingEffects, publishEffects } from "../orchestrator/outbox.js";
 import { isTerminal, type LeaseRef, type WorkflowState } from "../state.js";
 import { repairEffects, type Leases } from "./leases.js";
 import { attemptOutcome, NO_OBSERVER, type EngineObserver } from "../observability/observer.js";
+import { CodecError } from "../errors.js";
+import { SLOT } from "../payloads/payloads.js";
 
 export interface WorkerPool {
   start(): Promise<void>;
@@ -327,7 +329,9 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     let outcome: Outcome | undefined;
     try {
       const ctx = createActivityContext(task, attempt.signal, heartbeat, options.logger);
-      const output = await raceAbort(Promise.resolve(observed.run(() => fn(task.input, ctx))), attempt.signal);
+      // The payload boundary (payloads/payloads.ts): the activity gets its input decoded.
+      const input = await topology.payloads.decode(task.input);
+      const output = await raceAbort(Promise.resolve(observed.run(() => fn(input, ctx))), attempt.signal);
       outcome = { ok: true, output: output === undefined ? null : output };
     } catch (err) {
       const reason: unknown = attempt.signal.aborted ? attempt.signal.reason : undefined;
@@ -429,7 +433,21 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
 
   async function complete(msg: TaskDelivery, task: TaskMessage, startedAt: Date, outcome: Outcome): Promise<void> {
     const base = { workflowId: task.workflowId, ...(task.runId ? { runId: task.runId } : {}), step: task.step, attempt: task.attempt, startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), worker: config.worker.id };
-    let completion: CompletionMessage = outcome.ok ? { ...base, ok: true, output: outcome.output } : { ...base, ok: false, error: outcome.error };
+    let completion: CompletionMessage;
+    try {
+      // The payload boundary (payloads/payloads.ts): the output (claim-checked when large, under a
+      // name of this attempt, which a redelivery overwrites) or the error leaves encoded.
+      completion = outcome.ok
+        ? { ...base, ok: true, output: await topology.payloads.encode(outcome.output, SLOT.stepOutput(SLOT.scope(task.workflowId, task.run), task.step, task.attempt), { limit: `output of activity ${task.activity}` }) }
+        : { ...base, ok: false, error: await topology.payloads.encodeError(outcome.error) };
+    } catch (err) {
+      if (!(err instanceof CodecError)) {
+        logger.warn(`could not store the output of ${task.step}: ${(err as Error)?.message}; the task will be redelivered`, { workflowId: task.workflowId });
+        return;
+      }
+      const error = { message: `output of activity ${task.activity} cannot be recorded: ${err.message}`, type: "ActivityOutputError", nonRetryable: true };
+      completion = { ...base, ok: false, error: await topology.payloads.encodeError(error).catch(() => error) };
+    }
     let text: string;
     try {
       text = JSON.stringify(completion);

@@ -1,0 +1,27 @@
+/**
+ * Claim-checked payloads go with their workflow: removeWorkflow (retention, client.delete) calls
+ * this before it purges the state, so a removal that dies half way is found again by the next
+ * sweep, with its state, and finishes. The objects are found from what references them: the
+ * state, its history chunks and its archived runs (one read each, only for workflows that have
+ * them), so the cost grows with the workflow removed, not with the bucket.
+ *
+ * Not found this way: an object written by an attempt whose completion never reached the state
+ * (a timed-out attempt that finished after its retry did). It stays until the bucket is purged.
+ */
+import type { Topology } from "../nats/topology.js";
+import { withHistory } from "../orchestrator/history.js";
+import { readRun } from "../orchestrator/runs.js";
+import { runNumber, type WorkflowState } from "../state.js";
+
+export async function removeWorkflowPayloads(topology: Topology, state: WorkflowState): Promise<void> {
+  const { payloads } = topology;
+  if (!payloads.claimCheck) return;
+  const runs: WorkflowState[] = [state];
+  for (let n = 1; n < runNumber(state); n++) {
+    const run = await readRun(topology.states, state, n);
+    if (run) runs.push(run);
+  }
+  const names: string[] = [];
+  for (const run of runs) names.push(...payloads.refsOf(await withHistory(topology.states, run)));
+  if (names.length > 0) await payloads.claimCheck.remove(names);
+}

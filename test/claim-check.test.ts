@@ -1,0 +1,159 @@
+/**
+ * Claim check (runtime/payloads/claim-check.ts): payloads over limits.inlinePayloadBytes travel
+ * as references to objects in the namespace's WORKFLOW_PAYLOADS Object Store, transparently both
+ * ways; a 10 MiB activity output survives a SIGKILL of the runtime that produced it; retention and
+ * client.delete remove the objects with their workflow; limits.maxInputBytes bounds the total.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Objm } from "@nats-io/obj";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterEach, describe, expect, it } from "vitest";
+import type { WorkflowState } from "../runtime/index.js";
+import { bigText, sha256 } from "./fixtures/payloads/big-payload.js";
+import { activities, workflows } from "./fixtures/payloads/functions.js";
+import { useEngines, waitFor, waitForState, type Engine } from "./fixtures/engine/harness.js";
+import { onLines } from "./helpers/wait.js";
+
+const engine = useEngines();
+const here = dirname(fileURLToPath(import.meta.url));
+const repoRoot = resolve(here, "..");
+const fixture = join(here, "fixtures", "payloads", "runtime-process.ts");
+const MiB = 1024 * 1024;
+
+const connections: NatsConnection[] = [];
+const spawned = new Set<ChildProcess>();
+afterEach(async () => {
+  for (const child of spawned) if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) process.kill(child.pid, "SIGKILL");
+  spawned.clear();
+  await Promise.all(connections.splice(0).map((nc) => nc.close()));
+});
+
+async function raw(e: Engine): Promise<NatsConnection> {
+  const nc = await connect({ servers: e.url });
+  connections.push(nc);
+  return nc;
+}
+
+async function rawState(e: Engine, id: string): Promise<{ bytes: number; state: WorkflowState }> {
+  const kv = await new Kvm(await raw(e)).open(e.names.statesBucket);
+  const entry = (await kv.get(id))!;
+  return { bytes: entry.length, state: entry.json<WorkflowState>() };
+}
+
+/** Names of the objects stored now, and the messages left in the bucket's stream (chunks and meta). */
+async function objects(e: Engine): Promise<{ names: string[]; messages: number }> {
+  const nc = await raw(e);
+  const store = await new Objm(nc).open(e.names.payloadsStore);
+  const names = (await store.list()).filter((info) => !info.deleted).map((info) => info.name).sort();
+  const info = await (await jetstreamManager(nc)).streams.info(`OBJ_${e.names.payloadsStore}`);
+  return { names, messages: info.state.messages };
+}
+
+function spawnRuntime(e: Engine, workerId: string, crashPoint?: string): Promise<{ proc: ChildProcess; exited: Promise<NodeJS.Signals | null> }> {
+  const proc = spawn(process.execPath, ["--import", "tsx", fixture, JSON.stringify({ natsUrl: e.url, namespace: e.namespace, workerId, ...(crashPoint ? { crashPoint } : {}) })], {
+    cwd: repoRoot,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  spawned.add(proc);
+  const output: string[] = [];
+  const exited = new Promise<NodeJS.Signals | null>((done) => proc.once("exit", (_code, signal) => done(signal)));
+  return new Promise((ready, fail) => {
+    onLines(proc.stdout!, (line) => {
+      output.push(line);
+      if (line.trim() === "READY") ready({ proc, exited });
+    });
+    onLines(proc.stderr!, (line) => output.push(line));
+    proc.once("exit", () => fail(new Error(`runtime ${workerId} exited before READY:\n${output.join("\n")}`)));
+  });
+}
+
+describe("claim check", () => {
+  it("a large input, signal, activity input and output and result round-trip as object references", async () => {
+    const e = engine();
+    await e.runtime({ workflows, activities });
+    const client = await e.client();
+    const input = bigText(200 * 1024, "input");
+    const signal = bigText(150 * 1024, "signal");
+    await client.start("echo", { blob: input }, { id: "echo-1" });
+    await waitForState(client, "echo-1", (s) => s.steps.signal_more !== undefined);
+    await client.signal("echo-1", "more", { blob: signal });
+    expect(await client.result("echo-1")).toEqual({ digest: sha256(input + signal), input: input.length, signal: signal.length });
+
+    const { bytes, state } = await rawState(e, "echo-1");
+    expect(bytes).toBeLessThan(8 * 1024); // the state holds references, not the data
+    expect(state.input).toMatchObject({ $ref: expect.stringMatching(new RegExp(`^obj:${e.names.payloadsStore}/echo-1/start/input-`)), bytes: expect.any(Number) });
+    expect(state.steps.signal_more!.output).toMatchObject({ $ref: expect.any(String) });
+    expect(state.steps.digest!.input).toMatchObject({ $ref: `obj:${e.names.payloadsStore}/echo-1/steps/digest/input` });
+    expect((await client.describe("echo-1")).input).toEqual({ blob: input });
+    // The state is small enough for any NATS client; the data is in the Object Store.
+    expect((await objects(e)).names).toHaveLength(3);
+  });
+
+  it("with a codec, the stored objects hold ciphertext", async () => {
+    const e = engine();
+    const config = { codec: { keys: { k1: randomBytes(32).toString("base64") }, current: "k1" } };
+    await e.runtime({ workflows, activities, config });
+    const client = await e.client(config);
+    const result = await (await client.start("big", { bytes: 300 * 1024 }, { id: "enc-big" })).result();
+    expect(sha256((result as { blob: string }).blob)).toBe(sha256(bigText(300 * 1024)));
+    const nc = await raw(e);
+    const store = await new Objm(nc).open(e.names.payloadsStore);
+    const data = new TextDecoder().decode((await store.getBlob("enc-big/steps/make_big/1/output"))!);
+    expect(JSON.parse(data)).toMatchObject({ $enc: "aes256gcm", k: "k1" });
+    expect(data).not.toContain(bigText(64));
+  });
+
+  it("a 10 MiB activity output survives a SIGKILL of the runtime that produced it, and the workflow completes with the right bytes", async () => {
+    const e = engine();
+    const client = await e.client();
+    // Runtime A runs make_big, stores the output and its completion, and dies before acking the task.
+    const a = await spawnRuntime(e, "a", "after-completion-before-ack");
+    await client.start("big", { bytes: 10 * MiB }, { id: "big-kill" });
+    expect(await a.exited).toBe("SIGKILL");
+    // Runtime B finds the task redelivered, its attempt recorded, and carries the workflow on:
+    // its orchestrator reads the 10 MiB back from the Object Store (B never saw it).
+    await spawnRuntime(e, "b");
+    const result = (await client.result("big-kill", { signal: AbortSignal.timeout(60_000) })) as { digest: string; length: number; blob: string };
+    const expected = sha256(bigText(10 * MiB));
+    expect(result.length).toBe(10 * MiB);
+    expect(result.digest).toBe(expected);
+    expect(sha256(result.blob)).toBe(expected);
+
+    const { bytes, state } = await rawState(e, "big-kill");
+    expect(bytes).toBeLessThan(8 * 1024);
+    expect(state.steps.make_big!.worker).toBe("a");
+    expect(state.steps.make_big!.attempt).toBe(1);
+    // One object per slot: the retry after the crash did not leave a second copy.
+    expect((await objects(e)).names).toEqual(["big-kill/result", "big-kill/steps/digest/input", "big-kill/steps/make_big/1/output"]);
+
+    // client.delete removes the objects with the workflow, and nothing of them stays in the stream.
+    expect(await client.delete("big-kill")).toBe(true);
+    expect(await objects(e)).toEqual({ names: [], messages: 0 });
+  }, 120_000);
+
+  it("retention removes a finished workflow's objects", async () => {
+    const e = engine();
+    await e.runtime({ workflows, activities, config: { retention: "1s", orchestrator: { retentionSweepInterval: "1s" } } });
+    const client = await e.client();
+    await (await client.start("big", { bytes: 100 * 1024 }, { id: "kept-1s" })).result();
+    expect((await objects(e)).names).toHaveLength(3);
+    await waitFor("the objects of kept-1s removed by retention", async () => (await objects(e)).messages === 0, 20_000, 200);
+    await expect(client.describe("kept-1s")).rejects.toThrow(/no workflow with id kept-1s/);
+  });
+
+  it("limits.maxInputBytes bounds the decoded size of an input and of an activity output", async () => {
+    const e = engine();
+    const config = { limits: { maxInputBytes: 256 * 1024 } };
+    await e.runtime({ workflows, activities, config });
+    const client = await e.client(config);
+    await expect(client.start("echo", { blob: bigText(300 * 1024) })).rejects.toMatchObject({ code: "WF_INPUT_TOO_LARGE" });
+    const failed = await client.start("big", { bytes: 300 * 1024 }, { id: "too-big-output" });
+    const err = await failed.result().catch((error: unknown) => error);
+    expect(String((err as Error).message)).toMatch(/output of activity make_big cannot be recorded.*limits\.maxInputBytes/);
+  });
+});
