@@ -110,6 +110,11 @@ describe("web UI API", () => {
     expect((await call(ui, "/api/workflows", { headers: { Authorization: "Bearer s3cret-token" } })).status).toBe(200);
     // The event stream takes it from the query (EventSource sends no headers).
     await client.start("gate", null, { id: "tok-1" });
+    // The stream follows a state that exists (404 until the runtime applied the start, which a loaded machine takes its time to do).
+    for (let tries = 0; !(await client.describe("tok-1").then(() => true, () => false)); tries++) {
+      if (tries > 200) throw new Error("workflow tok-1 was not started within 10 s");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     expect((await call(ui, "/api/workflows/tok-1/events")).status).toBe(401);
     const events = await fetch(new URL("/api/workflows/tok-1/events?token=s3cret-token", ui.url), { signal: AbortSignal.timeout(10_000) });
     expect(events.status).toBe(200);
