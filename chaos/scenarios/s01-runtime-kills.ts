@@ -9,6 +9,7 @@ import { diagnoseStuck } from "../lib/diagnose.js";
 import { faults, verdictFigures, verdictOk, type Scenario } from "../lib/scenario.js";
 import { expectationsOf, orders, primitives, startAll } from "../lib/workload.js";
 import { pick, randomBetween, sleep } from "../lib/util.js";
+import { checkChaosSchedule, startChaosSchedule } from "../lib/schedule-check.js";
 
 export const runtimeKills: Scenario = {
   id: 1,
@@ -31,6 +32,8 @@ export const runtimeKills: Scenario = {
     const rate = options.quick ? 25 : 40;
     const startSeconds = n / rate;
     ctx.log(`starting ${n} workflows at ${rate}/s over ${startSeconds.toFixed(0)} s, killing a runtime every 1-3 s`);
+    // A schedule ticking every second through the kills (lib/schedule-check.ts).
+    await startChaosSchedule(client);
     const t0 = Date.now();
     let startsDone = false;
     const starting = startAll(client, items, rate).finally(() => {
@@ -60,16 +63,18 @@ export const runtimeKills: Scenario = {
     fleet.stopSupervising();
 
     await diagnoseStuck(client, ctx.namespace, pending, readExecutions(ctx.markerDir), (l) => ctx.log(l));
+    const schedule = await checkChaosSchedule(client, observer, 60_000);
     const states = await observer.finalStates(ids);
     const verdict = verify({ expected: expectationsOf(items), states, executions: readExecutions(ctx.markerDir), disruptions: fleet.disruptions, observer });
     return {
-      ok: verdictOk(verdict) && pending.length === 0,
+      ok: verdictOk(verdict) && pending.length === 0 && schedule.violations.length === 0,
+      scheduleTicks: schedule.ticks,
       ...verdictFigures(verdict),
       faultsInjected: faults({ runtimeKills: kills }),
       runtimesStarted: fleet.spawned,
       workflowsPerSecond: Math.round((n / runMs) * 1000 * 10) / 10,
       natsServer: nats.version,
-      violations: verdict.violations,
+      violations: [...verdict.violations, ...schedule.violations],
     };
   },
 };

@@ -1,0 +1,33 @@
+/**
+ * A schedule through the faults of a scenario: every `--every 1s` tick between the first and the
+ * last must have started exactly one workflow (tick ids are `<scheduleId>.<tick>`: a tick fired
+ * twice starts the same id, so a doubled tick cannot hide; a lost tick shows as a gap), and each
+ * of those workflows must complete.
+ */
+import type { WorkflowClient } from "../../runtime/index.js";
+import type { StateObserver } from "./observer.js";
+
+export const CHAOS_SCHEDULE = { id: "chaos-tick", everyMs: 1_000 };
+
+export async function startChaosSchedule(client: WorkflowClient): Promise<void> {
+  await client.schedules.create(CHAOS_SCHEDULE.id, { workflow: "pending_delay", input: { mode: "sleep", delay: "10ms" }, every: CHAOS_SCHEDULE.everyMs, overlap: "allow-all", catchupWindow: "5m" });
+}
+
+/** Pause the schedule, wait for its workflows, and say what broke: gaps between ticks, runs that did not complete. */
+export async function checkChaosSchedule(client: WorkflowClient, observer: StateObserver, timeoutMs: number): Promise<{ ticks: number; violations: string[] }> {
+  await client.schedules.pause(CHAOS_SCHEDULE.id);
+  const ids: string[] = [];
+  for await (const summary of client.list({ where: { scheduleId: CHAOS_SCHEDULE.id } })) ids.push(summary.id);
+  const violations: string[] = [];
+  if (ids.length < 3) violations.push(`schedule ${CHAOS_SCHEDULE.id}: only ${ids.length} tick workflow(s)`);
+  const ticks = ids.map((id) => Date.parse(id.slice(CHAOS_SCHEDULE.id.length + 1).replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})/, "$1-$2-$3T$4:$5:$6"))).sort((a, b) => a - b);
+  for (let i = 1; i < ticks.length; i++) {
+    const gap = ticks[i]! - ticks[i - 1]!;
+    if (gap !== CHAOS_SCHEDULE.everyMs) violations.push(`schedule ${CHAOS_SCHEDULE.id}: ${gap === 0 ? "a tick twice" : `${gap / CHAOS_SCHEDULE.everyMs - 1} tick(s) lost`} after ${new Date(ticks[i - 1]!).toISOString()}`);
+  }
+  const pending = await observer.waitForTerminal(ids, timeoutMs);
+  for (const id of pending) violations.push(`schedule ${CHAOS_SCHEDULE.id}: tick workflow ${id} did not finish`);
+  const states = await observer.finalStates(ids);
+  for (const [id, state] of states) if (state && state.status !== "completed") violations.push(`schedule ${CHAOS_SCHEDULE.id}: tick workflow ${id} ended ${state.status}`);
+  return { ticks: ids.length, violations: violations.slice(0, 10) };
+}
