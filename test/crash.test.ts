@@ -258,21 +258,24 @@ describe("crash recovery (child-process runtimes)", () => {
   it("SIGKILLed between a start's run entry and its state, and between a terminal state and its end entry: the index agrees with the states after a restart", async () => {
     setup("index");
     const wf = await openClient();
+    // A 10 s ack wait: A's start must not be redelivered to B (which would die at its own crash point
+    // on that workflow, maybe before it is even ready) before B has run the instant workflow.
+    const ackWait = { orchestratorAckWait: "10s" };
     // 1. Killed after the run entry, before the state: the redelivered start creates it once.
-    const a = await spawnRuntime("A", runtimeOptions({ crashPoint: "after-run-entry-before-state" }));
+    const a = await spawnRuntime("A", runtimeOptions({ crashPoint: "after-run-entry-before-state", ...ackWait }));
     await wf.start("crashy", { slowMs: 10 }, { id: "killed-before-state" });
     await a.exited;
     // Died right between the two: the run entry is stored, the state is not.
     expect(await wf.count({ status: "running" })).toBe(1);
     await expect(wf.describe("killed-before-state")).rejects.toThrow(/no workflow with id killed-before-state/);
     // 2. Killed after an instant workflow's terminal state, before its end entry.
-    const b = await spawnRuntime("B", runtimeOptions({ crashPoint: "after-state-write-before-dispatch" }));
+    const b = await spawnRuntime("B", runtimeOptions({ crashPoint: "after-state-write-before-dispatch", ...ackWait }));
     await wf.start("instant", { value: "v" }, { id: "killed-before-end-entry" });
     await b.exited;
     expect((await wf.describe("killed-before-end-entry")).status).toBe("completed");
     expect(await wf.count({ status: "completed" })).toBe(0); // no end entry yet: the runtime died first
     // A runtime without crash points repairs both through the redelivered starts.
-    await spawnRuntime("C", runtimeOptions());
+    await spawnRuntime("C", runtimeOptions(ackWait));
     const ids = ["killed-before-state", "killed-before-end-entry"];
     await waitForTerminal(wf, ids, 30_000);
     await waitFor("the index to agree", async () => (await wf.count({ status: "completed" })) === 2 && (await wf.count({ status: "running" })) === 0, 15_000);
