@@ -24,11 +24,15 @@ const CALLS_PER_WORKFLOW: Partial<Record<CrashPointName, number>> = {
   "timer-fired-before-ack": 1,
   "after-activity-before-completion": 4,
   "after-completion-before-ack": 4,
-  "after-child-step-before-child-start": 0.13,
-  "after-child-end-before-parent-event": 0.13,
-  "after-run-archived-before-switch": 0.13,
-  "after-run-switch-before-dispatch": 0.13,
-  "after-cancel-recorded-before-dispatch": 0.07,
+  // Reached by a few workflows only: kept at a probability of 0.2 (not the cap of 0.5), because a
+  // runtime that dies at such a point dies while recording its step's completion, and a task whose
+  // runtime dies 5 times running is failed by design (worker.maxDeliveries): at 0.5, 5 crashes in a
+  // row came in about one run in thirty (CI saw it once), at 0.2 one in three thousand per point reached.
+  "after-child-step-before-child-start": 0.67,
+  "after-child-end-before-parent-event": 0.67,
+  "after-run-archived-before-switch": 0.67,
+  "after-run-switch-before-dispatch": 0.67,
+  "after-cancel-recorded-before-dispatch": 0.67,
 };
 
 export const crashPoints: Scenario = {
