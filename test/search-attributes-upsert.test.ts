@@ -92,6 +92,48 @@ describe("ctx.upsertSearchAttributes", () => {
     expect((await client.listPage({ where: { stage: "closed" } })).workflows.map((w) => [w.id, w.status])).toEqual([["last-1", "completed"]]);
   });
 
+  it("the new values' entries are stored with the state: found at once, even when the runtime dies right after the write", async () => {
+    const e = engine();
+    const last = async (ctx: WorkflowContext<typeof activities>) => {
+      await ctx.activities.charge(1);
+      ctx.upsertSearchAttributes({ stage: "closed" });
+      return "ok";
+    };
+    const waiting = async (ctx: WorkflowContext<typeof activities>) => {
+      await ctx.activities.charge(1);
+      ctx.upsertSearchAttributes({ stage: "open" });
+      await ctx.waitForSignal("go");
+      return "ok";
+    };
+    // The runtime "dies" right after a state write that recorded a step (the start's create passes the
+    // same point): nothing it meant to write after the state reaches NATS, and while it is dead every
+    // later point throws too, so no redelivery repairs the index before the listing looks.
+    let dead = false;
+    let recording = false;
+    const died: string[] = [];
+    const crashPoint = (name: string) => {
+      if (dead) throw new Error(`injected: the runtime is dead (${name})`);
+      if (name === "before-state-write") recording = true;
+      if (name === "after-state-write-before-dispatch" && recording) {
+        dead = true;
+        died.push(name);
+        throw new Error("injected: the runtime died after the state write");
+      }
+    };
+    await e.runtime({ workflows: { last, waiting }, activities, crashPoint });
+    const client = await e.client();
+    await client.start("waiting", null, { id: "open-1" });
+    await waitForState(client, "open-1", (s) => s.searchAttributes?.stage !== undefined);
+    expect(await ids(client, { stage: "open" })).toEqual(["open-1"]);
+    recording = false;
+    dead = false;
+    await client.start("last", null, { id: "closed-1" });
+    await waitForState(client, "closed-1", (s) => s.status === "completed");
+    expect((await client.listPage({ where: { stage: "closed" } })).workflows.map((w) => [w.id, w.status])).toEqual([["closed-1", "completed"]]);
+    expect(died).toHaveLength(2);
+    dead = false;
+  });
+
   it("a runtime that does not hold the execution replays it to the same attributes, and the exported history replays cleanly", async () => {
     const e = engine();
     const first = await e.runtime({ workflows: { order }, activities });

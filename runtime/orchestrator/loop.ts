@@ -13,7 +13,7 @@ import { validateWorkflowId } from "../ids.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
 import { encode, REPAIR_HEADER, parseCancel, parseChildEvent, parseUpdate, type CompletionMessage, utf8BytesOver, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage, type SignalMessage, type StartMessage } from "../protocol.js";
-import { indexAttributes, indexEnd, indexStart, removeEntries, repairIndex, subjectsOf } from "../visibility/index-writer.js";
+import { indexAttributes, indexAttributesBeforeState, indexEnd, indexStart, removeEntries, repairIndex, subjectsOf } from "../visibility/index-writer.js";
 import { isTerminal, runNumber, STATE_SCHEMA_VERSION, type LeaseRef, type WorkflowState } from "../state.js";
 import { repairEffects, type Leases } from "../worker/leases.js";
 import { decideCancel, decideCompletion, decideSignal, decideStart, decideTimer, decideUpdate, type Decision, type DecideEnv, type StartExtras } from "./decide.js";
@@ -410,6 +410,9 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     const id = base.state.id;
     await Promise.all(archived.map((run) => archiveRun(topology.states, run)));
     options.crashPoint?.("after-run-archived-before-switch");
+    // A run continued as new: its next run's new attribute values' entries before its state (index-writer.ts).
+    // (After a finished run, its entries are purged after the switch and the new run's written after that.)
+    if (!isTerminal(base.state.status)) indexAttributesBeforeState(topology, next.state, base.state.searchAttributes);
     const written = await store.update(next.state, base.revision, next.execution);
     for (const run of archived) if (run.status === "continued_as_new") observer.workflowEnded(run);
     observer.workflowStarted(written.state);
@@ -423,7 +426,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     }
     const state = written.state;
     const index = isTerminal(state.status)
-      ? indexEnd(topology, state, { before: isTerminal(base.state.status) ? undefined : base.state.searchAttributes })
+      ? indexEnd(topology, state, isTerminal(base.state.status) ? "rewrite" : { before: base.state.searchAttributes })
       : isTerminal(base.state.status)
         ? indexStart(topology, state)
         : // The run entry again (the new run's createdAt), and the attribute entries its last activation changed.
@@ -508,6 +511,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         // (A state too large fails the workflow instead: no effects, nothing continues.)
         const continued = here && write.effects.includes(here) ? here : undefined;
         options.crashPoint?.("before-state-write");
+        // New search attribute values' entries go first, so the stored state says they are stored (index-writer.ts).
+        if (write.state.searchAttributes !== stored.state.searchAttributes) indexAttributesBeforeState(topology, write.state, stored.state.searchAttributes);
         const next = await store.update(write.state, stored.revision, write.execution, write.serialized);
         announceIfFinished(next.state, write.serialized);
         if (waitsOnlyOnDistantTimers(next.state, write.effects, env.now(), config.orchestrator.cacheDistantWaitsMs)) store.forget(id);
@@ -522,8 +527,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         const attributesChanged = next.state.searchAttributes !== stored.state.searchAttributes;
         await Promise.all([
           publishEffects(topology, next.state, effects),
-          // The index follows the state: an end entry once it ended, new attribute entries when they changed.
-          // (An upsert and the end in one activation: indexEnd writes the new values' entries too.)
+          // The index follows the state: an end entry once it ended; old attribute values' entries purged when they changed.
+          // (An upsert and the end in one activation: indexEnd purges them too.)
           isTerminal(next.state.status)
             ? indexEnd(topology, next.state, attributesChanged ? { before: stored.state.searchAttributes } : undefined, { unacknowledged: true })
             : attributesChanged

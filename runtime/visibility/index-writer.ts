@@ -59,19 +59,40 @@ export function indexStart(topology: Topology, state: WorkflowState, options: { 
   return Promise.all(subjectsToWrite.map((subject) => topology.js.publish(subject, entry)));
 }
 
-/** Search attributes changed while running: the run entry again, new values' entries, and old values' entries purged. */
-export async function indexAttributes(topology: Topology, state: WorkflowState, before: TypedAttributes | undefined): Promise<void> {
+/**
+ * Search attributes about to change (`state` is the write's draft, `before` what is stored): the
+ * entries of the values that differ, published without an acknowledgement of their own right
+ * before the state's write on this connection, as at start (indexStart). The write's
+ * acknowledgement then says they are stored: a caller that saw the state (a result, a describe)
+ * finds it by its new values at once, and a runtime that dies after the write leaves nothing to
+ * repair. A write that loses its CAS leaves entries its state does not have: listings check each
+ * against the state and purge it (query.ts), and the retry writes them again.
+ */
+export function indexAttributesBeforeState(topology: Topology, state: WorkflowState, before: TypedAttributes | undefined): void {
+  const subjects = subjectsOf(topology);
   const entry = json(entryOf(state));
-  await Promise.all([topology.js.publish(subjectsOf(topology).run(state.workflow, state.id), entry), attributeEntries(topology, state, before, entry)]);
+  for (const [name, value] of Object.entries(state.searchAttributes ?? {})) if (!sameAttribute(before?.[name], value)) topology.nc.publish(subjects.attr(name, value, state.id), entry);
 }
 
-/** The entries of the values that differ from `before` (undefined: of every value); then old values' entries purged. */
-async function attributeEntries(topology: Topology, state: WorkflowState, before: TypedAttributes | undefined, entry: Uint8Array): Promise<void> {
+/**
+ * Search attributes changed while running, once the state is stored: the run entry again, and old
+ * values' entries purged (the new values' entries came before the state: indexAttributesBeforeState).
+ */
+export async function indexAttributes(topology: Topology, state: WorkflowState, before: TypedAttributes | undefined): Promise<void> {
+  await topology.js.publish(subjectsOf(topology).run(state.workflow, state.id), json(entryOf(state)));
+  purgeOldAttributeEntries(topology, state, before);
+}
+
+/** The entries of every value of `state`, acknowledged (a repair, which cannot tell which are missing). */
+async function writeAttributeEntries(topology: Topology, state: WorkflowState, entry: Uint8Array): Promise<void> {
+  const subjects = subjectsOf(topology);
+  await Promise.all(Object.entries(state.searchAttributes ?? {}).map(([name, value]) => topology.js.publish(subjects.attr(name, value, state.id), entry)));
+}
+
+/** The entries of `before`'s values that `state` no longer has, purged without waiting. */
+function purgeOldAttributeEntries(topology: Topology, state: WorkflowState, before: TypedAttributes | undefined): void {
   const subjects = subjectsOf(topology);
   const after = state.searchAttributes ?? {};
-  const writes: Array<Promise<unknown>> = [];
-  for (const [name, value] of Object.entries(after)) if (!sameAttribute(before?.[name], value)) writes.push(topology.js.publish(subjects.attr(name, value, state.id), entry));
-  await Promise.all(writes);
   for (const [name, value] of Object.entries(before ?? {})) if (!sameAttribute(after[name], value)) purgeLater(topology, subjects.stream, subjects.attr(name, value, state.id));
 }
 
@@ -81,10 +102,11 @@ const recordedClasses = new WeakMap<Topology, Set<number>>();
 /**
  * A workflow's terminal state is stored: its end entry (resolves once stored), then the clean-up
  * of its run entry and its parked timers, not awaited. `attributes`: the write that ended it also
- * changed its search attributes (an upsert in its last activation), from `before`; or a repair,
- * which cannot tell (`before` undefined): the new values' entries are written too.
+ * changed its search attributes (an upsert in its last activation) from `before`, whose entries
+ * are purged (the new values' came before the state: indexAttributesBeforeState); or "rewrite"
+ * (a repair, which cannot tell what is missing): every value's entry is written, acknowledged.
  */
-export async function indexEnd(topology: Topology, state: WorkflowState, attributes?: { before: TypedAttributes | undefined }, options: { unacknowledged?: boolean } = {}): Promise<void> {
+export async function indexEnd(topology: Topology, state: WorkflowState, attributes?: { before: TypedAttributes | undefined } | "rewrite", options: { unacknowledged?: boolean } = {}): Promise<void> {
   const subjects = subjectsOf(topology);
   const retentionMs = retentionOf(state);
   let classes = recordedClasses.get(topology);
@@ -95,7 +117,8 @@ export async function indexEnd(topology: Topology, state: WorkflowState, attribu
   // before the server has it leaves a stale run entry, which its next reader repairs (query.ts).
   if (options.unacknowledged) topology.nc.publish(endSubjectOf(subjects, state), entry);
   else writes.push(topology.js.publish(endSubjectOf(subjects, state), entry));
-  if (attributes) writes.push(attributeEntries(topology, state, attributes.before, entry));
+  if (attributes === "rewrite") writes.push(writeAttributeEntries(topology, state, entry));
+  else if (attributes) purgeOldAttributeEntries(topology, state, attributes.before);
   if (!classes.has(retentionMs)) writes.push(topology.js.publish(subjects.retentionClass(retentionMs), json({ retentionMs })).then(() => classes.add(retentionMs)));
   await Promise.all(writes);
   purgeLater(topology, subjects.stream, subjects.run(state.workflow, state.id));
@@ -109,7 +132,7 @@ export async function indexEnd(topology: Topology, state: WorkflowState, attribu
 export async function repairIndex(topology: Topology, state: WorkflowState): Promise<void> {
   if (state.status === "running") await indexStart(topology, state);
   // The attribute entries too: the write that ended it may have changed them (indexEnd).
-  else await indexEnd(topology, state, state.searchAttributes ? { before: undefined } : undefined);
+  else await indexEnd(topology, state, state.searchAttributes ? "rewrite" : undefined);
 }
 
 /**
