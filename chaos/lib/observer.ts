@@ -14,6 +14,7 @@
 import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { QueuedIterator } from "@nats-io/nats-core";
 import type { WorkflowState } from "../../runtime/index.js";
+import { isArchivedRunKey } from "../../runtime/orchestrator/runs.js";
 import { mapLimit, sleep } from "./util.js";
 
 export interface DuplicateRecord {
@@ -59,7 +60,7 @@ export class StateObserver {
         // `<id>` to the next run, and rewritten by the retry of a switch that crashed in between (its
         // last step may have run again meanwhile): no reader sees it until the switch. Its steps were
         // observed in `<id>`'s revisions; the archive is no second record of them.
-        if (/\/r\.\d+$/.test(entry.key)) continue;
+        if (isArchivedRunKey(entry.key)) continue;
         try {
           this.observe(entry.key, entry.revision, entry.json<WorkflowState>());
         } catch {

@@ -28,6 +28,9 @@ import type { Decision } from "./decide.js";
 /** Key of run `run`'s archived final state. */
 export const archivedRunKey = (id: string, run: number): string => `${id}/r.${run}`;
 
+/** Whether a state bucket key is an archived run's (archivedRunKey), not a workflow's latest run or a history chunk. */
+export const isArchivedRunKey = (key: string): boolean => /\/r\.\d+$/.test(key);
+
 /**
  * A run id, deterministic for what makes the run: `seed` is the start message's stream sequence
  * (a redelivered start makes the same one) or the run it continues. UUID-shaped, from a digest.
