@@ -86,8 +86,11 @@ export interface StartExtras {
   traceparent?: string | undefined;
 }
 
-export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow, version: string, id: string, input: unknown, extras: StartExtras): Promise<Decision & { kind: "write" }> {
-  const now = env.now();
+/**
+ * A run's first state, with no step yet, and its timeout timer: what a start fixes (decideStart),
+ * and what a retry carries over from the run it retries (retry.ts).
+ */
+export function newRunState(env: DecideEnv, definition: RegisteredWorkflow, version: string, id: string, input: unknown, extras: StartExtras, now: number): { state: WorkflowState; effects: Effect[] } {
   const state: WorkflowState = {
     v: STATE_SCHEMA_VERSION,
     id,
@@ -122,6 +125,12 @@ export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow
     state.deadline = iso(now + timeoutMs);
     effects.push({ kind: "timer", timer: timeoutTimer(state, now + timeoutMs) });
   }
+  return { state, effects };
+}
+
+export async function decideStart(env: DecideEnv, definition: RegisteredWorkflow, version: string, id: string, input: unknown, extras: StartExtras): Promise<Decision & { kind: "write" }> {
+  const now = env.now();
+  const { state, effects } = newRunState(env, definition, version, id, input, extras, now);
   const execution = new WorkflowExecution({
     workflowId: id,
     workflow: definition.name,

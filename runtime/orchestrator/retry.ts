@@ -23,10 +23,9 @@ import { NonDeterminismError, ValidationError } from "../errors.js";
 import type { Command } from "../journal/execution.js";
 import { replayWorkflow } from "../journal/replay.js";
 import { randomSeedOf } from "../journal/execution.js";
-import { runNumber, STATE_SCHEMA_VERSION, type SignalRecord, type StepState, type WorkflowState } from "../state.js";
+import { runNumber, type SignalRecord, type StepState, type WorkflowState } from "../state.js";
 import { cancelSteps } from "./cancel-steps.js";
-import { addStep, settle, type Decision, type DecideEnv, type StartExtras } from "./decide.js";
-import { timeoutTimer, type Effect } from "./outbox.js";
+import { addStep, newRunState, settle, type Decision, type DecideEnv, type StartExtras } from "./decide.js";
 
 export { RETRYABLE_STATUSES } from "./runs.js";
 
@@ -70,42 +69,20 @@ export async function decideRetry(env: DecideEnv, definition: RegisteredWorkflow
   const now = env.now();
   const iso = (ms: number) => new Date(ms).toISOString();
   const prefix = retryPrefix(ended);
-  const state: WorkflowState = {
-    v: STATE_SCHEMA_VERSION,
-    id: ended.id,
-    workflow: definition.name,
-    status: "running",
-    input: ended.input,
-    createdAt: iso(now),
-    updatedAt: iso(now),
-    bundle: version,
-    kind: definition.kind,
-    steps: { ...prefix.steps },
-    journal: [...prefix.journal],
-    retentionMs: extras.retentionMs,
-    randomSeed: randomSeedOf(ended) ?? ended.id,
-    retryOf: { run: runNumber(ended), ...(ended.runId ? { runId: ended.runId } : {}), ...(prefix.from ? { from: prefix.from } : {}), reused: prefix.journal.length },
-  };
-  if (ended.searchAttributes && Object.keys(ended.searchAttributes).length > 0) state.searchAttributes = ended.searchAttributes;
-  if (ended.memo !== undefined) state.memo = ended.memo;
-  if (ended.parent) state.parent = ended.parent;
-  if (extras.run) {
-    state.runId = extras.run.runId;
-    if (extras.run.run > 1) state.run = extras.run.run;
-    if (extras.run.previousRunId) state.previousRunId = extras.run.previousRunId;
-  }
-  const inbox = [...prefix.signals, ...(ended.signals ?? [])];
-  if (inbox.length) state.signals = inbox;
-  if (ended.seenSignals?.length) state.seenSignals = [...ended.seenSignals];
-  const traceparent = env.observer ? env.observer.runStarting(state, extras.traceparent ?? ended.traceparent) : extras.traceparent;
-  if (traceparent) state.traceparent = traceparent;
-  const effects: Effect[] = [];
-  const timeoutMs = extras.timeoutMs ?? ended.timeoutMs ?? definition.timeoutMs ?? env.defaults.workflowTimeoutMs;
-  if (timeoutMs > 0) {
-    state.timeoutMs = timeoutMs;
-    state.deadline = iso(now + timeoutMs);
-    effects.push({ kind: "timer", timer: timeoutTimer(state, now + timeoutMs) });
-  }
+  // What the retried run was started with carries over; the caller's extras say which run this is.
+  const { state, effects } = newRunState(env, definition, version, ended.id, ended.input, {
+    ...extras,
+    searchAttributes: ended.searchAttributes,
+    memo: ended.memo,
+    parent: ended.parent,
+    carried: { signals: [...prefix.signals, ...(ended.signals ?? [])], seenSignals: ended.seenSignals },
+    traceparent: extras.traceparent ?? ended.traceparent,
+    timeoutMs: extras.timeoutMs ?? ended.timeoutMs,
+  }, now);
+  state.steps = { ...prefix.steps };
+  state.journal = [...prefix.journal];
+  state.randomSeed = randomSeedOf(ended) ?? ended.id;
+  state.retryOf = { run: runNumber(ended), ...(ended.runId ? { runId: ended.runId } : {}), ...(prefix.from ? { from: prefix.from } : {}), reused: prefix.journal.length };
   const unrecorded: { issued: Command[]; cancelled: string[] } = { issued: [], cancelled: [] };
   let execution;
   try {
