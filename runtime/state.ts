@@ -146,6 +146,13 @@ export interface ParentRef {
 }
 
 /** A task by its step and attempt: what `Nats-Msg-Id` `<id>/<step>/<attempt>` names. */
+/** A close policy owed to a child of an earlier run (WorkflowState.closing): cancel, or terminate. */
+export interface PendingClose {
+  childId: string;
+  terminate: boolean;
+  reason: string;
+}
+
 export interface LeaseRef {
   step: string;
   attempt: number;
@@ -227,6 +234,13 @@ export interface WorkflowState {
   run?: number;
   /** The run this one replaced (continue-as-new, or a start under an id reuse policy). */
   previousRunId?: string;
+  /**
+   * A run that continued as new: its children still running, to close by their policy
+   * (orchestrator/children.ts). Recorded with the switch, so a runtime that dies before it
+   * publishes them leaves them to the next writer of this run, which publishes them before the
+   * write that drops them; until then they are pending effects of this state.
+   */
+  closing?: PendingClose[];
   /** Status "continued_as_new" (an archived run): the run that continued it, and its input. */
   continuedAsNew?: { runId: string; input: unknown };
   /** W3C trace context of this run's span (observability/tracing.ts): its task messages carry it. */

@@ -353,7 +353,8 @@ describe("crash recovery (child-process runtimes)", () => {
       setup(point === "after-run-archived-before-switch" ? "archived" : "switched");
       const wf = await openClient();
       const a = await spawnRuntime("A", runtimeOptions({ crashPoint: point }));
-      await wf.start("continue_loop", { left: 3 }, { id: `loop-${point}` });
+      // Run 1 leaves a child running: the switch owes it its close policy (terminate), through the crash.
+      await wf.start("continue_loop", { left: 3, child: `idle-${point}` }, { id: `loop-${point}` });
       await a.exited; // killed at the first switch (run 1 → 2)
       const before = await wf.describe(`loop-${point}`);
       // Archived but not switched: `<id>` still holds run 1, running. Switched: run 2, its task not published.
@@ -373,9 +374,13 @@ describe("crash recovery (child-process runtimes)", () => {
       expect(state.previousRunId).toBe(second.runId);
       expect(first.continuedAsNew?.runId).toBe(second.runId);
       expect(second.continuedAsNew?.runId).toBe(state.runId);
-      for (const run of [first, second, state]) expect(run.journal).toEqual(["fast_step"]);
+      expect(first.journal).toEqual(["child_idle_child", "fast_step"]);
+      for (const run of [second, state]) expect(run.journal).toEqual(["fast_step"]);
       const crashes = readFileSync(join(markerDir, "crashes.log"), "utf8").trim().split("\n").map((l) => l.split(" ")[0]);
       expect(crashes).toEqual([point]);
+      const child = (await waitForTerminal(wf, [`idle-${point}`], 15_000)).get(`idle-${point}`)!;
+      expect(child).toMatchObject({ status: "terminated", parent: { id: `loop-${point}` } });
+      expect(state.closing).toBeUndefined(); // dropped by the write after the switch, once published
     });
   }
 

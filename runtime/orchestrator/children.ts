@@ -20,7 +20,7 @@
  */
 import type { Topology } from "../nats/topology.js";
 import { encode, MSG_ID, type CancelMessage, type ChildEventMessage, type StartMessage } from "../protocol.js";
-import { isTerminal, type ChildRef, type StepState, type WorkflowState, type WorkflowStatus } from "../state.js";
+import { isTerminal, type ChildRef, type PendingClose, type StepState, type WorkflowState, type WorkflowStatus } from "../state.js";
 import type { ErrorRecord } from "../errors.js";
 import type { Command } from "../journal/execution.js";
 import { deliver, draft, type Decision, type DecideEnv } from "./decide.js";
@@ -183,6 +183,22 @@ export function endEffects(state: WorkflowState): ChildEffect[] {
     effects.push(closeEffect(state, child, "end"));
   }
   return effects;
+}
+
+/** The closes a run owes the children of the run it continued (WorkflowState.closing). */
+export function carriedCloses(state: WorkflowState): ChildEffect[] {
+  return (state.closing ?? []).map((close) => ({ kind: "close", ...close, trigger: "end" }));
+}
+
+/** The closes owed at a switch of runs by `ended` (which continued as new), and what `ended` itself still carried. */
+export function closesToCarry(ended: WorkflowState[]): PendingClose[] {
+  const closes: PendingClose[] = [];
+  for (const run of ended) {
+    for (const close of run.closing ?? []) closes.push(close);
+    if (run.status !== "continued_as_new") continue;
+    for (const effect of endEffects(run)) if (effect.kind === "close") closes.push({ childId: effect.childId, terminate: effect.terminate, reason: effect.reason });
+  }
+  return closes;
 }
 
 /** The pending starts of a running workflow's children (outbox.ts pendingEffects). */

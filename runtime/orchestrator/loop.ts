@@ -12,7 +12,7 @@ import { BlockedWorkflowError, PoisonEventError, RevisionConflictError, Validati
 import { validateWorkflowId } from "../ids.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
-import { encode, REPAIR_HEADER, parseCancel, parseChildEvent, parseUpdate, type CompletionMessage, utf8BytesOver, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type CancelMessage, type SignalMessage, type StartMessage } from "../protocol.js";
+import { encode, REPAIR_HEADER, parseCancel, parseChildEvent, parseUpdate, type CompletionMessage, utf8BytesOver, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type SignalMessage, type StartMessage } from "../protocol.js";
 import { indexAttributes, indexAttributesBeforeState, indexEnd, indexStart, removeEntries, repairIndex, subjectsOf } from "../visibility/index-writer.js";
 import { isTerminal, runNumber, STATE_SCHEMA_VERSION, type LeaseRef, type WorkflowState } from "../state.js";
 import { repairEffects, type Leases } from "../worker/leases.js";
@@ -34,7 +34,7 @@ export type { Continuation, LocalOutcome, LocalSource } from "./local-completion
 import { earlyByMs, reparkTimer } from "./early-timers.js";
 import { afterFailure, failForPoison, workflowIdOf } from "./poison.js";
 import { recheckUnknownStart } from "./unknown-start.js";
-import { childStartFoundState, decideChildEvent, endEffects, publishChildEffect, reportRejectedStart, startReport } from "./children.js";
+import { carriedCloses, childStartFoundState, closesToCarry, decideChildEvent, endEffects, publishChildEffect, reportRejectedStart, startReport } from "./children.js";
 import { holdSignal, MAX_PENDING_SIGNALS, PendingSignalsListener, releasePendingSignals } from "./pending-signals.js";
 import { serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 import { NO_OBSERVER, type EngineObserver } from "../observability/observer.js";
@@ -410,6 +410,10 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     const id = base.state.id;
     await Promise.all(archived.map((run) => archiveRun(topology.states, run)));
     options.crashPoint?.("after-run-archived-before-switch");
+    // The children the replaced runs leave running, to close by their policy: recorded in the
+    // new run's state, so that a crash after the switch leaves them to its next writer.
+    const closes = closesToCarry(archived);
+    if (closes.length > 0) next.state.closing = closes;
     // A run continued as new: its next run's new attribute values' entries before its state (index-writer.ts).
     // (After a finished run, its entries are purged after the switch and the new run's written after that.)
     if (!isTerminal(base.state.status)) indexAttributesBeforeState(topology, next.state, base.state.searchAttributes);
@@ -432,9 +436,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         : // The run entry again (the new run's createdAt), and the attribute entries its last activation changed.
           indexAttributes(topology, state, base.state.searchAttributes);
     // A run that continued as new closes its children still running, by their policy, as an end would (children.ts).
-    // (Published once the switch is stored; a crash before they are published leaves those children running, as if abandoned.)
-    const closes = archived.filter((run) => run.status === "continued_as_new").flatMap((run) => endEffects(run).filter((effect) => effect.kind === "close"));
-    await Promise.all([publishEffects(topology, state, next.effects), publishEffects(topology, state, closes), index]);
+    await Promise.all([publishEffects(topology, state, next.effects), publishEffects(topology, state, carriedCloses(state)), index]);
     options.crashPoint?.("after-dispatch-before-ack");
     msg.ack();
   }
@@ -497,6 +499,13 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         // Another execution of an attempt already recorded: its task was delivered again, and may
         // have been the lease of a continued step whose runtime died (see Continuation): repair.
         return duplicate(msg, stored, decision.reason, decision.anotherExecution, applyOptions.lease);
+      }
+      if (decision.state.closing) {
+        // The closes this run owes its predecessor's children: published before the write that drops them (WorkflowState.closing).
+        const owed = decision.state;
+        await Promise.all(carriedCloses(owed).map((effect) => publishChildEffect(topology, owed, effect)));
+        decision = { ...decision, state: { ...owed } };
+        delete decision.state.closing;
       }
       // A next task this runtime's worker runs itself (see Continuation): chosen before the
       // write, which marks the step as continued, so that a recovery pass leaves it alone.

@@ -11,7 +11,7 @@ import type { Topology } from "../nats/topology.js";
 import { parkedTimersOf } from "./parked-timers.js";
 import { encode, MSG_ID, TIMER_KEY, type AbortMessage, type TaskMessage, type TimerBatchMessage, type TimerMessage } from "../protocol.js";
 import { runNumber, type WorkflowState } from "../state.js";
-import { endEffects, pendingChildStarts, publishChildEffect, type ChildEffect } from "./children.js";
+import { carriedCloses, endEffects, pendingChildStarts, publishChildEffect, type ChildEffect } from "./children.js";
 
 /** `abort`: tell the workers to abort these steps' running attempts (cancel-steps.ts); core NATS, not re-published by a repair. */
 export type Effect = { kind: "task"; step: string } | { kind: "timer"; timer: TimerMessage } | { kind: "abort"; steps?: string[] } | ChildEffect;
@@ -37,7 +37,8 @@ export async function publishEffects(topology: Topology, state: WorkflowState, e
  */
 export function pendingEffects(state: WorkflowState, options: { skipContinued?: boolean } = {}): PendingEffect[] {
   // An ended workflow may still owe its parent its end, and its children its close policy.
-  if (state.status !== "running") return endEffects(state);
+  // So may a run its predecessor's children (WorkflowState.closing).
+  if (state.status !== "running") return [...endEffects(state), ...carriedCloses(state)];
   const effects: PendingEffect[] = [];
   for (const [name, step] of Object.entries(state.steps)) {
     if (step.status === "scheduled") {
@@ -46,7 +47,7 @@ export function pendingEffects(state: WorkflowState, options: { skipContinued?: 
     else if (step.status === "waiting" && step.fireAt) effects.push({ kind: "timer", timer: sleepTimer(state, name, Date.parse(step.fireAt)) });
   }
   if (state.deadline) effects.push({ kind: "timer", timer: timeoutTimer(state, Date.parse(state.deadline)) });
-  effects.push(...pendingChildStarts(state));
+  effects.push(...pendingChildStarts(state), ...carriedCloses(state));
   return effects;
 }
 
