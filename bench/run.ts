@@ -4,6 +4,7 @@
  * diagnostics go to stderr. A section is appended to bench/RESULTS.md. Options: see lib/options.ts.
  * Every server and `wf run` process this run starts is stopped, by PID, whatever happens.
  */
+import { scaleout } from "./scaleout.js";
 import { join } from "node:path";
 import { startNatsServer, type TestNats } from "../test/helpers/nats-server.js";
 import { devLoop } from "./dev-loop.js";
@@ -84,6 +85,7 @@ async function main(): Promise<number> {
     if (wanted("list_flat")) await figure("list_flat", () => listFlat(ctx));
     if (wanted("recovery_flat")) await figure("recovery_flat", () => recoveryFlat(ctx));
     if (wanted("parked_timers")) await figure("parked_timers", () => parkedTimers(ctx));
+    if (wanted("scaleout")) await figure("scaleout", () => scaleout(ctx));
   } finally {
     await server?.stop().catch((err: unknown) => log(`stopping nats-server: ${(err as Error)?.message}`));
   }
@@ -135,6 +137,7 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
   const rec = ok("recovery_flat");
   const timers = ok("parked_timers");
   const metricsFig = ok("metrics_cost");
+  const scale = ok("scaleout");
   // The flatness targets hold at full size only (100,000 finished, 10,000 timers), as memory's at 10,000.
   const listFull = list?.finished_large === 100_000 && list.finished_small === 10_000;
   const recFull = rec?.finished_large === 100_000;
@@ -166,6 +169,9 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
   Object.assign(summary, {
     // Throughput with Prometheus metrics on over the same with them off, same run (metrics-cost.ts): target ≥ 0.97.
     metrics_throughput_ratio: num(metricsFig?.ratio) ?? null,
+    // CPU per workflow with 4 runtimes over 1, and the state cache hit ratio with 4 (scaleout.ts): targets ≤ 1.1, ≥ 0.99.
+    scaleout_cpu_ratio: num(scale?.scaleout_cpu_ratio) ?? null,
+    cache_hit_ratio_4rt: num(scale?.cache_hit_ratio_4rt) ?? null,
     p99_ratio: ratio(lat?.p99_ms, rawP99),
     raw_steps_per_s: num(rawSteps(tp1)) ?? null,
     raw_bound_figure_steps_per_s: num(raw?.steps_per_s) ?? null,
@@ -189,6 +195,7 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
       // At most 1 % of the workflows' timers still parked once they all finished.
       metrics_cost: num(metricsFig?.ratio) === undefined ? null : (metricsFig!.ratio as number) >= 0.97,
       parked_timers: timersFull && num(timers!.parked_timers) !== undefined ? (timers!.parked_timers as number) <= 100 : null,
+      scaleout: num(scale?.scaleout_cpu_ratio) === undefined ? null : (scale!.scaleout_cpu_ratio as number) <= 1.1 && (num(scale!.cache_hit_ratio_4rt) ?? 0) >= 0.99,
     },
     errors: figures.filter((f) => f.error).map((f) => f.figure),
     quick: run.options.quick,

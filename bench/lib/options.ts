@@ -18,7 +18,7 @@
  *   BENCH_CPU_PROF=DIR  run the throughput runtimes under `node --cpu-prof` and print their top functions
  *   BENCH_RESULTS       markdown file to append to (default bench/RESULTS.md; "-" for none)
  */
-export const FIGURES = ["raw_bound", "throughput", "metrics_cost", "latency", "replay", "memory", "dev_loop", "list_flat", "recovery_flat", "parked_timers"] as const;
+export const FIGURES = ["raw_bound", "throughput", "metrics_cost", "latency", "replay", "memory", "dev_loop", "list_flat", "recovery_flat", "parked_timers", "scaleout"] as const;
 export type FigureName = (typeof FIGURES)[number];
 
 export type WaitMode = "result" | "watch-all" | "per-id" | "poll";
