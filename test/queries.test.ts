@@ -60,6 +60,8 @@ describe("queries", () => {
     const before = await waitForState(client, "q-effect", (s) => Object.values(s.steps).some((step) => step.kind === "signal" && step.status === "waiting"));
     await expect(client.query("q-effect", "sneaky")).rejects.toMatchObject({ code: "WF_QUERY_EFFECT", message: expect.stringMatching(/call an activity/) });
     await expect(client.query("q-effect", "swallow")).rejects.toMatchObject({ code: "WF_QUERY_EFFECT" });
+    // The refusal names what was running: a query's handler (an update's validator says so instead: updates.test.ts).
+    await expect(client.query("q-effect", "sneaky")).rejects.toMatchObject({ message: expect.stringMatching(/^the handler of query "sneaky" of workflow progress .*a query handler can only read/) });
     await expect(client.query("q-effect", "broken")).rejects.toMatchObject({ code: "WF_QUERY_FAILED", message: expect.stringMatching(/handler bug/) });
     await expect(client.query("q-effect", "nope")).rejects.toMatchObject({ code: "WF_UNKNOWN_QUERY", message: expect.stringMatching(/known: broken, echo, progress, sneaky, swallow/) });
     const after = await client.describe("q-effect");

@@ -82,6 +82,11 @@ describe("updates", () => {
     const before = await waitForState(client, "cart-2", waiting);
     await expect(client.update("cart-2", "addItem", { sku: "" })).rejects.toMatchObject({ code: "WF_UPDATE_REJECTED", message: expect.stringMatching(/sku required/) });
     await expect(client.update("cart-2", "sneaky")).rejects.toMatchObject({ code: "WF_QUERY_EFFECT" });
+    // The refusal names what was running: the update's validator, not a query.
+    const sneaky = (await client.update("cart-2", "sneaky").catch((err: unknown) => err)) as { message: string; hint?: string };
+    expect(sneaky.message).toMatch(/the validator of update "sneaky" of workflow cart \(cart-2\) tried to call an activity: an update validator can only read/);
+    expect(sneaky.message).not.toMatch(/query/);
+    expect(sneaky.hint).toMatch(/act in the update's handler/);
     await expect(client.update("cart-2", "nope")).rejects.toMatchObject({ code: "WF_UNKNOWN_UPDATE", message: expect.stringMatching(/known: addItem, boom, sneaky/) });
     const after = await client.describe("cart-2");
     expect(after.journal).toEqual(before.journal);

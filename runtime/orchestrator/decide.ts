@@ -11,8 +11,8 @@ import { mergeAttributes, type TypedAttributes } from "../visibility/search-attr
 import type { Config } from "../config.js";
 import { bindWorkflow, type Registry, type RegisteredWorkflow } from "../definitions.js";
 import { formatDuration, parseDuration } from "../duration.js";
-import { BlockedWorkflowError, BundleError, NonDeterminismError, toErrorRecord, UnknownWorkflowError, type ErrorRecord } from "../errors.js";
-import { activate, randomSeedOf, toJson, WorkflowExecution, type Command, type StepResult } from "../journal/execution.js";
+import { BlockedWorkflowError, BundleError, NonDeterminismError, toErrorRecord, UnknownWorkflowError, type ErrorRecord, type QueryError } from "../errors.js";
+import { activate, randomSeedOf, toJson, WorkflowExecution, type Command, type ReadOnlyHandler, type StepResult } from "../journal/execution.js";
 import type { Payloads } from "../payloads/payloads.js";
 import { replayWorkflow, stepResult } from "../journal/replay.js";
 import type { Logger } from "../logger.js";
@@ -324,7 +324,7 @@ export async function decideUpdate(env: DecideEnv, stored: StoredWorkflow, messa
   return { kind: "write", state, effects, execution };
 }
 
-/** The validator's refusal (an unknown name included), or undefined to accept. Read-only: it may not act (execution.ts refuseInQuery). */
+/** The validator's refusal (an unknown name included), or undefined to accept. Read-only: it may not act (execution.ts refuseInReadOnly). */
 function validateUpdate(execution: WorkflowExecution, name: string, args: unknown): ErrorRecord | undefined {
   const entry = execution.updateHandlers.get(name);
   if (!entry) {
@@ -332,23 +332,27 @@ function validateUpdate(execution: WorkflowExecution, name: string, args: unknow
     return { message: `workflow ${execution.workflow} (${execution.workflowId}) has no update "${name}"; known: ${known.length ? known.join(", ") : "none"}`, type: "UnknownUpdateError", code: "WF_UNKNOWN_UPDATE", hint: known.length ? `Send one of ${known.join(", ")}.` : 'Register one before the first await: ctx.handleUpdate("name", async (args) => result).' };
   }
   if (!entry.validate) return undefined;
-  const check: { name: string; effect?: string } = { name };
-  execution.queryInProgress = check;
+  const check: ReadOnlyHandler = { kind: "update validator", name };
+  execution.readOnlyHandler = check;
   try {
     const verdict = entry.validate(args);
     // A validator that swallowed the refusal of its effect still tried to act.
-    if (check.effect) return { message: `the validator of update "${name}" tried to issue a ${check.effect} command: a validator can only read`, type: "QueryError", code: "WF_QUERY_EFFECT", hint: "Validate the arguments against what the workflow knows; act in the handler." };
+    if (check.refused) return effectRefusal(check.refused);
     if (verdict !== null && typeof verdict === "object" && typeof (verdict as PromiseLike<unknown>).then === "function") {
       return { message: `the validator of update "${name}" returned a promise: it must decide at once (throw to refuse)`, type: "UpdateRejectedError", code: "WF_UPDATE_REJECTED" };
     }
     return undefined;
   } catch (err) {
+    if (check.refused) return effectRefusal(check.refused);
     const record = toErrorRecord(err);
-    return { message: record.message, type: record.type, code: (record.code as string | undefined) === "WF_QUERY_EFFECT" ? "WF_QUERY_EFFECT" : "WF_UPDATE_REJECTED", hint: "The workflow's validator refused it: fix the arguments; nothing was recorded." };
+    return { message: record.message, type: record.type, code: "WF_UPDATE_REJECTED", hint: "The workflow's validator refused it: fix the arguments; nothing was recorded." };
   } finally {
-    execution.queryInProgress = undefined;
+    execution.readOnlyHandler = undefined;
   }
 }
+
+/** A validator that tried to act (whether it threw the refusal on or caught it): the refusal, as the caller's error. */
+const effectRefusal = (refused: QueryError): ErrorRecord => ({ message: refused.message, type: refused.name, code: refused.code, ...(refused.hint ? { hint: refused.hint } : {}) });
 
 /** Give a settled step's result to the workflow code, and record what the code does next. */
 export async function deliver(env: DecideEnv, stored: StoredWorkflow, state: WorkflowState, stepName: string, now: number, effects: Effect[]): Promise<Decision> {

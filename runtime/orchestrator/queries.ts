@@ -4,7 +4,7 @@
  * state (with its history chunks), replays the workflow from its journal on the code the workflow
  * runs on, and calls the handler on that replayed execution. Nothing is written, so a query
  * cannot change the workflow; a handler that tries an effect fails the query (execution.ts
- * refuseInQuery). Works alike while the workflow runs, sleeps or waits, and once it has ended
+ * refuseInReadOnly). Works alike while the workflow runs, sleeps or waits, and once it has ended
  * (from its final journal) while it is retained.
  *
  * Cost: one state read (plus its history chunks) and one replay per query, proportional to the
@@ -13,7 +13,7 @@
 import type { Subscription } from "@nats-io/nats-core";
 import { JetflowError, QueryError, toErrorRecord } from "../errors.js";
 import { replayWorkflow } from "../journal/replay.js";
-import { toJson, type WorkflowExecution } from "../journal/execution.js";
+import { toJson, type ReadOnlyHandler, type WorkflowExecution } from "../journal/execution.js";
 import type { Logger } from "../logger.js";
 import { storedJson } from "../nats/kv-entry.js";
 import type { Topology } from "../nats/topology.js";
@@ -90,8 +90,8 @@ export async function answerQuery(execution: WorkflowExecution, name: string, ar
       hint: known.length ? `Ask one of ${known.join(", ")}.` : 'The workflow registers none where it stands: ctx.handleQuery("name", () => value), before its first await.',
     });
   }
-  const query: { name: string; effect?: string } = { name };
-  execution.queryInProgress = query;
+  const query: ReadOnlyHandler = { kind: "query handler", name };
+  execution.readOnlyHandler = query;
   try {
     let value = handler(args === undefined ? null : args);
     if (value !== null && typeof value === "object" && typeof (value as PromiseLike<unknown>).then === "function") {
@@ -106,13 +106,13 @@ export async function answerQuery(execution: WorkflowExecution, name: string, ar
       }
     }
     // A handler that swallowed the refusal of its effect still fails: it tried to act.
-    if (query.effect) throw new QueryError("WF_QUERY_EFFECT", `query "${name}" tried to issue a ${query.effect} command: a query handler can only read`, { hint: "Do the work in the workflow (or in an update handler), not in the query." });
+    if (query.refused) throw query.refused;
     return toJson(value === undefined ? null : value, `result of query "${name}"`);
   } catch (err) {
     if (err instanceof JetflowError || (err as { code?: unknown })?.code === "WF_QUERY_EFFECT") throw err;
     const record = toErrorRecord(err);
     throw new QueryError("WF_QUERY_FAILED", `query "${name}" of workflow ${execution.workflow} (${execution.workflowId}) failed: ${record.type}: ${record.message}`, { hint: "Fix the handler; the workflow itself is untouched." });
   } finally {
-    execution.queryInProgress = undefined;
+    execution.readOnlyHandler = undefined;
   }
 }
