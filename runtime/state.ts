@@ -198,9 +198,16 @@ export interface WorkflowState {
   /**
    * The outcomes of the most recent updates (at most 64), for their callers (client.update): an
    * accepted one once its handler settled, a rejected one (its validator threw, `rejected`: no
-   * journal entry) at once. An update id in here or in the journal is never applied again.
+   * journal entry) at once. An update id in here, in `seenUpdates` or in the journal is never
+   * applied again.
    */
   updates?: UpdateRecord[];
+  /**
+   * Ids of the most recently accepted updates (at most 256), in the order they were applied: what
+   * keeps a retried update from applying twice once its `$update-<id>` step moved to a history
+   * chunk (orchestrator/history.ts) and before, or long after, its outcome is in `updates`.
+   */
+  seenUpdates?: string[];
   /**
    * Set when a cancel request was applied (status stays "running" while the code cleans up):
    * when, and the reason given. A second request is a no-op; `wf terminate` still stops it.

@@ -7,7 +7,12 @@ import { execFile } from "node:child_process";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { ActivityContext, WorkflowContext } from "../runtime/index.js";
-import { useEngines, waitForState } from "./fixtures/engine/harness.js";
+import { CHUNK_MAX_STEPS } from "../runtime/orchestrator/history.js";
+import { updateStepName } from "../runtime/orchestrator/decide.js";
+import type { WorkflowState } from "../runtime/state.js";
+import { encode, type UpdateMessage } from "../runtime/protocol.js";
+import { storedJson } from "../runtime/nats/kv-entry.js";
+import { useEngines, waitFor, waitForEventsApplied, waitForState } from "./fixtures/engine/harness.js";
 
 const engine = useEngines();
 const repoRoot = resolve(import.meta.dirname, "..");
@@ -49,6 +54,27 @@ async function cart(ctx: WorkflowContext) {
   });
   await ctx.waitForSignal("checkout");
   return { items: items.map((i) => i.sku) };
+}
+
+/**
+ * Counts how often "bump" is applied. Its handler waits for "release", so the update has no
+ * outcome yet while "fill" pushes enough steps through the journal (search attribute upserts, one
+ * journal entry each, and a sleep for the decision after them) that its `$update-<id>` step moves
+ * to a history chunk (history.ts: once the journal holds 2 × CHUNK_MAX_STEPS entries).
+ */
+async function counter(ctx: WorkflowContext) {
+  let applied = 0;
+  ctx.handleQuery("applied", () => applied);
+  ctx.handleUpdate("bump", async () => {
+    applied += 1;
+    await ctx.waitForSignal("release");
+    return applied;
+  });
+  await ctx.waitForSignal("fill");
+  for (let i = 0; i < 2 * CHUNK_MAX_STEPS + 8; i++) ctx.upsertSearchAttributes({ n: i });
+  await ctx.sleep("1ms");
+  await ctx.waitForSignal("done");
+  return applied;
 }
 
 const waiting = (s: { steps: Record<string, { kind: string; status: string }> }) => Object.values(s.steps).some((step) => step.kind === "signal" && step.status === "waiting");
@@ -105,6 +131,33 @@ describe("updates", () => {
     await client.signal("cart-3", "checkout");
     await waitForState(client, "cart-3");
     await expect(client.update("cart-3", "addItem", { sku: "F" })).rejects.toMatchObject({ code: "WF_WORKFLOW_NOT_RUNNING" });
+  });
+
+  it("an update retried after its step moved to a history chunk (and after JetStream's duplicate window) is not applied again", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { counter }, config: { orchestrator: { cacheSize: 0 } } });
+    const client = await e.client();
+    const topology = await e.topology();
+    await client.start("counter", null, { id: "counter-1" });
+    await waitForState(client, "counter-1", (s) => s.steps.signal_fill?.status === "waiting");
+    // The caller waits for the outcome all along; the handler settles only at "release".
+    const outcome = client.update<number>("counter-1", "bump", undefined, { updateId: "u-1", timeout: "30s" });
+    await waitForState(client, "counter-1", (s) => s.steps[updateStepName("u-1")] !== undefined);
+    await client.signal("counter-1", "fill");
+    const head = await waitFor("the update's step to move to a history chunk", async () => {
+      const state = storedJson<WorkflowState>(await topology.states.get("counter-1"));
+      return state && (state.history?.chunks ?? 0) > 0 && state.steps[updateStepName("u-1")] === undefined ? state : undefined;
+    });
+    expect(head.updates ?? []).toEqual([]); // no outcome yet: only the record of seen ids knows u-1
+    // The same update again, as a caller's retry after the duplicate window would send it: another Nats-Msg-Id.
+    const retry: UpdateMessage = { workflowId: "counter-1", name: "bump", updateId: "u-1" };
+    await topology.js.publish(topology.names.updateSubject("counter-1"), encode(retry), { msgID: "counter-1/update/u-1/after-the-window" });
+    await waitForEventsApplied(topology);
+    expect(await client.query("counter-1", "applied")).toBe(1);
+    await client.signal("counter-1", "release");
+    expect(await outcome).toBe(1);
+    await client.signal("counter-1", "done");
+    expect((await waitForState(client, "counter-1")).result).toBe(1);
   });
 
   it("wf update prints the handler's value", async () => {

@@ -283,6 +283,23 @@ async function decideCancelRequest(env: DecideEnv, stored: StoredWorkflow, messa
 export const updateStepName = (updateId: string): string => `$update-${updateId}`;
 /** Outcomes kept for callers; older ones are dropped (their callers have long had them). */
 export const MAX_UPDATE_RECORDS = 64;
+/**
+ * Accepted update ids kept for dedupe (state.seenUpdates). The journal step of an update is no
+ * record to rely on: it moves to a history chunk with the steps around it, and the head state is
+ * all a decision reads. A caller's retry with the same Nats-Msg-Id is dropped by JetStream within
+ * its duplicate window; this covers a redelivery and a retry after the window, for the most recent
+ * updates, at most 256 × 65 bytes in the state of a workflow that takes updates, nothing otherwise.
+ */
+export const MAX_SEEN_UPDATE_IDS = 256;
+
+/**
+ * The update was applied or refused already, by what the head state holds (never a history
+ * chunk): its id among the accepted ones, its outcome, or its step (which states written before
+ * seenUpdates existed have alone).
+ */
+export function updateSeen(state: WorkflowState, updateId: string): boolean {
+  return state.seenUpdates?.includes(updateId) === true || state.updates?.some((u) => u.id === updateId) === true || state.steps[updateStepName(updateId)] !== undefined;
+}
 
 function recordUpdates(state: WorkflowState, records: UpdateRecord[]): void {
   state.updates = [...(state.updates ?? []).filter((u) => !records.some((r) => r.id === u.id)), ...records].slice(-MAX_UPDATE_RECORDS);
@@ -298,7 +315,7 @@ function recordUpdates(state: WorkflowState, records: UpdateRecord[]): void {
 export async function decideUpdate(env: DecideEnv, stored: StoredWorkflow, message: UpdateMessage): Promise<Decision> {
   const current = stored.state;
   const name = updateStepName(message.updateId);
-  if (current.steps[name] || current.updates?.some((u) => u.id === message.updateId)) return { kind: "noop", reason: `update ${message.updateId} already applied` };
+  if (updateSeen(current, message.updateId)) return { kind: "noop", reason: `update ${message.updateId} already applied` };
   const now = env.now();
   if (current.status !== "running") {
     // Its caller waits for an outcome: say why there is none to come.
@@ -318,6 +335,7 @@ export async function decideUpdate(env: DecideEnv, stored: StoredWorkflow, messa
   }
   state.steps[name] = { seq: execution.issuedCount, kind: "update", status: "completed", attempt: 0, input: args, update: { id: message.updateId, name: message.name }, scheduledAt: iso(now), finishedAt: iso(now), resolvedAt: now };
   state.journal.push(name);
+  state.seenUpdates = [...(state.seenUpdates ?? []), message.updateId].slice(-MAX_SEEN_UPDATE_IDS);
   await activate(execution, now, () => execution.deliverUpdate(message.name, args, message.updateId));
   const effects: Effect[] = [];
   await settle(env, state, execution, now, effects);
