@@ -263,6 +263,18 @@ export function isTerminal(status: WorkflowStatus): boolean {
   return status === "continued_as_new" || TERMINAL_STATUSES.includes(status);
 }
 
+/** The name of the step that records an accepted update: no name the code can give a step. */
+export const updateStepName = (updateId: string): string => `$update-${updateId}`;
+
+/**
+ * The update was applied or refused already, by what the head state holds (never a history
+ * chunk): its id among the accepted ones, its outcome, or its step (which states written before
+ * seenUpdates existed have alone).
+ */
+export function updateSeen(state: WorkflowState, updateId: string): boolean {
+  return state.seenUpdates?.includes(updateId) === true || state.updates?.some((u) => u.id === updateId) === true || state.steps[updateStepName(updateId)] !== undefined;
+}
+
 /** Steps sorted by the order the workflow issued them. */
 export function stepsInOrder(state: WorkflowState): Array<[string, StepState]> {
   return Object.entries(state.steps).sort((a, b) => a[1].seq - b[1].seq);

@@ -8,8 +8,7 @@ import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { ActivityContext, WorkflowContext } from "../runtime/index.js";
 import { CHUNK_MAX_STEPS } from "../runtime/orchestrator/history.js";
-import { updateStepName } from "../runtime/orchestrator/decide.js";
-import type { WorkflowState } from "../runtime/state.js";
+import { updateStepName, type WorkflowState } from "../runtime/state.js";
 import { encode, type UpdateMessage } from "../runtime/protocol.js";
 import { storedJson } from "../runtime/nats/kv-entry.js";
 import { useEngines, waitFor, waitForEventsApplied, waitForState } from "./fixtures/engine/harness.js";
@@ -158,6 +157,38 @@ describe("updates", () => {
     expect(await outcome).toBe(1);
     await client.signal("counter-1", "done");
     expect((await waitForState(client, "counter-1")).result).toBe(1);
+  });
+
+  it("an update that reaches an ended workflow writes nothing to its state, and its caller hears that the workflow ended", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { cart, counter }, activities });
+    const client = await e.client();
+    const topology = await e.topology();
+    await client.start("cart", null, { id: "cart-ended" });
+    await waitForState(client, "cart-ended", waiting);
+    await client.signal("cart-ended", "checkout");
+    await waitForState(client, "cart-ended");
+    const before = (await topology.states.get("cart-ended"))!;
+    // Sent by a program that did not look at the state first.
+    const late: UpdateMessage = { workflowId: "cart-ended", name: "addItem", updateId: "late-1", args: { sku: "Z" } };
+    await topology.js.publish(topology.names.updateSubject("cart-ended"), encode(late), { msgID: "cart-ended/update/late-1" });
+    await waitForEventsApplied(topology);
+    const after = (await topology.states.get("cart-ended"))!;
+    expect(after.revision).toBe(before.revision);
+    expect(after.json<WorkflowState>().updates).toBeUndefined();
+    await expect(client.update("cart-ended", "addItem", { sku: "Z" }, { updateId: "late-1" })).rejects.toMatchObject({
+      code: "WF_WORKFLOW_NOT_RUNNING",
+      message: 'workflow cart-ended is completed: the update "addItem" was not applied',
+    });
+
+    // Applied, and the workflow ended before its handler returned: the caller is told so, not left waiting.
+    await client.start("counter", null, { id: "counter-ends" });
+    await waitForState(client, "counter-ends", (s) => s.steps.signal_fill?.status === "waiting");
+    const outcome = client.update("counter-ends", "bump", undefined, { updateId: "u-9", timeout: "30s" }).catch((err: unknown) => err);
+    await waitForState(client, "counter-ends", (s) => s.steps[updateStepName("u-9")] !== undefined);
+    await client.signal("counter-ends", "fill");
+    await client.signal("counter-ends", "done");
+    expect(await outcome).toMatchObject({ code: "WF_WORKFLOW_NOT_RUNNING", message: expect.stringMatching(/ended \(completed\) before the handler of update "bump" \(u-9\) returned: the update was applied/) });
   });
 
   it("wf update prints the handler's value", async () => {

@@ -14,7 +14,7 @@ import { randomUUID } from "node:crypto";
 import { encode, ID_REUSE_POLICIES, MSG_ID, type CancelMessage, type IdReusePolicy, type QueryReply, type QueryRequest, type UpdateMessage, type SignalMessage, type StartMessage } from "../protocol.js";
 import { listRuns, readRun, RETRYABLE_STATUSES, reusesId, type RunsPage } from "../orchestrator/runs.js";
 import { storedJson } from "../nats/kv-entry.js";
-import { isTerminal, runNumber, type WorkflowState } from "../state.js";
+import { isTerminal, runNumber, updateSeen, type WorkflowState } from "../state.js";
 
 export type { ListFilter, ListPage, WorkflowSummary } from "../visibility/query.js";
 export type { RunsPage, RunSummary } from "../orchestrator/runs.js";
@@ -393,6 +393,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     const first = await latestRun(id); // a clear error for an unknown id
     const outcomeIn = (state: WorkflowState) => state.updates?.find((u) => u.id === updateId);
     if (!outcomeIn(first)) {
+      if (isTerminal(first.status)) throw updateOfEnded(first, name, updateId);
       const message: UpdateMessage = { workflowId: id, name, updateId, ...(args !== undefined ? { args } : {}) };
       await topology.js.publish(names.updateSubject(id), encode(message), { msgID: `${id}/update/${updateId}` });
     }
@@ -400,6 +401,8 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     for (let wait = 10; ; wait = Math.min(wait * 2, 250)) {
       const state = storedJson<WorkflowState>(await topology.states.get(id));
       const outcome = state && outcomeIn(state);
+      // An ended workflow takes no update, and writes nothing for one (decide.ts decideUpdate).
+      if (state && !outcome && isTerminal(state.status)) throw updateOfEnded(state, name, updateId);
       if (outcome) {
         if (outcome.ok) return outcome.result as R;
         const error = outcome.error ?? { message: "update failed", type: "Error" };
@@ -411,6 +414,18 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
       }
       await new Promise((resolve) => setTimeout(resolve, wait));
     }
+  }
+
+  /** Why an update to a workflow that ended has no outcome: it came too late, or the workflow ended while its handler ran. */
+  function updateOfEnded(state: WorkflowState, name: string, updateId: string): UpdateError {
+    if (updateSeen(state, updateId)) {
+      return new UpdateError("WF_WORKFLOW_NOT_RUNNING", `workflow ${state.id} ended (${state.status}) before the handler of update "${name}" (${updateId}) returned: the update was applied, and has no outcome`, {
+        hint: `What its handler did until then is in the journal (wf show ${state.id}); a handler that must finish should be awaited by the workflow code before it returns.`,
+      });
+    }
+    return new UpdateError("WF_WORKFLOW_NOT_RUNNING", `workflow ${state.id} is ${state.status}: the update "${name}" was not applied`, {
+      hint: "Updates go to a running workflow: start a new run (client.start with idReusePolicy, or updateWithStart), then send it.",
+    });
   }
 
   async function startWorkflow<O>(workflow: string, input: unknown, startOptions: StartOptions, signalToo?: StartMessage["signal"]): Promise<WorkflowHandle<O>> {

@@ -18,7 +18,7 @@ import { replayWorkflow, stepResult } from "../journal/replay.js";
 import type { Logger } from "../logger.js";
 import type { CancelMessage, CompletionMessage, SignalMessage, TimerMessage, UpdateMessage } from "../protocol.js";
 import { backoffDelayMs, resolveRetryPolicy, shouldRetry } from "../retry-policy.js";
-import { runNumber, STATE_SCHEMA_VERSION, type SignalRecord, type StepState, type UpdateRecord, type WorkflowState } from "../state.js";
+import { runNumber, STATE_SCHEMA_VERSION, updateSeen, updateStepName, type SignalRecord, type StepState, type UpdateRecord, type WorkflowState } from "../state.js";
 import { cancelSteps } from "./cancel-steps.js";
 import { retryTimer, sleepTimer, timeoutTimer, type Effect } from "./outbox.js";
 import type { StoredWorkflow } from "./state-store.js";
@@ -279,8 +279,6 @@ async function decideCancelRequest(env: DecideEnv, stored: StoredWorkflow, messa
   return { kind: "write", state, effects, execution };
 }
 
-/** The name of the step that records an accepted update: no name the code can give a step. */
-export const updateStepName = (updateId: string): string => `$update-${updateId}`;
 /** Outcomes kept for callers; older ones are dropped (their callers have long had them). */
 export const MAX_UPDATE_RECORDS = 64;
 /**
@@ -292,15 +290,6 @@ export const MAX_UPDATE_RECORDS = 64;
  */
 export const MAX_SEEN_UPDATE_IDS = 256;
 
-/**
- * The update was applied or refused already, by what the head state holds (never a history
- * chunk): its id among the accepted ones, its outcome, or its step (which states written before
- * seenUpdates existed have alone).
- */
-export function updateSeen(state: WorkflowState, updateId: string): boolean {
-  return state.seenUpdates?.includes(updateId) === true || state.updates?.some((u) => u.id === updateId) === true || state.steps[updateStepName(updateId)] !== undefined;
-}
-
 function recordUpdates(state: WorkflowState, records: UpdateRecord[]): void {
   state.updates = [...(state.updates ?? []).filter((u) => !records.some((r) => r.id === u.id)), ...records].slice(-MAX_UPDATE_RECORDS);
 }
@@ -310,19 +299,17 @@ function recordUpdates(state: WorkflowState, records: UpdateRecord[]): void {
  * refusal records only its outcome for the caller (`updates`, `rejected`), nothing in the journal.
  * An accepted update is entered in the journal as a step of kind "update" and delivered to its
  * handler, which runs as a branch of the code; its outcome is recorded when it settles (record).
- * An update id already applied (or refused) is a no-op, so a caller's retry applies it once.
+ * An update id already applied (or refused) is a no-op, so a caller's retry applies it once; so
+ * is an update to a workflow that has ended.
  */
 export async function decideUpdate(env: DecideEnv, stored: StoredWorkflow, message: UpdateMessage): Promise<Decision> {
   const current = stored.state;
   const name = updateStepName(message.updateId);
   if (updateSeen(current, message.updateId)) return { kind: "noop", reason: `update ${message.updateId} already applied` };
+  // An ended workflow's state is final: no event rewrites it. The state is the caller's answer:
+  // it ended without this update (client.update reports WF_WORKFLOW_NOT_RUNNING on seeing it).
+  if (current.status !== "running") return { kind: "noop", reason: `workflow is ${current.status}: update ${message.updateId} not applied` };
   const now = env.now();
-  if (current.status !== "running") {
-    // Its caller waits for an outcome: say why there is none to come.
-    const state = draft(current);
-    recordUpdates(state, [{ id: message.updateId, name: message.name, ok: false, rejected: true, error: { message: `workflow ${current.id} is ${current.status}: the update "${message.name}" was not applied`, type: "UpdateRejectedError", code: "WF_WORKFLOW_NOT_RUNNING" }, at: iso(now) }]);
-    return { kind: "write", state, effects: [], execution: stored.execution };
-  }
   const state = draft(current);
   const execution = await executionFor(env, stored, state, now);
   if (!(execution instanceof WorkflowExecution)) return execution;
