@@ -11,7 +11,8 @@ import { CHUNK_MAX_STEPS } from "../runtime/orchestrator/history.js";
 import { updateStepName, type WorkflowState } from "../runtime/state.js";
 import { encode, type UpdateMessage } from "../runtime/protocol.js";
 import { storedJson } from "../runtime/nats/kv-entry.js";
-import { useEngines, waitFor, waitForEventsApplied, waitForState } from "./fixtures/engine/harness.js";
+import { connect } from "@nats-io/transport-node";
+import { sleep, useEngines, waitFor, waitForEventsApplied, waitForState } from "./fixtures/engine/harness.js";
 
 const engine = useEngines();
 const repoRoot = resolve(import.meta.dirname, "..");
@@ -189,6 +190,36 @@ describe("updates", () => {
     await client.signal("counter-ends", "fill");
     await client.signal("counter-ends", "done");
     expect(await outcome).toMatchObject({ code: "WF_WORKFLOW_NOT_RUNNING", message: expect.stringMatching(/ended \(completed\) before the handler of update "bump" \(u-9\) returned: the update was applied/) });
+  });
+
+  it("a caller waiting for an outcome follows the state's writes (a KV watch) instead of re-reading it, and its timeout still holds", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { counter } });
+    const client = await e.client();
+    await client.start("counter", null, { id: "counter-w" });
+    await waitForState(client, "counter-w", (s) => s.steps.signal_fill?.status === "waiting");
+    // Every read of the state is a JetStream (direct) get request: a plain subscriber sees them.
+    const observer = await connect({ servers: e.url });
+    let reads = 0;
+    for (const subject of ["$JS.API.DIRECT.GET.>", "$JS.API.STREAM.MSG.GET.>"]) {
+      observer.subscribe(subject, { callback: (_err, msg) => void (msg.subject.includes("counter-w") || msg.string().includes("counter-w") ? (reads += 1) : undefined) });
+    }
+    await observer.flush();
+    try {
+      const outcome = client.update<number>("counter-w", "bump", undefined, { updateId: "w-1", timeout: "30s" });
+      await waitForState(client, "counter-w", (s) => s.steps[updateStepName("w-1")] !== undefined);
+      reads = 0;
+      await sleep(1_500); // the handler waits for "release": re-reading the state would show here (every 250 ms before)
+      expect(reads).toBe(0);
+      await client.signal("counter-w", "release");
+      expect(await outcome).toBe(1);
+    } finally {
+      await observer.close();
+    }
+    const started = Date.now();
+    await expect(client.update("counter-w", "bump", undefined, { updateId: "w-2", timeout: "300ms" })).rejects.toMatchObject({ code: "WF_UPDATE_TIMEOUT", message: expect.stringMatching(/within 300 ms/) });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it("wf update prints the handler's value", async () => {
