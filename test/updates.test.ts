@@ -198,15 +198,28 @@ describe("updates", () => {
     const client = await e.client();
     await client.start("counter", null, { id: "counter-w" });
     await waitForState(client, "counter-w", (s) => s.steps.signal_fill?.status === "waiting");
-    // Every read of the state is a JetStream (direct) get request: a plain subscriber sees them.
+    // Every read of the state is a JetStream (direct) get request: a plain subscriber sees them,
+    // and tells the client's from the runtime's by their reply subject (each connection has its own inbox).
     const observer = await connect({ servers: e.url });
+    const probe = `probe.${e.namespace}`;
+    let clientInbox = "";
+    observer.subscribe(probe, {
+      callback: (_err, msg) => {
+        clientInbox = msg.reply!.slice(0, msg.reply!.lastIndexOf(".") + 1);
+        msg.respond("");
+      },
+    });
+    await observer.flush();
+    await client.topology.nc.request(probe, "");
+    expect(clientInbox).not.toBe("");
     let reads = 0;
     for (const subject of ["$JS.API.DIRECT.GET.>", "$JS.API.STREAM.MSG.GET.>"]) {
-      observer.subscribe(subject, { callback: (_err, msg) => void (msg.subject.includes("counter-w") || msg.string().includes("counter-w") ? (reads += 1) : undefined) });
+      observer.subscribe(subject, { callback: (_err, msg) => void (msg.reply?.startsWith(clientInbox) && (msg.subject.includes("counter-w") || msg.string().includes("counter-w")) ? (reads += 1) : undefined) });
     }
     await observer.flush();
+    const outcome = client.update<number>("counter-w", "bump", undefined, { updateId: "w-1", timeout: "30s" });
+    outcome.catch(() => undefined); // awaited below; a failed assertion before that must not leave it unhandled
     try {
-      const outcome = client.update<number>("counter-w", "bump", undefined, { updateId: "w-1", timeout: "30s" });
       await waitForState(client, "counter-w", (s) => s.steps[updateStepName("w-1")] !== undefined);
       reads = 0;
       await sleep(1_500); // the handler waits for "release": re-reading the state would show here (every 250 ms before)
