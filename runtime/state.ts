@@ -289,5 +289,10 @@ export interface UpdateRecord {
   error?: ErrorRecord;
   /** The validator refused it: nothing was recorded in the journal. */
   rejected?: boolean;
+  /**
+   * A refused update's arguments when they were claim-checked (a `$ref`): no step holds them, so
+   * its outcome does, and the object goes with the workflow (payloads/removal.ts) while it is kept.
+   */
+  args?: unknown;
   at: string;
 }

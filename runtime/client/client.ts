@@ -379,7 +379,8 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
   async function query<R>(id: string, name: string, args?: unknown, queryOptions: { timeout?: Duration } = {}): Promise<R> {
     validateWorkflowId(id);
     const timeoutMs = queryOptions.timeout === undefined ? DEFAULT_QUERY_TIMEOUT_MS : parseDuration(queryOptions.timeout, "client.query() timeout");
-    const request: QueryRequest = { workflowId: id, name, ...(args !== undefined ? { args } : {}) };
+    // Encrypted with the codec, never claim-checked: a query leaves nothing that could remove an object.
+    const request: QueryRequest = { workflowId: id, name, ...(args !== undefined ? { args: await payloads.encodeInline(args) } : {}) };
     let data: Uint8Array;
     try {
       const msg = await topology.nc.request(names.querySubject(id), encode(request), { timeout: timeoutMs });
@@ -393,8 +394,10 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
       throw err;
     }
     const reply = JSON.parse(new TextDecoder().decode(data)) as QueryReply;
-    if (reply.ok) return reply.result as R;
-    throw new QueryError(reply.error.code, reply.error.message, reply.error.hint ? { hint: reply.error.hint } : {});
+    if (reply.ok) return (await payloads.decodeInline(reply.result)) as R;
+    const { code, hint, message, encoded } = reply.error;
+    const text = encoded === undefined ? message : (await payloads.decodeError({ message, type: "QueryError", encoded })).message;
+    throw new QueryError(code, text, hint ? { hint } : {});
   }
 
   async function update<R>(id: string, name: string, args: unknown, updateOptions: UpdateOptions = {}): Promise<R> {
@@ -412,11 +415,13 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
       // until it is there. The update is sent once the watch has the state, so no write is missed.
       for await (const state of watchStored(id, { signal: expired })) {
         const outcome = state.updates?.find((u) => u.id === updateId);
-        if (outcome) return updateOutcome<R>(outcome, id, name);
+        if (outcome) return await updateOutcome<R>(outcome, id, name);
         // An ended workflow takes no update, and writes nothing for one (decide.ts decideUpdate).
         if (isTerminal(state.status)) throw updateOfEnded(state, name, updateId);
         if (!sent) {
-          const message: UpdateMessage = { workflowId: id, name, updateId, ...(args !== undefined ? { args } : {}) };
+          // Encoded (and claim-checked when large) only now: a retry whose update has its outcome sends nothing, and stores nothing.
+          const encodedArgs = args === undefined ? undefined : await payloads.encode(args, (data) => SLOT.updateArgs(id, updateId, data), { limit: `args of update ${name} to ${id}` });
+          const message: UpdateMessage = { workflowId: id, name, updateId, ...(encodedArgs !== undefined ? { args: encodedArgs } : {}) };
           await topology.js.publish(names.updateSubject(id), encode(message), { msgID: `${id}/update/${updateId}` });
           sent = true;
         }
@@ -428,9 +433,10 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     throw timedOut(); // the watch ended without a terminal state: the connection is closing
   }
 
-  function updateOutcome<R>(outcome: UpdateRecord, id: string, name: string): R {
-    if (outcome.ok) return outcome.result as R;
-    const error = outcome.error ?? { message: "update failed", type: "Error" };
+  /** The caller's answer from an update's outcome record: its result or its error, decoded (a CodecError without the key). */
+  async function updateOutcome<R>(outcome: UpdateRecord, id: string, name: string): Promise<R> {
+    if (outcome.ok) return (await payloads.decode(outcome.result)) as R;
+    const error = outcome.error ? await payloads.decodeError(outcome.error) : { message: "update failed", type: "Error" };
     const code = outcome.rejected ? (error.code ?? "WF_UPDATE_REJECTED") : error.code === "WF_UNKNOWN_UPDATE" ? "WF_UNKNOWN_UPDATE" : "WF_UPDATE_FAILED";
     throw new UpdateError(code, outcome.rejected ? `update "${name}" of ${id} was rejected: ${error.message}` : `update "${name}" of ${id} failed: ${error.type}: ${error.message}`, { hint: error.hint ?? (outcome.rejected ? "Nothing was recorded; fix the arguments and send it again." : "The handler threw; the workflow goes on.") });
   }

@@ -14,6 +14,7 @@ import { formatDuration, parseDuration } from "../duration.js";
 import { BlockedWorkflowError, BundleError, NonDeterminismError, toErrorRecord, UnknownWorkflowError, type ErrorRecord, type QueryError } from "../errors.js";
 import { activate, randomSeedOf, toJson, WorkflowExecution, type Command, type ReadOnlyHandler, type StepResult } from "../journal/execution.js";
 import type { Payloads } from "../payloads/payloads.js";
+import { isRef } from "../payloads/claim-check.js";
 import { replayWorkflow, stepResult } from "../journal/replay.js";
 import type { Logger } from "../logger.js";
 import type { CancelMessage, CompletionMessage, SignalMessage, TimerMessage, UpdateMessage } from "../protocol.js";
@@ -313,17 +314,20 @@ export async function decideUpdate(env: DecideEnv, stored: StoredWorkflow, messa
   const state = draft(current);
   const execution = await executionFor(env, stored, state, now);
   if (!(execution instanceof WorkflowExecution)) return execution;
+  // The step keeps the arguments as they came (encoded by a caller with the codec, a reference when
+  // claim-checked); the validator and the handler get them decoded, as a replay does (replay.ts).
   const args = message.args === undefined ? null : message.args;
-  const refusal = validateUpdate(execution, message.name, args);
+  const plainArgs = env.payloads ? await env.payloads.decode(args) : args;
+  const refusal = validateUpdate(execution, message.name, plainArgs);
   if (refusal) {
-    recordUpdates(state, [{ id: message.updateId, name: message.name, ok: false, rejected: true, error: refusal, at: iso(now) }]);
+    recordUpdates(state, [{ id: message.updateId, name: message.name, ok: false, rejected: true, error: refusal, ...(isRef(args) ? { args } : {}), at: iso(now) }]);
     state.updatedAt = iso(now);
     return { kind: "write", state, effects: [], execution };
   }
   state.steps[name] = { seq: execution.issuedCount, kind: "update", status: "completed", attempt: 0, input: args, update: { id: message.updateId, name: message.name }, scheduledAt: iso(now), finishedAt: iso(now), resolvedAt: now };
   state.journal.push(name);
   state.seenUpdates = [...(state.seenUpdates ?? []), message.updateId].slice(-MAX_SEEN_UPDATE_IDS);
-  await activate(execution, now, () => execution.deliverUpdate(message.name, args, message.updateId));
+  await activate(execution, now, () => execution.deliverUpdate(message.name, plainArgs, message.updateId));
   const effects: Effect[] = [];
   await settle(env, state, execution, now, effects);
   return { kind: "write", state, effects, execution };

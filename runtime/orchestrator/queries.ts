@@ -7,6 +7,9 @@
  * refuseInReadOnly). Works alike while the workflow runs, sleeps or waits, and once it has ended
  * (from its final journal) while it is retained.
  *
+ * With a payload codec the query's args and its answer travel encrypted (payloads.encodeInline):
+ * the caller encodes the args, this runtime decodes them and encodes the answer.
+ *
  * Cost: one state read (plus its history chunks) and one replay per query, proportional to the
  * workflow's journal; nothing while no query is asked.
  */
@@ -48,7 +51,20 @@ export function createQueryResponder(options: QueryResponderOptions): QueryRespo
     const definition = registry.workflows.get(state.workflow);
     if (!definition) throw new QueryError("WF_UNKNOWN_WORKFLOW", `workflow type ${state.workflow} is not in the code (version ${registry.version}) this runtime can load`, { hint: "Deploy code that has it (`wf deploy`)." });
     const execution = await replayWorkflow(await options.withHistory(state), { ...bindWorkflow(definition, state.id), logger: logger.child({ component: "query" }), payloads: topology.payloads });
-    return answerQuery(execution, request.name, request.args);
+    // The payload boundary (payloads/payloads.ts): the args come encoded by a caller with the
+    // codec, and the answer leaves encoded; inline both ways, since no state references a query.
+    const value = await answerQuery(execution, request.name, await topology.payloads.decodeInline(request.args));
+    return topology.payloads.encodeInline(value);
+  }
+
+  /** A failed query's reply; the handler's own error text (WF_QUERY_FAILED) is a payload, encoded like one. */
+  async function failure(err: unknown): Promise<QueryReply> {
+    const record = toErrorRecord(err);
+    const code = err instanceof JetflowError ? err.code : "WF_QUERY_FAILED";
+    const error: Extract<QueryReply, { ok: false }>["error"] = { code, message: record.message, ...(record.hint ? { hint: record.hint } : {}) };
+    if (code !== "WF_QUERY_FAILED") return { ok: false, error };
+    const sealed = await topology.payloads.encodeError({ message: record.message, type: "QueryError" });
+    return { ok: false, error: { ...error, message: sealed.message, ...(sealed.encoded !== undefined ? { encoded: sealed.encoded } : {}) } };
   }
 
   return {
@@ -62,8 +78,7 @@ export function createQueryResponder(options: QueryResponderOptions): QueryRespo
               const request = parseQueryRequest(JSON.parse(new TextDecoder().decode(msg.data)));
               reply = { ok: true, result: await answer(request) };
             } catch (err) {
-              const record = toErrorRecord(err);
-              reply = { ok: false, error: { code: err instanceof JetflowError ? err.code : "WF_QUERY_FAILED", message: record.message, ...(record.hint ? { hint: record.hint } : {}) } };
+              reply = await failure(err).catch(() => ({ ok: false as const, error: { code: "WF_QUERY_FAILED", message: "the query failed, and its error could not be encoded" } }));
             }
             try {
               msg.respond(encode(reply));
