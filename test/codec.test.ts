@@ -319,6 +319,27 @@ describe("payload codec (AES-256-GCM)", () => {
     await expect(client.query("nb-1", "find", "note")).rejects.toMatchObject({ code: "WF_CODEC_NOT_CONFIGURED", message: expect.stringContaining("no codec is configured here") });
   });
 
+  it("an update whose args do not decrypt is refused (the workflow goes on), not retried until the workflow fails", async () => {
+    const e = engine();
+    const config = codecConfig({ k1: key() }, "k1");
+    await e.runtime({ workflows: { notebook }, config });
+    const client = await e.client(config);
+    const topology = await e.topology();
+    await client.start("notebook", null, { id: "nb-forged" });
+    await waitForState(client, "nb-forged", (s) => s.steps.signal_close?.status === "waiting");
+    // Anyone allowed to publish updates, without the key: an envelope that names k1 but is not its ciphertext.
+    const forged = { workflowId: "nb-forged", name: "add", updateId: "forged-1", args: { $enc: "aes256gcm", k: "k1", iv: "AAAAAAAAAAAAAAAA", ct: "AAAA", tag: "AAAAAAAAAAAAAAAAAAAAAA==" } };
+    await topology.js.publish(topology.names.updateSubject("nb-forged"), JSON.stringify(forged), { msgID: "nb-forged/update/forged-1" });
+    await expect(client.update("nb-forged", "add", "ignored", { updateId: "forged-1" })).rejects.toMatchObject({
+      code: "WF_CODEC_DECRYPT_FAILED",
+      message: expect.stringContaining('the arguments of update "add" cannot be decoded here'),
+    });
+    const state = await client.describe("nb-forged");
+    expect(state.status).toBe("running");
+    expect(state.steps["$update-forged-1"]).toBeUndefined();
+    expect(await client.update("nb-forged", "add", "real")).toEqual({ count: 1, last: "real" });
+  });
+
   it("wf show and wf list decode with the key, and say so without it, without crashing", async () => {
     const e = engine();
     const k1 = key();

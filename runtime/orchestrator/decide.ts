@@ -11,7 +11,7 @@ import { mergeAttributes, type TypedAttributes } from "../visibility/search-attr
 import type { Config } from "../config.js";
 import { bindWorkflow, type Registry, type RegisteredWorkflow } from "../definitions.js";
 import { formatDuration, parseDuration } from "../duration.js";
-import { BlockedWorkflowError, BundleError, NonDeterminismError, toErrorRecord, UnknownWorkflowError, type ErrorRecord, type QueryError } from "../errors.js";
+import { BlockedWorkflowError, BundleError, CodecError, NonDeterminismError, toErrorRecord, UnknownWorkflowError, type ErrorRecord, type QueryError } from "../errors.js";
 import { activate, randomSeedOf, toJson, WorkflowExecution, type Command, type ReadOnlyHandler, type StepResult } from "../journal/execution.js";
 import type { Payloads } from "../payloads/payloads.js";
 import { isRef } from "../payloads/claim-check.js";
@@ -317,8 +317,9 @@ export async function decideUpdate(env: DecideEnv, stored: StoredWorkflow, messa
   // The step keeps the arguments as they came (encoded by a caller with the codec, a reference when
   // claim-checked); the validator and the handler get them decoded, as a replay does (replay.ts).
   const args = message.args === undefined ? null : message.args;
-  const plainArgs = env.payloads ? await env.payloads.decode(args) : args;
-  const refusal = validateUpdate(execution, message.name, plainArgs);
+  const decoded = await decodeUpdateArgs(env, message.name, args);
+  const plainArgs = decoded.ok ? decoded.value : undefined;
+  const refusal = decoded.ok ? validateUpdate(execution, message.name, plainArgs) : decoded.refusal;
   if (refusal) {
     recordUpdates(state, [{ id: message.updateId, name: message.name, ok: false, rejected: true, error: refusal, ...(isRef(args) ? { args } : {}), at: iso(now) }]);
     state.updatedAt = iso(now);
@@ -331,6 +332,24 @@ export async function decideUpdate(env: DecideEnv, stored: StoredWorkflow, messa
   const effects: Effect[] = [];
   await settle(env, state, execution, now, effects);
   return { kind: "write", state, effects, execution };
+}
+
+/**
+ * An update's arguments as its handler gets them. Arguments that cannot be decoded here (an
+ * envelope of an unknown key or codec, tampered ciphertext, a reference to no object) refuse the
+ * update like its validator would: its sender's message is at fault, and an event retried until
+ * it poisons would let anyone who may publish an update fail the workflow. The refusal keeps the
+ * codec's code and hint (which key to configure). NATS failing to return a claim-checked object
+ * is thrown instead: the event is retried.
+ */
+async function decodeUpdateArgs(env: DecideEnv, name: string, args: unknown): Promise<{ ok: true; value: unknown } | { ok: false; refusal: ErrorRecord }> {
+  if (!env.payloads) return { ok: true, value: args };
+  try {
+    return { ok: true, value: await env.payloads.decode(args) };
+  } catch (err) {
+    if (!(err instanceof CodecError)) throw err;
+    return { ok: false, refusal: { message: `the arguments of update "${name}" cannot be decoded here: ${err.message}`, type: err.name, code: err.code, ...(err.hint ? { hint: err.hint } : {}) } };
+  }
 }
 
 /** The validator's refusal (an unknown name included), or undefined to accept. Read-only: it may not act (execution.ts refuseInReadOnly). */
