@@ -1,7 +1,7 @@
 /** Presentation only: colors on a TTY, plain text otherwise, JSON on request. */
 import { retentionOf } from "../runtime/visibility/index-keys.js";
 import { formatDuration } from "../runtime/duration.js";
-import type { StepState, WorkflowState } from "../runtime/state.js";
+import type { StepState, UpdateRecord, WorkflowState } from "../runtime/state.js";
 import type { TypedAttributes } from "../runtime/visibility/search-attributes.js";
 import type { RunsPage } from "../runtime/orchestrator/runs.js";
 import { runNumber, stepsInOrder } from "../runtime/state.js";
@@ -73,11 +73,27 @@ export function renderState(state: WorkflowState): string {
     lines.push(color.dim(`${"step".padEnd(width)}  ${"status".padEnd(10)}  attempts  duration  detail`));
     for (const [name, step] of steps) lines.push(renderStep(name, step, width));
   }
+  if (state.updates?.length) {
+    lines.push("");
+    lines.push(color.dim(`updates (the ${state.updates.length} most recent outcomes)`));
+    for (const u of state.updates) lines.push(renderUpdate(u));
+  }
   if (state.status === "completed") {
     lines.push("");
     lines.push("result: " + JSON.stringify(state.result, null, 2));
   }
   return lines.join("\n");
+}
+
+/** One outcome of `state.updates`: its id, name, and result or error (a long result shortened). */
+function renderUpdate(u: UpdateRecord): string {
+  const head = `  ${u.id}  ${u.name}  `;
+  if (u.ok) {
+    const text = JSON.stringify(u.result) ?? "null";
+    return head + `→ ${text.length > 200 ? `${text.slice(0, 200)}…` : text}`;
+  }
+  const message = `${u.error?.type ?? "Error"}: ${u.error?.message ?? "?"}`;
+  return head + (u.rejected ? color.yellow(`rejected: ${message}`) : color.red(`failed: ${message}`));
 }
 
 /** The earlier runs of a workflow (a page, newest first), under its latest run in `wf show`. */
@@ -109,7 +125,9 @@ function renderStep(name: string, step: StepState, width: number): string {
           ? `search attributes ${upserted(step)}`
           : step.kind === "marker"
             ? `patched ${step.patch ?? "?"}`
-            : (step.activity ?? "");
+            : step.kind === "update"
+              ? `update ${step.update?.name ?? "?"}`
+              : (step.activity ?? "");
   if (step.status === "retrying" && step.lastError) detail += color.yellow(`  last error: ${step.lastError.message}; next attempt at ${step.nextAttemptAt}`);
   else if (step.status === "failed" && step.error) detail += color.red(`  ${step.error.type}: ${step.error.message}`);
   else if (step.lastError && step.status === "completed") detail += color.dim(`  (after: ${step.lastError.message})`);

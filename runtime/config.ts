@@ -200,7 +200,7 @@ export const configSchema = {
   },
   limits: {
     maxInputBytes: {
-      doc: "Largest payload accepted, in bytes of JSON: a workflow input (the whole start message), a signal payload, an activity output. Payloads over limits.inlinePayloadBytes travel as Object Store references, so this may be far above the NATS server's max_payload.",
+      doc: "Largest payload accepted, in bytes of JSON: a workflow input (the whole start message), a signal payload, an update's arguments, an activity output. Payloads over limits.inlinePayloadBytes travel as Object Store references, so this may be far above the NATS server's max_payload.",
       format: "nat",
       default: 32 * 1024 * 1024,
     },

@@ -63,8 +63,12 @@ export interface QueryRequest {
   args?: unknown;
 }
 
-/** The reply to a QueryRequest: the handler's value, or a coded error (WF_UNKNOWN_QUERY, WF_QUERY_EFFECT, …). */
-export type QueryReply = { ok: true; result: unknown } | { ok: false; error: { code: string; message: string; hint?: string } };
+/**
+ * The reply to a QueryRequest: the handler's value, or a coded error (WF_UNKNOWN_QUERY,
+ * WF_QUERY_EFFECT, …). With a codec, `args` and `result` are envelopes, and so is the message of
+ * a WF_QUERY_FAILED error (the handler's own error text): `encoded`, `message` "[encoded error]".
+ */
+export type QueryReply = { ok: true; result: unknown } | { ok: false; error: { code: string; message: string; hint?: string; encoded?: unknown } };
 
 /**
  * `workflow.update.<id>` (events stream): an update to apply (ctx.handleUpdate). Nats-Msg-Id

@@ -205,9 +205,16 @@ export interface WorkflowState {
   /**
    * The outcomes of the most recent updates (at most 64), for their callers (client.update): an
    * accepted one once its handler settled, a rejected one (its validator threw, `rejected`: no
-   * journal entry) at once. An update id in here or in the journal is never applied again.
+   * journal entry) at once. An update id in here, in `seenUpdates` or in the journal is never
+   * applied again.
    */
   updates?: UpdateRecord[];
+  /**
+   * Ids of the most recently accepted updates (at most 256), in the order they were applied: what
+   * keeps a retried update from applying twice once its `$update-<id>` step moved to a history
+   * chunk (orchestrator/history.ts) and before, or long after, its outcome is in `updates`.
+   */
+  seenUpdates?: string[];
   /**
    * Set when a cancel request was applied (status stays "running" while the code cleans up):
    * when, and the reason given. A second request is a no-op; `wf terminate` still stops it.
@@ -270,6 +277,18 @@ export function isTerminal(status: WorkflowStatus): boolean {
   return status === "continued_as_new" || TERMINAL_STATUSES.includes(status);
 }
 
+/** The name of the step that records an accepted update: no name the code can give a step. */
+export const updateStepName = (updateId: string): string => `$update-${updateId}`;
+
+/**
+ * The update was applied or refused already, by what the head state holds (never a history
+ * chunk): its id among the accepted ones, its outcome, or its step (which states written before
+ * seenUpdates existed have alone).
+ */
+export function updateSeen(state: WorkflowState, updateId: string): boolean {
+  return state.seenUpdates?.includes(updateId) === true || state.updates?.some((u) => u.id === updateId) === true || state.steps[updateStepName(updateId)] !== undefined;
+}
+
 /** Steps sorted by the order the workflow issued them. */
 export function stepsInOrder(state: WorkflowState): Array<[string, StepState]> {
   return Object.entries(state.steps).sort((a, b) => a[1].seq - b[1].seq);
@@ -284,5 +303,10 @@ export interface UpdateRecord {
   error?: ErrorRecord;
   /** The validator refused it: nothing was recorded in the journal. */
   rejected?: boolean;
+  /**
+   * A refused update's arguments when they were claim-checked (a `$ref`): no step holds them, so
+   * its outcome does, and the object goes with the workflow (payloads/removal.ts) while it is kept.
+   */
+  args?: unknown;
   at: string;
 }

@@ -13,7 +13,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
-import type { WorkflowState } from "../runtime/index.js";
+import type { WorkflowContext, WorkflowState } from "../runtime/index.js";
 import { bigText, sha256 } from "./fixtures/payloads/big-payload.js";
 import { activities, workflows } from "./fixtures/payloads/functions.js";
 import { useEngines, waitFor, waitForState, type Engine } from "./fixtures/engine/harness.js";
@@ -72,6 +72,17 @@ function spawnRuntime(e: Engine, workerId: string, crashPoint?: string): Promise
   });
 }
 
+/** Updates "put" a blob and get it back; a validator refuses `refuse: true`; "close" ends it. */
+async function box(ctx: WorkflowContext) {
+  ctx.handleUpdate("put", async (item: { blob: string; refuse?: boolean }) => ({ blob: item.blob, length: item.blob.length }), {
+    validate: (item) => {
+      if (item.refuse) throw new Error("refused");
+    },
+  });
+  await ctx.waitForSignal("close");
+  return "closed";
+}
+
 describe("claim check", () => {
   it("a large input, signal, activity input and output and result round-trip as object references", async () => {
     const e = engine();
@@ -92,6 +103,31 @@ describe("claim check", () => {
     expect((await client.describe("echo-1")).input).toEqual({ blob: input });
     // The state is small enough for any NATS client; the data is in the Object Store.
     expect((await objects(e)).names).toHaveLength(3);
+  });
+
+  it("a large update's args and result travel as references, and go with their workflow, a refused update's args too", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { box } });
+    const client = await e.client();
+    await client.start("box", null, { id: "box-1" });
+    await waitForState(client, "box-1", (s) => s.steps.signal_close?.status === "waiting");
+    const blob = bigText(100 * 1024, "update");
+    expect(await client.update("box-1", "put", { blob }, { updateId: "big-1" })).toEqual({ blob, length: blob.length });
+    await expect(client.update("box-1", "put", { blob, refuse: true }, { updateId: "big-2" })).rejects.toMatchObject({ code: "WF_UPDATE_REJECTED" });
+
+    const { bytes, state } = await rawState(e, "box-1");
+    expect(bytes).toBeLessThan(8 * 1024);
+    const ref = (name: string) => ({ $ref: `obj:${e.names.payloadsStore}/${name}`, bytes: expect.any(Number) });
+    const argsRef = (updateId: string) => ({ $ref: expect.stringMatching(new RegExp(`^obj:${e.names.payloadsStore}/box-1/updates/${updateId}/args-[0-9a-f]{16}$`)) });
+    expect(state.steps["$update-big-1"]!.input).toMatchObject(argsRef("big-1"));
+    expect(state.updates!.find((u) => u.id === "big-1")!.result).toMatchObject(ref("box-1/updates/big-1/result"));
+    expect(state.updates!.find((u) => u.id === "big-2")!.args).toMatchObject(argsRef("big-2"));
+    expect((await objects(e)).names.map((n) => n.replace(/-[0-9a-f]{16}$/, ""))).toEqual(["box-1/updates/big-1/args", "box-1/updates/big-1/result", "box-1/updates/big-2/args"]);
+
+    await client.signal("box-1", "close");
+    await waitForState(client, "box-1");
+    expect(await client.delete("box-1")).toBe(true);
+    expect(await objects(e)).toEqual({ names: [], messages: 0 });
   });
 
   it("with a codec, the stored objects hold ciphertext", async () => {

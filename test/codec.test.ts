@@ -49,6 +49,58 @@ async function rawState(e: Engine, id: string): Promise<{ text: string; state: W
 
 const codecConfig = (keys: Record<string, string>, current: string) => ({ codec: { keys, current } });
 
+/** Run a `wf` command in this process against the engine, with `env` set: its exit code and what it printed. */
+async function runCli(e: Engine, command: typeof showCommand, positionals: string[], env: Record<string, string>, values: Record<string, unknown> = {}): Promise<{ code: number; text: string }> {
+  const out: string[] = [];
+  const original = process.stdout.write.bind(process.stdout);
+  const saved = { ...process.env };
+  Object.assign(process.env, { NATS_URL: e.url, WF_NAMESPACE: e.namespace, WF_LOG_LEVEL: "error" }, env);
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    out.push(String(chunk));
+    return true;
+  }) as typeof process.stdout.write;
+  try {
+    const code = await command({ positionals, values: { nats: e.url, namespace: e.namespace, ...values } } as never);
+    return { code, text: out.join("") };
+  } finally {
+    process.stdout.write = original;
+    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+    Object.assign(process.env, saved);
+  }
+}
+
+/** A notebook: updates add notes (a validator refuses "bad" ones), queries find them; "close" ends it. */
+const notebook = async (ctx: WorkflowContext) => {
+  const notes: string[] = [];
+  ctx.handleQuery("find", (prefix: string) => notes.filter((n) => n.startsWith(prefix)));
+  ctx.handleQuery("fail", (why: string) => {
+    throw new Error(`refused ${why}`);
+  });
+  ctx.handleUpdate("add", async (note: string) => {
+    notes.push(note);
+    return { count: notes.length, last: note };
+  }, {
+    validate: (note: string) => {
+      if (note.startsWith("bad")) throw new Error(`not storing ${note}`);
+    },
+  });
+  await ctx.waitForSignal("close");
+  return notes.length;
+};
+
+/** Every message on every subject of the server (JetStream API, KV and Object Store writes, request replies), as text. */
+async function wiretap(e: Engine): Promise<{ messages: Array<{ subject: string; text: string }>; close(): Promise<void> }> {
+  const nc = await connect({ servers: e.url });
+  const messages: Array<{ subject: string; text: string }> = [];
+  nc.subscribe(">", {
+    callback: (_err, msg) => {
+      messages.push({ subject: msg.subject, text: new TextDecoder().decode(msg.data) });
+    },
+  });
+  await nc.flush();
+  return { messages, close: () => nc.close() };
+}
+
 describe("payload codec (AES-256-GCM)", () => {
   it("round-trips start → activity → signal → result, while the raw state holds ciphertext for payloads and clear text for the rest", async () => {
     const e = engine();
@@ -193,6 +245,101 @@ describe("payload codec (AES-256-GCM)", () => {
     }
   });
 
+  it("query args and answers, update args and outcomes are ciphertext on the wire and in the state; clients with the key get them decoded, a client without it a coded error", async () => {
+    const e = engine();
+    const k1 = key();
+    const config = codecConfig({ k1 }, "k1");
+    const keyed = await e.runtime({ workflows: { notebook }, config: { ...config, orchestrator: { cacheSize: 0 } } });
+    const client = await e.client(config);
+    await client.start("notebook", null, { id: "nb-1" });
+    await waitForState(client, "nb-1", (s) => s.steps.signal_close?.status === "waiting");
+    const tap = await wiretap(e);
+    const big = `${SECRET} ${"x".repeat(100 * 1024)}`;
+    try {
+      // Decoded round trips (the runtime replays the workflow for each: no cache).
+      expect(await client.update("nb-1", "add", `note ${SECRET}`, { updateId: "u-secret" })).toEqual({ count: 1, last: `note ${SECRET}` });
+      await expect(client.update("nb-1", "add", `bad ${SECRET}`, { updateId: "u-bad" })).rejects.toMatchObject({ code: "WF_UPDATE_REJECTED", message: expect.stringContaining(`not storing bad ${SECRET}`) });
+      expect(await client.query("nb-1", "find", `note ${SECRET}`)).toEqual([`note ${SECRET}`]);
+      await expect(client.query("nb-1", "fail", SECRET)).rejects.toMatchObject({ code: "WF_QUERY_FAILED", message: expect.stringContaining(`refused ${SECRET}`) });
+      // A large update goes through the claim check, both ways (its args, and its result, which repeats them).
+      expect(await client.update("nb-1", "add", big, { updateId: "u-big" })).toEqual({ count: 2, last: big });
+    } finally {
+      await tap.close();
+    }
+
+    // On the wire: nothing in clear, on any subject; the query's request and reply and the update's message are envelopes.
+    expect(tap.messages.filter((m) => m.text.includes(SECRET)).map((m) => m.subject)).toEqual([]);
+    const queries = tap.messages.filter((m) => m.subject === e.names.querySubject("nb-1")).map((m) => JSON.parse(m.text) as { name: string; args: unknown });
+    expect(queries.map((q) => q.name)).toEqual(["find", "fail"]);
+    for (const q of queries) expect(q.args).toMatchObject({ $enc: "aes256gcm", k: "k1" });
+    const replies = tap.messages.filter((m) => m.subject.startsWith("_INBOX") && m.text.startsWith('{"ok"')).map((m) => JSON.parse(m.text) as { ok: boolean; result?: unknown; error?: { message: string; encoded?: unknown } });
+    expect(replies.find((r) => r.ok)!.result).toMatchObject({ $enc: "aes256gcm" });
+    expect(replies.find((r) => !r.ok)!.error).toMatchObject({ message: "[encoded error]", encoded: { $enc: "aes256gcm" } });
+    const updates = tap.messages.filter((m) => m.subject === e.names.updateSubject("nb-1")).map((m) => JSON.parse(m.text) as { updateId: string; args: unknown });
+    expect([...new Set(updates.map((u) => u.updateId))]).toEqual(["u-secret", "u-bad", "u-big"]); // published, then delivered to the orchestrator
+    expect(updates.find((u) => u.updateId === "u-secret")!.args).toMatchObject({ $enc: "aes256gcm", k: "k1" });
+    expect(updates.find((u) => u.updateId === "u-big")!.args).toMatchObject({ $ref: expect.stringMatching(/nb-1\/updates\/u-big\/args-[0-9a-f]{16}$/) });
+
+    // At rest: the update's step and every outcome are ciphertext (or a reference to it); names, ids and status are clear.
+    const { text, state } = await rawState(e, "nb-1");
+    expect(text).not.toContain(SECRET);
+    expect(state.steps["$update-u-secret"]).toMatchObject({ kind: "update", update: { id: "u-secret", name: "add" }, input: { $enc: "aes256gcm", k: "k1" } });
+    expect(state.steps["$update-u-big"]!.input).toMatchObject({ $ref: expect.any(String) });
+    const outcome = (id: string) => state.updates!.find((u) => u.id === id)!;
+    expect(outcome("u-secret")).toMatchObject({ ok: true, name: "add", result: { $enc: "aes256gcm", k: "k1" } });
+    expect(outcome("u-bad")).toMatchObject({ ok: false, rejected: true, error: { message: "[encoded error]", code: "WF_UPDATE_REJECTED", encoded: { $enc: "aes256gcm" } } });
+    expect(outcome("u-big").result).toMatchObject({ $ref: expect.stringContaining("nb-1/updates/u-big/result") });
+    // describe() decodes them.
+    const described = await client.describe("nb-1");
+    expect(described.steps["$update-u-secret"]!.input).toBe(`note ${SECRET}`);
+    expect(described.updates!.find((u) => u.id === "u-big")!.result).toEqual({ count: 2, last: big });
+    expect(described.updates!.find((u) => u.id === "u-bad")!.error!.message).toBe(`not storing bad ${SECRET}`);
+
+    // A client without the key: each answer says the key is missing (the update was applied: its outcome is what it cannot read).
+    const noKey = await e.client();
+    await expect(noKey.query("nb-1", "find", "note")).rejects.toMatchObject({ code: "WF_CODEC_NOT_CONFIGURED", hint: expect.stringContaining("codec.keys") });
+    await expect(noKey.update("nb-1", "add", "plain note", { updateId: "u-plain" })).rejects.toMatchObject({ code: "WF_CODEC_NOT_CONFIGURED", message: expect.stringContaining('"k1"') });
+    // What it sent in clear is encrypted at rest all the same.
+    expect((await rawState(e, "nb-1")).state.steps["$update-u-plain"]!.input).toMatchObject({ $enc: "aes256gcm" });
+    expect(await client.query("nb-1", "find", "plain")).toEqual(["plain note"]);
+    // wf show: the outcomes decoded with the key; marked without it.
+    const withKey = await runCli(e, showCommand, ["nb-1"], { WF_CODEC_KEYS: JSON.stringify({ k1 }), WF_CODEC_CURRENT: "k1" });
+    expect(withKey.code).toBe(0);
+    expect(withKey.text).toContain(`→ {"count":1,"last":"note ${SECRET}"}`);
+    expect(withKey.text).toContain(`rejected: Error: not storing bad ${SECRET}`);
+    expect(withKey.text).toContain("update add");
+    const without = await runCli(e, showCommand, ["nb-1"], {});
+    expect(without.code).toBe(0);
+    expect(without.text).not.toContain(SECRET);
+    expect(without.text).toContain("u-secret  add  → \"[encrypted; configure codec.keys to read]\"");
+
+    // A runtime without the key cannot read an encrypted query (nor the workflow): its answer says so.
+    await e.stopRuntime(keyed);
+    await e.runtime({ workflows: { notebook } });
+    await expect(client.query("nb-1", "find", "note")).rejects.toMatchObject({ code: "WF_CODEC_NOT_CONFIGURED", message: expect.stringContaining("no codec is configured here") });
+  });
+
+  it("an update whose args do not decrypt is refused (the workflow goes on), not retried until the workflow fails", async () => {
+    const e = engine();
+    const config = codecConfig({ k1: key() }, "k1");
+    await e.runtime({ workflows: { notebook }, config });
+    const client = await e.client(config);
+    const topology = await e.topology();
+    await client.start("notebook", null, { id: "nb-forged" });
+    await waitForState(client, "nb-forged", (s) => s.steps.signal_close?.status === "waiting");
+    // Anyone allowed to publish updates, without the key: an envelope that names k1 but is not its ciphertext.
+    const forged = { workflowId: "nb-forged", name: "add", updateId: "forged-1", args: { $enc: "aes256gcm", k: "k1", iv: "AAAAAAAAAAAAAAAA", ct: "AAAA", tag: "AAAAAAAAAAAAAAAAAAAAAA==" } };
+    await topology.js.publish(topology.names.updateSubject("nb-forged"), JSON.stringify(forged), { msgID: "nb-forged/update/forged-1" });
+    await expect(client.update("nb-forged", "add", "ignored", { updateId: "forged-1" })).rejects.toMatchObject({
+      code: "WF_CODEC_DECRYPT_FAILED",
+      message: expect.stringContaining('the arguments of update "add" cannot be decoded here'),
+    });
+    const state = await client.describe("nb-forged");
+    expect(state.status).toBe("running");
+    expect(state.steps["$update-forged-1"]).toBeUndefined();
+    expect(await client.update("nb-forged", "add", "real")).toEqual({ count: 1, last: "real" });
+  });
+
   it("wf show and wf list decode with the key, and say so without it, without crashing", async () => {
     const e = engine();
     const k1 = key();
@@ -203,24 +350,7 @@ describe("payload codec (AES-256-GCM)", () => {
     await client.signal("cli-1", "approve", { note: "cli" });
     await client.result("cli-1");
 
-    const run = async (command: typeof showCommand, positionals: string[], env: Record<string, string>) => {
-      const out: string[] = [];
-      const original = process.stdout.write.bind(process.stdout);
-      const saved = { ...process.env };
-      Object.assign(process.env, { NATS_URL: e.url, WF_NAMESPACE: e.namespace, WF_LOG_LEVEL: "error" }, env);
-      process.stdout.write = ((chunk: string | Uint8Array) => {
-        out.push(String(chunk));
-        return true;
-      }) as typeof process.stdout.write;
-      try {
-        const code = await command({ positionals, values: { nats: e.url, namespace: e.namespace } } as never);
-        return { code, text: out.join("") };
-      } finally {
-        process.stdout.write = original;
-        for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
-        Object.assign(process.env, saved);
-      }
-    };
+    const run = (command: typeof showCommand, positionals: string[], env: Record<string, string>) => runCli(e, command, positionals, env);
     const withKey = await run(showCommand, ["cli-1"], { WF_CODEC_KEYS: JSON.stringify({ k1 }), WF_CODEC_CURRENT: "k1" });
     expect(withKey.code).toBe(0);
     expect(withKey.text).toContain(SECRET);

@@ -52,6 +52,18 @@ describe("queries", () => {
     expect(await client.query("q-done", "progress")).toEqual({ done: 2, total: 2, last: 10 });
   });
 
+  it("a query whose args are an object reference is refused: queries are never claim-checked, so no query makes a runtime read a stored object", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { progress }, activities });
+    const client = await e.client();
+    const handle = await client.start("progress", { total: 1 }, { id: "q-ref" });
+    await handle.result(resultSignal());
+    const { nc, names } = await e.topology();
+    const ref = { $ref: `obj:${names.payloadsStore}/q-ref/input`, bytes: 10, sha256: "0".repeat(64) };
+    const reply = (await nc.request(names.querySubject("q-ref"), JSON.stringify({ workflowId: "q-ref", name: "echo", args: ref }), { timeout: 5_000 })).json<{ ok: boolean; error: { code: string; message: string } }>();
+    expect(reply).toMatchObject({ ok: false, error: { code: "WF_PAYLOAD_MISSING", message: expect.stringContaining("queries are never claim-checked") } });
+  });
+
   it("a handler that tries an effect, or throws, fails that query with a coded error, and the workflow is untouched", async () => {
     const e = engine();
     await e.runtime({ workflows: { progress }, activities });
@@ -60,6 +72,8 @@ describe("queries", () => {
     const before = await waitForState(client, "q-effect", (s) => Object.values(s.steps).some((step) => step.kind === "signal" && step.status === "waiting"));
     await expect(client.query("q-effect", "sneaky")).rejects.toMatchObject({ code: "WF_QUERY_EFFECT", message: expect.stringMatching(/call an activity/) });
     await expect(client.query("q-effect", "swallow")).rejects.toMatchObject({ code: "WF_QUERY_EFFECT" });
+    // The refusal names what was running: a query's handler (an update's validator says so instead: updates.test.ts).
+    await expect(client.query("q-effect", "sneaky")).rejects.toMatchObject({ message: expect.stringMatching(/^the handler of query "sneaky" of workflow progress .*a query handler can only read/) });
     await expect(client.query("q-effect", "broken")).rejects.toMatchObject({ code: "WF_QUERY_FAILED", message: expect.stringMatching(/handler bug/) });
     await expect(client.query("q-effect", "nope")).rejects.toMatchObject({ code: "WF_UNKNOWN_QUERY", message: expect.stringMatching(/known: broken, echo, progress, sneaky, swallow/) });
     const after = await client.describe("q-effect");

@@ -7,7 +7,12 @@ import { execFile } from "node:child_process";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { ActivityContext, WorkflowContext } from "../runtime/index.js";
-import { useEngines, waitForState } from "./fixtures/engine/harness.js";
+import { CHUNK_MAX_STEPS } from "../runtime/orchestrator/history.js";
+import { updateStepName, type WorkflowState } from "../runtime/state.js";
+import { encode, type UpdateMessage } from "../runtime/protocol.js";
+import { storedJson } from "../runtime/nats/kv-entry.js";
+import { connect } from "@nats-io/transport-node";
+import { sleep, useEngines, waitFor, waitForEventsApplied, waitForState } from "./fixtures/engine/harness.js";
 
 const engine = useEngines();
 const repoRoot = resolve(import.meta.dirname, "..");
@@ -51,6 +56,27 @@ async function cart(ctx: WorkflowContext) {
   return { items: items.map((i) => i.sku) };
 }
 
+/**
+ * Counts how often "bump" is applied. Its handler waits for "release", so the update has no
+ * outcome yet while "fill" pushes enough steps through the journal (search attribute upserts, one
+ * journal entry each, and a sleep for the decision after them) that its `$update-<id>` step moves
+ * to a history chunk (history.ts: once the journal holds 2 × CHUNK_MAX_STEPS entries).
+ */
+async function counter(ctx: WorkflowContext) {
+  let applied = 0;
+  ctx.handleQuery("applied", () => applied);
+  ctx.handleUpdate("bump", async () => {
+    applied += 1;
+    await ctx.waitForSignal("release");
+    return applied;
+  });
+  await ctx.waitForSignal("fill");
+  for (let i = 0; i < 2 * CHUNK_MAX_STEPS + 8; i++) ctx.upsertSearchAttributes({ n: i });
+  await ctx.sleep("1ms");
+  await ctx.waitForSignal("done");
+  return applied;
+}
+
 const waiting = (s: { steps: Record<string, { kind: string; status: string }> }) => Object.values(s.steps).some((step) => step.kind === "signal" && step.status === "waiting");
 
 describe("updates", () => {
@@ -82,6 +108,11 @@ describe("updates", () => {
     const before = await waitForState(client, "cart-2", waiting);
     await expect(client.update("cart-2", "addItem", { sku: "" })).rejects.toMatchObject({ code: "WF_UPDATE_REJECTED", message: expect.stringMatching(/sku required/) });
     await expect(client.update("cart-2", "sneaky")).rejects.toMatchObject({ code: "WF_QUERY_EFFECT" });
+    // The refusal names what was running: the update's validator, not a query.
+    const sneaky = (await client.update("cart-2", "sneaky").catch((err: unknown) => err)) as { message: string; hint?: string };
+    expect(sneaky.message).toMatch(/the validator of update "sneaky" of workflow cart \(cart-2\) tried to call an activity: an update validator can only read/);
+    expect(sneaky.message).not.toMatch(/query/);
+    expect(sneaky.hint).toMatch(/act in the update's handler/);
     await expect(client.update("cart-2", "nope")).rejects.toMatchObject({ code: "WF_UNKNOWN_UPDATE", message: expect.stringMatching(/known: addItem, boom, sneaky/) });
     const after = await client.describe("cart-2");
     expect(after.journal).toEqual(before.journal);
@@ -100,6 +131,108 @@ describe("updates", () => {
     await client.signal("cart-3", "checkout");
     await waitForState(client, "cart-3");
     await expect(client.update("cart-3", "addItem", { sku: "F" })).rejects.toMatchObject({ code: "WF_WORKFLOW_NOT_RUNNING" });
+  });
+
+  it("an update retried after its step moved to a history chunk (and after JetStream's duplicate window) is not applied again", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { counter }, config: { orchestrator: { cacheSize: 0 } } });
+    const client = await e.client();
+    const topology = await e.topology();
+    await client.start("counter", null, { id: "counter-1" });
+    await waitForState(client, "counter-1", (s) => s.steps.signal_fill?.status === "waiting");
+    // The caller waits for the outcome all along; the handler settles only at "release".
+    const outcome = client.update<number>("counter-1", "bump", undefined, { updateId: "u-1", timeout: "30s" });
+    await waitForState(client, "counter-1", (s) => s.steps[updateStepName("u-1")] !== undefined);
+    await client.signal("counter-1", "fill");
+    const head = await waitFor("the update's step to move to a history chunk", async () => {
+      const state = storedJson<WorkflowState>(await topology.states.get("counter-1"));
+      return state && (state.history?.chunks ?? 0) > 0 && state.steps[updateStepName("u-1")] === undefined ? state : undefined;
+    });
+    expect(head.updates ?? []).toEqual([]); // no outcome yet: only the record of seen ids knows u-1
+    // The same update again, as a caller's retry after the duplicate window would send it: another Nats-Msg-Id.
+    const retry: UpdateMessage = { workflowId: "counter-1", name: "bump", updateId: "u-1" };
+    await topology.js.publish(topology.names.updateSubject("counter-1"), encode(retry), { msgID: "counter-1/update/u-1/after-the-window" });
+    await waitForEventsApplied(topology);
+    expect(await client.query("counter-1", "applied")).toBe(1);
+    await client.signal("counter-1", "release");
+    expect(await outcome).toBe(1);
+    await client.signal("counter-1", "done");
+    expect((await waitForState(client, "counter-1")).result).toBe(1);
+  });
+
+  it("an update that reaches an ended workflow writes nothing to its state, and its caller hears that the workflow ended", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { cart, counter }, activities });
+    const client = await e.client();
+    const topology = await e.topology();
+    await client.start("cart", null, { id: "cart-ended" });
+    await waitForState(client, "cart-ended", waiting);
+    await client.signal("cart-ended", "checkout");
+    await waitForState(client, "cart-ended");
+    const before = (await topology.states.get("cart-ended"))!;
+    // Sent by a program that did not look at the state first.
+    const late: UpdateMessage = { workflowId: "cart-ended", name: "addItem", updateId: "late-1", args: { sku: "Z" } };
+    await topology.js.publish(topology.names.updateSubject("cart-ended"), encode(late), { msgID: "cart-ended/update/late-1" });
+    await waitForEventsApplied(topology);
+    const after = (await topology.states.get("cart-ended"))!;
+    expect(after.revision).toBe(before.revision);
+    expect(after.json<WorkflowState>().updates).toBeUndefined();
+    await expect(client.update("cart-ended", "addItem", { sku: "Z" }, { updateId: "late-1" })).rejects.toMatchObject({
+      code: "WF_WORKFLOW_NOT_RUNNING",
+      message: 'workflow cart-ended is completed: the update "addItem" was not applied',
+    });
+
+    // Applied, and the workflow ended before its handler returned: the caller is told so, not left waiting.
+    await client.start("counter", null, { id: "counter-ends" });
+    await waitForState(client, "counter-ends", (s) => s.steps.signal_fill?.status === "waiting");
+    const outcome = client.update("counter-ends", "bump", undefined, { updateId: "u-9", timeout: "30s" }).catch((err: unknown) => err);
+    await waitForState(client, "counter-ends", (s) => s.steps[updateStepName("u-9")] !== undefined);
+    await client.signal("counter-ends", "fill");
+    await client.signal("counter-ends", "done");
+    expect(await outcome).toMatchObject({ code: "WF_WORKFLOW_NOT_RUNNING", message: expect.stringMatching(/ended \(completed\) before the handler of update "bump" \(u-9\) returned: the update was applied/) });
+  });
+
+  it("a caller waiting for an outcome follows the state's writes (a KV watch) instead of re-reading it, and its timeout still holds", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { counter } });
+    const client = await e.client();
+    await client.start("counter", null, { id: "counter-w" });
+    await waitForState(client, "counter-w", (s) => s.steps.signal_fill?.status === "waiting");
+    // Every read of the state is a JetStream (direct) get request: a plain subscriber sees them,
+    // and tells the client's from the runtime's by their reply subject (each connection has its own inbox).
+    const observer = await connect({ servers: e.url });
+    const probe = `probe.${e.namespace}`;
+    let clientInbox = "";
+    observer.subscribe(probe, {
+      callback: (_err, msg) => {
+        clientInbox = msg.reply!.slice(0, msg.reply!.lastIndexOf(".") + 1);
+        msg.respond("");
+      },
+    });
+    await observer.flush();
+    await client.topology.nc.request(probe, "");
+    expect(clientInbox).not.toBe("");
+    let reads = 0;
+    for (const subject of ["$JS.API.DIRECT.GET.>", "$JS.API.STREAM.MSG.GET.>"]) {
+      observer.subscribe(subject, { callback: (_err, msg) => void (msg.reply?.startsWith(clientInbox) && (msg.subject.includes("counter-w") || msg.string().includes("counter-w")) ? (reads += 1) : undefined) });
+    }
+    await observer.flush();
+    const outcome = client.update<number>("counter-w", "bump", undefined, { updateId: "w-1", timeout: "30s" });
+    outcome.catch(() => undefined); // awaited below; a failed assertion before that must not leave it unhandled
+    try {
+      await waitForState(client, "counter-w", (s) => s.steps[updateStepName("w-1")] !== undefined);
+      reads = 0;
+      await sleep(1_500); // the handler waits for "release": re-reading the state would show here (every 250 ms before)
+      expect(reads).toBe(0);
+      await client.signal("counter-w", "release");
+      expect(await outcome).toBe(1);
+    } finally {
+      await observer.close();
+    }
+    const started = Date.now();
+    await expect(client.update("counter-w", "bump", undefined, { updateId: "w-2", timeout: "300ms" })).rejects.toMatchObject({ code: "WF_UPDATE_TIMEOUT", message: expect.stringMatching(/within 300 ms/) });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it("wf update prints the handler's value", async () => {

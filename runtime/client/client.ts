@@ -14,7 +14,7 @@ import { randomUUID } from "node:crypto";
 import { encode, ID_REUSE_POLICIES, MSG_ID, type CancelMessage, type IdReusePolicy, type QueryReply, type QueryRequest, type UpdateMessage, type SignalMessage, type StartMessage } from "../protocol.js";
 import { listRuns, readRun, RETRYABLE_STATUSES, reusesId, type RunsPage } from "../orchestrator/runs.js";
 import { storedJson } from "../nats/kv-entry.js";
-import { isTerminal, runNumber, type WorkflowState } from "../state.js";
+import { isTerminal, runNumber, updateSeen, type UpdateRecord, type WorkflowState } from "../state.js";
 
 export type { ListFilter, ListPage, WorkflowSummary } from "../visibility/query.js";
 export type { RunsPage, RunSummary } from "../orchestrator/runs.js";
@@ -194,6 +194,9 @@ export interface ClientOptions {
   codec?: PayloadCodec;
 }
 
+/** How long client.updateWithStart waits for the workflow's state before it sends the update. */
+const UPDATE_WITH_START_WAIT_MS = 30_000;
+
 /** How long client.update waits for its handler's outcome. */
 export const DEFAULT_UPDATE_TIMEOUT_MS = 60_000;
 
@@ -241,15 +244,25 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
   }
 
   async function* watch(id: string, opts: ResultOptions = {}): AsyncIterable<WorkflowState> {
-    validateWorkflowId(id);
-    const watcher = await topology.states.watch({ key: id });
     const chunks = new Map<number, HistoryChunk>();
+    for await (const state of watchStored(id, opts)) yield payloads.open(await withHistory(topology.states, state, chunks));
+  }
+
+  /**
+   * watch() without opening: each state as stored (a KV watch of key `<id>`, the current value
+   * first), until one is terminal. For a caller that needs one field of the head state (an
+   * update's outcome): no payload decoded, no history chunk read.
+   */
+  async function* watchStored(id: string, opts: ResultOptions = {}): AsyncIterable<WorkflowState> {
+    validateWorkflowId(id);
+    opts.signal?.throwIfAborted();
+    const watcher = await topology.states.watch({ key: id });
     const onAbort = () => watcher.stop();
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     try {
       for await (const entry of watcher) {
         if (entry.operation !== "PUT" || entry.length === 0) continue;
-        const state = await payloads.open(await withHistory(topology.states, entry.json<WorkflowState>(), chunks));
+        const state = entry.json<WorkflowState>();
         yield state;
         if (isTerminal(state.status)) return;
       }
@@ -366,7 +379,8 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
   async function query<R>(id: string, name: string, args?: unknown, queryOptions: { timeout?: Duration } = {}): Promise<R> {
     validateWorkflowId(id);
     const timeoutMs = queryOptions.timeout === undefined ? DEFAULT_QUERY_TIMEOUT_MS : parseDuration(queryOptions.timeout, "client.query() timeout");
-    const request: QueryRequest = { workflowId: id, name, ...(args !== undefined ? { args } : {}) };
+    // Encrypted with the codec, never claim-checked: a query leaves nothing that could remove an object.
+    const request: QueryRequest = { workflowId: id, name, ...(args !== undefined ? { args: await payloads.encodeInline(args) } : {}) };
     let data: Uint8Array;
     try {
       const msg = await topology.nc.request(names.querySubject(id), encode(request), { timeout: timeoutMs });
@@ -380,8 +394,10 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
       throw err;
     }
     const reply = JSON.parse(new TextDecoder().decode(data)) as QueryReply;
-    if (reply.ok) return reply.result as R;
-    throw new QueryError(reply.error.code, reply.error.message, reply.error.hint ? { hint: reply.error.hint } : {});
+    if (reply.ok) return (await payloads.decodeInline(reply.result)) as R;
+    const { code, hint, message, encoded } = reply.error;
+    const text = encoded === undefined ? message : (await payloads.decodeError({ message, type: "QueryError", encoded })).message;
+    throw new QueryError(code, text, hint ? { hint } : {});
   }
 
   async function update<R>(id: string, name: string, args: unknown, updateOptions: UpdateOptions = {}): Promise<R> {
@@ -389,28 +405,52 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     const updateId = updateOptions.updateId ?? randomUUID();
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(updateId)) throw new ValidationError("WF_INVALID_UPDATE_ID", `updateId ${JSON.stringify(updateId)} is not 1-64 characters of A-Z a-z 0-9 _ -`, { hint: "Pass an id such as `add-sku-42-1`, or leave it out." });
     const timeoutMs = updateOptions.timeout === undefined ? DEFAULT_UPDATE_TIMEOUT_MS : parseDuration(updateOptions.timeout, "client.update() timeout");
-    const deadline = Date.now() + timeoutMs;
-    const first = await latestRun(id); // a clear error for an unknown id
-    const outcomeIn = (state: WorkflowState) => state.updates?.find((u) => u.id === updateId);
-    if (!outcomeIn(first)) {
-      const message: UpdateMessage = { workflowId: id, name, updateId, ...(args !== undefined ? { args } : {}) };
-      await topology.js.publish(names.updateSubject(id), encode(message), { msgID: `${id}/update/${updateId}` });
-    }
-    // The outcome is recorded in the state: read it until it is there (backing off to 250 ms).
-    for (let wait = 10; ; wait = Math.min(wait * 2, 250)) {
-      const state = storedJson<WorkflowState>(await topology.states.get(id));
-      const outcome = state && outcomeIn(state);
-      if (outcome) {
-        if (outcome.ok) return outcome.result as R;
-        const error = outcome.error ?? { message: "update failed", type: "Error" };
-        const code = outcome.rejected ? (error.code ?? "WF_UPDATE_REJECTED") : error.code === "WF_UNKNOWN_UPDATE" ? "WF_UNKNOWN_UPDATE" : "WF_UPDATE_FAILED";
-        throw new UpdateError(code, outcome.rejected ? `update "${name}" of ${id} was rejected: ${error.message}` : `update "${name}" of ${id} failed: ${error.type}: ${error.message}`, { hint: error.hint ?? (outcome.rejected ? "Nothing was recorded; fix the arguments and send it again." : "The handler threw; the workflow goes on.") });
+    const expired = AbortSignal.timeout(timeoutMs);
+    const timedOut = () =>
+      new UpdateError("WF_UPDATE_TIMEOUT", `no outcome of update "${name}" (${updateId}) of ${id} within ${timeoutMs} ms`, { hint: `It may still apply: call client.update again with { updateId: "${updateId}" } to wait for it, or check the runtimes.` });
+    await latestRun(id); // a clear error for an unknown id
+    let sent = false;
+    try {
+      // The outcome is recorded in the state: watch it (the current state first, then each write)
+      // until it is there. The update is sent once the watch has the state, so no write is missed.
+      for await (const state of watchStored(id, { signal: expired })) {
+        const outcome = state.updates?.find((u) => u.id === updateId);
+        if (outcome) return await updateOutcome<R>(outcome, id, name);
+        // An ended workflow takes no update, and writes nothing for one (decide.ts decideUpdate).
+        if (isTerminal(state.status)) throw updateOfEnded(state, name, updateId);
+        if (!sent) {
+          // Encoded (and claim-checked when large) only now: a retry whose update has its outcome sends nothing, and stores nothing.
+          const encodedArgs = args === undefined ? undefined : await payloads.encode(args, (data) => SLOT.updateArgs(id, updateId, data), { limit: `args of update ${name} to ${id}` });
+          const message: UpdateMessage = { workflowId: id, name, updateId, ...(encodedArgs !== undefined ? { args: encodedArgs } : {}) };
+          await topology.js.publish(names.updateSubject(id), encode(message), { msgID: `${id}/update/${updateId}` });
+          sent = true;
+        }
       }
-      if (Date.now() + wait > deadline) {
-        throw new UpdateError("WF_UPDATE_TIMEOUT", `no outcome of update "${name}" (${updateId}) of ${id} within ${timeoutMs} ms`, { hint: `It may still apply: call client.update again with { updateId: "${updateId}" } to wait for it, or check the runtimes.` });
-      }
-      await new Promise((resolve) => setTimeout(resolve, wait));
+    } catch (err) {
+      if (err instanceof AbortedError && expired.aborted) throw timedOut();
+      throw err;
     }
+    throw timedOut(); // the watch ended without a terminal state: the connection is closing
+  }
+
+  /** The caller's answer from an update's outcome record: its result or its error, decoded (a CodecError without the key). */
+  async function updateOutcome<R>(outcome: UpdateRecord, id: string, name: string): Promise<R> {
+    if (outcome.ok) return (await payloads.decode(outcome.result)) as R;
+    const error = outcome.error ? await payloads.decodeError(outcome.error) : { message: "update failed", type: "Error" };
+    const code = outcome.rejected ? (error.code ?? "WF_UPDATE_REJECTED") : error.code === "WF_UNKNOWN_UPDATE" ? "WF_UNKNOWN_UPDATE" : "WF_UPDATE_FAILED";
+    throw new UpdateError(code, outcome.rejected ? `update "${name}" of ${id} was rejected: ${error.message}` : `update "${name}" of ${id} failed: ${error.type}: ${error.message}`, { hint: error.hint ?? (outcome.rejected ? "Nothing was recorded; fix the arguments and send it again." : "The handler threw; the workflow goes on.") });
+  }
+
+  /** Why an update to a workflow that ended has no outcome: it came too late, or the workflow ended while its handler ran. */
+  function updateOfEnded(state: WorkflowState, name: string, updateId: string): UpdateError {
+    if (updateSeen(state, updateId)) {
+      return new UpdateError("WF_WORKFLOW_NOT_RUNNING", `workflow ${state.id} ended (${state.status}) before the handler of update "${name}" (${updateId}) returned: the update was applied, and has no outcome`, {
+        hint: `What its handler did until then is in the journal (wf show ${state.id}); a handler that must finish should be awaited by the workflow code before it returns.`,
+      });
+    }
+    return new UpdateError("WF_WORKFLOW_NOT_RUNNING", `workflow ${state.id} is ${state.status}: the update "${name}" was not applied`, {
+      hint: "Updates go to a running workflow: start a new run (client.start with idReusePolicy, or updateWithStart), then send it.",
+    });
   }
 
   async function startWorkflow<O>(workflow: string, input: unknown, startOptions: StartOptions, signalToo?: StartMessage["signal"]): Promise<WorkflowHandle<O>> {
@@ -501,12 +541,19 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     async updateWithStart(workflow, options) {
       const { update: name, args, updateId, timeout, input, ...start } = options;
       await startWorkflow(workflow, input, start);
-      // The update goes once the state exists (an update for an id without one is dead-lettered).
-      const deadline = Date.now() + 30_000;
-      for (let wait = 10; !storedJson<WorkflowState>(await topology.states.get(options.id)); wait = Math.min(wait * 2, 250)) {
-        if (Date.now() > deadline) throw new UpdateError("WF_UPDATE_TIMEOUT", `workflow ${options.id} was not started within 30 s, so update "${name}" was not sent`, { hint: "Check that a runtime runs this workflow type (`wf run`)." });
-        await new Promise((resolve) => setTimeout(resolve, wait));
+      // The update goes once the state exists (an update for an id without one is dead-lettered):
+      // the watch's first value is the state, as soon as it is written.
+      const started = AbortSignal.timeout(UPDATE_WITH_START_WAIT_MS);
+      let exists = false;
+      try {
+        for await (const _state of watchStored(options.id, { signal: started })) {
+          exists = true;
+          break;
+        }
+      } catch (err) {
+        if (!(err instanceof AbortedError && started.aborted)) throw err;
       }
+      if (!exists) throw new UpdateError("WF_UPDATE_TIMEOUT", `workflow ${options.id} was not started within ${UPDATE_WITH_START_WAIT_MS / 1000} s, so update "${name}" was not sent`, { hint: "Check that a runtime runs this workflow type (`wf run`)." });
       return update(options.id, name, args, { ...(updateId ? { updateId } : {}), ...(timeout !== undefined ? { timeout } : {}) });
     },
     async signalWithStart(workflow, options) {

@@ -31,6 +31,17 @@ function quietReject(err: unknown): Promise<never> {
   return promise;
 }
 
+/**
+ * A handler that runs on the execution but may only read it: a query's handler, or an update's
+ * validator (which decides before anything is recorded). `refused`: the refusal of the first
+ * command it tried, which fails it even if the handler caught it.
+ */
+export interface ReadOnlyHandler {
+  kind: "query handler" | "update validator";
+  name: string;
+  refused?: QueryError;
+}
+
 /** How an update's handler settled (execution.deliverUpdate). */
 export interface UpdateOutcome {
   updateId: string;
@@ -181,8 +192,11 @@ export class WorkflowExecution {
   readonly updateHandlers = new Map<string, { handler: (args: unknown) => unknown; validate?: ((args: unknown) => unknown) | undefined }>();
   /** Updates whose handler settled since the last takeUpdateOutcomes(): what the state records for their callers. */
   private updateOutcomes: UpdateOutcome[] = [];
-  /** Set while a query handler runs: every command is refused then (queries.ts). */
-  queryInProgress: { name: string; effect?: string } | undefined;
+  /**
+   * Set while a handler that may only read runs (a query's handler: queries.ts; an update's
+   * validator: decide.ts): every command is refused then, and the first one it tried is noted.
+   */
+  readOnlyHandler: ReadOnlyHandler | undefined;
   readonly ctx: WorkflowContext;
 
   constructor(options: ExecutionOptions) {
@@ -337,18 +351,24 @@ export class WorkflowExecution {
   }
 
 
-  /** A query handler may read, never act: any command it issues fails the query (queries.ts). */
-  private refuseInQuery(kind: Command["kind"]): void {
-    const query = this.queryInProgress;
-    if (!query) return;
-    query.effect ??= kind;
-    throw new QueryError("WF_QUERY_EFFECT", `query "${query.name}" of workflow ${this.workflow} (${this.workflowId}) tried to ${kind === "activity" ? "call an activity" : kind === "sleep" ? "sleep" : `issue a ${kind} command`}: a query handler can only read the workflow's state`, {
-      hint: "Return values the workflow code keeps in variables; do the work in the workflow (or in an update handler), not in the query.",
+  /** A read-only handler may read, never act: any command it issues fails it (the query, or the update it validates). */
+  private refuseInReadOnly(kind: Command["kind"]): void {
+    const running = this.readOnlyHandler;
+    if (!running) return;
+    const who = running.kind === "query handler" ? `the handler of query "${running.name}"` : `the validator of update "${running.name}"`;
+    const act = kind === "activity" ? "call an activity" : kind === "sleep" ? "sleep" : `issue a ${kind} command`;
+    const refusal = new QueryError("WF_QUERY_EFFECT", `${who} of workflow ${this.workflow} (${this.workflowId}) tried to ${act}: ${running.kind === "query handler" ? "a query handler" : "an update validator"} can only read the workflow's state`, {
+      hint:
+        running.kind === "query handler"
+          ? "Return values the workflow code keeps in variables; do the work in the workflow (or in an update handler), not in the query."
+          : "Validate the arguments against what the workflow knows, and throw to refuse; act in the update's handler.",
     });
+    running.refused ??= refusal;
+    throw refusal;
   }
 
   private command(kind: Command["kind"], name: string, extra: object): Promise<unknown> {
-    this.refuseInQuery(kind);
+    this.refuseInReadOnly(kind);
     const seq = this.nextSeq++;
     const scope = currentScope(this.rootScope);
     const promise = new Promise((resolve, reject) => {
@@ -366,7 +386,7 @@ export class WorkflowExecution {
    * decision (orchestrator/decide.ts), so it costs no activation.
    */
   private settledCommand(kind: Command["kind"], name: string, extra: object): void {
-    this.refuseInQuery(kind);
+    this.refuseInReadOnly(kind);
     this.issued.push({ kind, seq: this.nextSeq++, name, ...extra } as Command);
   }
 
@@ -525,7 +545,7 @@ export class WorkflowExecution {
       continueAsNew(input: unknown): Promise<never> {
         try {
           // Checked at the call, where the code can catch it; the size is checked by the orchestrator (limits.maxInputBytes).
-          self.refuseInQuery("continue-as-new" as Command["kind"]);
+          self.refuseInReadOnly("continue-as-new" as Command["kind"]);
           const value = toJson(input === undefined ? null : input, `input of ctx.continueAsNew() in workflow ${self.workflow}`);
           self.continuedAsNew ??= { input: value };
         } catch (err) {

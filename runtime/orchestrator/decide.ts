@@ -11,14 +11,15 @@ import { mergeAttributes, type TypedAttributes } from "../visibility/search-attr
 import type { Config } from "../config.js";
 import { bindWorkflow, type Registry, type RegisteredWorkflow } from "../definitions.js";
 import { formatDuration, parseDuration } from "../duration.js";
-import { BlockedWorkflowError, BundleError, NonDeterminismError, toErrorRecord, UnknownWorkflowError, type ErrorRecord } from "../errors.js";
-import { activate, randomSeedOf, toJson, WorkflowExecution, type Command, type StepResult } from "../journal/execution.js";
+import { BlockedWorkflowError, BundleError, CodecError, NonDeterminismError, toErrorRecord, UnknownWorkflowError, type ErrorRecord, type QueryError } from "../errors.js";
+import { activate, randomSeedOf, toJson, WorkflowExecution, type Command, type ReadOnlyHandler, type StepResult } from "../journal/execution.js";
 import type { Payloads } from "../payloads/payloads.js";
+import { isRef } from "../payloads/claim-check.js";
 import { replayWorkflow, stepResult } from "../journal/replay.js";
 import type { Logger } from "../logger.js";
 import type { CancelMessage, CompletionMessage, SignalMessage, TimerMessage, UpdateMessage } from "../protocol.js";
 import { backoffDelayMs, resolveRetryPolicy, shouldRetry } from "../retry-policy.js";
-import { runNumber, STATE_SCHEMA_VERSION, type SignalRecord, type StepState, type UpdateRecord, type WorkflowState } from "../state.js";
+import { runNumber, STATE_SCHEMA_VERSION, updateSeen, updateStepName, type SignalRecord, type StepState, type UpdateRecord, type WorkflowState } from "../state.js";
 import { cancelSteps } from "./cancel-steps.js";
 import { retryTimer, sleepTimer, timeoutTimer, type Effect } from "./outbox.js";
 import type { StoredWorkflow } from "./state-store.js";
@@ -288,10 +289,16 @@ async function decideCancelRequest(env: DecideEnv, stored: StoredWorkflow, messa
   return { kind: "write", state, effects, execution };
 }
 
-/** The name of the step that records an accepted update: no name the code can give a step. */
-export const updateStepName = (updateId: string): string => `$update-${updateId}`;
 /** Outcomes kept for callers; older ones are dropped (their callers have long had them). */
 export const MAX_UPDATE_RECORDS = 64;
+/**
+ * Accepted update ids kept for dedupe (state.seenUpdates). The journal step of an update is no
+ * record to rely on: it moves to a history chunk with the steps around it, and the head state is
+ * all a decision reads. A caller's retry with the same Nats-Msg-Id is dropped by JetStream within
+ * its duplicate window; this covers a redelivery and a retry after the window, for the most recent
+ * updates, at most 256 × 65 bytes in the state of a workflow that takes updates, nothing otherwise.
+ */
+export const MAX_SEEN_UPDATE_IDS = 256;
 
 function recordUpdates(state: WorkflowState, records: UpdateRecord[]): void {
   state.updates = [...(state.updates ?? []).filter((u) => !records.some((r) => r.id === u.id)), ...records].slice(-MAX_UPDATE_RECORDS);
@@ -302,38 +309,59 @@ function recordUpdates(state: WorkflowState, records: UpdateRecord[]): void {
  * refusal records only its outcome for the caller (`updates`, `rejected`), nothing in the journal.
  * An accepted update is entered in the journal as a step of kind "update" and delivered to its
  * handler, which runs as a branch of the code; its outcome is recorded when it settles (record).
- * An update id already applied (or refused) is a no-op, so a caller's retry applies it once.
+ * An update id already applied (or refused) is a no-op, so a caller's retry applies it once; so
+ * is an update to a workflow that has ended.
  */
 export async function decideUpdate(env: DecideEnv, stored: StoredWorkflow, message: UpdateMessage): Promise<Decision> {
   const current = stored.state;
   const name = updateStepName(message.updateId);
-  if (current.steps[name] || current.updates?.some((u) => u.id === message.updateId)) return { kind: "noop", reason: `update ${message.updateId} already applied` };
+  if (updateSeen(current, message.updateId)) return { kind: "noop", reason: `update ${message.updateId} already applied` };
+  // An ended workflow's state is final: no event rewrites it. The state is the caller's answer:
+  // it ended without this update (client.update reports WF_WORKFLOW_NOT_RUNNING on seeing it).
+  if (current.status !== "running") return { kind: "noop", reason: `workflow is ${current.status}: update ${message.updateId} not applied` };
   const now = env.now();
-  if (current.status !== "running") {
-    // Its caller waits for an outcome: say why there is none to come.
-    const state = draft(current);
-    recordUpdates(state, [{ id: message.updateId, name: message.name, ok: false, rejected: true, error: { message: `workflow ${current.id} is ${current.status}: the update "${message.name}" was not applied`, type: "UpdateRejectedError", code: "WF_WORKFLOW_NOT_RUNNING" }, at: iso(now) }]);
-    return { kind: "write", state, effects: [], execution: stored.execution };
-  }
   const state = draft(current);
   const execution = await executionFor(env, stored, state, now);
   if (!(execution instanceof WorkflowExecution)) return execution;
+  // The step keeps the arguments as they came (encoded by a caller with the codec, a reference when
+  // claim-checked); the validator and the handler get them decoded, as a replay does (replay.ts).
   const args = message.args === undefined ? null : message.args;
-  const refusal = validateUpdate(execution, message.name, args);
+  const decoded = await decodeUpdateArgs(env, message.name, args);
+  const plainArgs = decoded.ok ? decoded.value : undefined;
+  const refusal = decoded.ok ? validateUpdate(execution, message.name, plainArgs) : decoded.refusal;
   if (refusal) {
-    recordUpdates(state, [{ id: message.updateId, name: message.name, ok: false, rejected: true, error: refusal, at: iso(now) }]);
+    recordUpdates(state, [{ id: message.updateId, name: message.name, ok: false, rejected: true, error: refusal, ...(isRef(args) ? { args } : {}), at: iso(now) }]);
     state.updatedAt = iso(now);
     return { kind: "write", state, effects: [], execution };
   }
   state.steps[name] = { seq: execution.issuedCount, kind: "update", status: "completed", attempt: 0, input: args, update: { id: message.updateId, name: message.name }, scheduledAt: iso(now), finishedAt: iso(now), resolvedAt: now };
   state.journal.push(name);
-  await activate(execution, now, () => execution.deliverUpdate(message.name, args, message.updateId));
+  state.seenUpdates = [...(state.seenUpdates ?? []), message.updateId].slice(-MAX_SEEN_UPDATE_IDS);
+  await activate(execution, now, () => execution.deliverUpdate(message.name, plainArgs, message.updateId));
   const effects: Effect[] = [];
   await settle(env, state, execution, now, effects);
   return { kind: "write", state, effects, execution };
 }
 
-/** The validator's refusal (an unknown name included), or undefined to accept. Read-only: it may not act (execution.ts refuseInQuery). */
+/**
+ * An update's arguments as its handler gets them. Arguments that cannot be decoded here (an
+ * envelope of an unknown key or codec, tampered ciphertext, a reference to no object) refuse the
+ * update like its validator would: its sender's message is at fault, and an event retried until
+ * it poisons would let anyone who may publish an update fail the workflow. The refusal keeps the
+ * codec's code and hint (which key to configure). NATS failing to return a claim-checked object
+ * is thrown instead: the event is retried.
+ */
+async function decodeUpdateArgs(env: DecideEnv, name: string, args: unknown): Promise<{ ok: true; value: unknown } | { ok: false; refusal: ErrorRecord }> {
+  if (!env.payloads) return { ok: true, value: args };
+  try {
+    return { ok: true, value: await env.payloads.decode(args) };
+  } catch (err) {
+    if (!(err instanceof CodecError)) throw err;
+    return { ok: false, refusal: { message: `the arguments of update "${name}" cannot be decoded here: ${err.message}`, type: err.name, code: err.code, ...(err.hint ? { hint: err.hint } : {}) } };
+  }
+}
+
+/** The validator's refusal (an unknown name included), or undefined to accept. Read-only: it may not act (execution.ts refuseInReadOnly). */
 function validateUpdate(execution: WorkflowExecution, name: string, args: unknown): ErrorRecord | undefined {
   const entry = execution.updateHandlers.get(name);
   if (!entry) {
@@ -341,23 +369,27 @@ function validateUpdate(execution: WorkflowExecution, name: string, args: unknow
     return { message: `workflow ${execution.workflow} (${execution.workflowId}) has no update "${name}"; known: ${known.length ? known.join(", ") : "none"}`, type: "UnknownUpdateError", code: "WF_UNKNOWN_UPDATE", hint: known.length ? `Send one of ${known.join(", ")}.` : 'Register one before the first await: ctx.handleUpdate("name", async (args) => result).' };
   }
   if (!entry.validate) return undefined;
-  const check: { name: string; effect?: string } = { name };
-  execution.queryInProgress = check;
+  const check: ReadOnlyHandler = { kind: "update validator", name };
+  execution.readOnlyHandler = check;
   try {
     const verdict = entry.validate(args);
     // A validator that swallowed the refusal of its effect still tried to act.
-    if (check.effect) return { message: `the validator of update "${name}" tried to issue a ${check.effect} command: a validator can only read`, type: "QueryError", code: "WF_QUERY_EFFECT", hint: "Validate the arguments against what the workflow knows; act in the handler." };
+    if (check.refused) return effectRefusal(check.refused);
     if (verdict !== null && typeof verdict === "object" && typeof (verdict as PromiseLike<unknown>).then === "function") {
       return { message: `the validator of update "${name}" returned a promise: it must decide at once (throw to refuse)`, type: "UpdateRejectedError", code: "WF_UPDATE_REJECTED" };
     }
     return undefined;
   } catch (err) {
+    if (check.refused) return effectRefusal(check.refused);
     const record = toErrorRecord(err);
-    return { message: record.message, type: record.type, code: (record.code as string | undefined) === "WF_QUERY_EFFECT" ? "WF_QUERY_EFFECT" : "WF_UPDATE_REJECTED", hint: "The workflow's validator refused it: fix the arguments; nothing was recorded." };
+    return { message: record.message, type: record.type, code: "WF_UPDATE_REJECTED", hint: "The workflow's validator refused it: fix the arguments; nothing was recorded." };
   } finally {
-    execution.queryInProgress = undefined;
+    execution.readOnlyHandler = undefined;
   }
 }
+
+/** A validator that tried to act (whether it threw the refusal on or caught it): the refusal, as the caller's error. */
+const effectRefusal = (refused: QueryError): ErrorRecord => ({ message: refused.message, type: refused.name, code: refused.code, ...(refused.hint ? { hint: refused.hint } : {}) });
 
 /** Give a settled step's result to the workflow code, and record what the code does next. */
 export async function deliver(env: DecideEnv, stored: StoredWorkflow, state: WorkflowState, stepName: string, now: number, effects: Effect[]): Promise<Decision> {

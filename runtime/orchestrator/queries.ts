@@ -4,8 +4,11 @@
  * state (with its history chunks), replays the workflow from its journal on the code the workflow
  * runs on, and calls the handler on that replayed execution. Nothing is written, so a query
  * cannot change the workflow; a handler that tries an effect fails the query (execution.ts
- * refuseInQuery). Works alike while the workflow runs, sleeps or waits, and once it has ended
+ * refuseInReadOnly). Works alike while the workflow runs, sleeps or waits, and once it has ended
  * (from its final journal) while it is retained.
+ *
+ * With a payload codec the query's args and its answer travel encrypted (payloads.encodeInline):
+ * the caller encodes the args, this runtime decodes them and encodes the answer.
  *
  * Cost: one state read (plus its history chunks) and one replay per query, proportional to the
  * workflow's journal; nothing while no query is asked.
@@ -13,7 +16,7 @@
 import type { Subscription } from "@nats-io/nats-core";
 import { JetflowError, QueryError, toErrorRecord } from "../errors.js";
 import { replayWorkflow } from "../journal/replay.js";
-import { toJson, type WorkflowExecution } from "../journal/execution.js";
+import { toJson, type ReadOnlyHandler, type WorkflowExecution } from "../journal/execution.js";
 import type { Logger } from "../logger.js";
 import { storedJson } from "../nats/kv-entry.js";
 import type { Topology } from "../nats/topology.js";
@@ -48,7 +51,20 @@ export function createQueryResponder(options: QueryResponderOptions): QueryRespo
     const definition = registry.workflows.get(state.workflow);
     if (!definition) throw new QueryError("WF_UNKNOWN_WORKFLOW", `workflow type ${state.workflow} is not in the code (version ${registry.version}) this runtime can load`, { hint: "Deploy code that has it (`wf deploy`)." });
     const execution = await replayWorkflow(await options.withHistory(state), { ...bindWorkflow(definition, state.id), logger: logger.child({ component: "query" }), payloads: topology.payloads });
-    return answerQuery(execution, request.name, request.args);
+    // The payload boundary (payloads/payloads.ts): the args come encoded by a caller with the
+    // codec, and the answer leaves encoded; inline both ways, since no state references a query.
+    const value = await answerQuery(execution, request.name, await topology.payloads.decodeInline(request.args));
+    return topology.payloads.encodeInline(value);
+  }
+
+  /** A failed query's reply; the handler's own error text (WF_QUERY_FAILED) is a payload, encoded like one. */
+  async function failure(err: unknown): Promise<QueryReply> {
+    const record = toErrorRecord(err);
+    const code = err instanceof JetflowError ? err.code : "WF_QUERY_FAILED";
+    const error: Extract<QueryReply, { ok: false }>["error"] = { code, message: record.message, ...(record.hint ? { hint: record.hint } : {}) };
+    if (code !== "WF_QUERY_FAILED") return { ok: false, error };
+    const sealed = await topology.payloads.encodeError({ message: record.message, type: "QueryError" });
+    return { ok: false, error: { ...error, message: sealed.message, ...(sealed.encoded !== undefined ? { encoded: sealed.encoded } : {}) } };
   }
 
   return {
@@ -62,8 +78,7 @@ export function createQueryResponder(options: QueryResponderOptions): QueryRespo
               const request = parseQueryRequest(JSON.parse(new TextDecoder().decode(msg.data)));
               reply = { ok: true, result: await answer(request) };
             } catch (err) {
-              const record = toErrorRecord(err);
-              reply = { ok: false, error: { code: err instanceof JetflowError ? err.code : "WF_QUERY_FAILED", message: record.message, ...(record.hint ? { hint: record.hint } : {}) } };
+              reply = await failure(err).catch(() => ({ ok: false as const, error: { code: "WF_QUERY_FAILED", message: "the query failed, and its error could not be encoded" } }));
             }
             try {
               msg.respond(encode(reply));
@@ -90,8 +105,8 @@ export async function answerQuery(execution: WorkflowExecution, name: string, ar
       hint: known.length ? `Ask one of ${known.join(", ")}.` : 'The workflow registers none where it stands: ctx.handleQuery("name", () => value), before its first await.',
     });
   }
-  const query: { name: string; effect?: string } = { name };
-  execution.queryInProgress = query;
+  const query: ReadOnlyHandler = { kind: "query handler", name };
+  execution.readOnlyHandler = query;
   try {
     let value = handler(args === undefined ? null : args);
     if (value !== null && typeof value === "object" && typeof (value as PromiseLike<unknown>).then === "function") {
@@ -106,13 +121,13 @@ export async function answerQuery(execution: WorkflowExecution, name: string, ar
       }
     }
     // A handler that swallowed the refusal of its effect still fails: it tried to act.
-    if (query.effect) throw new QueryError("WF_QUERY_EFFECT", `query "${name}" tried to issue a ${query.effect} command: a query handler can only read`, { hint: "Do the work in the workflow (or in an update handler), not in the query." });
+    if (query.refused) throw query.refused;
     return toJson(value === undefined ? null : value, `result of query "${name}"`);
   } catch (err) {
     if (err instanceof JetflowError || (err as { code?: unknown })?.code === "WF_QUERY_EFFECT") throw err;
     const record = toErrorRecord(err);
     throw new QueryError("WF_QUERY_FAILED", `query "${name}" of workflow ${execution.workflow} (${execution.workflowId}) failed: ${record.type}: ${record.message}`, { hint: "Fix the handler; the workflow itself is untouched." });
   } finally {
-    execution.queryInProgress = undefined;
+    execution.readOnlyHandler = undefined;
   }
 }

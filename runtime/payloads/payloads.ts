@@ -1,7 +1,8 @@
 /**
  * The payload boundary: every user payload passes through here on its way to NATS and back.
  * A payload is one JSON value: a workflow's input or result, an activity's input or output, a
- * signal's payload, a memo, an error's message (with its stack and details).
+ * signal's payload, an update's arguments and result, a query's arguments and answer, a memo, an
+ * error's message (with its stack and details).
  *
  * Encoding, in this order: the codec (codec.ts) turns the JSON text into an envelope
  * `{"$enc": …}`; then, if the text (or the envelope's) is over `limits.inlinePayloadBytes`, the
@@ -10,17 +11,20 @@
  * state written without a codec is the plain JSON it always was (zero cost by default).
  *
  * Who calls what (docs/security.md, "Payload encryption"):
- * - the client encodes start inputs, memos and signal payloads, and decodes results and states;
+ * - the client encodes start inputs, memos, signal payloads, update and query arguments, and
+ *   decodes results, states, update outcomes and query answers;
  * - a worker decodes its task's input and encodes its output and error;
  * - the orchestrator decodes what workflow code reads (its input, each step's result) and seals
- *   what the code produced (activity and child inputs, its result or error) before the state is
- *   written. States at rest, tasks, completions and events all hold the encoded form; only
- *   workflow code, activities and client callers see decoded values.
+ *   what the code produced (activity and child inputs, its result or error, update outcomes)
+ *   before the state is written; a runtime answering a query decodes its arguments and encodes
+ *   its answer (encodeInline: no state references a query, so nothing of it is claim-checked).
+ *   States at rest, tasks, completions and events all hold the encoded form; only workflow
+ *   code, activities and client callers see decoded values.
  */
 import { createHash } from "node:crypto";
 import { CodecError, type ErrorRecord } from "../errors.js";
 import type { StepResult } from "../journal/execution.js";
-import type { StepState, WorkflowState } from "../state.js";
+import type { StepState, UpdateRecord, WorkflowState } from "../state.js";
 import { isRef, type ClaimCheck, type PayloadRef } from "./claim-check.js";
 import { codecFromConfig, isEncoded, type EncodedPayload, type PayloadCodec } from "./codec.js";
 import type { Config } from "../config.js";
@@ -53,6 +57,14 @@ export interface Payloads {
   readonly codec: PayloadCodec | undefined;
   /** `slot`: the object name, should the payload be claim-checked (a function of the stored bytes: computed only then). */
   encode(value: unknown, slot: string | ((data: Uint8Array) => string), options?: EncodeOptions): Promise<unknown>;
+  /**
+   * The codec only, never the claim check: for a payload no state references (a query's
+   * arguments and answer, on core NATS request/reply), whose object nothing would ever remove.
+   * NATS's max_payload bounds it instead.
+   */
+  encodeInline(value: unknown): Promise<unknown>;
+  /** The other way: an `$enc` envelope decoded; a `$ref` is refused (nothing inline is claim-checked, and a query must not make a runtime read objects). */
+  decodeInline(value: unknown): Promise<unknown>;
   decode(value: unknown): Promise<unknown>;
   encodeError(error: ErrorRecord): Promise<ErrorRecord>;
   decodeError(error: ErrorRecord): Promise<ErrorRecord>;
@@ -83,6 +95,13 @@ export const SLOT = {
   stepInput: (scope: string, step: string) => `${scope}/steps/${step}/input`,
   stepOutput: (scope: string, step: string, attempt: number) => `${scope}/steps/${step}/${attempt}/output`,
   signal: (id: string, signalId: string) => `${id}/signals/${signalId}`,
+  /**
+   * An update's arguments, as its caller sends them (the run that applies it is not known then).
+   * The name carries the stored bytes' hash, as a start's does: a caller's retry of the same
+   * update id must not overwrite the object an earlier message, maybe applied, references.
+   */
+  updateArgs: (id: string, updateId: string, data: Uint8Array) => `${id}/updates/${updateId}/args-${createHash("sha256").update(data).digest("hex").slice(0, 16)}`,
+  updateResult: (scope: string, updateId: string) => `${scope}/updates/${updateId}/result`,
   /**
    * A client's start: the run is not known yet, so the name carries the stored bytes' hash (a
    * retry of the same plain start overwrites; an encrypted one differs each time: its IV).
@@ -140,6 +159,20 @@ export function createPayloads(options: PayloadsOptions): Payloads {
     if (!codec) return checked(plain, text, slot);
     const envelope = await codec.encode(encoder.encode(text));
     return checked(envelope, JSON.stringify(envelope), slot);
+  }
+
+  async function encodeInline(value: unknown): Promise<unknown> {
+    if (!codec) return value;
+    return codec.encode(encoder.encode(JSON.stringify(value === undefined ? null : value) ?? "null"));
+  }
+
+  async function decodeInline(value: unknown): Promise<unknown> {
+    if (isRef(value)) {
+      throw new CodecError("WF_PAYLOAD_MISSING", `a query's payload is an object reference (${value.$ref}); queries are never claim-checked`, {
+        hint: 'Send the value itself (a plain JSON value, or a codec envelope); "$ref" objects starting with "obj:" are reserved (docs/protocol.md, "Payload envelopes").',
+      });
+    }
+    return isEncoded(value) ? decodeEncoded(value) : value;
   }
 
   async function decodeEncoded(envelope: EncodedPayload): Promise<unknown> {
@@ -214,6 +247,11 @@ export function createPayloads(options: PayloadsOptions): Payloads {
       const known = new Set(previous?.signals ?? []);
       out.signals = await Promise.all(out.signals.map(async (s) => (known.has(s) || isEnvelope(s.payload) ? s : { ...s, payload: await encode(s.payload, SLOT.signal(next.id, s.id)) })));
     }
+    if (out.updates && out.updates !== previous?.updates) {
+      // Outcomes are what the code's update handlers returned or threw: sealed like its result.
+      const known = new Set(previous?.updates ?? []);
+      out.updates = await Promise.all(out.updates.map((u) => (known.has(u) ? u : sealUpdate(scope, u))));
+    }
     let steps: Record<string, StepState> | undefined;
     for (const [name, step] of Object.entries(out.steps)) {
       const before = previous?.steps[name];
@@ -222,6 +260,13 @@ export function createPayloads(options: PayloadsOptions): Payloads {
       if (sealed !== step) (steps ??= { ...out.steps })[name] = sealed;
     }
     if (steps) out.steps = steps;
+    return out;
+  }
+
+  async function sealUpdate(scope: string, record: UpdateRecord): Promise<UpdateRecord> {
+    let out = record;
+    if (record.result !== undefined && !isEnvelope(record.result)) out = { ...out, result: await encode(record.result, SLOT.updateResult(scope, record.id)) };
+    if (codec && record.error && record.error.encoded === undefined) out = { ...out, error: await encodeError(record.error) };
     return out;
   }
 
@@ -274,6 +319,11 @@ export function createPayloads(options: PayloadsOptions): Payloads {
     if (state.error) out.error = (await error(state.error as ErrorRecord)) as WorkflowState["error"];
     if (state.continuedAsNew) out.continuedAsNew = { ...state.continuedAsNew, input: await value(state.continuedAsNew.input) };
     if (state.signals) out.signals = await Promise.all(state.signals.map(async (s) => ({ ...s, payload: await value(s.payload) })));
+    if (state.updates) {
+      out.updates = await Promise.all(
+        state.updates.map(async (u) => ({ ...u, ...(u.result !== undefined ? { result: await value(u.result) } : {}), ...(u.error ? { error: await error(u.error) } : {}) })),
+      );
+    }
     const steps: Record<string, StepState> = {};
     for (const [name, step] of Object.entries(state.steps)) {
       const s: StepState = { ...step };
@@ -307,6 +357,10 @@ export function createPayloads(options: PayloadsOptions): Payloads {
     add(state.memo);
     add(state.continuedAsNew?.input);
     for (const s of state.signals ?? []) add(s.payload);
+    for (const u of state.updates ?? []) {
+      add(u.result);
+      add(u.args);
+    }
     for (const step of Object.values(state.steps)) {
       add(step.input);
       add(step.output);
@@ -315,7 +369,7 @@ export function createPayloads(options: PayloadsOptions): Payloads {
     return names;
   }
 
-  return { active, codec, encode, decode, encodeError, decodeError, openResult, seal, open, refsOf, claimCheck: options.claimCheck };
+  return { active, codec, encode, encodeInline, decodeInline, decode, encodeError, decodeError, openResult, seal, open, refsOf, claimCheck: options.claimCheck };
 }
 
 /** No codec, no claim check: what tests and tools that build a topology by hand get. */

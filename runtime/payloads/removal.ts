@@ -6,7 +6,9 @@
  * them), so the cost grows with the workflow removed, not with the bucket.
  *
  * Not found this way: an object written by an attempt whose completion never reached the state
- * (a timed-out attempt that finished after its retry did). It stays until the bucket is purged.
+ * (a timed-out attempt that finished after its retry did), and the claim-checked arguments of an
+ * update no state kept: one that reached a workflow that had ended, or one refused and then pushed
+ * out of the 64 most recent outcomes (`updates`). They stay until the bucket is purged.
  */
 import type { Topology } from "../nats/topology.js";
 import { withHistory } from "../orchestrator/history.js";
