@@ -221,6 +221,9 @@ describe("updates", () => {
     outcome.catch(() => undefined); // awaited below; a failed assertion before that must not leave it unhandled
     try {
       await waitForState(client, "counter-w", (s) => s.steps[updateStepName("w-1")] !== undefined);
+      // The observer sees a request on its own connection, possibly after the client got its answer:
+      // a flush (its PONG comes after every message routed to it before) counts waitForState's last read first.
+      await observer.flush();
       reads = 0;
       await sleep(1_500); // the handler waits for "release": re-reading the state would show here (every 250 ms before)
       expect(reads).toBe(0);
