@@ -279,7 +279,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   async function runTask(msg: TaskDelivery, releaseSlot: () => void): Promise<void> {
     let task: TaskMessage;
     try {
-      task = parseTask(parseJson(msg.data));
+      task = msg instanceof ContinuedTask ? msg.ownTask() : parseTask(parseJson(msg.data));
     } catch (err) {
       await recordDeadLetter(topology, logger, { reason: "invalid_message", message: (err as Error).message, subject: msg.subject, data: msg.data }).catch(() => undefined);
       msg.ack();
