@@ -15,7 +15,11 @@ temporary directory), so ratios are fair on a noisy machine. The runtime(s) run 
   work queue, consume + ack, acked completion publish to a second work queue, consume, KV CAS
   update, ack); 4 steps per "workflow"; KV key created before the clock starts, end seen
   in-process. See bench/raw-bound.ts.
+- **floor**: what any engine must do to record each step durably: one process, a \`kv.create\` of a
+  small state per workflow, then per step the activity run in place and one \`kv.update\` (CAS on
+  the revision) with its output; no queue, no events. See bench/floor.ts.
 - **throughput**: order_processing (4-step DAG) workflows, start → terminal state seen by the client.
+- **in process**: the same with runtime and client in the bench process (createRuntime + createClient).
 - **latency**: one workflow at a time, start → terminal state seen by the client.
 - **replay**: ms per step around step 10 vs around the last step of a 200-activity code workflow.
 - **memory**: RSS of one runtime holding N workflows that sleep for an hour.
@@ -24,7 +28,8 @@ temporary directory), so ratios are fair on a noisy machine. The runtime(s) run 
 - **parked timers**: timers still parked once 10,000 workflows with a 10-minute timeout completed.
 
 Targets (issue 5): throughput ≥ 0.7× raw; p50 ≤ 1.5× raw; replay ratio ≤ 1.5; ≤ 150 MB for 10,000
-waiting workflows; reload ≤ 300 ms. Visibility: list and recovery ratios ≤ 1.2; ≤ 100 parked timers
+waiting workflows; reload ≤ 300 ms. Against the floor (issue 18): in process ≥ 0.7× its throughput,
+p50 ≤ 1.5×, CPU per workflow ≤ 1.5×; one \`wf run\` ≥ 0.6× its throughput. Visibility: list and recovery ratios ≤ 1.2; ≤ 100 parked timers
 (1 %) after 10,000 finished.
 `;
 
@@ -51,6 +56,15 @@ export function markdownSection(info: RunInfo, figures: Figure[], summary: Recor
     rows.push(["raw bound: throughput", `${fmt(raw.steps_per_s)} steps/s (${fmt(raw.workflows_per_s)} wf/s, ${raw.concurrency} in flight)`, "—"]);
     rows.push(["raw bound: 4 steps in sequence", `p50 ${fmt(raw.p50_ms, " ms")}, p99 ${fmt(raw.p99_ms, " ms")}`, "—"]);
   }
+  const floor = find(figures, "floor");
+  if (floor) {
+    rows.push([
+      "floor: throughput",
+      `${fmt(floor.steps_per_s)} steps/s (${fmt(floor.workflows_per_s)} wf/s, ${floor.concurrency} in flight); ${fmt(floor.cpu_ms_per_workflow)} CPU-ms per workflow (process ${fmt(floor.process_cpu_ms_per_workflow)}, nats-server ${fmt(floor.nats_server_cpu_ms_per_workflow)})`,
+      "—",
+    ]);
+    rows.push(["floor: 4 steps in sequence", `p50 ${fmt(floor.p50_ms, " ms")}, p99 ${fmt(floor.p99_ms, " ms")}`, "—"]);
+  }
   for (const tp of figures.filter((f) => f.figure === "throughput" && !f.error)) {
     const interleaved = tp.raw_interleaved as { steps_per_s?: number } | undefined;
     const rawSteps = interleaved?.steps_per_s ?? (raw?.steps_per_s as number | undefined);
@@ -60,6 +74,30 @@ export function markdownSection(info: RunInfo, figures: Figure[], summary: Recor
       `${fmt(tp.steps_per_s)} steps/s, ${fmt(tp.workflows_per_s)} wf/s${ratio !== undefined ? ` — **${ratio}× raw**` : ""}${interleaved ? ` (raw runs interleaved: ${fmt(interleaved.steps_per_s)} steps/s)` : ""}` +
         (tp.durable_writes_per_step !== undefined ? `; ${fmt(tp.durable_writes_per_step)} durable writes per step (raw: 3)` : ""),
       "≥ 0.7× raw",
+    ]);
+    const floorRun = tp.floor_interleaved as { steps_per_s?: number } | undefined;
+    if (floorRun?.steps_per_s) {
+      rows.push([
+        `jetflow throughput, ${tp.runtimes} \`wf run\`, against the floor`,
+        `**${Math.round(((tp.steps_per_s as number) / floorRun.steps_per_s) * 100) / 100}× floor** (floor runs interleaved: ${fmt(floorRun.steps_per_s)} steps/s); ${fmt(tp.cpu_ms_per_workflow)} CPU-ms per workflow (runtimes ${fmt(tp.runtime_cpu_ms_per_workflow)})`,
+        tp.runtimes === 1 ? "≥ 0.6× floor" : "—",
+      ]);
+    }
+  }
+  const inProc = find(figures, "in_process");
+  if (inProc) {
+    const f = inProc.floor_interleaved as { steps_per_s: number; p50_ms: number; cpu_ms_per_workflow: number };
+    const r = (a: unknown, b: number) => (typeof a === "number" && b > 0 ? Math.round((a / b) * 100) / 100 : "—");
+    rows.push([
+      "jetflow in process (runtime + client), throughput",
+      `${fmt(inProc.steps_per_s)} steps/s — **${r(inProc.steps_per_s, f.steps_per_s)}× floor** (floor runs interleaved: ${fmt(f.steps_per_s)} steps/s)`,
+      "≥ 0.7× floor",
+    ]);
+    rows.push(["jetflow in process, 4 steps in sequence", `p50 ${fmt(inProc.p50_ms, " ms")}, p99 ${fmt(inProc.p99_ms, " ms")} — **p50 ${r(inProc.p50_ms, f.p50_ms)}× floor** (floor samples interleaved: p50 ${fmt(f.p50_ms, " ms")})`, "p50 ≤ 1.5× floor"]);
+    rows.push([
+      "jetflow in process, CPU per workflow",
+      `${fmt(inProc.cpu_ms_per_workflow)} CPU-ms (process ${fmt(inProc.process_cpu_ms_per_workflow)}, nats-server ${fmt(inProc.nats_server_cpu_ms_per_workflow)}) — **${r(inProc.cpu_ms_per_workflow, f.cpu_ms_per_workflow)}× floor** (floor: ${fmt(f.cpu_ms_per_workflow)})`,
+      "≤ 1.5× floor",
     ]);
   }
   const lat = find(figures, "latency");

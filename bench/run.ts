@@ -17,6 +17,8 @@ import { round } from "./lib/stats.js";
 import { memory } from "./memory.js";
 import { metricsCost } from "./metrics-cost.js";
 import { parkedTimers } from "./parked-timers.js";
+import { floor } from "./floor.js";
+import { inProcess } from "./in-process.js";
 import { formatRows, topSelfTime } from "./profile-summary.js";
 import { rawBound } from "./raw-bound.js";
 import { replay } from "./replay.js";
@@ -62,6 +64,7 @@ async function main(): Promise<number> {
     };
 
     if (wanted("raw_bound")) await figure("raw_bound", () => rawBound(ctx));
+    if (wanted("floor")) await figure("floor", () => floor(ctx));
     if (wanted("throughput")) {
       for (const count of options.runtimes) {
         await figure(`throughput (${count} runtime${count === 1 ? "" : "s"})`, () => throughput(ctx, count));
@@ -77,6 +80,7 @@ async function main(): Promise<number> {
         }
       }
     }
+    if (wanted("in_process")) await figure("in_process", () => inProcess(ctx));
     if (wanted("metrics_cost")) await figure("metrics_cost", () => metricsCost(ctx));
     if (wanted("latency")) await figure("latency", () => latency(ctx));
     if (wanted("replay")) await figure("replay", () => replay(ctx));
@@ -138,6 +142,17 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
   const timers = ok("parked_timers");
   const metricsFig = ok("metrics_cost");
   const scale = ok("scaleout");
+  const floorFig = ok("floor");
+  const inProc = ok("in_process");
+  // The in-process figure ran the floor between its own runs and samples: compare with those.
+  const floorOfInProc = (inProc?.floor_interleaved as { steps_per_s?: number; p50_ms?: number; cpu_ms_per_workflow?: number } | undefined) ?? floorFig;
+  const floorSteps = (f: Figure | undefined) => (f?.floor_interleaved as { steps_per_s?: number } | undefined)?.steps_per_s ?? floorFig?.steps_per_s;
+  const floorRatios = {
+    throughput: ratio(inProc?.steps_per_s, floorOfInProc?.steps_per_s),
+    p50: ratio(inProc?.p50_ms, floorOfInProc?.p50_ms),
+    cpu: ratio(inProc?.cpu_ms_per_workflow, floorOfInProc?.cpu_ms_per_workflow),
+    wfRun: ratio(tp1?.steps_per_s, floorSteps(tp1)),
+  };
   // The flatness targets hold at full size only (100,000 finished, 10,000 timers), as memory's at 10,000.
   const listFull = list?.finished_large === 100_000 && list.finished_small === 10_000;
   const recFull = rec?.finished_large === 100_000;
@@ -153,6 +168,11 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
     // The latency figure samples the raw loop between its own samples: compare with those.
     p50_ratio: ratio(lat?.p50_ms, rawP50),
     replay_ratio: num(rep?.ratio) ?? null,
+    // Against the floor (floor.ts): runtime and client in one process (in-process.ts), and one `wf run` (throughput.ts).
+    floor_throughput_ratio: floorRatios.throughput,
+    floor_p50_ratio: floorRatios.p50,
+    floor_cpu_ratio: floorRatios.cpu,
+    floor_wf_run_throughput_ratio: floorRatios.wfRun,
     rss_mb_10k_waiting: mem && mem.waiting_workflows === 10_000 ? mem.rss_mb : null,
   };
   if (mem && mem.waiting_workflows !== 10_000) summary[`rss_mb_${mem.waiting_workflows}_waiting`] = mem.rss_mb;
@@ -178,6 +198,13 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
     raw_p50_ms: num(rawP50) ?? null,
     raw_p99_ms: num(rawP99) ?? null,
     raw_bound_figure_p50_ms: num(raw?.p50_ms) ?? null,
+    floor_steps_per_s: num(floorOfInProc?.steps_per_s) ?? null,
+    floor_p50_ms: num(floorOfInProc?.p50_ms) ?? null,
+    floor_cpu_ms_per_workflow: num(floorOfInProc?.cpu_ms_per_workflow) ?? null,
+    floor_figure_steps_per_s: num(floorFig?.steps_per_s) ?? null,
+    in_process_steps_per_s: num(inProc?.steps_per_s) ?? null,
+    in_process_p50_ms: num(inProc?.p50_ms) ?? null,
+    in_process_cpu_ms_per_workflow: num(inProc?.cpu_ms_per_workflow) ?? null,
     ...Object.fromEntries(tp.map((f) => [`jetflow_steps_per_s_${f.runtimes}rt`, f.steps_per_s])),
     ...Object.fromEntries(tp.map((f) => [`jetflow_workflows_per_s_${f.runtimes}rt`, f.workflows_per_s])),
     jetflow_p50_ms: num(lat?.p50_ms) ?? null,
@@ -187,6 +214,11 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
     targets: {
       throughput: ratio(tp1?.steps_per_s, rawSteps(tp1)) === null ? null : ratio(tp1?.steps_per_s, rawSteps(tp1))! >= 0.7,
       p50: ratio(lat?.p50_ms, rawP50) === null ? null : ratio(lat?.p50_ms, rawP50)! <= 1.5,
+      // Issue 18: in process ≥ 0.7× the floor's throughput, p50 ≤ 1.5×, CPU ≤ 1.5×; `wf run` ≥ 0.6×.
+      floor_throughput: floorRatios.throughput === null ? null : floorRatios.throughput >= 0.7,
+      floor_p50: floorRatios.p50 === null ? null : floorRatios.p50 <= 1.5,
+      floor_cpu: floorRatios.cpu === null ? null : floorRatios.cpu <= 1.5,
+      floor_wf_run_throughput: floorRatios.wfRun === null ? null : floorRatios.wfRun >= 0.6,
       replay: num(rep?.ratio) === undefined ? null : (rep!.ratio as number) <= 1.5,
       memory: mem && mem.waiting_workflows === 10_000 ? (mem.rss_mb as number) <= 150 : null,
       reload: dev && !dev.skipped && !dev.error ? (dev.reload_ms as number) <= 300 : null,

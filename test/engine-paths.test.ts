@@ -322,6 +322,31 @@ describe("continuations", () => {
     ]);
   });
 
+  it("a continued step's activity that changes its input changes nothing the workflow recorded", async () => {
+    const e = engine();
+    const acts = {
+      first: async () => "ok",
+      grab: async (input: { list: number[]; extra?: boolean }) => {
+        input.list.push(99);
+        input.extra = true;
+        return input.list.length;
+      },
+      last: async (n: number) => n,
+    };
+    const greedy = async (ctx: WorkflowContext<typeof acts>) => {
+      await ctx.activities.first(null);
+      const n = await ctx.activities.grab({ list: [1, 2] });
+      return await ctx.activities.last(n);
+    };
+    await e.runtime({ workflows: { greedy }, activities: acts });
+    const client = await e.client();
+    expect(await (await client.start("greedy", null, { id: "greedy-1" })).result(resultSignal())).toBe(3);
+    const { jsm } = await e.topology();
+    expect((await jsm.streams.info(e.names.tasksStream)).state.last_seq).toBe(1); // grab and last ran as continuations
+    // Written again by the step after it, the step's input is still what the workflow passed.
+    expect((await client.describe("greedy-1")).steps.grab!.input).toEqual({ list: [1, 2] });
+  });
+
   it("a stale completion of an earlier attempt changes nothing and does not restart a continued step", async () => {
     const e = engine();
     const { runs, releaseSecond, activities: acts, workflows } = firstThenSecond({ firstFailsOnce: true });

@@ -22,7 +22,7 @@ import { headers } from "@nats-io/nats-core";
 import { REPAIR_HEADER, MSG_ID, parseJson, parseTask, utf8BytesOver, type CompletionMessage, type TaskMessage } from "../protocol.js";
 import { recordDeadLetter } from "../dead-letters.js";
 import { createActivityContext } from "./activity-context.js";
-import { armTimeout, raceAbort } from "./attempt.js";
+import { armTimeout, Attempt } from "./attempt.js";
 import { ContinuedTask, type TaskDelivery } from "./continued-task.js";
 import { createTaskReleaser, type ReleasableDelivery } from "./release.js";
 import { Slots } from "./slots.js";
@@ -127,13 +127,9 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   const inProgress = new Set<TaskDelivery>();
   let keepAliveTimer: ReturnType<typeof setInterval> | undefined;
   /** Activity attempts running now: stop() aborts them when the grace period is over. */
-  const runningAttempts = new Set<AbortController>();
+  const runningAttempts = new Set<Attempt>();
   /** Aborted when the shutdown grace period is over: a completion still being published gives up. */
   const graceOver = new AbortController();
-  /** Running attempts by workflow id, so a cancellation can abort them. */
-  const cancellers = new Map<string, Set<AbortController>>();
-  /** The step and run each running attempt's controller belongs to (an abort names a run, and may name steps). */
-  const stepOfAttempt = new WeakMap<AbortController, { step: string; runId: string | undefined }>();
   let cancelSubscriptions: Array<{ unsubscribe(): void }> = [];
 
   /**
@@ -149,10 +145,11 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         const body = JSON.parse(new TextDecoder().decode(data)) as { workflowId?: string; runId?: unknown; reason?: string; terminate?: unknown; steps?: unknown };
         if (!wanted(body)) return;
         const steps = Array.isArray(body.steps) ? new Set(body.steps) : undefined;
-        for (const controller of (body.workflowId && cancellers.get(body.workflowId)) || []) {
-          const of = stepOfAttempt.get(controller);
-          if (typeof body.runId === "string" && of?.runId !== undefined && of.runId !== body.runId) continue;
-          if (!steps || steps.has(of?.step)) controller.abort(new CancelledError(body.reason ?? "workflow cancelled"));
+        // (Cancels are rare, and at most worker.slots attempts run: no index by workflow on the hot path.)
+        for (const attempt of runningAttempts) {
+          if (attempt.workflowId !== body.workflowId) continue;
+          if (typeof body.runId === "string" && attempt.runId !== undefined && attempt.runId !== body.runId) continue;
+          if (!steps || steps.has(attempt.step)) attempt.abort(new CancelledError(body.reason ?? "workflow cancelled"));
         }
       } catch {
         /* not ours to judge: the orchestrator dead-letters malformed cancels */
@@ -282,7 +279,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   async function runTask(msg: TaskDelivery, releaseSlot: () => void): Promise<void> {
     let task: TaskMessage;
     try {
-      task = parseTask(parseJson(msg.data));
+      task = msg instanceof ContinuedTask ? msg.ownTask() : parseTask(parseJson(msg.data));
     } catch (err) {
       await recordDeadLetter(topology, logger, { reason: "invalid_message", message: (err as Error).message, subject: msg.subject, data: msg.data }).catch(() => undefined);
       msg.ack();
@@ -317,24 +314,20 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     const startedAt = new Date();
     // One controller per attempt, aborted with the reason: its timeout, the workflow's
     // cancellation, or the end of the shutdown grace period (stop() aborts every running one).
-    const attempt = new AbortController();
+    const attempt = new Attempt(task.workflowId, task.step, task.runId);
     const timer = armTimeout(attempt, task);
-    const forWorkflow = cancellers.get(task.workflowId) ?? new Set<AbortController>();
-    forWorkflow.add(attempt);
-    stepOfAttempt.set(attempt, { step: task.step, runId: task.runId });
-    cancellers.set(task.workflowId, forWorkflow);
     runningAttempts.add(attempt);
     const heartbeat = () => msg.working();
     const observed = (options.observer ?? NO_OBSERVER).activityAttempt(task, startedAt);
     let outcome: Outcome | undefined;
     try {
-      const ctx = createActivityContext(task, attempt.signal, heartbeat, options.logger);
+      const ctx = createActivityContext(task, attempt, heartbeat, options.logger);
       // The payload boundary (payloads/payloads.ts): the activity gets its input decoded.
       const input = await topology.payloads.decode(task.input);
-      const output = await raceAbort(Promise.resolve(observed.run(() => fn(input, ctx))), attempt.signal);
+      const output = await attempt.race(Promise.resolve(observed.run(() => fn(input, ctx))));
       outcome = { ok: true, output: output === undefined ? null : output };
     } catch (err) {
-      const reason: unknown = attempt.signal.aborted ? attempt.signal.reason : undefined;
+      const reason: unknown = attempt.aborted ? attempt.reason : undefined;
       if (reason instanceof CancelledError) {
         // The workflow is cancelled, or ended: its state no longer waits for this step. The task
         // is not acked without a completion, though: the cancel was seen on core NATS, and if
@@ -355,11 +348,9 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
           ? { ok: false, error: { message: `activity ${task.activity} timed out after ${task.timeoutMs}ms (attempt ${task.attempt})`, type: "ActivityTimeoutError" } }
           : { ok: false, error: toErrorRecord(err) };
     } finally {
-      observed.end(...attemptOutcome(outcome, attempt.signal.reason));
+      observed.end(...attemptOutcome(outcome, attempt.reason));
       timer.clear();
       runningAttempts.delete(attempt);
-      forWorkflow.delete(attempt);
-      if (forWorkflow.size === 0 && cancellers.get(task.workflowId) === forWorkflow) cancellers.delete(task.workflowId);
     }
     options.crashPoint?.("after-activity-before-completion");
     await record(msg, task, startedAt, releaseSlot, outcome);

@@ -1,0 +1,141 @@
+/**
+ * The floor: what any engine must do to record each step of a workflow durably in NATS, and
+ * nothing more. One process, one connection, no queue, no events:
+ *
+ *   per workflow: kv.create of a small state (id, type, status, input, outputs)
+ *   per step:     run the activity in place (the example's order activities, as order_processing
+ *                 calls them: the input and the outputs of the steps before), then one kv.update
+ *                 (CAS on the revision it holds) of the state with that step's output
+ *
+ * Four steps per workflow, the last write marks it completed. Unlike the raw bound (raw-bound.ts),
+ * the create is part of the workflow and timed, and nothing is published: where the raw bound
+ * measures a queue-based engine's messages, the floor measures the one write per step that no
+ * design can skip. Its end is seen in-process (the last update's acknowledgement).
+ */
+import { Kvm, type KV } from "@nats-io/kv";
+import { jetstream, StorageType } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import * as orders from "../functions/activities/orders.js";
+import type { ActivityContext } from "../runtime/workflow-api.js";
+import type { BenchContext, Figure } from "./lib/context.js";
+import { ORDER_STEPS, orderInput } from "./lib/context.js";
+import { cpuMeter } from "./lib/proc.js";
+import { medianBy, round, runPool, summarize, withTimeout } from "./lib/stats.js";
+import { THROUGHPUT_RUNS, THROUGHPUT_WARM_UP } from "./raw-bound.js";
+
+/** order_processing's steps in order: name = activity type, each depending on the one before. */
+const STEPS = ["validate_order", "charge_payment", "ship_order", "send_notification"] as const;
+const enc = new TextEncoder();
+
+interface FloorState {
+  id: string;
+  workflow: string;
+  status: "running" | "completed";
+  input: Record<string, unknown>;
+  outputs: Record<string, unknown>;
+}
+
+type Activity = (input: never, ctx: ActivityContext) => Promise<unknown>;
+const activities = orders as unknown as Record<(typeof STEPS)[number], Activity>;
+const NEVER_ABORTED = new AbortController().signal;
+const NO_LOG: ActivityContext["log"] = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** The floor's loop, connected: workflows can be run on it until close(). */
+export interface FloorLoop {
+  /** One workflow, start to end; resolves with the ms it took. */
+  run(id: string): Promise<number>;
+  /** `n` workflows, `concurrency` in flight; resolves with the seconds they took. */
+  timedRun(tag: string, n: number, concurrency: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+export async function startFloorLoop(natsUrl: string): Promise<FloorLoop> {
+  const nc = await connect({ servers: natsUrl, name: "bench floor" });
+  try {
+    const bucket = `floor${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+    // As the engine's WORKFLOW_STATES: one value per key, file storage, one replica.
+    const kv: KV = await new Kvm(jetstream(nc)).create(bucket, { history: 1, storage: StorageType.File, replicas: 1 });
+    const write = (state: FloorState) => enc.encode(JSON.stringify(state));
+
+    const run = async (id: string): Promise<number> => {
+      const t0 = performance.now();
+      const input = orderInput(0);
+      let state: FloorState = { id, workflow: "order_processing", status: "running", input, outputs: {} };
+      let revision = await kv.create(id, write(state));
+      for (let i = 0; i < STEPS.length; i++) {
+        const step = STEPS[i]!;
+        const ctx: ActivityContext = { workflowId: id, workflow: state.workflow, activityId: step, activityType: step, attempt: 1, idempotencyKey: `${id}/${step}`, signal: NEVER_ABORTED, heartbeat() {}, log: NO_LOG };
+        // The DAG's input shape: the workflow's input and the outputs of the steps before.
+        const output = await activities[step]({ ...state.input, ...state.outputs } as never, ctx);
+        state = { ...state, status: i === STEPS.length - 1 ? "completed" : "running", outputs: { ...state.outputs, [step]: output } };
+        revision = await kv.update(id, write(state), revision);
+      }
+      return performance.now() - t0;
+    };
+    return {
+      run,
+      async timedRun(tag, n, concurrency) {
+        const t0 = performance.now();
+        await withTimeout(runPool(n, concurrency, async (i) => void (await run(`${tag}-${i}`))), 300_000, "floor run");
+        return (performance.now() - t0) / 1000;
+      },
+      async close() {
+        await nc.drain().catch(() => nc.close());
+      },
+    };
+  } catch (err) {
+    await nc.close();
+    throw err;
+  }
+}
+
+/** CPU-ms per workflow of a timed run: this process's and nats-server's (cpuMeter's output). */
+export function cpuMsPerWorkflow(cpu: Record<string, number>, workflows: number, processes: string[] = ["bench_process", "nats_server"]): number {
+  const seconds = processes.reduce((sum, name) => sum + (cpu[`${name}_cpu_s`] ?? NaN), 0);
+  return round((seconds * 1000) / workflows, 3);
+}
+
+/** A timed run of the floor, metered: its seconds, and the CPU this process and nats-server spent. */
+export async function meteredFloorRun(floor: FloorLoop, ctx: BenchContext, tag: string): Promise<{ seconds: number; cpu: Record<string, number> }> {
+  const meter = cpuMeter({ nats_server: ctx.natsPid });
+  const seconds = await floor.timedRun(tag, ctx.options.n, ctx.options.concurrency);
+  return { seconds, cpu: meter() };
+}
+
+/** The floor figure: throughput at the throughput figures' concurrency (warm-up, then the median of 5 runs), CPU per workflow, 4-step latency one at a time. */
+export async function floor(ctx: BenchContext): Promise<Figure> {
+  const { n, concurrency, latencyN } = ctx.options;
+  const loop = await startFloorLoop(ctx.natsUrl);
+  try {
+    await loop.timedRun("warm", Math.min(THROUGHPUT_WARM_UP, n), concurrency);
+    const reps: Array<{ seconds: number; cpu: Record<string, number> }> = [];
+    for (let rep = 0; rep < THROUGHPUT_RUNS; rep++) reps.push(await meteredFloorRun(loop, ctx, `t${rep}`));
+    const { seconds, cpu } = medianBy(reps, (r) => r.seconds);
+    const samples: number[] = [];
+    for (let i = 0; i < 20; i++) await loop.run(`lw${i}`);
+    for (let i = 0; i < latencyN; i++) samples.push(await loop.run(`l${i}`));
+    const latency = summarize(samples);
+    return {
+      figure: "floor",
+      steps_per_s: round((n * ORDER_STEPS) / seconds, 1),
+      workflows_per_s: round(n / seconds, 1),
+      workflows: n,
+      steps_per_workflow: ORDER_STEPS,
+      concurrency,
+      seconds: round(seconds, 3),
+      repetitions_steps_per_s: reps.map((r) => round((n * ORDER_STEPS) / r.seconds, 1)),
+      p50_ms: latency.p50_ms,
+      p99_ms: latency.p99_ms,
+      latency,
+      // The median of the runs' CPU per workflow (this process + nats-server), and each side's.
+      cpu_ms_per_workflow: medianBy(reps.map((r) => cpuMsPerWorkflow(r.cpu, n)), (x) => x),
+      process_cpu_ms_per_workflow: medianBy(reps.map((r) => cpuMsPerWorkflow(r.cpu, n, ["bench_process"])), (x) => x),
+      nats_server_cpu_ms_per_workflow: medianBy(reps.map((r) => cpuMsPerWorkflow(r.cpu, n, ["nats_server"])), (x) => x),
+      // One create and one CAS per step, and nothing else.
+      durable_writes_per_step: round((ORDER_STEPS + 1) / ORDER_STEPS, 3),
+      cpu,
+    };
+  } finally {
+    await loop.close();
+  }
+}
