@@ -238,6 +238,34 @@ describe("updates", () => {
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
+  it("a run that continues as new carries its update outcomes and seen ids: a retry after the switch gets the outcome and is not applied again", async () => {
+    let applied = 0;
+    const looping = async (ctx: WorkflowContext, input: { run: number }) => {
+      ctx.handleUpdate("mark", async (tag: string) => {
+        applied += 1;
+        return `${tag}@run${input.run}`;
+      });
+      await ctx.waitForSignal("next");
+      if (input.run < 2) return ctx.continueAsNew({ run: input.run + 1 });
+      return "done";
+    };
+    const e = engine();
+    await e.runtime({ workflows: { looping } });
+    const client = await e.client();
+    await client.start("looping", { run: 1 }, { id: "carry-1" });
+    await waitForState(client, "carry-1", (s) => s.steps.signal_next !== undefined);
+    expect(await client.update("carry-1", "mark", "a", { updateId: "m-1" })).toBe("a@run1");
+    await client.signal("carry-1", "next", null);
+    const second = await waitForState(client, "carry-1", (s) => (s.run ?? 1) === 2);
+    expect(second.seenUpdates).toContain("m-1");
+    // The same update id again, now that run 2 holds the id: the outcome of run 1, not a second application.
+    expect(await client.update("carry-1", "mark", "a", { updateId: "m-1" })).toBe("a@run1");
+    expect(applied).toBe(1);
+    expect(await client.update("carry-1", "mark", "b", { updateId: "m-2" })).toBe("b@run2");
+    await client.signal("carry-1", "next", null);
+    expect(await client.result("carry-1", { signal: AbortSignal.timeout(15_000) })).toBe("done");
+  });
+
   it("wf update prints the handler's value", async () => {
     const e = engine();
     await e.runtime({ workflows: { cart }, activities });

@@ -80,7 +80,7 @@ export interface StartExtras {
   /** Which run this is (runs.ts): its id and number, and the run it replaces. */
   run?: { runId: string; run: number; previousRunId?: string | undefined } | undefined;
   /** A continued run: the signals the previous run received and did not consume, and the ids it saw (dedupe). */
-  carried?: { signals?: SignalRecord[] | undefined; seenSignals?: string[] | undefined } | undefined;
+  carried?: { signals?: SignalRecord[] | undefined; seenSignals?: string[] | undefined; updates?: UpdateRecord[] | undefined; seenUpdates?: string[] | undefined } | undefined;
   /** Started by a parent workflow as its child (children.ts). */
   parent?: WorkflowState["parent"];
   /** W3C trace context the start carried (or the run it continues): the parent of the run's span. */
@@ -116,6 +116,10 @@ export function newRunState(env: DecideEnv, definition: RegisteredWorkflow, vers
   }
   if (extras.carried?.signals?.length) state.signals = [...extras.carried.signals];
   if (extras.carried?.seenSignals?.length) state.seenSignals = [...extras.carried.seenSignals];
+  // Updates too: a caller still waiting finds its outcome in the run that replaced the one it
+  // reached, and an update id the old run applied is not applied again by the new one.
+  if (extras.carried?.updates?.length) state.updates = [...extras.carried.updates];
+  if (extras.carried?.seenUpdates?.length) state.seenUpdates = [...extras.carried.seenUpdates];
   if (extras.signal) state.signals = [...(state.signals ?? []), { id: extras.signal.signalId, name: extras.signal.name, payload: extras.signal.payload, receivedAt: iso(now) }];
   const traceparent = env.observer ? env.observer.runStarting(state, extras.traceparent) : extras.traceparent;
   if (traceparent) state.traceparent = traceparent;

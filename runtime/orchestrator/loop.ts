@@ -360,7 +360,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         timeoutMs: ended.timeoutMs ?? 0,
         memo: ended.memo,
         run: { runId: ended.continuedAsNew!.runId, run: runNumber(ended) + 1, previousRunId: ended.runId },
-        carried: { signals: ended.signals, seenSignals: ended.seenSignals },
+        carried: { signals: ended.signals, seenSignals: ended.seenSignals, updates: ended.updates, seenUpdates: ended.seenUpdates },
         // A child that continues as new stays its parent's child: the last run's end is what the parent awaits.
         parent: ended.parent,
         traceparent: ended.traceparent,
