@@ -7,11 +7,12 @@
 import { randomBytes } from "node:crypto";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
+import { listDeadLetters } from "../runtime/dead-letters.js";
 import { describe, expect, it } from "vitest";
 import { CodecError, createClient, createRuntime, ENCRYPTED_PLACEHOLDER, type EncodedPayload, type PayloadCodec, type WorkflowContext, type WorkflowState } from "../runtime/index.js";
 import { showCommand } from "../cli/commands/show.js";
 import { listCommand } from "../cli/commands/list.js";
-import { useEngines, waitForState, type Engine } from "./fixtures/engine/harness.js";
+import { useEngines, waitFor, waitForState, type Engine } from "./fixtures/engine/harness.js";
 
 const engine = useEngines();
 
@@ -338,6 +339,25 @@ describe("payload codec (AES-256-GCM)", () => {
     expect(state.status).toBe("running");
     expect(state.steps["$update-forged-1"]).toBeUndefined();
     expect(await client.update("nb-forged", "add", "real")).toEqual({ count: 1, last: "real" });
+  });
+
+  it("a signal whose payload does not decrypt is a dead letter (the workflow goes on), not a wait that fails the workflow", async () => {
+    const e = engine();
+    const config = codecConfig({ k1: key() }, "k1");
+    await e.runtime({ workflows: { notebook }, config });
+    const client = await e.client(config);
+    const topology = await e.topology();
+    await client.start("notebook", null, { id: "nb-forged-signal" });
+    await waitForState(client, "nb-forged-signal", (s) => s.steps.signal_close?.status === "waiting");
+    const forged = { workflowId: "nb-forged-signal", name: "close", signalId: "forged-s1", payload: { $enc: "aes256gcm", k: "k1", iv: "AAAAAAAAAAAAAAAA", ct: "AAAA", tag: "AAAAAAAAAAAAAAAAAAAAAA==" } };
+    await topology.js.publish(topology.names.signalSubject("nb-forged-signal", "close"), JSON.stringify(forged));
+    const letter = await waitFor("the forged signal's dead letter", async () => (await listDeadLetters(topology, { reason: "invalid_event" })).letters.find((l) => l.workflowId === "nb-forged-signal"), 10_000);
+    expect(letter.message).toMatch(/signal close to nb-forged-signal: its payload cannot be decoded here/);
+    const state = await client.describe("nb-forged-signal");
+    expect(state.status).toBe("running");
+    expect(state.steps.signal_close?.status).toBe("waiting");
+    await client.signal("nb-forged-signal", "close", "real");
+    expect(await client.result("nb-forged-signal", { signal: AbortSignal.timeout(10_000) })).toBe(0);
   });
 
   it("wf show and wf list decode with the key, and say so without it, without crashing", async () => {
