@@ -28,7 +28,7 @@ import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { WorkflowClient } from "../client/client.js";
 import { recordDeadLetter } from "../dead-letters.js";
-import { JetflowError } from "../errors.js";
+import { JetflowError, ProtocolError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { drainThenStop } from "../nats/drain.js";
 import { acquireFleetLease, releaseFleetLease } from "../nats/fleet-lease.js";
@@ -38,6 +38,7 @@ import { isTerminal, type WorkflowState } from "../state.js";
 import { systemClock, type Clock } from "../timers.js";
 import { countTicks, nextTick, ticksBetween, tickWorkflowId } from "./fire-times.js";
 import { publishTick, pushRecent, readSchedule, writeSchedule, type ScheduleRecord, type ScheduleRun, type SkippedTicks, type TickMessage } from "./store.js";
+import { validateScheduleId } from "./spec.js";
 
 const PULL_EXPIRES_MS = 5_000;
 /** A tick parks at most this long at a time (then is parked again): NAK delays stay small numbers. */
@@ -301,12 +302,13 @@ function isRefusal(err: unknown): boolean {
   return code === "WF_INPUT_TOO_LARGE" || /^WF_INVALID_[A-Z_]+$/.test(code);
 }
 
-/** A tick message from the wire; throws naming what is wrong. */
+/** A tick message from the wire; throws a coded ProtocolError (or the id's ValidationError) naming what is wrong. */
 export function parseTickMessage(body: unknown): TickMessage {
   const m = body as Partial<TickMessage> | null;
-  if (!m || typeof m !== "object") throw new Error("schedule tick: not a JSON object");
-  if (typeof m.scheduleId !== "string" || typeof m.chain !== "string") throw new Error("schedule tick: scheduleId and chain must be strings");
-  if (m.kind !== "tick" && m.kind !== "buffered") throw new Error(`schedule tick: kind must be "tick" or "buffered", got ${JSON.stringify(m.kind)}`);
-  if (!Number.isFinite(m.tick) || !Number.isFinite(m.fireAt)) throw new Error("schedule tick: tick and fireAt must be epoch milliseconds");
+  if (!m || typeof m !== "object" || Array.isArray(m)) throw new ProtocolError("schedule tick: not a JSON object");
+  if (typeof m.chain !== "string") throw new ProtocolError("schedule tick: chain must be a string");
+  validateScheduleId(m.scheduleId);
+  if (m.kind !== "tick" && m.kind !== "buffered") throw new ProtocolError(`schedule tick: kind must be "tick" or "buffered", got ${typeof m.kind === "string" ? JSON.stringify((m.kind as string).slice(0, 40)) : typeof m.kind}`);
+  if (!Number.isFinite(m.tick) || !Number.isFinite(m.fireAt)) throw new ProtocolError("schedule tick: tick and fireAt must be epoch milliseconds");
   return m as TickMessage;
 }
