@@ -4,7 +4,8 @@
  * the two alternating (off, on, off, on …) so both see the same minutes of a shared machine. The
  * figure is the ratio of the medians, on over off (target ≥ 0.97: metrics cost under 3 %).
  */
-import { createServer } from "node:net";
+import { join } from "node:path";
+import { freePort } from "../test/helpers/ports.js";
 import type { BenchContext, Figure } from "./lib/context.js";
 import { benchClient, namespaceFor, ORDER_ACTIVITY_TYPES, ORDER_STEPS, orderInput } from "./lib/context.js";
 import { cpuMeter } from "./lib/proc.js";
@@ -13,19 +14,8 @@ import { medianBy, round, runPool, withTimeout } from "./lib/stats.js";
 import { createWaiter } from "./lib/waiter.js";
 import { THROUGHPUT_RUNS, THROUGHPUT_WARM_UP } from "./raw-bound.js";
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 export async function metricsCost(ctx: BenchContext): Promise<Figure> {
-  const { n, concurrency, waitMode, slots } = ctx.options;
+  const { n, concurrency, waitMode, slots, cpuProfDir } = ctx.options;
   const port = await freePort();
   const sides = [
     { label: "off", namespace: namespaceFor("mcoff"), env: {} as Record<string, string> },
@@ -38,7 +28,7 @@ export async function metricsCost(ctx: BenchContext): Promise<Figure> {
     for (const side of sides) {
       const client = await benchClient(ctx, side.namespace);
       clients.push(client);
-      runtimes.push(spawnRuntime({ natsUrl: ctx.natsUrl, namespace: side.namespace, slots, label: `metrics-${side.label}`, env: side.env }));
+      runtimes.push(spawnRuntime({ natsUrl: ctx.natsUrl, namespace: side.namespace, slots, label: `metrics-${side.label}`, env: side.env, ...(cpuProfDir ? { cpuProfDir } : {}) }));
       await waitUntilPulling(client.topology.jsm, side.namespace, ORDER_ACTIVITY_TYPES, runtimes.slice(-1));
       const waiter = await createWaiter(client, waitMode);
       const one = async (id: string) => {
@@ -98,6 +88,8 @@ export async function metricsCost(ctx: BenchContext): Promise<Figure> {
       scrape_bytes: scrapeBytes,
       // What the scrape says ran: the warm-up and the timed runs of the "on" runtime.
       scraped_completed: completed ? Number(completed[1]) : null,
+      // BENCH_CPU_PROF: each side's profile, written when its runtime exits (bench/profile-summary.ts reads them).
+      ...(cpuProfDir ? { cpu_profiles: runtimes.map((r) => join(cpuProfDir, r.label)) } : {}),
     };
   } finally {
     await Promise.all(clients.map((c) => c.close().catch(() => undefined)));

@@ -3,10 +3,13 @@
  * GET /metrics on `metrics.port`; after workflows ran, a scrape shows what ran: counters equal to
  * the runs and attempts, histograms with counts, sampled gauges of what waits in NATS.
  */
-import { createServer } from "node:net";
+import { Counter, Histogram, Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { NonRetryableError, type WorkflowContext } from "../runtime/index.js";
+import { combineObservers, NO_OBSERVER, type EngineObserver } from "../runtime/observability/observer.js";
+import { CounterFamily, HistogramFamily } from "../runtime/observability/series.js";
 import { resultSignal, useEngines, waitFor } from "./fixtures/engine/harness.js";
+import { freePort } from "./helpers/ports.js";
 
 const engine = useEngines();
 
@@ -33,17 +36,6 @@ async function sleepy(ctx: WorkflowContext<typeof activities>) {
 }
 async function waiting(ctx: WorkflowContext<typeof activities>) {
   return ctx.activities.queued(null);
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** The value of one sample line (`name{labels} value`), or undefined when there is none. */
@@ -134,5 +126,58 @@ describe("metrics", () => {
     expect(sum("jetflow_activity_attempts_total", { activity: "step", outcome: "completed" })).toBe(8);
     expect(sum("jetflow_replay_seconds_count", {})).toBeGreaterThanOrEqual(4);
     expect(sample(ta!, "jetflow_state_cache_lookups_total", { result: "hit" }) ?? 0).toBe(0);
+  });
+
+  it("the hot path's counters and histograms (series.ts) scrape as prom-client's own would, for the same observations", async () => {
+    const buckets = [0.001, 0.01, 0.1, 1];
+    // Values on the bounds (le is inclusive), between them, above every bound, and 0.
+    const observations: Array<[string, number]> = [["a", 0.001], ["a", 0.005], ["b", 1], ["a", 7], ["b", 0], ["a", 0.1]];
+    const ours = new Registry();
+    const counter = new CounterFamily(ours, "t_total", "help of t", ["kind", "outcome"]);
+    const histogram = new HistogramFamily(ours, "t_seconds", "help of h", ["kind"], buckets);
+    const unlabelled = new HistogramFamily(ours, "t_plain_seconds", "help of p", [], buckets);
+    const theirs = new Registry();
+    const pCounter = new Counter({ name: "t_total", help: "help of t", labelNames: ["kind", "outcome"], registers: [theirs] });
+    const pHistogram = new Histogram({ name: "t_seconds", help: "help of h", labelNames: ["kind"], buckets, registers: [theirs] });
+    new Histogram({ name: "t_plain_seconds", help: "help of p", buckets, registers: [theirs] });
+    for (const [kind, v] of observations) {
+      counter.of(kind, "ok").inc();
+      histogram.of(kind).observe(v);
+      pCounter.inc({ kind, outcome: "ok" });
+      pHistogram.observe({ kind }, v);
+    }
+    counter.of("b", "failed").inc(2);
+    pCounter.inc({ kind: "b", outcome: "failed" }, 2);
+    // Not an observation: a clock gone wrong is dropped, not a scrape-breaking NaN.
+    histogram.of("a").observe(Number.NaN);
+    expect(await ours.metrics()).toBe(await theirs.metrics());
+    expect(sample(await ours.metrics(), "t_seconds_bucket", { kind: "a", le: "0.001" })).toBe(1);
+    expect(sample(await ours.metrics(), "t_seconds_count", { kind: "a" })).toBe(4);
+    expect(() => counter.of("only one")).toThrow(/want 2 value/);
+  });
+
+  it("an observer that throws does not stop the others, nor the engine", () => {
+    const seen: string[] = [];
+    const broken: EngineObserver = {
+      ...NO_OBSERVER,
+      workflowStarted: () => {
+        throw new Error("observer bug");
+      },
+      activityAttempt: () => {
+        throw new Error("observer bug");
+      },
+    };
+    const counting: EngineObserver = {
+      ...NO_OBSERVER,
+      workflowStarted: (state) => void seen.push(`started ${state.id}`),
+      activityAttempt: (task) => ({ run: (fn) => (seen.push(`run ${task.activity}`), fn()), end: (outcome) => void seen.push(`end ${outcome}`) }),
+    };
+    const both = combineObservers([broken, counting]);
+    const state = { id: "w1" } as Parameters<EngineObserver["workflowStarted"]>[0];
+    both.workflowStarted(state);
+    const attempt = both.activityAttempt({ activity: "step" } as Parameters<EngineObserver["activityAttempt"]>[0], new Date());
+    expect(attempt.run(() => 42)).toBe(42);
+    attempt.end("completed");
+    expect(seen).toEqual(["started w1", "run step", "end completed"]);
   });
 });

@@ -1,13 +1,15 @@
 /**
  * Prometheus metrics of one runtime (docs/metrics.md), with prom-client on a registry of its own
  * (several runtimes in one process each count their own). Counters and histograms are fed by the
- * engine's observer calls (observer.ts); the gauges of what waits in NATS (events, tasks, parked
+ * engine's observer calls (observer.ts), on the hot path: they are series.ts's (plain arithmetic
+ * per call on series bound once per type; prom-client formats them at scrape); the gauges of what waits in NATS (events, tasks, parked
  * timers) and of the worker slots are sampled when /metrics is scraped, from consumer info: no
  * polling loop, and a scrape costs a few requests whatever ran before.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import { isTerminal, type WorkflowState } from "../state.js";
-import type { EngineObserver } from "./observer.js";
+import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { isTerminal } from "../state.js";
+import type { AttemptObservation, AttemptOutcome, EngineObserver } from "./observer.js";
+import { CounterFamily, HistogramFamily, type CounterSeries, type HistogramSeries } from "./series.js";
 
 /** What a scrape samples; each may be absent (a worker-only runtime has no events to count). */
 export interface MetricsSamples {
@@ -44,22 +46,30 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
   const registers = [registry];
 
-  const started = new Counter({ name: "jetflow_workflows_started_total", help: "Workflow runs started (a new workflow, a new run of an id, a continuation, a retry).", labelNames: ["workflow"], registers });
-  const ended = new Counter({ name: "jetflow_workflows_ended_total", help: "Workflow runs ended, by terminal status.", labelNames: ["workflow", "status"], registers });
-  const duration = new Histogram({ name: "jetflow_workflow_duration_seconds", help: "From a run's start to its end.", labelNames: ["workflow"], buckets: WORKFLOW_BUCKETS_S, registers });
-  const attempts = new Counter({ name: "jetflow_activity_attempts_total", help: "Activity attempts run by this runtime's workers, by how they ended.", labelNames: ["activity", "outcome"], registers });
-  const activityDuration = new Histogram({ name: "jetflow_activity_duration_seconds", help: "An activity attempt's run time on a worker (start to close).", labelNames: ["activity"], buckets: ACTIVITY_BUCKETS_S, registers });
-  const scheduleToStart = new Histogram({ name: "jetflow_activity_schedule_to_start_seconds", help: "From the step's scheduling (its task's scheduledAt) to the attempt's start on a worker.", labelNames: ["activity"], buckets: ACTIVITY_BUCKETS_S, registers });
-  const replay = new Histogram({ name: "jetflow_replay_seconds", help: "Replays of a journal to rebuild a workflow's execution (state cache misses).", buckets: REPLAY_BUCKETS_S, registers });
-  let hits = 0;
-  let misses = 0;
-  const lookups = new Counter({ name: "jetflow_state_cache_lookups_total", help: "Lookups in the orchestrator's state cache, by result.", labelNames: ["result"], registers });
+  // Fed on the hot path: series of series.ts (plain arithmetic per call), bound per type below.
+  const started = new CounterFamily(registry, "jetflow_workflows_started_total", "Workflow runs started (a new workflow, a new run of an id, a continuation, a retry).", ["workflow"]);
+  const ended = new CounterFamily(registry, "jetflow_workflows_ended_total", "Workflow runs ended, by terminal status.", ["workflow", "status"]);
+  const duration = new HistogramFamily(registry, "jetflow_workflow_duration_seconds", "From a run's start to its end.", ["workflow"], WORKFLOW_BUCKETS_S);
+  const attempts = new CounterFamily(registry, "jetflow_activity_attempts_total", "Activity attempts run by this runtime's workers, by how they ended.", ["activity", "outcome"]);
+  const activityDuration = new HistogramFamily(registry, "jetflow_activity_duration_seconds", "An activity attempt's run time on a worker (start to close).", ["activity"], ACTIVITY_BUCKETS_S);
+  const scheduleToStart = new HistogramFamily(
+    registry,
+    "jetflow_activity_schedule_to_start_seconds",
+    "From the step's scheduling (its task's scheduledAt) to the attempt's start on a worker.",
+    ["activity"],
+    ACTIVITY_BUCKETS_S,
+  );
+  const replay = new HistogramFamily(registry, "jetflow_replay_seconds", "Replays of a journal to rebuild a workflow's execution (state cache misses).", [], REPLAY_BUCKETS_S).of();
+  const lookups = new CounterFamily(registry, "jetflow_state_cache_lookups_total", "Lookups in the orchestrator's state cache, by result.", ["result"]);
+  const hits = lookups.of("hit");
+  const misses = lookups.of("miss");
   new Gauge({
     name: "jetflow_cache_hit_ratio",
     help: "Share of state cache lookups that found the workflow cached, since the runtime started (rate(jetflow_state_cache_lookups_total) gives it over a window).",
     registers,
     collect() {
-      this.set(hits + misses === 0 ? 0 : hits / (hits + misses));
+      const all = hits.value + misses.value;
+      this.set(all === 0 ? 0 : hits.value / all);
     },
   });
   new Gauge({
@@ -104,24 +114,21 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
   });
 
-  // Children bound to their labels once (prom-client hashes the labels of every labelled call):
-  // the calls per step then cost a map lookup and an increment.
-  const bound = <T>(make: (key: string) => T) => {
-    const children = new Map<string, T>();
-    return (key: string) => {
-      let child = children.get(key);
-      if (!child) children.set(key, (child = make(key)));
-      return child;
-    };
+  // The series of each workflow and activity type, bound on first use: a call then costs a Map
+  // lookup by type and a few additions.
+  const families: Families = { started, ended, duration, attempts, activityDuration, scheduleToStart };
+  const workflowSeries = new Map<string, WorkflowSeries>();
+  const workflowOf = (workflow: string) => {
+    let w = workflowSeries.get(workflow);
+    if (!w) workflowSeries.set(workflow, (w = new WorkflowSeries(families, workflow)));
+    return w;
   };
-  const hitLookups = lookups.labels("hit");
-  const missLookups = lookups.labels("miss");
-  const attemptsOf = bound((key) => {
-    const [activity, outcome] = key.split("\u0000") as [string, string];
-    return attempts.labels(activity, outcome);
-  });
-  const activityDurationOf = bound((activity) => activityDuration.labels(activity));
-  const scheduleToStartOf = bound((activity) => scheduleToStart.labels(activity));
+  const activitySeries = new Map<string, ActivitySeries>();
+  const activityOf = (activity: string) => {
+    let a = activitySeries.get(activity);
+    if (!a) activitySeries.set(activity, (a = new ActivitySeries(families, activity)));
+    return a;
+  };
 
   return {
     registry,
@@ -129,39 +136,94 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     text: () => registry.metrics(),
     runStarting: (_state, parent) => parent,
     workflowStarted(state) {
-      started.inc({ workflow: state.workflow });
+      workflowOf(state.workflow).started().inc();
       // A run that ends in its first activation is written terminal at once (and announced then).
     },
     workflowEnded(state) {
       if (!isTerminal(state.status)) return;
-      ended.inc({ workflow: state.workflow, status: state.status });
+      const w = workflowOf(state.workflow);
+      w.ended(state.status).inc();
       const seconds = secondsBetween(state.createdAt, state.completedAt ?? state.updatedAt);
-      if (seconds !== undefined) duration.observe({ workflow: state.workflow }, seconds);
+      if (seconds !== undefined) w.duration().observe(seconds);
     },
     activityAttempt(task, startedAt) {
+      const a = activityOf(task.activity);
       const scheduled = Date.parse(task.scheduledAt);
-      const wait = Number.isFinite(scheduled) ? (startedAt.getTime() - scheduled) / 1000 : undefined;
-      if (wait !== undefined) scheduleToStartOf(task.activity).observe(Math.max(0, wait));
-      const t0 = performance.now();
-      return {
-        run: (fn) => fn(),
-        end(outcome) {
-          attemptsOf(`${task.activity}\u0000${outcome}`).inc();
-          if (outcome !== "released" && outcome !== "cancelled") activityDurationOf(task.activity).observe((performance.now() - t0) / 1000);
-        },
-      };
+      if (Number.isFinite(scheduled)) a.scheduleToStart().observe(Math.max(0, (startedAt.getTime() - scheduled) / 1000));
+      return new AttemptTimer(a, performance.now());
     },
     replayed: (seconds) => replay.observe(seconds),
-    cacheLookup(hit) {
-      if (hit) {
-        hits += 1;
-        hitLookups.inc();
-      } else {
-        misses += 1;
-        missLookups.inc();
-      }
-    },
+    cacheLookup: (hit) => (hit ? hits : misses).inc(),
   };
+}
+
+interface Families {
+  started: CounterFamily;
+  ended: CounterFamily;
+  duration: HistogramFamily;
+  attempts: CounterFamily;
+  activityDuration: HistogramFamily;
+  scheduleToStart: HistogramFamily;
+}
+
+/** The series of one workflow type, each bound on its first use (a scrape shows only what happened). */
+class WorkflowSeries {
+  private startedSeries: CounterSeries | undefined;
+  private durationSeries: HistogramSeries | undefined;
+  private readonly byStatus = new Map<string, CounterSeries>();
+  constructor(
+    private readonly families: Families,
+    private readonly workflow: string,
+  ) {}
+  started(): CounterSeries {
+    return (this.startedSeries ??= this.families.started.of(this.workflow));
+  }
+  ended(status: string): CounterSeries {
+    let s = this.byStatus.get(status);
+    if (!s) this.byStatus.set(status, (s = this.families.ended.of(this.workflow, status)));
+    return s;
+  }
+  duration(): HistogramSeries {
+    return (this.durationSeries ??= this.families.duration.of(this.workflow));
+  }
+}
+
+/** The series of one activity type, each bound on its first use. */
+class ActivitySeries {
+  private durationSeries: HistogramSeries | undefined;
+  private waitSeries: HistogramSeries | undefined;
+  private readonly byOutcome = new Map<AttemptOutcome, CounterSeries>();
+  constructor(
+    private readonly families: Families,
+    private readonly activity: string,
+  ) {}
+  attempts(outcome: AttemptOutcome): CounterSeries {
+    let s = this.byOutcome.get(outcome);
+    if (!s) this.byOutcome.set(outcome, (s = this.families.attempts.of(this.activity, outcome)));
+    return s;
+  }
+  duration(): HistogramSeries {
+    return (this.durationSeries ??= this.families.activityDuration.of(this.activity));
+  }
+  scheduleToStart(): HistogramSeries {
+    return (this.waitSeries ??= this.families.scheduleToStart.of(this.activity));
+  }
+}
+
+/** One attempt being timed: an object per attempt, no closures. */
+class AttemptTimer implements AttemptObservation {
+  constructor(
+    private readonly series: ActivitySeries,
+    private readonly t0: number,
+  ) {}
+  run<T>(fn: () => T): T {
+    return fn();
+  }
+  end(outcome: AttemptOutcome): void {
+    this.series.attempts(outcome).inc();
+    // An attempt released at shutdown or dropped for a cancel did not run to its end: no duration.
+    if (outcome !== "released" && outcome !== "cancelled") this.series.duration().observe((performance.now() - this.t0) / 1000);
+  }
 }
 
 function secondsBetween(from: string | undefined, to: string | undefined): number | undefined {

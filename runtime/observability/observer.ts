@@ -52,34 +52,49 @@ export const NO_OBSERVER: EngineObserver = {
 export function combineObservers(observers: EngineObserver[]): EngineObserver {
   if (observers.length === 0) return NO_OBSERVER;
   if (observers.length === 1) return observers[0]!;
+  const all = [...observers];
+  // Called on every step: one closure per call, one object per attempt.
   const each = (call: (o: EngineObserver) => void) => {
-    for (const o of observers) safely(() => call(o));
+    for (const o of all) safely(call, o);
   };
   return {
     runStarting(state, parent) {
       let traceparent = parent;
-      for (const o of observers) safely(() => (traceparent = o.runStarting(state, traceparent) ?? traceparent));
+      each((o) => (traceparent = o.runStarting(state, traceparent) ?? traceparent));
       return traceparent;
     },
     workflowStarted: (state) => each((o) => o.workflowStarted(state)),
     workflowEnded: (state) => each((o) => o.workflowEnded(state)),
     activityAttempt(task, startedAt) {
-      const attempts = observers.map((o) => o.activityAttempt(task, startedAt));
-      return {
-        run: (fn) => attempts.reduceRight<() => ReturnType<typeof fn>>((inner, a) => () => a.run(inner), fn)(),
-        end: (outcome, error) => attempts.forEach((a) => safely(() => a.end(outcome, error))),
-      };
+      const attempts: AttemptObservation[] = [];
+      each((o) => attempts.push(o.activityAttempt(task, startedAt)));
+      return new CombinedAttempt(attempts);
     },
     replayed: (seconds) => each((o) => o.replayed(seconds)),
     cacheLookup: (hit) => each((o) => o.cacheLookup(hit)),
   };
 }
 
-function safely(fn: () => void): void {
+function safely<T>(fn: (arg: T) => void, arg: T): void {
   try {
-    fn();
+    fn(arg);
   } catch {
     /* an observer's bug is not the engine's */
+  }
+}
+
+/** The attempts of several observers: the code runs inside each one's run() (the first outermost), end() tells each. */
+class CombinedAttempt implements AttemptObservation {
+  constructor(private readonly attempts: AttemptObservation[]) {}
+  run<T>(fn: () => T): T {
+    return this.runFrom(0, fn);
+  }
+  private runFrom<T>(i: number, fn: () => T): T {
+    const a = this.attempts[i];
+    return a ? a.run(() => this.runFrom(i + 1, fn)) : fn();
+  }
+  end(outcome: AttemptOutcome, error?: { message: string; type: string }): void {
+    for (const a of this.attempts) safely((a) => a.end(outcome, error), a);
   }
 }
 

@@ -4,7 +4,6 @@
 // gives it the install hint of this repository and adds clusters of routed servers on top.
 // Every server listens on 127.0.0.1 only, on a random port unless told otherwise, with its
 // config, ports file, log and (by default) JetStream store in a fresh temporary directory.
-import { createServer } from "node:net";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager, StorageType } from "@nats-io/jetstream";
 import {
@@ -16,6 +15,7 @@ import {
   type TestNats,
   type TestNatsOptions,
 } from "../../runtime/testing/nats-server.js";
+import { freePorts } from "./ports.js";
 import { sleep } from "./wait.js";
 
 export type { TestNats, TestNatsOptions };
@@ -35,28 +35,6 @@ export function natsServerBinary(): string {
 /** Starts a nats-server on 127.0.0.1; resolves once it accepts TCP connections. */
 export function startNatsServer(options: TestNatsOptions = {}): Promise<TestNats> {
   return startServer({ installHint: INSTALL_HINT, ...options });
-}
-
-/** Ports reserved by binding to port 0 (all held at once so they differ), then released. */
-async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-          const srv = createServer();
-          srv.once("error", reject);
-          srv.listen(0, HOST, () => resolve(srv));
-        }),
-    ),
-  );
-  const ports = servers.map((srv) => {
-    const address = srv.address();
-    if (address === null || typeof address === "string") throw new Error("no port");
-    return address.port;
-  });
-  await Promise.all(servers.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))));
-  return ports;
 }
 
 // ---------------------------------------------------------------------------------------------
