@@ -19,7 +19,7 @@ import { spawnRuntime, stopAll, waitUntilPulling, type RuntimeProcess } from "./
 import { medianBy, round, runPool, withTimeout } from "./lib/stats.js";
 import { createWaiter } from "./lib/waiter.js";
 import { FIXTURE_FUNCTIONS } from "./replay.js";
-import { freePort } from "../test/fixtures/function-host/harness.js";
+import { freePort } from "../test/helpers/ports.js";
 
 const RUNS = 3;
 const SLEEP_MS = 200;
