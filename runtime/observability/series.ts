@@ -44,18 +44,11 @@ function register(registry: Registry, family: Family): void {
   registry.registerMetric(family as unknown as Metric);
 }
 
-export class CounterSeries {
-  value = 0;
-  constructor(readonly labels: Labels) {}
-  inc(by = 1): void {
-    this.value += by;
-  }
-}
-
-export class CounterFamily implements Family {
-  readonly type = "counter" as const;
+/** Series by label values, registered with the registry, which reads them at scrape (get()). */
+abstract class SeriesFamily<S extends { readonly labels: Labels; reset(): void }> implements Family {
+  abstract readonly type: "counter" | "histogram";
   readonly aggregator = "sum" as const;
-  private readonly series = new Map<string, CounterSeries>();
+  private readonly series = new Map<string, S>();
   constructor(
     registry: Registry,
     readonly name: string,
@@ -64,20 +57,44 @@ export class CounterFamily implements Family {
   ) {
     register(registry, this);
   }
-  /** The series of these label values (in labelNames' order), created at 0 on first use. Bind it once and keep it. */
-  of(...values: string[]): CounterSeries {
+  /** The series of these label values (in labelNames' order), created empty on first use. Bind it once and keep it. */
+  of(...values: string[]): S {
     const key = values.join("\u0000");
     let s = this.series.get(key);
-    if (!s) this.series.set(key, (s = new CounterSeries(labelsOf(this.labelNames, values))));
+    if (!s) this.series.set(key, (s = this.create(labelsOf(this.labelNames, values))));
     return s;
   }
+  protected abstract create(labels: Labels): S;
+  /** One series' sample lines, as prom-client's own metric of this type shows them. */
+  protected abstract samples(series: S, into: Sample[]): void;
   async get() {
     const values: Sample[] = [];
-    for (const s of this.series.values()) values.push({ value: s.value, labels: s.labels });
+    for (const s of this.series.values()) this.samples(s, values);
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
   reset(): void {
-    for (const s of this.series.values()) s.value = 0;
+    for (const s of this.series.values()) s.reset();
+  }
+}
+
+export class CounterSeries {
+  value = 0;
+  constructor(readonly labels: Labels) {}
+  inc(by = 1): void {
+    this.value += by;
+  }
+  reset(): void {
+    this.value = 0;
+  }
+}
+
+export class CounterFamily extends SeriesFamily<CounterSeries> {
+  readonly type = "counter" as const;
+  protected create(labels: Labels): CounterSeries {
+    return new CounterSeries(labels);
+  }
+  protected samples(s: CounterSeries, into: Sample[]): void {
+    into.push({ value: s.value, labels: s.labels });
   }
 }
 
@@ -108,46 +125,33 @@ export class HistogramSeries {
   }
 }
 
-export class HistogramFamily implements Family {
+export class HistogramFamily extends SeriesFamily<HistogramSeries> {
   readonly type = "histogram" as const;
-  readonly aggregator = "sum" as const;
-  private readonly series = new Map<string, HistogramSeries>();
   constructor(
     registry: Registry,
-    readonly name: string,
-    readonly help: string,
-    private readonly labelNames: readonly string[],
+    name: string,
+    help: string,
+    labelNames: readonly string[],
     private readonly bounds: readonly number[],
   ) {
     if (labelNames.includes("le")) throw new Error("le is the bucket label of a histogram, not one of its own");
     for (let i = 1; i < bounds.length; i++) if (!(bounds[i]! > bounds[i - 1]!)) throw new Error(`histogram ${name}: buckets must increase`);
-    register(registry, this);
+    super(registry, name, help, labelNames);
     // Without labels there is one series, shown from the start (as prom-client does).
     if (labelNames.length === 0) this.of();
   }
-  /** The series of these label values (in labelNames' order), created empty on first use. Bind it once and keep it. */
-  of(...values: string[]): HistogramSeries {
-    const key = values.join("\u0000");
-    let s = this.series.get(key);
-    if (!s) this.series.set(key, (s = new HistogramSeries(labelsOf(this.labelNames, values), this.bounds)));
-    return s;
+  protected create(labels: Labels): HistogramSeries {
+    return new HistogramSeries(labels, this.bounds);
   }
-  async get() {
-    const values: Sample[] = [];
+  protected samples(s: HistogramSeries, into: Sample[]): void {
     const bucket = `${this.name}_bucket`;
-    for (const s of this.series.values()) {
-      let cumulative = 0;
-      this.bounds.forEach((le, i) => {
-        cumulative += s.counts[i]!;
-        values.push({ value: cumulative, labels: { le, ...s.labels }, metricName: bucket });
-      });
-      values.push({ value: s.count, labels: { le: "+Inf", ...s.labels }, metricName: bucket });
-      values.push({ value: s.sum, labels: s.labels, metricName: `${this.name}_sum` });
-      values.push({ value: s.count, labels: s.labels, metricName: `${this.name}_count` });
-    }
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
-  }
-  reset(): void {
-    for (const s of this.series.values()) s.reset();
+    let cumulative = 0;
+    this.bounds.forEach((le, i) => {
+      cumulative += s.counts[i]!;
+      into.push({ value: cumulative, labels: { le, ...s.labels }, metricName: bucket });
+    });
+    into.push({ value: s.count, labels: { le: "+Inf", ...s.labels }, metricName: bucket });
+    into.push({ value: s.sum, labels: s.labels, metricName: `${this.name}_sum` });
+    into.push({ value: s.count, labels: s.labels, metricName: `${this.name}_count` });
   }
 }
