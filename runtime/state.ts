@@ -145,7 +145,6 @@ export interface ParentRef {
   runId?: string;
 }
 
-/** A task by its step and attempt: what `Nats-Msg-Id` `<id>/<step>/<attempt>` names. */
 /** A close policy owed to a child of an earlier run (WorkflowState.closing): cancel, or terminate. */
 export interface PendingClose {
   childId: string;
@@ -153,6 +152,7 @@ export interface PendingClose {
   reason: string;
 }
 
+/** A task by its step and attempt: what `Nats-Msg-Id` `<id>/<step>/<attempt>` names. */
 export interface LeaseRef {
   step: string;
   attempt: number;

@@ -508,7 +508,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       if (decision.state.closing) {
         // The closes this run owes its predecessor's children: published before the write that drops them (WorkflowState.closing).
         const owed = decision.state;
-        await Promise.all(carriedCloses(owed).map((effect) => publishChildEffect(topology, owed, effect)));
+        await publishEffects(topology, owed, carriedCloses(owed));
         decision = { ...decision, state: { ...owed } };
         delete decision.state.closing;
       }
