@@ -19,9 +19,8 @@ import * as orders from "../functions/activities/orders.js";
 import type { ActivityContext } from "../runtime/workflow-api.js";
 import type { BenchContext, Figure } from "./lib/context.js";
 import { ORDER_STEPS, orderInput } from "./lib/context.js";
-import { cpuMeter } from "./lib/proc.js";
-import { medianBy, round, runPool, summarize, withTimeout } from "./lib/stats.js";
-import { THROUGHPUT_RUNS, THROUGHPUT_WARM_UP } from "./raw-bound.js";
+import { measureBound, meteredRun, type MeteredRun } from "./lib/bound.js";
+import { medianBy, round, runPool, withTimeout } from "./lib/stats.js";
 
 /** order_processing's steps in order: name = activity type, each depending on the one before. */
 const STEPS = ["validate_order", "charge_payment", "ship_order", "send_notification"] as const;
@@ -95,45 +94,25 @@ export function cpuMsPerWorkflow(cpu: Record<string, number>, workflows: number,
   return round((seconds * 1000) / workflows, 3);
 }
 
-/** A timed run of the floor, metered: its seconds, and the CPU this process and nats-server spent. */
-export async function meteredFloorRun(floor: FloorLoop, ctx: BenchContext, tag: string): Promise<{ seconds: number; cpu: Record<string, number> }> {
-  const meter = cpuMeter({ nats_server: ctx.natsPid });
-  const seconds = await floor.timedRun(tag, ctx.options.n, ctx.options.concurrency);
-  return { seconds, cpu: meter() };
-}
+/** A timed run of the floor, metered (lib/bound.ts). */
+export const meteredFloorRun = (floor: FloorLoop, ctx: BenchContext, tag: string): Promise<MeteredRun> => meteredRun(floor, ctx, tag);
 
 /** The floor figure: throughput at the throughput figures' concurrency (warm-up, then the median of 5 runs), CPU per workflow, 4-step latency one at a time. */
 export async function floor(ctx: BenchContext): Promise<Figure> {
-  const { n, concurrency, latencyN } = ctx.options;
+  const { n } = ctx.options;
   const loop = await startFloorLoop(ctx.natsUrl);
   try {
-    await loop.timedRun("warm", Math.min(THROUGHPUT_WARM_UP, n), concurrency);
-    const reps: Array<{ seconds: number; cpu: Record<string, number> }> = [];
-    for (let rep = 0; rep < THROUGHPUT_RUNS; rep++) reps.push(await meteredFloorRun(loop, ctx, `t${rep}`));
-    const { seconds, cpu } = medianBy(reps, (r) => r.seconds);
-    const samples: number[] = [];
-    for (let i = 0; i < 20; i++) await loop.run(`lw${i}`);
-    for (let i = 0; i < latencyN; i++) samples.push(await loop.run(`l${i}`));
-    const latency = summarize(samples);
+    const { reps, fields } = await measureBound(ctx, loop, ORDER_STEPS, (tag) => loop.run(tag), 20);
+    const medianCpu = (processes?: string[]) => medianBy(reps.map((r) => cpuMsPerWorkflow(r.cpu, n, processes)), (x) => x);
     return {
       figure: "floor",
-      steps_per_s: round((n * ORDER_STEPS) / seconds, 1),
-      workflows_per_s: round(n / seconds, 1),
-      workflows: n,
-      steps_per_workflow: ORDER_STEPS,
-      concurrency,
-      seconds: round(seconds, 3),
-      repetitions_steps_per_s: reps.map((r) => round((n * ORDER_STEPS) / r.seconds, 1)),
-      p50_ms: latency.p50_ms,
-      p99_ms: latency.p99_ms,
-      latency,
+      ...fields,
       // The median of the runs' CPU per workflow (this process + nats-server), and each side's.
-      cpu_ms_per_workflow: medianBy(reps.map((r) => cpuMsPerWorkflow(r.cpu, n)), (x) => x),
-      process_cpu_ms_per_workflow: medianBy(reps.map((r) => cpuMsPerWorkflow(r.cpu, n, ["bench_process"])), (x) => x),
-      nats_server_cpu_ms_per_workflow: medianBy(reps.map((r) => cpuMsPerWorkflow(r.cpu, n, ["nats_server"])), (x) => x),
+      cpu_ms_per_workflow: medianCpu(),
+      process_cpu_ms_per_workflow: medianCpu(["bench_process"]),
+      nats_server_cpu_ms_per_workflow: medianCpu(["nats_server"]),
       // One create and one CAS per step, and nothing else.
       durable_writes_per_step: round((ORDER_STEPS + 1) / ORDER_STEPS, 3),
-      cpu,
     };
   } finally {
     await loop.close();

@@ -16,16 +16,11 @@ import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, jetstream, jets
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import type { BenchContext, Figure } from "./lib/context.js";
-import { cpuMeter } from "./lib/proc.js";
-import { medianBy, round, runPool, summarize, withTimeout } from "./lib/stats.js";
+import { measureBound } from "./lib/bound.js";
+import { runPool, withTimeout } from "./lib/stats.js";
 
 const STEPS = 4;
-/**
- * How throughput is measured, on both sides of the ratio: unmeasured workflows first (JIT,
- * consumers, caches: a runtime is a long-running process), then the median of several runs.
- */
-export const THROUGHPUT_WARM_UP = 500;
-export const THROUGHPUT_RUNS = 5;
+export { THROUGHPUT_RUNS, THROUGHPUT_WARM_UP } from "./lib/bound.js";
 const CONSUME_MAX = 256; // like the engine's orchestrator consumer (2 × its concurrency)
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -153,41 +148,10 @@ export async function startRawLoop(natsUrl: string): Promise<RawLoop> {
 }
 
 export async function rawBound(ctx: BenchContext): Promise<Figure> {
-  const { n, concurrency, latencyN } = ctx.options;
   const loop = await startRawLoop(ctx.natsUrl);
   try {
-    await loop.timedRun("w", Math.min(THROUGHPUT_WARM_UP, n), concurrency);
-    // Throughput: n workflows, `concurrency` in flight; a run of this loop is short, so it is
-    // repeated and the median run reported.
-    const reps: Array<{ seconds: number; cpu: Record<string, number> }> = [];
-    for (let rep = 0; rep < THROUGHPUT_RUNS; rep++) {
-      const meter = cpuMeter({ nats_server: ctx.natsPid });
-      const seconds = await loop.timedRun(`t${rep}`, n, concurrency);
-      reps.push({ seconds, cpu: meter() });
-    }
-    const { seconds, cpu } = medianBy(reps, (r) => r.seconds);
-
-    // Latency: one workflow at a time.
-    const samples: number[] = [];
-    for (let i = 0; i < latencyN; i++) {
-      samples.push(await loop.sample(`l${i}`));
-    }
-    const latency = summarize(samples);
-    return {
-      figure: "raw_bound",
-      steps_per_s: round((n * STEPS) / seconds, 1),
-      workflows_per_s: round(n / seconds, 1),
-      workflows: n,
-      steps_per_workflow: STEPS,
-      concurrency,
-      seconds: round(seconds, 3),
-      repetitions_steps_per_s: reps.map((r) => round((n * STEPS) / r.seconds, 1)),
-      p50_ms: latency.p50_ms,
-      p99_ms: latency.p99_ms,
-      latency,
-      durable_writes_per_step: 3,
-      cpu,
-    };
+    const { fields } = await measureBound(ctx, loop, STEPS, (tag) => loop.sample(tag));
+    return { figure: "raw_bound", ...fields, durable_writes_per_step: 3 };
   } finally {
     await loop.close();
   }
