@@ -400,7 +400,8 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     throw new QueryError(code, text, hint ? { hint } : {});
   }
 
-  async function update<R>(id: string, name: string, args: unknown, updateOptions: UpdateOptions = {}): Promise<R> {
+  /** `exists`: the caller saw the state already (updateWithStart), so no read for a clear unknown-id error. */
+  async function update<R>(id: string, name: string, args: unknown, updateOptions: UpdateOptions = {}, exists = false): Promise<R> {
     validateName("update name", name);
     const updateId = updateOptions.updateId ?? randomUUID();
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(updateId)) throw new ValidationError("WF_INVALID_UPDATE_ID", `updateId ${JSON.stringify(updateId)} is not 1-64 characters of A-Z a-z 0-9 _ -`, { hint: "Pass an id such as `add-sku-42-1`, or leave it out." });
@@ -408,7 +409,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
     const expired = AbortSignal.timeout(timeoutMs);
     const timedOut = () =>
       new UpdateError("WF_UPDATE_TIMEOUT", `no outcome of update "${name}" (${updateId}) of ${id} within ${timeoutMs} ms`, { hint: `It may still apply: call client.update again with { updateId: "${updateId}" } to wait for it, or check the runtimes.` });
-    await latestRun(id); // a clear error for an unknown id
+    if (!exists) await latestRun(id); // a clear error for an unknown id (a watch of no key would wait for the timeout)
     let sent = false;
     try {
       // The outcome is recorded in the state: watch it (the current state first, then each write)
@@ -554,7 +555,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
         if (!(err instanceof AbortedError && started.aborted)) throw err;
       }
       if (!exists) throw new UpdateError("WF_UPDATE_TIMEOUT", `workflow ${options.id} was not started within ${UPDATE_WITH_START_WAIT_MS / 1000} s, so update "${name}" was not sent`, { hint: "Check that a runtime runs this workflow type (`wf run`)." });
-      return update(options.id, name, args, { ...(updateId ? { updateId } : {}), ...(timeout !== undefined ? { timeout } : {}) });
+      return update(options.id, name, args, { ...(updateId ? { updateId } : {}), ...(timeout !== undefined ? { timeout } : {}) }, true);
     },
     async signalWithStart(workflow, options) {
       validateName("signal name", options.signal);
