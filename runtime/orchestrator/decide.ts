@@ -11,9 +11,9 @@ import { mergeAttributes, type TypedAttributes } from "../visibility/search-attr
 import type { Config } from "../config.js";
 import { bindWorkflow, type Registry, type RegisteredWorkflow } from "../definitions.js";
 import { formatDuration, parseDuration } from "../duration.js";
-import { BlockedWorkflowError, BundleError, CodecError, NonDeterminismError, toErrorRecord, UnknownWorkflowError, type ErrorRecord, type QueryError } from "../errors.js";
+import { BlockedWorkflowError, BundleError, NonDeterminismError, toErrorRecord, UnknownWorkflowError, type ErrorRecord, type QueryError } from "../errors.js";
 import { activate, randomSeedOf, toJson, WorkflowExecution, type Command, type ReadOnlyHandler, type StepResult } from "../journal/execution.js";
-import type { Payloads } from "../payloads/payloads.js";
+import { decodeOrRefusal, type Payloads } from "../payloads/payloads.js";
 import { isRef } from "../payloads/claim-check.js";
 import { replayWorkflow, stepResult } from "../journal/replay.js";
 import type { Logger } from "../logger.js";
@@ -348,21 +348,16 @@ export async function decideUpdate(env: DecideEnv, stored: StoredWorkflow, messa
 }
 
 /**
- * An update's arguments as its handler gets them. Arguments that cannot be decoded here (an
- * envelope of an unknown key or codec, tampered ciphertext, a reference to no object) refuse the
- * update like its validator would: its sender's message is at fault, and an event retried until
- * it poisons would let anyone who may publish an update fail the workflow. The refusal keeps the
- * codec's code and hint (which key to configure). NATS failing to return a claim-checked object
- * is thrown instead: the event is retried.
+ * An update's arguments as its handler gets them. Arguments that cannot be decoded here refuse
+ * the update like its validator would (payloads.ts decodeOrRefusal), keeping the codec's code and
+ * hint (which key to configure).
  */
 async function decodeUpdateArgs(env: DecideEnv, name: string, args: unknown): Promise<{ ok: true; value: unknown } | { ok: false; refusal: ErrorRecord }> {
   if (!env.payloads) return { ok: true, value: args };
-  try {
-    return { ok: true, value: await env.payloads.decode(args) };
-  } catch (err) {
-    if (!(err instanceof CodecError)) throw err;
-    return { ok: false, refusal: { message: `the arguments of update "${name}" cannot be decoded here: ${err.message}`, type: err.name, code: err.code, ...(err.hint ? { hint: err.hint } : {}) } };
-  }
+  const decoded = await decodeOrRefusal(env.payloads, args);
+  if (decoded.ok) return decoded;
+  const err = decoded.error;
+  return { ok: false, refusal: { message: `the arguments of update "${name}" cannot be decoded here: ${err.message}`, type: err.name, code: err.code, ...(err.hint ? { hint: err.hint } : {}) } };
 }
 
 /** The validator's refusal (an unknown name included), or undefined to accept. Read-only: it may not act (execution.ts refuseInReadOnly). */

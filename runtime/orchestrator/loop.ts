@@ -8,11 +8,12 @@ import type { JsMsg } from "@nats-io/jetstream";
 import type { Config } from "../config.js";
 import { recordDeadLetter } from "../dead-letters.js";
 import type { Registry, RegisteredWorkflow } from "../definitions.js";
-import { BlockedWorkflowError, CodecError, PoisonEventError, RevisionConflictError, ValidationError } from "../errors.js";
+import { BlockedWorkflowError, PoisonEventError, RevisionConflictError, ValidationError } from "../errors.js";
 import { validateWorkflowId } from "../ids.js";
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
 import { encode, REPAIR_HEADER, parseCancel, parseChildEvent, parseUpdate, type CompletionMessage, utf8BytesOver, parseCompletion, parseJson, parseSignal, parseStart, parseTimer, ProtocolError, type SignalMessage, type StartMessage } from "../protocol.js";
+import { decodeOrRefusal } from "../payloads/payloads.js";
 import { indexAttributes, indexAttributesBeforeState, indexEnd, indexStart, removeEntries, repairIndex, subjectsOf } from "../visibility/index-writer.js";
 import { isTerminal, runNumber, STATE_SCHEMA_VERSION, type LeaseRef, type WorkflowState } from "../state.js";
 import { repairEffects, type Leases } from "../worker/leases.js";
@@ -173,8 +174,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
           // A payload no runtime here can decode (a forged or tampered envelope, an unknown key, a
           // reference to no object) is its sender's fault: a dead letter. Recorded, it would fail
           // the workflow at its wait, so anyone allowed to signal could fail any workflow.
-          const undecodable = topology.payloads.active ? await undecodablePayload(signal.payload) : undefined;
-          if (undecodable) return deadLetter(msg, "invalid_event", `signal ${signal.name} to ${signal.workflowId}: its payload cannot be decoded here: ${undecodable.message}`, signal.workflowId);
+          const decoded = topology.payloads.active ? await decodeOrRefusal(topology.payloads, signal.payload) : undefined;
+          if (decoded && !decoded.ok) return deadLetter(msg, "invalid_event", `signal ${signal.name} to ${signal.workflowId}: its payload cannot be decoded here: ${decoded.error.message}`, signal.workflowId);
           const event = { ...signal, signalId: signal.signalId ?? `seq-${msg.seq}` };
           const decide = (stored: StoredWorkflow) => decideSignal(env, stored, event);
           // No state yet: the signal waits for its workflow's start (pending-signals.ts).
@@ -642,17 +643,6 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   function retryLater(msg: EventMessage, err: unknown): void {
     logger.warn(`applying ${msg.subject} failed, retrying in ${RETRY_DELAY_MS}ms: ${(err as Error)?.message ?? err}`);
     msg.nak(RETRY_DELAY_MS);
-  }
-
-  /** The codec's refusal of a payload (CodecError), or undefined when it decodes; a NATS failure is thrown (the event is retried). */
-  async function undecodablePayload(payload: unknown): Promise<CodecError | undefined> {
-    try {
-      await topology.payloads.decode(payload);
-      return undefined;
-    } catch (err) {
-      if (err instanceof CodecError) return err;
-      throw err;
-    }
   }
 
   async function deadLetter(msg: EventMessage, reason: Parameters<typeof recordDeadLetter>[2]["reason"], message: string, workflowId?: string, workflowType?: string): Promise<void> {

@@ -372,6 +372,21 @@ export function createPayloads(options: PayloadsOptions): Payloads {
   return { active, codec, encode, encodeInline, decodeInline, decode, encodeError, decodeError, openResult, seal, open, refsOf, claimCheck: options.claimCheck };
 }
 
+/**
+ * A payload decoded, or the codec's refusal of it (CodecError: a forged or tampered envelope, a
+ * key not held here, a reference to no object), for a message whose sender is at fault: refused
+ * or dead-lettered, never retried until it fails a workflow. NATS failing to return an object is
+ * thrown (the event is retried).
+ */
+export async function decodeOrRefusal(payloads: Pick<Payloads, "decode">, value: unknown): Promise<{ ok: true; value: unknown } | { ok: false; error: CodecError }> {
+  try {
+    return { ok: true, value: await payloads.decode(value) };
+  } catch (err) {
+    if (err instanceof CodecError) return { ok: false, error: err };
+    throw err;
+  }
+}
+
 /** No codec, no claim check: what tests and tools that build a topology by hand get. */
 export const PLAIN_PAYLOADS: Payloads = createPayloads({ inlineBytes: 0, maxBytes: Infinity });
 
