@@ -126,13 +126,15 @@ function wfRun(env: Record<string, string>, until: "ready" | "exit"): Promise<{ 
       output += chunk.toString();
       if (until === "ready" && / ready: role all/.test(output)) {
         clearTimeout(timer);
-        child.once("exit", (code) => resolve({ code, output }));
+        child.once("close", (code) => resolve({ code, output }));
         child.kill("SIGTERM");
       }
     };
     child.stdout!.on("data", onData);
     child.stderr!.on("data", onData);
-    child.once("exit", (code) => {
+    // "close", not "exit": a process can exit before its pipes' last chunks are read, and a refusal
+    // printed just before exiting would be lost (seen in CI: exit code 1 with no output at all).
+    child.once("close", (code) => {
       clearTimeout(timer);
       resolve({ code, output });
     });

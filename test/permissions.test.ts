@@ -257,7 +257,7 @@ describe("`wf run` with a runtime role against a provisioned namespace", () => {
         let output = "";
         child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
         child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
-        child.once("exit", (code) => resolve({ code, output }));
+        child.once("close", (code) => resolve({ code, output })); // after the pipes are drained, unlike "exit"
       });
     const deployed = await run(["deploy", "--force"], "admin_pa");
     expect(deployed.code, deployed.output).toBe(0);
