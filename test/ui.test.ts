@@ -149,6 +149,17 @@ describe("web UI in Chromium", () => {
     expect(await client.result("ui-retry-1")).toEqual({ order: "o-retry", decision: { by: "retry test" } });
   });
 
+  it("a workflow's page opened before the workflow exists says so, and shows it once it starts", async () => {
+    await page.goto(`${ui.url}#/workflows/ui-later-1`);
+    const missing = page.locator('[data-testid="workflow-missing"]');
+    await missing.waitFor();
+    expect(await missing.textContent()).toContain("no workflow with id ui-later-1");
+    await client.start("approval", { order: "o-later" }, { id: "ui-later-1" });
+    await page.locator('[data-testid="workflow"][data-status="running"]').waitFor();
+    await client.signal("ui-later-1", "approve", { by: "later test" });
+    await page.locator('[data-testid="workflow"][data-status="completed"]').waitFor();
+  });
+
   it("sends a signal with a JSON payload through the page", async () => {
     await client.start("approval", { order: "o-3" }, { id: "ui-signal-1" });
     await page.goto(`${ui.url}#/workflows/ui-signal-1`);

@@ -5,7 +5,7 @@
  * watch of its one key.
  */
 import { useEffect, useState } from "preact/hooks";
-import { enc, eventsUrl, get, post } from "../api.js";
+import { ApiError, enc, eventsUrl, get, post } from "../api.js";
 import { ErrorBox, Json, Section, StatusBadge, Time, formatDuration } from "../components/common.js";
 import { ConfirmDialog } from "../components/confirm.js";
 import { DagGraph } from "../components/dag.js";
@@ -14,6 +14,7 @@ import type { Route } from "../router.js";
 import type { State, WorkflowView } from "../types.js";
 
 type Action = "cancel" | "terminate" | "signal" | "retry";
+const NOT_FOUND_RETRY_MS = 1_000;
 /** Statuses a workflow can be retried from (runtime/orchestrator/runs.ts RETRYABLE_STATUSES). */
 const RETRYABLE = ["failed", "cancelled", "terminated", "timed_out"];
 
@@ -27,14 +28,18 @@ export function WorkflowPage({ route, readOnly }: { route: Route; readOnly: bool
   const [notice, setNotice] = useState<string | undefined>(undefined);
   const [reload, setReload] = useState(0);
 
+  // Another workflow's error is not this one's; a look again keeps its own until it is answered.
+  useEffect(() => setError(undefined), [id, run]);
+
   useEffect(() => {
     let stopped = false;
     let source: EventSource | undefined;
-    setError(undefined);
+    let retry: ReturnType<typeof setTimeout> | undefined;
     const params = new URLSearchParams(run ? { run } : {});
     get<WorkflowView>(`/api/workflows/${enc(id)}`, params).then(
       (loaded) => {
         if (stopped) return;
+        setError(undefined);
         setView(loaded);
         if (run || loaded.state.status !== "running") return;
         // Live: the state whole on every change, until it ends; then read the page once more (runs).
@@ -48,10 +53,17 @@ export function WorkflowPage({ route, readOnly }: { route: Route; readOnly: bool
           setReload((n) => n + 1);
         });
       },
-      (err) => !stopped && setError(err),
+      (err) => {
+        if (stopped) return;
+        setError(err);
+        // A link opened right after a start can arrive before the runtime stored the state: look
+        // again every second (one read per open page) and show the workflow once it exists.
+        if (!run && err instanceof ApiError && err.code === "WF_WORKFLOW_NOT_FOUND") retry = setTimeout(() => setReload((n) => n + 1), NOT_FOUND_RETRY_MS);
+      },
     );
     return () => {
       stopped = true;
+      clearTimeout(retry);
       source?.close();
     };
   }, [id, run, reload]);
@@ -63,6 +75,13 @@ export function WorkflowPage({ route, readOnly }: { route: Route; readOnly: bool
     return () => clearInterval(t);
   }, [running]);
 
+  if (error && error instanceof ApiError && error.code === "WF_WORKFLOW_NOT_FOUND" && !run)
+    return (
+      <div data-testid="workflow-missing">
+        <ErrorBox error={error} />
+        <p class="empty">Looking again every second: the page shows it as soon as it starts.</p>
+      </div>
+    );
   if (error) return <ErrorBox error={error} />;
   if (!view) return <p class="empty">Loading…</p>;
   const s = view.state;
