@@ -26,11 +26,13 @@ temporary directory), so ratios are fair on a noisy machine. The runtime(s) run 
 - **list flat**: \`wf list --limit 50\` wall time with 100,000 finished + 1,000 running ÷ with 10,000 + 1,000.
 - **recovery flat**: CPU of one recovery pass with 100,000 finished + 100 running ÷ with 0 + 100.
 - **parked timers**: timers still parked once 10,000 workflows with a 10-minute timeout completed.
+- **continue-as-new**: one workflow id continuing as new 10,000 times, one activity per run: state
+  size and ms per run at the end against the start. See bench/continue-as-new.ts.
 
 Targets (issue 5): throughput ≥ 0.7× raw; p50 ≤ 1.5× raw; replay ratio ≤ 1.5; ≤ 150 MB for 10,000
 waiting workflows; reload ≤ 300 ms. Against the floor (issue 18): in process ≥ 0.7× its throughput,
 p50 ≤ 1.5×, CPU per workflow ≤ 1.5×; one \`wf run\` ≥ 0.6× its throughput. Visibility: list and recovery ratios ≤ 1.2; ≤ 100 parked timers
-(1 %) after 10,000 finished.
+(1 %) after 10,000 finished. Continue-as-new (issue 13): state size and ms per run ratios ≤ 1.2.
 `;
 
 const label = (n: unknown): string => sizeLabel(Number(n));
@@ -134,6 +136,11 @@ export function markdownSection(info: RunInfo, figures: Figure[], summary: Recor
   }
   const timers = find(figures, "parked_timers");
   if (timers) rows.push([`timers parked after ${fmt(timers.workflows)} workflows (${timers.workflow_timeout} timeout) finished`, `**${fmt(timers.parked_timers)} timers** in ${fmt(timers.timer_messages)} messages (${fmt(timers.timers_ack_pending)} ack pending)`, "≤ 1 % (100 at 10,000)"]);
+  const can = find(figures, "continue_as_new");
+  if (can) {
+    rows.push([`continue-as-new ${fmt(can.runs)} times: state size, last run ÷ run 100`, `${fmt(can.state_bytes_last_run, " B")} vs ${fmt(can.state_bytes_run_100, " B")} — **${fmt(can.state_size_ratio, "×")}**`, "≤ 1.2×"]);
+    rows.push([`continue-as-new ${fmt(can.runs)} times: ms per run, last ${fmt(can.window_runs)} ÷ first ${fmt(can.window_runs)}`, `${fmt(can.late_ms_per_run, " ms")} vs ${fmt(can.early_ms_per_run, " ms")} — **${fmt(can.step_cost_ratio, "×")}**`, "≤ 1.2×"]);
+  }
   for (const f of figures.filter((f) => f.error)) rows.push([`${f.figure} (error)`, String(f.error).split("\n")[0]!.slice(0, 200), ""]);
 
   const m = info.machine;

@@ -5,6 +5,7 @@
  * Every server and `wf run` process this run starts is stopped, by PID, whatever happens.
  */
 import { scaleout } from "./scaleout.js";
+import { continueAsNew } from "./continue-as-new.js";
 import { join } from "node:path";
 import { startNatsServer, type TestNats } from "../test/helpers/nats-server.js";
 import { devLoop } from "./dev-loop.js";
@@ -90,6 +91,7 @@ async function main(): Promise<number> {
     if (wanted("recovery_flat")) await figure("recovery_flat", () => recoveryFlat(ctx));
     if (wanted("parked_timers")) await figure("parked_timers", () => parkedTimers(ctx));
     if (wanted("scaleout")) await figure("scaleout", () => scaleout(ctx));
+    if (wanted("continue_as_new")) await figure("continue_as_new", () => continueAsNew(ctx));
   } finally {
     await server?.stop().catch((err: unknown) => log(`stopping nats-server: ${(err as Error)?.message}`));
   }
@@ -143,6 +145,7 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
   const metricsFig = ok("metrics_cost");
   const scale = ok("scaleout");
   const floorFig = ok("floor");
+  const can = ok("continue_as_new");
   const inProc = ok("in_process");
   // The in-process figure ran the floor between its own runs and samples: compare with those.
   const floorOfInProc = (inProc?.floor_interleaved as { steps_per_s?: number; p50_ms?: number; cpu_ms_per_workflow?: number } | undefined) ?? floorFig;
@@ -192,6 +195,10 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
     // CPU per workflow with 4 runtimes over 1, and the state cache hit ratio with 4 (scaleout.ts): targets ≤ 1.1, ≥ 0.99.
     scaleout_cpu_ratio: num(scale?.scaleout_cpu_ratio) ?? null,
     cache_hit_ratio_4rt: num(scale?.cache_hit_ratio_4rt) ?? null,
+    // A loop that continues as new 10,000 times (continue-as-new.ts): last run over early runs, targets ≤ 1.2 each.
+    can_state_size_ratio: num(can?.state_size_ratio) ?? null,
+    can_step_cost_ratio: num(can?.step_cost_ratio) ?? null,
+    ...(can && can.runs !== 10_000 ? { can_runs: can.runs } : {}),
     p99_ratio: ratio(lat?.p99_ms, rawP99),
     raw_steps_per_s: num(rawSteps(tp1)) ?? null,
     raw_bound_figure_steps_per_s: num(raw?.steps_per_s) ?? null,
@@ -227,6 +234,7 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
       // At most 1 % of the workflows' timers still parked once they all finished.
       metrics_cost: num(metricsFig?.ratio) === undefined ? null : (metricsFig!.ratio as number) >= 0.97,
       parked_timers: timersFull && num(timers!.parked_timers) !== undefined ? (timers!.parked_timers as number) <= 100 : null,
+      continue_as_new: can && can.runs === 10_000 && num(can.state_size_ratio) !== undefined ? (can.state_size_ratio as number) <= 1.2 && (can.step_cost_ratio as number) <= 1.2 : null,
       scaleout: num(scale?.scaleout_cpu_ratio) === undefined ? null : (scale!.scaleout_cpu_ratio as number) <= 1.1 && (num(scale!.cache_hit_ratio_4rt) ?? 0) >= 0.99,
     },
     errors: figures.filter((f) => f.error).map((f) => f.figure),

@@ -181,20 +181,16 @@ describe("continue-as-new", () => {
     expect(await keysOf(await e.topology(), "big-1")).toEqual(["big-1"]);
   });
 
-  it("a loop that continues as new 1,000 times keeps its state size and its cost per run flat, and is removed whole by retention", async () => {
+  // Its cost per run at 10,000 runs is a timing: bench/continue-as-new.ts measures it (npm run bench).
+  it("a loop that continues as new 1,000 times keeps its state size flat, and is removed whole by retention", async () => {
     const e = engine();
     const RUNS = 1_000;
-    const times: number[] = [];
     const loop = async (ctx: WorkflowContext<typeof activities>, input: { n: number }) => {
       await ctx.activities.echo({ value: input.n });
       if (input.n < RUNS) return ctx.continueAsNew({ n: input.n + 1 });
       return input.n;
     };
-    const tick = { echo: async (input: { value: number }, ctx: ActivityContext) => {
-      times[input.value] = performance.now();
-      return activities.echo(input, ctx);
-    } };
-    await e.runtime({ workflows: { loop }, activities: tick, config: { retention: "1s", orchestrator: { retentionSweepInterval: "1s" } } });
+    await e.runtime({ workflows: { loop }, activities, config: { retention: "1s", orchestrator: { retentionSweepInterval: "1s" } } });
     const client = await e.client();
     const topology = await e.topology();
     const sizes: number[] = [];
@@ -206,11 +202,6 @@ describe("continue-as-new", () => {
     sizes.push(await size());
     // Constant state: the 1,000th run's document is about the 50th's (its numbers have more digits).
     expect(sizes[1]!).toBeLessThan(sizes[0]! * 1.2);
-    // Flat cost: the mean time per run over the last 100 runs against the first 100 (after warm-up).
-    const mean = (from: number) => (times[from + 100]! - times[from]!) / 100;
-    const early = mean(20);
-    const late = mean(RUNS - 101);
-    expect(late, `ms per run: ${early.toFixed(2)} early, ${late.toFixed(2)} late`).toBeLessThan(early * 3 + 2);
     // Retention removes the workflow with all 999 archived runs (one purge for them).
     await waitFor("removed by retention", async () => (await keysOf(topology, "loop-1")).length === 0, 30_000);
   }, 300_000);

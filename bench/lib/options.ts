@@ -10,15 +10,16 @@
  *   BENCH_FINISHED_N    finished workflows of the large dataset of list_flat and recovery_flat (100000; quick 10000);
  *                       list_flat's small dataset holds a tenth of it, recovery_flat's none
  *   BENCH_TIMERS_N      workflows with a 10-minute timeout in parked_timers (10000; quick 1000)
+ *   BENCH_CAN_RUNS      runs of the loop that continues as new in continue_as_new (10000; quick 1000)
  *   BENCH_SKIP          figures to skip: raw_bound, floor, throughput, in_process, metrics_cost, latency, replay, memory,
- *                       dev_loop, list_flat, recovery_flat, parked_timers
+ *                       dev_loop, list_flat, recovery_flat, parked_timers, scaleout, continue_as_new
  *   BENCH_QUICK=1       small numbers for a smoke run (explicit values above still win)
  *   BENCH_WAIT          how the client learns results: result (default: the public client.waitForEnd), watch-all, per-id, poll
  *   BENCH_SLOTS         WF_WORKER_SLOTS for the runtimes (default: the repo's wf.config.json)
  *   BENCH_CPU_PROF=DIR  run the throughput runtimes under `node --cpu-prof` and print their top functions
  *   BENCH_RESULTS       markdown file to append to (default bench/RESULTS.md; "-" for none)
  */
-export const FIGURES = ["raw_bound", "floor", "throughput", "in_process", "metrics_cost", "latency", "replay", "memory", "dev_loop", "list_flat", "recovery_flat", "parked_timers", "scaleout"] as const;
+export const FIGURES = ["raw_bound", "floor", "throughput", "in_process", "metrics_cost", "latency", "replay", "memory", "dev_loop", "list_flat", "recovery_flat", "parked_timers", "scaleout", "continue_as_new"] as const;
 export type FigureName = (typeof FIGURES)[number];
 
 export type WaitMode = "result" | "watch-all" | "per-id" | "poll";
@@ -33,6 +34,7 @@ export interface BenchOptions {
   memoryN: number;
   finishedN: number;
   timersN: number;
+  canRuns: number;
   skip: Set<string>;
   waitMode: WaitMode;
   slots: number | undefined;
@@ -76,6 +78,8 @@ export function readOptions(env: NodeJS.ProcessEnv = process.env): BenchOptions 
     memoryN: positiveInt(env, "BENCH_MEMORY_N", quick ? 500 : 10_000),
     finishedN: Math.max(10, positiveInt(env, "BENCH_FINISHED_N", quick ? 10_000 : 100_000)),
     timersN: positiveInt(env, "BENCH_TIMERS_N", quick ? 1_000 : 10_000),
+    // At least 500: the figure compares a warm-up-free window of runs with the last ones.
+    canRuns: Math.max(500, positiveInt(env, "BENCH_CAN_RUNS", quick ? 1_000 : 10_000)),
     skip,
     waitMode,
     slots: env.BENCH_SLOTS ? positiveInt(env, "BENCH_SLOTS", 16) : undefined,
