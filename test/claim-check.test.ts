@@ -16,7 +16,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { WorkflowContext, WorkflowState } from "../runtime/index.js";
 import { bigText, sha256 } from "./fixtures/payloads/big-payload.js";
 import { activities, workflows } from "./fixtures/payloads/functions.js";
-import { useEngines, waitFor, waitForState, type Engine } from "./fixtures/engine/harness.js";
+import { useEngines, waitFor, waitForEventsApplied, waitForState, type Engine } from "./fixtures/engine/harness.js";
 import { onLines } from "./helpers/wait.js";
 
 const engine = useEngines();
@@ -128,6 +128,38 @@ describe("claim check", () => {
     await waitForState(client, "box-1");
     expect(await client.delete("box-1")).toBe(true);
     expect(await objects(e)).toEqual({ names: [], messages: 0 });
+  });
+
+  it("the args of an update that reaches its workflow after it ended are removed, not left in the store", async () => {
+    const e = engine();
+    const first = await e.runtime({ workflows: { box } });
+    const client = await e.client();
+    await client.start("box", null, { id: "box-late" });
+    await waitForState(client, "box-late", (s) => s.steps.signal_close?.status === "waiting");
+    // With no runtime, the close signal and then the update wait in that order: the workflow ends
+    // before the update is decided, so no state will ever reference its args.
+    await first.stop();
+    await client.signal("box-late", "close");
+    // Settled into a value at once: it rejects while the next runtime starts, before the expect below.
+    const late = client.update("box-late", "put", { blob: bigText(100 * 1024, "late") }, { updateId: "late-1", timeout: "60s" }).then(() => "applied", (err: unknown) => err);
+    await waitFor("the update's args stored", async () => (await objects(e)).names.some((n) => n.startsWith("box-late/updates/late-1/args-")));
+    await e.runtime({ workflows: { box } });
+    expect(await late).toMatchObject({ code: "WF_WORKFLOW_NOT_RUNNING" });
+    await waitFor("the args removed", async () => (await objects(e)).messages === 0, 20_000, 200);
+    expect((await client.describe("box-late")).status).toBe("completed");
+
+    // A forged update to the ended workflow that names another workflow's object removes nothing.
+    await client.start("box", null, { id: "box-other" });
+    await waitForState(client, "box-other", (s) => s.steps.signal_close?.status === "waiting");
+    await client.update("box-other", "put", { blob: bigText(100 * 1024, "other") }, { updateId: "kept-1" });
+    const kept = (await objects(e)).names;
+    expect(kept.some((n) => n.startsWith("box-other/updates/kept-1/args-"))).toBe(true);
+    const otherArgs = (await rawState(e, "box-other")).state.steps["$update-kept-1"]!.input;
+    const nc = await raw(e);
+    nc.publish(e.names.updateSubject("box-late"), JSON.stringify({ workflowId: "box-late", name: "put", updateId: "forged-1", args: otherArgs }));
+    await nc.flush();
+    await waitForEventsApplied(await e.topology());
+    expect((await objects(e)).names).toEqual(kept);
   });
 
   it("with a codec, the stored objects hold ciphertext", async () => {

@@ -9,6 +9,7 @@
  *  - poll: `kv.get(id)` every POLL_MS until the state is terminal.
  * All four read only the wire contract (WORKFLOW_STATES, and the end announcement), like any client would.
  */
+import { isHistoryKey } from "../../runtime/orchestrator/history.js";
 import { KvWatchInclude } from "@nats-io/kv";
 import type { WorkflowClient, WorkflowState } from "../../runtime/index.js";
 import { isTerminal } from "../../runtime/state.js";
@@ -75,7 +76,8 @@ export async function createWaiter(client: WorkflowClient, mode: WaitMode, optio
   const watcher = await client.topology.states.watch({ key: ">", include: KvWatchInclude.UpdatesOnly, ignoreDeletes: true });
   const loop = (async () => {
     for await (const entry of watcher) {
-      if (entry.operation !== "PUT" || entry.length === 0) continue;
+      // Keys with a '/' are not states: index entries (idx/…), history chunks, archived runs.
+      if (entry.operation !== "PUT" || entry.length === 0 || isHistoryKey(entry.key)) continue;
       const state = entry.json<WorkflowState>();
       options.onState?.(state);
       if (!isTerminal(state.status)) continue;

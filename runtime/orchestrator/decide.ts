@@ -13,7 +13,7 @@ import { bindWorkflow, type Registry, type RegisteredWorkflow } from "../definit
 import { formatDuration, parseDuration } from "../duration.js";
 import { BlockedWorkflowError, BundleError, NonDeterminismError, toErrorRecord, UnknownWorkflowError, type ErrorRecord, type QueryError } from "../errors.js";
 import { activate, randomSeedOf, toJson, WorkflowExecution, type Command, type ReadOnlyHandler, type StepResult } from "../journal/execution.js";
-import { decodeOrRefusal, type Payloads } from "../payloads/payloads.js";
+import { decodeOrRefusal, updateArgsPrefix, type Payloads } from "../payloads/payloads.js";
 import { isRef } from "../payloads/claim-check.js";
 import { replayWorkflow, stepResult } from "../journal/replay.js";
 import type { Logger } from "../logger.js";
@@ -62,6 +62,13 @@ export type Decision =
       absentStep?: boolean;
       /** A completion of an attempt already recorded, reported by another execution than the recorded one. */
       anotherExecution?: boolean;
+      /**
+       * A claim-checked payload that only this message references and no state will ever hold (the
+       * args of an update that reached an ended workflow): removed when the message is dropped, as no
+       * workflow's removal would find it (payloads/removal.ts). `under`: the only names it may have
+       * (a forged message must not remove another payload).
+       */
+      orphanedPayload?: { ref: unknown; under: string };
     };
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -322,7 +329,7 @@ export async function decideUpdate(env: DecideEnv, stored: StoredWorkflow, messa
   if (updateSeen(current, message.updateId)) return { kind: "noop", reason: `update ${message.updateId} already applied` };
   // An ended workflow's state is final: no event rewrites it. The state is the caller's answer:
   // it ended without this update (client.update reports WF_WORKFLOW_NOT_RUNNING on seeing it).
-  if (current.status !== "running") return { kind: "noop", reason: `workflow is ${current.status}: update ${message.updateId} not applied` };
+  if (current.status !== "running") return { kind: "noop", reason: `workflow is ${current.status}: update ${message.updateId} not applied`, ...(isRef(message.args) ? { orphanedPayload: { ref: message.args, under: updateArgsPrefix(message.workflowId, message.updateId) } } : {}) };
   const now = env.now();
   const state = draft(current);
   const execution = await executionFor(env, stored, state, now);

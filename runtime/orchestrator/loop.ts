@@ -39,6 +39,7 @@ import { carriedCloses, childStartFoundState, closesToCarry, decideChildEvent, e
 import { holdSignal, MAX_PENDING_SIGNALS, PendingSignalsListener, releasePendingSignals } from "./pending-signals.js";
 import { serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 import { NO_OBSERVER, type EngineObserver } from "../observability/observer.js";
+import { removeOrphanedPayload } from "../payloads/removal.js";
 
 export interface Orchestrator {
   start(): Promise<void>;
@@ -502,6 +503,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
           msg.release();
           return;
         }
+        if (decision.orphanedPayload !== undefined) await removeOrphanedPayload(topology, decision.orphanedPayload.ref, decision.orphanedPayload.under, logger);
         // Another execution of an attempt already recorded: its task was delivered again, and may
         // have been the lease of a continued step whose runtime died (see Continuation): repair.
         return duplicate(msg, stored, decision.reason, decision.anotherExecution, applyOptions.lease);

@@ -87,6 +87,9 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** Object names of a workflow's payloads; `<id>/r.<run>` for runs after the first (runs.ts). */
+/** What every name of an update's arguments starts with (SLOT.updateArgs). */
+export const updateArgsPrefix = (id: string, updateId: string): string => `${id}/updates/${updateId}/args-`;
+
 export const SLOT = {
   scope: (id: string, run?: number) => (run !== undefined && run > 1 ? `${id}/r.${run}` : id),
   input: (scope: string) => `${scope}/input`,
@@ -100,7 +103,7 @@ export const SLOT = {
    * The name carries the stored bytes' hash, as a start's does: a caller's retry of the same
    * update id must not overwrite the object an earlier message, maybe applied, references.
    */
-  updateArgs: (id: string, updateId: string, data: Uint8Array) => `${id}/updates/${updateId}/args-${createHash("sha256").update(data).digest("hex").slice(0, 16)}`,
+  updateArgs: (id: string, updateId: string, data: Uint8Array) => `${updateArgsPrefix(id, updateId)}${createHash("sha256").update(data).digest("hex").slice(0, 16)}`,
   updateResult: (scope: string, updateId: string) => `${scope}/updates/${updateId}/result`,
   /**
    * A client's start: the run is not known yet, so the name carries the stored bytes' hash (a

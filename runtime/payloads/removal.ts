@@ -7,13 +7,16 @@
  *
  * Not found this way: an object written by an attempt whose completion never reached the state
  * (a timed-out attempt that finished after its retry did), and the claim-checked arguments of an
- * update no state kept: one that reached a workflow that had ended, or one refused and then pushed
- * out of the 64 most recent outcomes (`updates`). They stay until the bucket is purged.
+ * update refused and then pushed out of the 64 most recent outcomes (`updates`). They stay until
+ * the bucket is purged. The arguments of an update that reached a workflow that had ended are
+ * removed when the orchestrator drops that update (removeOrphanedPayload).
  */
+import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
 import { withHistory } from "../orchestrator/history.js";
 import { readRun } from "../orchestrator/runs.js";
 import { runNumber, type WorkflowState } from "../state.js";
+import { isRef } from "./claim-check.js";
 
 export async function removeWorkflowPayloads(topology: Topology, state: WorkflowState): Promise<void> {
   const { payloads } = topology;
@@ -26,4 +29,17 @@ export async function removeWorkflowPayloads(topology: Topology, state: Workflow
   const names: string[] = [];
   for (const run of runs) names.push(...payloads.refsOf(await withHistory(topology.states, run)));
   if (names.length > 0) await payloads.claimCheck.remove(names);
+}
+
+/**
+ * A claim-checked payload that only a dropped message referenced (decide.ts `orphanedPayload`):
+ * removed now, since no state leads to it; only if its name starts with `under` (the message's own
+ * slot), so a forged reference cannot remove another workflow's payload. A failure is logged, not
+ * retried: the message is dropped either way, and an object left behind costs storage only.
+ */
+export async function removeOrphanedPayload(topology: Topology, value: unknown, under: string, logger: Logger): Promise<void> {
+  const { claimCheck } = topology.payloads;
+  const prefix = claimCheck && `obj:${claimCheck.bucket}/${under}`;
+  if (!claimCheck || !prefix || !isRef(value) || !value.$ref.startsWith(prefix)) return;
+  await claimCheck.remove([value.$ref.slice(`obj:${claimCheck.bucket}/`.length)]).catch((err: unknown) => logger.warn(`could not remove payload object ${value.$ref}, which only a dropped message referenced: ${(err as Error)?.message}`));
 }
