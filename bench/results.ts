@@ -117,7 +117,7 @@ export function markdownSection(info: RunInfo, figures: Figure[], summary: Recor
   const rep = find(figures, "replay");
   if (rep) rows.push([`replay (${rep.steps} sequential activities)`, `${fmt(rep.ms_per_step_at_10, " ms")}/step at 10, ${fmt(rep.ms_per_step_late, " ms")}/step at ${rep.steps} — **${fmt(rep.ratio, "×")}**`, "≤ 1.5×"]);
   const mem = find(figures, "memory");
-  if (mem) rows.push([`memory (${mem.waiting_workflows} sleeping workflows)`, `**${fmt(mem.rss_mb, " MB")} RSS** (idle ${fmt(mem.idle_rss_mb, " MB")}, peak ${fmt(mem.peak_rss_mb, " MB")})`, "≤ 150 MB at 10,000"]);
+  if (mem) rows.push([`memory (${mem.waiting_workflows} sleeping workflows)`, `**${fmt(mem.rss_mb, " MB")} RSS** 3 s after all were waiting (idle ${fmt(mem.idle_rss_mb, " MB")}, peak ${fmt(mem.peak_rss_mb, " MB")}); ${fmt(mem.rss_mb_settled, " MB")} after ${fmt(mem.settled_after_s, " s")}`, "≤ 150 MB at 10,000"]);
   const dev = figures.find((f) => f.figure === "dev_loop");
   if (dev) rows.push(["dev loop", dev.skipped ? `skipped: ${dev.reason}` : dev.error ? `error: ${dev.error}` : `cold start ${fmt(dev.cold_start_ms, " ms")}, **reload ${fmt(dev.reload_ms, " ms")}** (save → "reloaded"), save → first new result ${fmt(dev.save_to_result_ms, " ms")}`, "reload ≤ 300 ms"]);
   const list = find(figures, "list_flat");

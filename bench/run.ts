@@ -177,6 +177,7 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
     floor_cpu_ratio: floorRatios.cpu,
     floor_wf_run_throughput_ratio: floorRatios.wfRun,
     rss_mb_10k_waiting: mem && mem.waiting_workflows === 10_000 ? mem.rss_mb : null,
+    rss_mb_10k_waiting_settled: mem && mem.waiting_workflows === 10_000 ? (num(mem.rss_mb_settled) ?? null) : null,
   };
   if (mem && mem.waiting_workflows !== 10_000) summary[`rss_mb_${mem.waiting_workflows}_waiting`] = mem.rss_mb;
   Object.assign(summary, {
