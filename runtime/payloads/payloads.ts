@@ -86,10 +86,10 @@ export interface Payloads {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** Object names of a workflow's payloads; `<id>/r.<run>` for runs after the first (runs.ts). */
 /** What every name of an update's arguments starts with (SLOT.updateArgs). */
 export const updateArgsPrefix = (id: string, updateId: string): string => `${id}/updates/${updateId}/args-`;
 
+/** Object names of a workflow's payloads; `<id>/r.<run>` for runs after the first (runs.ts). */
 export const SLOT = {
   scope: (id: string, run?: number) => (run !== undefined && run > 1 ? `${id}/r.${run}` : id),
   input: (scope: string) => `${scope}/input`,
