@@ -76,12 +76,18 @@ export function createClaimCheck(store: ObjectStore, bucket: string, jsm: JetStr
 /** The meta subject's token of a name: @nats-io/obj's Base64UrlPaddedCodec of the name as a latin1 string (our names are ASCII). */
 const metaToken = (name: string): string => Buffer.from(name, "latin1").toString("base64").replace(/\+/g, "-").replace(/\//g, "_");
 
-function nameOf(ref: PayloadRef, bucket: string): string {
+/** The object name a reference to `bucket` holds; undefined for anything else (not a reference, another bucket). */
+export function objectNameOf(value: unknown, bucket: string): string | undefined {
   const prefix = `obj:${bucket}/`;
-  if (!ref.$ref.startsWith(prefix)) {
+  return isRef(value) && value.$ref.startsWith(prefix) ? value.$ref.slice(prefix.length) : undefined;
+}
+
+function nameOf(ref: PayloadRef, bucket: string): string {
+  const name = objectNameOf(ref, bucket);
+  if (name === undefined) {
     throw new CodecError("WF_PAYLOAD_MISSING", `payload reference ${ref.$ref} names another bucket than this namespace's ${bucket}`, {
       hint: "Read it with a client of the namespace that wrote it (config `namespace`).",
     });
   }
-  return ref.$ref.slice(prefix.length);
+  return name;
 }

@@ -25,7 +25,7 @@ import { createHash } from "node:crypto";
 import { CodecError, type ErrorRecord } from "../errors.js";
 import type { StepResult } from "../journal/execution.js";
 import type { StepState, UpdateRecord, WorkflowState } from "../state.js";
-import { isRef, type ClaimCheck, type PayloadRef } from "./claim-check.js";
+import { isRef, objectNameOf, type ClaimCheck, type PayloadRef } from "./claim-check.js";
 import { codecFromConfig, isEncoded, type EncodedPayload, type PayloadCodec } from "./codec.js";
 import type { Config } from "../config.js";
 
@@ -353,7 +353,8 @@ export function createPayloads(options: PayloadsOptions): Payloads {
   function refsOf(state: WorkflowState): string[] {
     const names: string[] = [];
     const add = (v: unknown) => {
-      if (isRef(v) && options.claimCheck && v.$ref.startsWith(`obj:${options.claimCheck.bucket}/`)) names.push(v.$ref.slice(`obj:${options.claimCheck.bucket}/`.length));
+      const name = options.claimCheck && objectNameOf(v, options.claimCheck.bucket);
+      if (name) names.push(name);
     };
     add(state.input);
     add(state.result);

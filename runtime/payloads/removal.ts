@@ -16,7 +16,7 @@ import type { Topology } from "../nats/topology.js";
 import { withHistory } from "../orchestrator/history.js";
 import { readRun } from "../orchestrator/runs.js";
 import { runNumber, type WorkflowState } from "../state.js";
-import { isRef } from "./claim-check.js";
+import { objectNameOf } from "./claim-check.js";
 
 export async function removeWorkflowPayloads(topology: Topology, state: WorkflowState): Promise<void> {
   const { payloads } = topology;
@@ -39,7 +39,7 @@ export async function removeWorkflowPayloads(topology: Topology, state: Workflow
  */
 export async function removeOrphanedPayload(topology: Topology, value: unknown, under: string, logger: Logger): Promise<void> {
   const { claimCheck } = topology.payloads;
-  const prefix = claimCheck && `obj:${claimCheck.bucket}/${under}`;
-  if (!claimCheck || !prefix || !isRef(value) || !value.$ref.startsWith(prefix)) return;
-  await claimCheck.remove([value.$ref.slice(`obj:${claimCheck.bucket}/`.length)]).catch((err: unknown) => logger.warn(`could not remove payload object ${value.$ref}, which only a dropped message referenced: ${(err as Error)?.message}`));
+  const name = claimCheck && objectNameOf(value, claimCheck.bucket);
+  if (!claimCheck || !name?.startsWith(under)) return;
+  await claimCheck.remove([name]).catch((err: unknown) => logger.warn(`could not remove payload object ${name}, which only a dropped message referenced: ${(err as Error)?.message}`));
 }
