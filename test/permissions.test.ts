@@ -5,7 +5,6 @@
  * Namespaces: the users of one cannot see the streams, states or subjects of another.
  */
 import { readFileSync } from "node:fs";
-import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
@@ -18,9 +17,9 @@ import { provisionNamespace } from "../runtime/provision.js";
 import { connectNats } from "../runtime/nats/connect.js";
 import { createConsoleLogger } from "../runtime/logger.js";
 import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
+import { spawnWf, wf } from "./fixtures/function-host/harness.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const WF = fileURLToPath(new URL("../dist/cli/wf.js", import.meta.url));
 const PASSWORD = "pw";
 
 /** user name → its role's permissions. */
@@ -246,45 +245,18 @@ describe("namespace isolation", () => {
 
 describe("`wf run` with a runtime role against a provisioned namespace", () => {
   it("provisioned and deployed once by admin, `wf run` as runtime serves the example app", async () => {
-    const env = (user: string): NodeJS.ProcessEnv => {
-      const e: NodeJS.ProcessEnv = { ...process.env, NATS_URL: nats.url, NATS_USER: user, NATS_PASSWORD: PASSWORD, WF_NAMESPACE: "pa", WF_LOG_LEVEL: "info" };
-      delete e.WF_CONFIG;
-      return e;
-    };
-    const run = (args: string[], user: string) =>
-      new Promise<{ code: number | null; output: string }>((resolve) => {
-        const child = spawn(process.execPath, [WF, ...args], { cwd: ROOT, env: env(user), stdio: ["ignore", "pipe", "pipe"] });
-        let output = "";
-        child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
-        child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
-        child.once("close", (code) => resolve({ code, output })); // after the pipes are drained, unlike "exit"
-      });
-    const deployed = await run(["deploy", "--force"], "admin_pa");
-    expect(deployed.code, deployed.output).toBe(0);
+    const env = (user: string) => ({ NATS_URL: nats.url, NATS_USER: user, NATS_PASSWORD: PASSWORD, WF_NAMESPACE: "pa" });
+    const deployed = await wf(["deploy", "--force"], { cwd: ROOT, env: env("admin_pa") });
+    expect(deployed.code, deployed.stdout + deployed.stderr).toBe(0);
 
     const before = logSize();
-    const child = spawn(process.execPath, [WF, "run"], { cwd: ROOT, env: env("runtime_pa"), stdio: ["ignore", "pipe", "pipe"] });
-    cleanups.push(async () => {
-      if (child.exitCode === null) child.kill("SIGKILL");
-    });
-    let log = "";
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`wf run not ready:\n${log}`)), 40_000);
-      const onData = (c: Buffer) => {
-        log += c.toString();
-        if (/ ready: role all/.test(log)) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      child.stdout!.on("data", onData);
-      child.stderr!.on("data", onData);
-      child.once("exit", () => reject(new Error(`wf run exited:\n${log}`)));
-    });
+    const runtime = spawnWf("wf run", ["run"], { cwd: ROOT, env: env("runtime_pa") });
+    cleanups.push(() => runtime.stop("SIGKILL"));
+    await runtime.waitFor(/ ready: role all/, { stream: "stderr", timeoutMs: 40_000 });
     const client = await createClient({ config: configOf("client_pa") });
     cleanups.push(() => client.close());
     const handle = await client.start("order_processing", { orderId: "perm-1", amount: 5, items: [{ sku: "a", qty: 1 }], email: "e@example.com" });
     expect(Object.keys((await handle.result({ signal: AbortSignal.timeout(30_000) })) as object)).toHaveLength(4);
-    expect(violations(before), log).toEqual([]);
+    expect(violations(before), runtime.output).toEqual([]);
   });
 });
