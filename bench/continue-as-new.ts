@@ -13,7 +13,7 @@ import { createRuntime, silentLogger, type ActivityContext, type Runtime, type W
 import type { BenchContext, Figure } from "./lib/context.js";
 import { benchClient, benchConfig, namespaceFor } from "./lib/context.js";
 import { dropNamespace } from "./lib/dataset.js";
-import { round, withTimeout } from "./lib/stats.js";
+import { round, sleep, withTimeout } from "./lib/stats.js";
 
 const WARM_UP_RUNS = 100;
 
@@ -47,7 +47,7 @@ export async function continueAsNew(ctx: BenchContext): Promise<Figure> {
     let sizeEarly = 0;
     await withTimeout(
       (async () => {
-        while (reachedAt[WARM_UP_RUNS] === 0) await new Promise((r) => setTimeout(r, 20));
+        while (reachedAt[WARM_UP_RUNS] === 0) await sleep(20);
         sizeEarly = await stateSize();
       })(),
       120_000,
@@ -56,8 +56,9 @@ export async function continueAsNew(ctx: BenchContext): Promise<Figure> {
     const last = await handle.result({ signal: AbortSignal.timeout(1_800_000) });
     const totalS = (performance.now() - t0) / 1000;
     const sizeLast = await stateSize();
+    // `<id>/r.>` holds the id's archived runs and nothing else (index-keys.ts archivedRuns).
     let keys = 0;
-    for await (const key of await states.keys()) if (key.startsWith("loop/")) keys += 1;
+    for await (const _key of await states.keys("loop/r.>")) keys += 1;
     const meanMs = (from: number) => (reachedAt[from + window]! - reachedAt[from]!) / window;
     const early = meanMs(WARM_UP_RUNS);
     const late = meanMs(runs - window);

@@ -15,6 +15,8 @@ import type { State, WorkflowView } from "../types.js";
 
 type Action = "cancel" | "terminate" | "signal" | "retry";
 const NOT_FOUND_RETRY_MS = 1_000;
+/** The latest run of an id that is not stored (yet): the page looks again (an earlier run that is missing stays an error). */
+const notStartedYet = (err: unknown, run: string | null): boolean => !run && err instanceof ApiError && err.code === "WF_WORKFLOW_NOT_FOUND";
 /** Statuses a workflow can be retried from (runtime/orchestrator/runs.ts RETRYABLE_STATUSES). */
 const RETRYABLE = ["failed", "cancelled", "terminated", "timed_out"];
 
@@ -58,7 +60,7 @@ export function WorkflowPage({ route, readOnly }: { route: Route; readOnly: bool
         setError(err);
         // A link opened right after a start can arrive before the runtime stored the state: look
         // again every second (one read per open page) and show the workflow once it exists.
-        if (!run && err instanceof ApiError && err.code === "WF_WORKFLOW_NOT_FOUND") retry = setTimeout(() => setReload((n) => n + 1), NOT_FOUND_RETRY_MS);
+        if (notStartedYet(err, run)) retry = setTimeout(() => setReload((n) => n + 1), NOT_FOUND_RETRY_MS);
       },
     );
     return () => {
@@ -75,7 +77,7 @@ export function WorkflowPage({ route, readOnly }: { route: Route; readOnly: bool
     return () => clearInterval(t);
   }, [running]);
 
-  if (error && error instanceof ApiError && error.code === "WF_WORKFLOW_NOT_FOUND" && !run)
+  if (notStartedYet(error, run))
     return (
       <div data-testid="workflow-missing">
         <ErrorBox error={error} />
