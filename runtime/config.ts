@@ -13,6 +13,8 @@ import type { LogLevel } from "./logger.js";
 import type { RetryPolicy } from "./retry-policy.js";
 
 export const DEFAULT_CONFIG_FILE = "wf.config.json";
+/** The shortest worker.ackWait and orchestrator.ackWait accepted. */
+export const MIN_ACK_WAIT_MS = 1_000;
 
 convict.addFormat({
   name: "duration",
@@ -120,9 +122,9 @@ export const configSchema = {
       env: "WF_ACTIVITIES",
     },
     ackWait: {
-      doc: "How long a task may go unacknowledged before JetStream redelivers it; running activities extend it automatically.",
+      doc: "How long a task may go unacknowledged before JetStream redelivers it: how soon another runtime takes over the activities of one that died. A live runtime extends it for what it runs (an in-progress ack every quarter of it, at most every second), so it does not bound how long an activity may run; an activity that blocks the event loop longer than this may run twice. At least 1s.",
       format: "duration",
-      default: "30s" as string | number,
+      default: "4s" as string | number,
       env: "WF_ACK_WAIT",
     },
     continuations: {
@@ -143,7 +145,11 @@ export const configSchema = {
     },
   },
   orchestrator: {
-    ackWait: { doc: "Redelivery delay of an event whose runtime died while applying it.", format: "duration", default: "30s" as string | number },
+    ackWait: {
+      doc: "Redelivery delay of an event whose runtime died while applying it: how soon another runtime takes over. A live runtime extends it for the events it holds. At least 1s.",
+      format: "duration",
+      default: "4s" as string | number,
+    },
     concurrency: { doc: "Events applied at once by one runtime; also how many of its own workers' completions it records at once.", format: "nat", default: 128 },
     maxAckPending: {
       doc: "Events the orchestrators of all runtimes may hold unacknowledged at once (the events consumer's max_ack_pending); delivery of further events waits.",
@@ -359,6 +365,15 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     throw new ConfigError("WF_CONFIG_INVALID_VALUE", `${label}: ${both} are both set; NATS authenticates a connection one way`, {
       hint: "Keep the one your server expects and remove the other (from wf.config.json or the NATS_* environment variables).",
     });
+  }
+  // Short ack waits are kept alive by in-progress acks every quarter of them (nats/keep-alive.ts);
+  // below a second, a garbage collection or a busy moment would hand live work to another runtime.
+  for (const [key, value] of [["worker.ackWait", raw.worker.ackWait], ["orchestrator.ackWait", raw.orchestrator.ackWait]] as const) {
+    if (parseDuration(value, key) < MIN_ACK_WAIT_MS) {
+      throw new ConfigError("WF_CONFIG_INVALID_VALUE", `${label}: ${key} is ${JSON.stringify(value)}, below the minimum of 1s`, {
+        hint: `Set ${key} to 1s or more (the default, 4s, lets another runtime take over within about 4 s of a crash).`,
+      });
+    }
   }
   const codecKeys = Object.keys(raw.codec.keys as object);
   if ((codecKeys.length > 0 || raw.codec.current) && !codecKeys.includes(raw.codec.current)) {

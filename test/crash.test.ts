@@ -307,6 +307,68 @@ describe("crash recovery (child-process runtimes)", () => {
     expect(markerLines(markerDir, MARKER_FILES.slowStarted).filter((l) => l.workflowId === "kill-continued").map((l) => l.pid)).toEqual([a.pid, b.pid]);
   });
 
+  // Failover with the default settings (docs/ARCHITECTURE.md "Failover"): the work a SIGKILLed
+  // runtime held is taken over within 5 s. With the ack waits of 30 s these tests used to have, it
+  // waited 30 s; they fail then.
+  const DEFAULTS = { workerAckWait: "default", orchestratorAckWait: "default" } as const;
+  const FAILOVER_MS = 5_000;
+
+  it("failover, default settings: an activity whose runtime is SIGKILLed runs again on another runtime within 5 s, and runs there once however long it takes", async () => {
+    setup("fo-task");
+    const a = await spawnRuntime("A", runtimeOptions(DEFAULTS));
+    const wf = await openClient();
+    // 10 s: longer than B takes to start, and than 2 ack waits (B's own run must be kept alive).
+    await wf.start("crashy", { slowMs: 10_000 }, { id: "fo-task" });
+    await waitFor("slow_step to start on A", () => markerLines(markerDir, MARKER_FILES.slowStarted).find((l) => l.pid === a.pid), 15_000, 20);
+    const b = await spawnRuntime("B", runtimeOptions(DEFAULTS));
+    const killedAt = Date.now();
+    await killRuntime(a);
+    const onB = await waitFor("slow_step to start again on B", () => markerLines(markerDir, MARKER_FILES.slowStarted).find((l) => l.pid === b.pid), 15_000, 20);
+    expect(onB.at - killedAt, `taken over ${onB.at - killedAt} ms after the kill`).toBeLessThan(FAILOVER_MS);
+    const state = (await waitForTerminal(wf, ["fo-task"], 30_000)).get("fo-task")!;
+    expectCleanJournal(state, ["slow_step", "fast_step"]);
+    // B's 10 s run was kept alive past its 4 s ack wait: not handed out a third time.
+    expect(markerLines(markerDir, MARKER_FILES.slowStarted).map((l) => l.pid)).toEqual([a.pid, b.pid]);
+    console.log(`[crash fo-task] activity taken over ${onB.at - killedAt} ms after the kill`);
+  });
+
+  it("failover, default settings: an event whose runtime is SIGKILLed while applying it is applied by another runtime within 5 s", async () => {
+    setup("fo-event");
+    await spawnRuntime("B", runtimeOptions(DEFAULTS));
+    // A dies at its first state write, before it publishes what that write scheduled and acks the event.
+    const a = await spawnRuntime("A", runtimeOptions({ ...DEFAULTS, crashPoint: "after-state-write-before-dispatch" }));
+    const wf = await openClient();
+    const ids = Array.from({ length: 6 }, (_, i) => `fo-event-${i}`);
+    for (const id of ids) await wf.start("crashy", { slowMs: 10 }, { id });
+    // B may take some of the events, not all of them: A gets its share of the pulls.
+    await Promise.race([a.exited, sleep(20_000).then(() => Promise.reject(new Error("A never reached its crash point")))]);
+    const [point, , at] = readFileSync(join(markerDir, "crashes.log"), "utf8").trim().split("\n")[0]!.split(" ");
+    expect(point).toBe("after-state-write-before-dispatch");
+    const crashedAt = Number(at);
+    const states = await waitForTerminal(wf, ids, 30_000);
+    for (const id of ids) expectCleanJournal(states.get(id)!, ["slow_step", "fast_step"]);
+    const lastEnd = Math.max(...ids.map((id) => Date.parse(states.get(id)!.completedAt!)));
+    expect(lastEnd - crashedAt, `the last workflow ended ${lastEnd - crashedAt} ms after the crash`).toBeLessThan(FAILOVER_MS);
+    console.log(`[crash fo-event] every workflow ended within ${lastEnd - crashedAt} ms of the crash`);
+  });
+
+  it("failover, default settings: a continued step whose runtime is SIGKILLed runs again on another runtime within 5 s (its lease expires)", async () => {
+    setup("fo-cont");
+    const a = await spawnRuntime("A", runtimeOptions(DEFAULTS));
+    const wf = await openClient();
+    await wf.start("continued_crashy", { slowMs: 10_000 }, { id: "fo-cont" });
+    await waitFor("slow_step to start on A", () => markerLines(markerDir, MARKER_FILES.slowStarted).find((l) => l.pid === a.pid), 15_000, 20);
+    const b = await spawnRuntime("B", runtimeOptions(DEFAULTS));
+    const killedAt = Date.now();
+    await killRuntime(a);
+    const onB = await waitFor("slow_step to start again on B", () => markerLines(markerDir, MARKER_FILES.slowStarted).find((l) => l.pid === b.pid), 15_000, 20);
+    expect(onB.at - killedAt, `taken over ${onB.at - killedAt} ms after the kill`).toBeLessThan(FAILOVER_MS);
+    const state = (await waitForTerminal(wf, ["fo-cont"], 30_000)).get("fo-cont")!;
+    expectCleanJournal(state, ["fast_step", "slow_step"]);
+    expect(markerLines(markerDir, MARKER_FILES.slowStarted).map((l) => l.pid)).toEqual([a.pid, b.pid]);
+    console.log(`[crash fo-cont] continued step taken over ${onB.at - killedAt} ms after the kill`);
+  });
+
   it("a lease delivered again as a new task (nats-server 2.9 can): its second execution repairs the workflow at once", async () => {
     setup("cont2");
     // A long ack wait: the lease cannot come back by redelivery within this test.

@@ -33,14 +33,15 @@ export const DEFAULT_DUPLICATE_WINDOW_MS = 120_000;
 /**
  * Redelivery delay of a timer that a runtime pulled but neither parked nor fired (it died
  * meanwhile), and of a parked timer after a NATS restart forgot its NAK delay. A timer service
- * handles each timer at once (park or fire), so this only bounds how late a crash makes a timer.
+ * handles each timer at once (park or fire), so this only bounds how late a crash makes a timer:
+ * as the default ack waits of events and tasks, within the 5 s of failover (docs/ARCHITECTURE.md).
  */
-export const DEFAULT_TIMER_ACK_WAIT_MS = 5_000;
+export const DEFAULT_TIMER_ACK_WAIT_MS = 4_000;
 /**
  * Redelivery delay of a schedule tick a runtime pulled and did not finish (it died), and of a
  * parked tick after a NATS restart forgot its NAK delay: bounds how late a crash makes a tick.
  */
-export const DEFAULT_SCHEDULER_ACK_WAIT_MS = 10_000;
+export const DEFAULT_SCHEDULER_ACK_WAIT_MS = 4_000;
 export const DEFAULT_ORCHESTRATOR_MAX_ACK_PENDING = 20_000;
 export const DEFAULT_DEAD_LETTER_MAX_AGE_MS = 30 * 86_400_000;
 

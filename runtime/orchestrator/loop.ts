@@ -40,6 +40,7 @@ import { holdSignal, MAX_PENDING_SIGNALS, PendingSignalsListener, releasePending
 import { serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 import { NO_OBSERVER, type EngineObserver } from "../observability/observer.js";
 import { removeOrphanedPayload } from "../payloads/removal.js";
+import { KeepAlive } from "../nats/keep-alive.js";
 
 export interface Orchestrator {
   start(): Promise<void>;
@@ -116,6 +117,12 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   const slotWaiters: Array<() => void> = [];
   /** Events pulled but not started when stop() came; released by stop(). */
   const unstarted: JsMsg[] = [];
+  /**
+   * Events from delivery until they settle, kept alive past the short ack wait (nats/keep-alive.ts):
+   * one waiting for a slot, or behind another event of its workflow (serialize), is not taken over
+   * by another runtime while this one is alive.
+   */
+  const inHand = new KeepAlive<JsMsg>({ ackWaitMs: config.orchestrator.ackWaitMs, logger, what: "events", setting: "orchestrator.ackWait" });
 
   /** Events of one workflow are applied one at a time in this runtime; other runtimes are fenced by CAS. */
   function serialize(id: string, work: () => Promise<void>): Promise<void> {
@@ -753,10 +760,12 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         unstarted.push(msg);
         continue;
       }
+      inHand.hold(msg);
       await acquireSlot();
       const task = handle(msg)
         .catch((err) => failed(msg, err))
         .finally(() => {
+          inHand.release(msg);
           inFlight.delete(task);
           slotWaiters.shift()?.();
         });
@@ -778,6 +787,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     },
     async start() {
       stopping = false;
+      inHand.start();
       await pendingSignals.start();
       await queries.start();
       loop = run().catch((err) => {
@@ -807,6 +817,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         }
       }
       await Promise.allSettled([...inFlight]);
+      inHand.stop();
     },
   };
 }

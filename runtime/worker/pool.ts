@@ -27,6 +27,7 @@ import { ContinuedTask, type TaskDelivery } from "./continued-task.js";
 import { createTaskReleaser, type ReleasableDelivery } from "./release.js";
 import { Slots } from "./slots.js";
 import { drainThenStop } from "../nats/drain.js";
+import { KeepAlive } from "../nats/keep-alive.js";
 import type { Continuation, LocalOutcome, LocalSource } from "../orchestrator/loop.js";
 import { pendingEffects, publishEffects } from "../orchestrator/outbox.js";
 import { isTerminal, type LeaseRef, type WorkflowState } from "../state.js";
@@ -122,10 +123,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       );
     }
   }
-  const heartbeatMs = Math.max(200, Math.floor(config.worker.ackWaitMs / 3));
-  /** Tasks between delivery and ack: one pool-wide timer keeps their ack deadlines moving (not one timer per task). */
-  const inProgress = new Set<TaskDelivery>();
-  let keepAliveTimer: ReturnType<typeof setInterval> | undefined;
+  /** Tasks between delivery and ack: one pool-wide timer keeps their ack deadlines moving (nats/keep-alive.ts). */
+  const inProgress = new KeepAlive<TaskDelivery>({ ackWaitMs: config.worker.ackWaitMs, logger, what: "activity tasks and leases", setting: "worker.ackWait" });
   /** Activity attempts running now: stop() aborts them when the grace period is over. */
   const runningAttempts = new Set<Attempt>();
   /** Aborted when the shutdown grace period is over: a completion still being published gives up. */
@@ -207,7 +206,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
 
   /** Run a task in a slot already taken for it (the slot is given back when it ends). */
   function startTask(msg: TaskDelivery): void {
-    inProgress.add(msg);
+    inProgress.hold(msg);
     let slotHeld = true;
     const releaseSlot = () => {
       if (!slotHeld) return;
@@ -220,7 +219,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         logger.error(`task on ${msg.subject} failed: ${(err as Error)?.stack ?? err}`);
       })
       .finally(() => {
-        inProgress.delete(msg);
+        inProgress.release(msg);
         tasks.delete(task);
         releaseSlot();
         if (msg instanceof ContinuedTask) options.leases.release(msg.task.workflowId, msg.task.step);
@@ -256,11 +255,11 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
 
   /** A continued step waits for a slot in memory, its lease kept alive; stopping releases the lease. */
   function startWhenSlotFree(msg: ContinuedTask): void {
-    inProgress.add(msg);
+    inProgress.hold(msg);
     const waiting = slots.acquireUpTo(1, pulling.signal, true).then(
       () => startTask(msg),
       () => {
-        inProgress.delete(msg);
+        inProgress.release(msg);
         options.leases.release(msg.task.workflowId, msg.task.step);
         release(msg); // stopping: the lease goes to another runtime, which re-publishes this step
       },
@@ -556,10 +555,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     },
     async start() {
       started = true;
-      keepAliveTimer = setInterval(() => {
-        for (const msg of inProgress) msg.working();
-      }, heartbeatMs);
-      keepAliveTimer.unref();
+      inProgress.start();
       watchCancellations();
       startLoops();
       if (activityTypes.length === 0) logger.warn("no activity types to pull: this runtime runs no activities");
@@ -585,7 +581,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       for (const attempt of runningAttempts) attempt.abort(new ShutdownError(reason));
       await Promise.allSettled([...tasks]);
       await releaser.settled();
-      clearInterval(keepAliveTimer);
+      inProgress.stop();
     },
   };
 }
