@@ -6,6 +6,7 @@
  */
 import { scaleout } from "./scaleout.js";
 import { continueAsNew } from "./continue-as-new.js";
+import { cluster } from "./cluster.js";
 import { join } from "node:path";
 import { startNatsServer, type TestNats } from "../test/helpers/nats-server.js";
 import { devLoop } from "./dev-loop.js";
@@ -92,6 +93,7 @@ async function main(): Promise<number> {
     if (wanted("parked_timers")) await figure("parked_timers", () => parkedTimers(ctx));
     if (wanted("scaleout")) await figure("scaleout", () => scaleout(ctx));
     if (wanted("continue_as_new")) await figure("continue_as_new", () => continueAsNew(ctx));
+    if (wanted("cluster")) await figure("cluster", () => cluster(ctx));
   } finally {
     await server?.stop().catch((err: unknown) => log(`stopping nats-server: ${(err as Error)?.message}`));
   }
@@ -146,6 +148,7 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
   const scale = ok("scaleout");
   const floorFig = ok("floor");
   const can = ok("continue_as_new");
+  const clusterFig = ok("cluster");
   const inProc = ok("in_process");
   // The in-process figure ran the floor between its own runs and samples: compare with those.
   const floorOfInProc = (inProc?.floor_interleaved as { steps_per_s?: number; p50_ms?: number; cpu_ms_per_workflow?: number } | undefined) ?? floorFig;
@@ -200,6 +203,11 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
     can_state_size_ratio: num(can?.state_size_ratio) ?? null,
     can_step_cost_ratio: num(can?.step_cost_ratio) ?? null,
     ...(can && can.runs !== 10_000 ? { can_runs: can.runs } : {}),
+    // A 3-node cluster (cluster.ts): R3 over R1 on the same servers, same run; and R3's own figures.
+    r3_throughput_ratio: num(clusterFig?.r3_throughput_ratio) ?? null,
+    r3_p50_ratio: num(clusterFig?.r3_p50_ratio) ?? null,
+    r3_steps_per_s: num((clusterFig?.r3 as { steps_per_s?: number } | undefined)?.steps_per_s) ?? null,
+    r3_p50_ms: num((clusterFig?.r3 as { p50_ms?: number } | undefined)?.p50_ms) ?? null,
     p99_ratio: ratio(lat?.p99_ms, rawP99),
     raw_steps_per_s: num(rawSteps(tp1)) ?? null,
     raw_bound_figure_steps_per_s: num(raw?.steps_per_s) ?? null,

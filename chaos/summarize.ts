@@ -26,14 +26,20 @@ const executions = (r: ScenarioResult) => {
 
 const dup = (r: ScenarioResult) => String(r.duplicateStepCompletions?.total ?? "—");
 
-console.log("| scenario | started | completed | lost | failed | duplicate step completions | activity executions | faults injected | wall time | held |");
-console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+/** Kill to takeover of the activities a killed runtime was running (lib/verify.ts takeovers). */
+const stall = (r: ScenarioResult) => {
+  const t = r.takeovers as { kills: number; perKillP50Ms: number; perKillMaxMs: number } | undefined;
+  return t && t.kills > 0 ? `${(t.perKillP50Ms / 1000).toFixed(1)} / ${(t.perKillMaxMs / 1000).toFixed(1)} s (${t.kills} kills)` : "—";
+};
+
+console.log("| scenario | started | completed | lost | failed | duplicate step completions | activity executions | faults injected | stall per kill, p50 / max | wall time | held |");
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 for (const r of results) {
   if (r.skipped) {
-    console.log(`| ${r.scenario} | skipped: ${r.skipped} | | | | | | | | — |`);
+    console.log(`| ${r.scenario} | skipped: ${r.skipped} | | | | | | | | | — |`);
     continue;
   }
   console.log(
-    `| ${r.scenario} | ${r.started} | ${r.completed} | ${r.lost} | ${r.failed} | ${dup(r)} | ${executions(r)} | ${faults(r)} | ${(r.wallTimeMs / 1000).toFixed(1)} s | ${r.ok ? "yes" : "**no**"} |`,
+    `| ${r.scenario} | ${r.started} | ${r.completed} | ${r.lost} | ${r.failed} | ${dup(r)} | ${executions(r)} | ${faults(r)} | ${stall(r)} | ${(r.wallTimeMs / 1000).toFixed(1)} s | ${r.ok ? "yes" : "**no**"} |`,
   );
 }

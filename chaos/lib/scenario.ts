@@ -104,7 +104,7 @@ export class ScenarioContext {
   }
 
   /** A client with the same durations as the runtimes: its topology check must not change the consumers. */
-  async client(urls: string[], options: { replicas?: number; orchestratorAckWait?: string | number; namespace?: string } = {}): Promise<WorkflowClient> {
+  async client(urls: string[], options: { replicas?: number; orchestratorAckWait?: string | number | "default"; namespace?: string } = {}): Promise<WorkflowClient> {
     const config = loadConfig({
       env: {},
       cwd: this.dir,
@@ -112,7 +112,7 @@ export class ScenarioContext {
         nats: { servers: urls },
         namespace: options.namespace ?? this.namespace,
         ...(options.replicas !== undefined ? { replicas: options.replicas } : {}),
-        orchestrator: { ackWait: options.orchestratorAckWait ?? "2s" },
+        ...(options.orchestratorAckWait === "default" ? {} : { orchestrator: { ackWait: options.orchestratorAckWait ?? "2s" } }),
         log: { level: "error" },
       },
     });
@@ -154,6 +154,7 @@ export function verdictFigures(v: Verdict): Pick<ScenarioResult, "started" | "co
     dependencyViolations: v.dependencyViolations,
     unexpectedOutcomes: v.unexpected,
     retries: v.retries,
+    takeovers: v.takeovers,
   };
 }
 

@@ -92,7 +92,63 @@ export interface Verdict {
   /** A step execution that started before one of its dependencies finished. */
   dependencyViolations: number;
   retries: { count: number; latenessP50Ms: number; latenessMaxMs: number };
+  /** How long the activities a killed runtime was running waited for another runtime (takeovers()). */
+  takeovers: Takeovers;
   violations: string[];
+}
+
+export interface Takeovers {
+  /** Kills (SIGKILL, or a crash point) that left at least one activity running on the victim. */
+  kills: number;
+  /** Activities running on a victim when it died that ran again elsewhere. */
+  activities: number;
+  /** Per kill, the longest wait of its activities (kill to the next start on another runtime): median and max over kills. */
+  perKillP50Ms: number;
+  perKillMaxMs: number;
+  /** Over all taken-over activities. */
+  p50Ms: number;
+}
+
+/**
+ * Failover, from the execution records: for each runtime that was killed (or crashed at a crash
+ * point), the activities it had started and not ended, and for each the first start of the same
+ * step on another runtime afterwards. The wait from the kill to that start is the stall the kill
+ * caused (the ack wait, less the last in-progress ack, plus a pull); a step that never ran again
+ * (its workflow ended or was cancelled meanwhile) is not counted.
+ */
+export function takeovers(executions: Execution[], disruptions: Disruption[]): Takeovers {
+  const byKey = new Map<string, Execution[]>();
+  for (const e of executions) {
+    const list = byKey.get(e.key) ?? [];
+    list.push(e);
+    byKey.set(e.key, list);
+  }
+  const perKill: number[] = [];
+  const all: number[] = [];
+  for (const kill of disruptions) {
+    if (kill.kind !== "sigkill" && kill.kind !== "crash") continue;
+    const diedAt = kill.exitedAt ?? kill.at;
+    let worst = -1;
+    for (const list of byKey.values()) {
+      const started = list.filter((e) => e.pid === kill.pid && e.event === "start" && e.at <= diedAt);
+      for (const start of started) {
+        if (list.some((e) => e.pid === kill.pid && e.attempt === start.attempt && e.event !== "start" && e.at >= start.at)) continue; // it ended there
+        const next = list.filter((e) => e.event === "start" && e.pid !== kill.pid && e.at >= start.at).sort((x, y) => x.at - y.at)[0];
+        if (!next) continue;
+        const wait = Math.max(0, next.at - kill.at);
+        all.push(wait);
+        worst = Math.max(worst, wait);
+      }
+    }
+    if (worst >= 0) perKill.push(worst);
+  }
+  return {
+    kills: perKill.length,
+    activities: all.length,
+    perKillP50Ms: round(percentile(perKill, 50), 0),
+    perKillMaxMs: round(perKill.length ? Math.max(...perKill) : NaN, 0),
+    p50Ms: round(percentile(all, 50), 0),
+  };
 }
 
 const MAX_VIOLATIONS = 25;
@@ -249,6 +305,7 @@ export function verify(input: VerifyInput): Verdict {
     extraExecutions: extra,
     dependencyViolations,
     retries: { count: lateness.length, latenessP50Ms: round(percentile(lateness, 50), 0), latenessMaxMs: round(lateness.length ? Math.max(...lateness) : NaN, 0) },
+    takeovers: takeovers(input.executions, input.disruptions),
     violations,
   };
 }

@@ -18,7 +18,8 @@ export const runtimeKills: Scenario = {
   quickN: 80,
   timeoutMs: 6 * 60_000,
   async run(ctx, n, options) {
-    const ackWait = "3s";
+    // The default ack waits: the stall a kill causes (`takeovers` in the result) is what a user gets.
+    const ackWait = "default";
     const nats = await ctx.nats();
     const fleet = ctx.fleet({ natsUrl: nats.url, workerAckWait: ackWait, orchestratorAckWait: ackWait, slots: 16 });
     const client = await ctx.client([nats.url], { orchestratorAckWait: ackWait });
