@@ -83,6 +83,23 @@ describe("keep-alive of messages in hand", () => {
     }
   });
 
+  it("a runtime set to 30 s keeps alive the messages of a consumer that another runtime set to 1 s, from the ack wait the consumer reports", async () => {
+    const consumer = await oneMessage("KA4");
+    const keepAlive = new KeepAlive<JsMsg>({ ackWaitMs: 30_000, logger: recordingLogger(), what: "messages", setting: "test.ackWait" });
+    keepAlive.start();
+    try {
+      // What the worker pool and the orchestrator do once they have the consumer: its ack wait in force.
+      keepAlive.observeAckWait((await consumer.info(true)).config.ack_wait! / 1_000_000);
+      const msg = (await next(consumer))!;
+      keepAlive.hold(msg);
+      for (let i = 0; i < 3; i += 1) expect(await next(consumer)).toBeUndefined();
+      keepAlive.release(msg);
+      msg.ack();
+    } finally {
+      keepAlive.stop();
+    }
+  });
+
   it("without it, the same message is redelivered while still in hand (what the keep-alive prevents)", async () => {
     const consumer = await oneMessage("KA2");
     const msg = (await next(consumer))!;

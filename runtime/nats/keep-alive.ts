@@ -6,10 +6,12 @@
  * continuation's lease, an event queued behind others of its workflow) is kept alive here: one
  * timer per holder sends an in-progress ack to each message held longer than one beat.
  *
- * The beat is a quarter of the ack wait and at most 1 s, whatever the ack wait configured here:
- * the consumer is shared and the last runtime to start sets its ack wait, so a runtime must not
- * rely on its own value being the one in force. Cost: one timer per holder; one small message per
- * beat per message held longer than a beat, none for the many settled within one.
+ * The beat is a quarter of the ack wait and at most 1 s; a message gets its in-progress ack at
+ * the first beat after it has been held half a beat, so the acks of one message are at most 1.5
+ * beats apart. The consumer is shared and the last runtime to start sets its ack wait, so the
+ * holder also tells the keep-alive the ack wait the consumer reports (observeAckWait): a shorter
+ * one than this runtime's setting tightens the beat. Cost: one timer per holder; one small message
+ * per beat per message held longer than half a beat, none for the many settled sooner.
  *
  * The same timer notices a blocked event loop (a CPU-bound activity or a long synchronous call):
  * when it fires more than half an ack wait late, no in-progress ack went out meanwhile, so what
@@ -36,7 +38,7 @@ export class KeepAlive<M extends Workable = Workable> {
   /** Message → when it was taken in hand or last sent an in-progress ack (ms). */
   private readonly held = new Map<M, number>();
   private timer: ReturnType<typeof setInterval> | undefined;
-  private readonly beatMs: number;
+  private beatMs: number;
   private lastBeatAt = 0;
   private lastLagWarningAt = -Infinity;
 
@@ -44,7 +46,7 @@ export class KeepAlive<M extends Workable = Workable> {
    * `what`: what the messages are, for the warning ("activity tasks"); `setting`: the config key
    * of their ack wait, named in it.
    */
-  constructor(private readonly options: { ackWaitMs: number; logger: Logger; what: string; setting: string; now?: () => number }) {
+  constructor(private readonly options: { ackWaitMs: number; readonly logger: Logger; readonly what: string; readonly setting: string; readonly now?: () => number }) {
     this.beatMs = beatOf(options.ackWaitMs);
   }
 
@@ -72,19 +74,34 @@ export class KeepAlive<M extends Workable = Workable> {
     this.timer.unref();
   }
 
+  /**
+   * The ack wait in force on the consumer (from its info): a shorter one than the runtime's own
+   * setting (another runtime set it) tightens the beat, so that this runtime's messages stay alive.
+   */
+  observeAckWait(ackWaitMs: number): void {
+    const beat = beatOf(ackWaitMs);
+    if (beat >= this.beatMs) return;
+    this.beatMs = beat;
+    this.options.ackWaitMs = ackWaitMs;
+    if (this.timer) {
+      this.stop();
+      this.start();
+    }
+  }
+
   stop(): void {
     clearInterval(this.timer);
     this.timer = undefined;
   }
 
-  /** One beat: in-progress acks for what has been held a beat or longer. Public for tests. */
+  /** One beat: in-progress acks for what has been held half a beat or longer. Public for tests. */
   beat(): void {
     const now = this.now();
     const late = now - this.lastBeatAt - this.beatMs;
     this.lastBeatAt = now;
     if (late > this.options.ackWaitMs / 2 && this.held.size > 0) this.warnLag(late);
     for (const [msg, since] of this.held) {
-      if (now - since < this.beatMs) continue;
+      if (now - since < this.beatMs / 2) continue;
       try {
         msg.working();
       } catch {

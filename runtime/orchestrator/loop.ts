@@ -750,6 +750,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
 
   async function run(): Promise<void> {
     const consumer = await topology.js.consumers.get(topology.names.eventsStream, topology.names.orchestratorConsumer);
+    inHand.observeAckWait(((await consumer.info(true)).config.ack_wait ?? Infinity) / 1_000_000); // the ack wait in force (nats/keep-alive.ts)
     // Short pull expiry: a pull request lost with a NATS node (or a consumer leader) is noticed
     // after two missed heartbeats (expires / 2 each), not after the 30 s default.
     messages = await consumer.consume({ max_messages: Math.min(1_000, config.orchestrator.concurrency * 2), expires: PULL_EXPIRES_MS });

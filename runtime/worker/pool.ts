@@ -163,6 +163,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   async function pullLoop(activityType: string): Promise<void> {
     await ensureActivityConsumer(topology, activityType, config.worker.ackWaitMs);
     const consumer: Consumer = await topology.js.consumers.get(topology.names.tasksStream, topology.names.activityConsumer(activityType));
+    // The ack wait in force (another runtime may have set a shorter one than ours): the keep-alive follows it.
+    inProgress.observeAckWait(((await consumer.info(true)).config.ack_wait ?? Infinity) / 1_000_000);
     let idle = true;
     while (!pulling.signal.aborted) {
       let granted: number;
