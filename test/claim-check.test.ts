@@ -14,6 +14,7 @@ import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
 import type { WorkflowContext, WorkflowState } from "../runtime/index.js";
+import { MAX_UPDATE_RECORDS } from "../runtime/orchestrator/decide.js";
 import { bigText, sha256 } from "./fixtures/payloads/big-payload.js";
 import { activities, workflows } from "./fixtures/payloads/functions.js";
 import { useEngines, waitFor, waitForEventsApplied, waitForState, type Engine } from "./fixtures/engine/harness.js";
@@ -160,6 +161,24 @@ describe("claim check", () => {
     await nc.flush();
     await waitForEventsApplied(await e.topology());
     expect((await objects(e)).names).toEqual(kept);
+  });
+
+  it("a refused update's claim-checked args are removed once its outcome is pushed out of the most recent ones", async () => {
+    const e = engine();
+    await e.runtime({ workflows: { box } });
+    const client = await e.client();
+    await client.start("box", null, { id: "box-refused" });
+    await waitForState(client, "box-refused", (s) => s.steps.signal_close?.status === "waiting");
+    await expect(client.update("box-refused", "put", { blob: bigText(100 * 1024, "refused"), refuse: true }, { updateId: "big-refused" })).rejects.toMatchObject({ code: "WF_UPDATE_REJECTED" });
+    expect((await objects(e)).names.some((n) => n.startsWith("box-refused/updates/big-refused/args-"))).toBe(true);
+    // MAX_UPDATE_RECORDS small refused updates later, its outcome is no longer kept: nothing references its args.
+    for (let i = 0; i < MAX_UPDATE_RECORDS; i++) {
+      await expect(client.update("box-refused", "put", { blob: "small", refuse: true }, { updateId: `small-${i}` })).rejects.toMatchObject({ code: "WF_UPDATE_REJECTED" });
+    }
+    expect((await rawState(e, "box-refused")).state.updates!.some((u) => u.id === "big-refused")).toBe(false);
+    await waitFor("the refused update's args removed", async () => (await objects(e)).messages === 0, 20_000, 200);
+    await client.signal("box-refused", "close");
+    expect((await waitForState(client, "box-refused")).status).toBe("completed");
   });
 
   it("with a codec, the stored objects hold ciphertext", async () => {

@@ -39,7 +39,7 @@ import { carriedCloses, childStartFoundState, closesToCarry, decideChildEvent, e
 import { holdSignal, MAX_PENDING_SIGNALS, PendingSignalsListener, releasePendingSignals } from "./pending-signals.js";
 import { serializeState, StateStore, StateTooLargeError, type StoredWorkflow } from "./state-store.js";
 import { NO_OBSERVER, type EngineObserver } from "../observability/observer.js";
-import { removeOrphanedPayload } from "../payloads/removal.js";
+import { droppedUpdateArgs, removeOrphanedPayload } from "../payloads/removal.js";
 import { KeepAlive } from "../nats/keep-alive.js";
 
 export interface Orchestrator {
@@ -539,6 +539,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         if (write.state.searchAttributes !== stored.state.searchAttributes) indexAttributesBeforeState(topology, write.state, stored.state.searchAttributes);
         const next = await store.update(write.state, stored.revision, write.execution, write.serialized);
         announceIfFinished(next.state, write.serialized);
+        // Refused updates' claim-checked arguments that no stored state references any more (removal.ts).
+        for (const dropped of droppedUpdateArgs(stored.state, next.state)) void removeOrphanedPayload(topology, dropped.ref, dropped.under, logger);
         if (waitsOnlyOnDistantTimers(next.state, write.effects, env.now(), config.orchestrator.cacheDistantWaitsMs)) store.forget(id);
         options.crashPoint?.("after-state-write-before-dispatch");
         // Test-only: the write that recorded a cancel request is stored, its effects (aborts, cleanup tasks) not yet published.

@@ -6,10 +6,12 @@
  * them), so the cost grows with the workflow removed, not with the bucket.
  *
  * Not found this way: an object written by an attempt whose completion never reached the state
- * (a timed-out attempt that finished after its retry did), and the claim-checked arguments of an
- * update refused and then pushed out of the 64 most recent outcomes (`updates`). They stay until
- * the bucket is purged. The arguments of an update that reached a workflow that had ended are
- * removed when the orchestrator drops that update (removeOrphanedPayload).
+ * (a timed-out attempt that finished after its retry did): it stays until the bucket is purged.
+ * Two kinds of objects lose their last reference before their workflow goes, and are removed
+ * then: the arguments of an update that reached a workflow that had ended, when the orchestrator
+ * drops that update (removeOrphanedPayload), and those of a refused update whose outcome is
+ * pushed out of the 64 most recent (`updates`), once the state without it is stored
+ * (droppedUpdateArgs).
  */
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
@@ -17,6 +19,7 @@ import { withHistory } from "../orchestrator/history.js";
 import { readRun } from "../orchestrator/runs.js";
 import { runNumber, type WorkflowState } from "../state.js";
 import { objectNameOf } from "./claim-check.js";
+import { updateArgsPrefix } from "./payloads.js";
 
 export async function removeWorkflowPayloads(topology: Topology, state: WorkflowState): Promise<void> {
   const { payloads } = topology;
@@ -42,4 +45,16 @@ export async function removeOrphanedPayload(topology: Topology, value: unknown, 
   const name = claimCheck && objectNameOf(value, claimCheck.bucket);
   if (!claimCheck || !name?.startsWith(under)) return;
   await claimCheck.remove([name]).catch((err: unknown) => logger.warn(`could not remove payload object ${name}, which only a dropped message referenced: ${(err as Error)?.message}`));
+}
+
+/**
+ * The claim-checked arguments of refused updates whose outcomes `before` kept and `after` no
+ * longer does (pushed out of the most recent ones): no state of the run references them any more,
+ * so they are passed to removeOrphanedPayload once `after` is stored. Cost: a comparison of two
+ * lists of at most 64 when a write changed them; nothing otherwise.
+ */
+export function droppedUpdateArgs(before: WorkflowState, after: WorkflowState): Array<{ ref: unknown; under: string }> {
+  if (before.updates === after.updates || !before.updates?.some((u) => u.args !== undefined)) return [];
+  const kept = new Set((after.updates ?? []).map((u) => u.id));
+  return before.updates.filter((u) => u.args !== undefined && !kept.has(u.id)).map((u) => ({ ref: u.args, under: updateArgsPrefix(before.id, u.id) }));
 }
