@@ -141,6 +141,26 @@ export function markdownSection(info: RunInfo, figures: Figure[], summary: Recor
     rows.push([`continue-as-new ${fmt(can.runs)} times: state size, last run ÷ run 100`, `${fmt(can.state_bytes_last_run, " B")} vs ${fmt(can.state_bytes_run_100, " B")} — **${fmt(can.state_size_ratio, "×")}**`, "≤ 1.2×"]);
     rows.push([`continue-as-new ${fmt(can.runs)} times: ms per run, last ${fmt(can.window_runs)} ÷ first ${fmt(can.window_runs)}`, `${fmt(can.late_ms_per_run, " ms")} vs ${fmt(can.early_ms_per_run, " ms")} — **${fmt(can.step_cost_ratio, "×")}**`, "≤ 1.2×"]);
   }
+  const scale = find(figures, "scaleout");
+  if (scale) {
+    const sides = (scale.sides as Array<{ runtimes: number; cpu_ms_per_workflow: number; cache_hit_ratio: number | null }> | undefined) ?? [];
+    const side = (count: number) => sides.find((x) => x.runtimes === count);
+    rows.push([
+      "scale-out: CPU per workflow, 4 `wf run` ÷ 1 (a step, a sleep, a signal, a step)",
+      `${fmt(side(4)?.cpu_ms_per_workflow, " ms")} vs ${fmt(side(1)?.cpu_ms_per_workflow, " ms")} — **${fmt(scale.scaleout_cpu_ratio, "×")}**; state cache hit ratio with 4: ${fmt(scale.cache_hit_ratio_4rt)} (with 1: ${fmt(side(1)?.cache_hit_ratio ?? undefined)})`,
+      "≤ 1.1×, hits ≥ 0.99",
+    ]);
+  }
+  const cluster = find(figures, "cluster");
+  if (cluster) {
+    type Side = { steps_per_s: number; p50_ms: number; cpu_ms_per_workflow: number };
+    const [r3, r1] = [cluster.r3 as Side, cluster.r1 as Side];
+    rows.push([
+      "3-node cluster, in process: R3 against R1 on the same servers",
+      `R3 ${fmt(r3.steps_per_s, " steps/s")}, p50 ${fmt(r3.p50_ms, " ms")}, ${fmt(r3.cpu_ms_per_workflow, " CPU-ms")} per workflow; R1 ${fmt(r1.steps_per_s, " steps/s")}, p50 ${fmt(r1.p50_ms, " ms")}, ${fmt(r1.cpu_ms_per_workflow, " CPU-ms")} — **${fmt(cluster.r3_throughput_ratio, "×")}** throughput, p50 ${fmt(cluster.r3_p50_ratio, "×")}`,
+      "reported",
+    ]);
+  }
   for (const f of figures.filter((f) => f.error)) rows.push([`${f.figure} (error)`, String(f.error).split("\n")[0]!.slice(0, 200), ""]);
 
   const m = info.machine;
