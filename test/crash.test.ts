@@ -313,23 +313,31 @@ describe("crash recovery (child-process runtimes)", () => {
   const DEFAULTS = { workerAckWait: "default", orchestratorAckWait: "default" } as const;
   const FAILOVER_MS = 5_000;
 
-  it("failover, default settings: an activity whose runtime is SIGKILLed runs again on another runtime within 5 s, and runs there once however long it takes", async () => {
-    setup("fo-task");
+  /**
+   * `workflow` (crashy or continued_crashy) runs slow_step (10 s) on A; B starts; A is SIGKILLed
+   * mid-step. B must run slow_step within FAILOVER_MS of the kill, once (B's own 10 s run, longer
+   * than 2 ack waits, is kept alive), and the workflow completes with `journal`.
+   */
+  async function slowStepTakenOver(label: string, workflow: "crashy" | "continued_crashy", journal: string[]): Promise<number> {
+    setup(label);
     const a = await spawnRuntime("A", runtimeOptions(DEFAULTS));
     const wf = await openClient();
-    // 10 s: longer than B takes to start, and than 2 ack waits (B's own run must be kept alive).
-    await wf.start("crashy", { slowMs: 10_000 }, { id: "fo-task" });
+    await wf.start(workflow, { slowMs: 10_000 }, { id: label });
     await waitFor("slow_step to start on A", () => markerLines(markerDir, MARKER_FILES.slowStarted).find((l) => l.pid === a.pid), 15_000, 20);
     const b = await spawnRuntime("B", runtimeOptions(DEFAULTS));
     const killedAt = Date.now();
     await killRuntime(a);
     const onB = await waitFor("slow_step to start again on B", () => markerLines(markerDir, MARKER_FILES.slowStarted).find((l) => l.pid === b.pid), 15_000, 20);
     expect(onB.at - killedAt, `taken over ${onB.at - killedAt} ms after the kill`).toBeLessThan(FAILOVER_MS);
-    const state = (await waitForTerminal(wf, ["fo-task"], 30_000)).get("fo-task")!;
-    expectCleanJournal(state, ["slow_step", "fast_step"]);
-    // B's 10 s run was kept alive past its 4 s ack wait: not handed out a third time.
+    const state = (await waitForTerminal(wf, [label], 30_000)).get(label)!;
+    expectCleanJournal(state, journal);
     expect(markerLines(markerDir, MARKER_FILES.slowStarted).map((l) => l.pid)).toEqual([a.pid, b.pid]);
-    console.log(`[crash fo-task] activity taken over ${onB.at - killedAt} ms after the kill`);
+    return onB.at - killedAt;
+  }
+
+  it("failover, default settings: an activity whose runtime is SIGKILLed runs again on another runtime within 5 s, and runs there once however long it takes", async () => {
+    const ms = await slowStepTakenOver("fo-task", "crashy", ["slow_step", "fast_step"]);
+    console.log(`[crash fo-task] activity taken over ${ms} ms after the kill`);
   });
 
   it("failover, default settings: an event whose runtime is SIGKILLed while applying it is applied by another runtime within 5 s", async () => {
@@ -353,20 +361,8 @@ describe("crash recovery (child-process runtimes)", () => {
   });
 
   it("failover, default settings: a continued step whose runtime is SIGKILLed runs again on another runtime within 5 s (its lease expires)", async () => {
-    setup("fo-cont");
-    const a = await spawnRuntime("A", runtimeOptions(DEFAULTS));
-    const wf = await openClient();
-    await wf.start("continued_crashy", { slowMs: 10_000 }, { id: "fo-cont" });
-    await waitFor("slow_step to start on A", () => markerLines(markerDir, MARKER_FILES.slowStarted).find((l) => l.pid === a.pid), 15_000, 20);
-    const b = await spawnRuntime("B", runtimeOptions(DEFAULTS));
-    const killedAt = Date.now();
-    await killRuntime(a);
-    const onB = await waitFor("slow_step to start again on B", () => markerLines(markerDir, MARKER_FILES.slowStarted).find((l) => l.pid === b.pid), 15_000, 20);
-    expect(onB.at - killedAt, `taken over ${onB.at - killedAt} ms after the kill`).toBeLessThan(FAILOVER_MS);
-    const state = (await waitForTerminal(wf, ["fo-cont"], 30_000)).get("fo-cont")!;
-    expectCleanJournal(state, ["fast_step", "slow_step"]);
-    expect(markerLines(markerDir, MARKER_FILES.slowStarted).map((l) => l.pid)).toEqual([a.pid, b.pid]);
-    console.log(`[crash fo-cont] continued step taken over ${onB.at - killedAt} ms after the kill`);
+    const ms = await slowStepTakenOver("fo-cont", "continued_crashy", ["fast_step", "slow_step"]);
+    console.log(`[crash fo-cont] continued step taken over ${ms} ms after the kill`);
   });
 
   it("a lease delivered again as a new task (nats-server 2.9 can): its second execution repairs the workflow at once", async () => {
