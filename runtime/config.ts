@@ -368,13 +368,15 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   }
   // Short ack waits are kept alive by in-progress acks every quarter of them (nats/keep-alive.ts);
   // below a second, a garbage collection or a busy moment would hand live work to another runtime.
-  for (const [key, value] of [["worker.ackWait", raw.worker.ackWait], ["orchestrator.ackWait", raw.orchestrator.ackWait]] as const) {
-    if (parseDuration(value, key) < MIN_ACK_WAIT_MS) {
-      throw new ConfigError("WF_CONFIG_INVALID_VALUE", `${label}: ${key} is ${JSON.stringify(value)}, below the minimum of 1s`, {
-        hint: `Set ${key} to 1s or more (the default, 4s, lets another runtime take over within about 4 s of a crash).`,
-      });
-    }
-  }
+  const ackWaitMs = (key: string, value: string | number): number => {
+    const ms = parseDuration(value, key);
+    if (ms >= MIN_ACK_WAIT_MS) return ms;
+    throw new ConfigError("WF_CONFIG_INVALID_VALUE", `${label}: ${key} is ${JSON.stringify(value)}, below the minimum of 1s`, {
+      hint: `Set ${key} to 1s or more (the default, 4s, lets another runtime take over within about 4 s of a crash).`,
+    });
+  };
+  const workerAckWaitMs = ackWaitMs("worker.ackWait", raw.worker.ackWait);
+  const orchestratorAckWaitMs = ackWaitMs("orchestrator.ackWait", raw.orchestrator.ackWait);
   const codecKeys = Object.keys(raw.codec.keys as object);
   if ((codecKeys.length > 0 || raw.codec.current) && !codecKeys.includes(raw.codec.current)) {
     throw new ConfigError(
@@ -414,13 +416,13 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       id: raw.worker.id || `${hostname()}-${process.pid}`,
       slots: raw.worker.slots,
       activities: raw.worker.activities,
-      ackWaitMs: parseDuration(raw.worker.ackWait, "worker.ackWait"),
+      ackWaitMs: workerAckWaitMs,
       continuations: raw.worker.continuations,
       maxDeliveries: raw.worker.maxDeliveries,
       shutdownGraceMs: parseDuration(raw.worker.shutdownGrace, "worker.shutdownGrace"),
     },
     orchestrator: {
-      ackWaitMs: parseDuration(raw.orchestrator.ackWait, "orchestrator.ackWait"),
+      ackWaitMs: orchestratorAckWaitMs,
       concurrency: Math.max(1, raw.orchestrator.concurrency),
       maxAckPending: Math.max(1, raw.orchestrator.maxAckPending),
       cacheSize: raw.orchestrator.cacheSize,

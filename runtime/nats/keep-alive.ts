@@ -38,7 +38,8 @@ export class KeepAlive<M extends Workable = Workable> {
   /** Message → when it was taken in hand or last sent an in-progress ack (ms). */
   private readonly held = new Map<M, number>();
   private timer: ReturnType<typeof setInterval> | undefined;
-  private beatMs: number;
+  /** The shortest ack wait known for these messages: the runtime's setting, or what a consumer reports. */
+  private ackWaitMs: number;
   private lastBeatAt = 0;
   private lastLagWarningAt = -Infinity;
 
@@ -46,30 +47,26 @@ export class KeepAlive<M extends Workable = Workable> {
    * `what`: what the messages are, for the warning ("activity tasks"); `setting`: the config key
    * of their ack wait, named in it.
    */
-  constructor(private readonly options: { ackWaitMs: number; readonly logger: Logger; readonly what: string; readonly setting: string; readonly now?: () => number }) {
-    this.beatMs = beatOf(options.ackWaitMs);
+  constructor(private readonly options: { ackWaitMs: number; logger: Logger; what: string; setting: string }) {
+    this.ackWaitMs = options.ackWaitMs;
   }
 
-  private now(): number {
-    return this.options.now?.() ?? Date.now();
+  private get beatMs(): number {
+    return beatOf(this.ackWaitMs);
   }
 
   /** Keep `msg` alive until `release` (call it once the message is acked, NAKed or given up). */
   hold(msg: M): void {
-    this.held.set(msg, this.now());
+    this.held.set(msg, Date.now());
   }
 
   release(msg: M): void {
     this.held.delete(msg);
   }
 
-  get size(): number {
-    return this.held.size;
-  }
-
   start(): void {
     if (this.timer) return;
-    this.lastBeatAt = this.now();
+    this.lastBeatAt = Date.now();
     this.timer = setInterval(() => this.beat(), this.beatMs);
     this.timer.unref();
   }
@@ -79,11 +76,10 @@ export class KeepAlive<M extends Workable = Workable> {
    * setting (another runtime set it) tightens the beat, so that this runtime's messages stay alive.
    */
   observeAckWait(ackWaitMs: number): void {
-    const beat = beatOf(ackWaitMs);
-    if (beat >= this.beatMs) return;
-    this.beatMs = beat;
-    this.options.ackWaitMs = ackWaitMs;
-    if (this.timer) {
+    if (ackWaitMs >= this.ackWaitMs) return;
+    const beatBefore = this.beatMs;
+    this.ackWaitMs = ackWaitMs;
+    if (this.timer && this.beatMs !== beatBefore) {
       this.stop();
       this.start();
     }
@@ -94,12 +90,12 @@ export class KeepAlive<M extends Workable = Workable> {
     this.timer = undefined;
   }
 
-  /** One beat: in-progress acks for what has been held half a beat or longer. Public for tests. */
-  beat(): void {
-    const now = this.now();
+  /** One beat: in-progress acks for what has been held half a beat or longer. */
+  private beat(): void {
+    const now = Date.now();
     const late = now - this.lastBeatAt - this.beatMs;
     this.lastBeatAt = now;
-    if (late > this.options.ackWaitMs / 2 && this.held.size > 0) this.warnLag(late);
+    if (late > this.ackWaitMs / 2 && this.held.size > 0) this.warnLag(late);
     for (const [msg, since] of this.held) {
       if (now - since < this.beatMs / 2) continue;
       try {
@@ -112,12 +108,12 @@ export class KeepAlive<M extends Workable = Workable> {
   }
 
   private warnLag(lateMs: number): void {
-    const now = this.now();
+    const now = Date.now();
     if (now - this.lastLagWarningAt < LAG_WARNING_EVERY_MS) return;
     this.lastLagWarningAt = now;
     this.options.logger.warn(
       `the event loop was blocked for ${(lateMs / 1000).toFixed(1)} s while this runtime held ${this.held.size} ${this.options.what}; ` +
-        `past ${this.options.setting} (${this.options.ackWaitMs} ms) JetStream gives them to another runtime, which may run them too. ` +
+        `past ${this.options.setting} (${this.ackWaitMs} ms) JetStream gives them to another runtime, which may run them too. ` +
         `Move CPU-bound work off the event loop (a worker thread or a child process), or raise ${this.options.setting}.`,
     );
   }

@@ -49,9 +49,11 @@ export async function removeOrphanedPayload(topology: Topology, value: unknown, 
 
 /**
  * The claim-checked arguments of refused updates whose outcomes `before` kept and `after` no
- * longer does (pushed out of the most recent ones): no state of the run references them any more,
- * so they are passed to removeOrphanedPayload once `after` is stored. Cost: a comparison of two
- * lists of at most 64 when a write changed them; nothing otherwise.
+ * longer does (pushed out of the most recent ones): the run's state no longer references them, so
+ * they are passed to removeOrphanedPayload once `after` is stored. (An outcome carried over by
+ * continue-as-new is still named by the earlier run's archived state; reads never open update
+ * arguments, and that run's removal finds the object gone, which is no error.) Cost: a comparison
+ * of two lists of at most 64 when a write changed them; nothing otherwise.
  */
 export function droppedUpdateArgs(before: WorkflowState, after: WorkflowState): Array<{ ref: unknown; under: string }> {
   if (before.updates === after.updates || !before.updates?.some((u) => u.args !== undefined)) return [];
