@@ -10,15 +10,12 @@
  * the three nodes share its cores and a loopback network, so R3 here pays the replication's CPU
  * and none of a real network's round trips: a lower bound of its cost.
  */
-import { join } from "node:path";
-import { createClient, createRuntime, loadConfig, silentLogger, type Runtime, type WorkflowClient } from "../runtime/index.js";
 import { startNatsCluster } from "../test/helpers/nats-server.js";
 import type { BenchContext, Figure } from "./lib/context.js";
-import { namespaceFor, ORDER_STEPS, orderInput } from "./lib/context.js";
+import { namespaceFor, ORDER_STEPS } from "./lib/context.js";
 import { cpuMeter } from "./lib/proc.js";
-import { REPO_ROOT } from "./lib/runtimes.js";
+import { startRepoEngine, type RepoEngine } from "./lib/repo-engine.js";
 import { medianBy, round, runPool, summarize, withTimeout } from "./lib/stats.js";
-import { createWaiter, type ResultWaiter } from "./lib/waiter.js";
 import { cpuMsPerWorkflow } from "./floor.js";
 
 const RUNS = 3;
@@ -26,9 +23,7 @@ const WARM_UP = 100;
 
 interface Side {
   replicas: 1 | 3;
-  runtime: Runtime;
-  client: WorkflowClient;
-  waiter: ResultWaiter;
+  engine: RepoEngine;
   reps: Array<{ seconds: number; cpu: Record<string, number> }>;
   samples: number[];
 }
@@ -39,42 +34,20 @@ export async function cluster(ctx: BenchContext): Promise<Figure> {
   const sides: Side[] = [];
   try {
     for (const replicas of [1, 3] as const) {
-      const config = loadConfig({
-        env: {},
-        cwd: REPO_ROOT,
-        overrides: {
-          nats: { servers: nodes.urls },
-          namespace: namespaceFor(`r${replicas}`),
-          replicas,
-          log: { level: "warn" },
-          functions: { dir: join(REPO_ROOT, "functions") },
-          ...(slots ? { worker: { slots } } : {}),
-        },
-      });
-      const runtime = await createRuntime({ config, code: "local", logger: silentLogger });
-      await runtime.start();
-      const client = await createClient({ config, logger: silentLogger });
-      sides.push({ replicas, runtime, client, waiter: await createWaiter(client, waitMode), reps: [], samples: [] });
+      sides.push({ replicas, engine: await startRepoEngine({ servers: nodes.urls, namespace: namespaceFor(`r${replicas}`), replicas, waitMode, slots }), reps: [], samples: [] });
     }
-    const one = async (side: Side, id: string): Promise<number> => {
-      const t0 = performance.now();
-      await side.client.start("order_processing", orderInput(0), { id });
-      const state = await side.waiter.wait(id);
-      if (state.status !== "completed") throw new Error(`R${side.replicas} workflow ${id} ended ${state.status}: ${state.error?.message ?? ""}`);
-      return performance.now() - t0;
-    };
     const serverPids = Object.fromEntries(nodes.servers.map((s, i) => [`nats_${i + 1}`, s.pid]));
-    for (const side of sides) await withTimeout(runPool(WARM_UP, concurrency, async (i) => void (await one(side, `warm-${i}`))), 120_000, `R${side.replicas} warm-up`);
+    for (const side of sides) await withTimeout(runPool(WARM_UP, concurrency, async (i) => void (await side.engine.one(`warm-${i}`))), 120_000, `R${side.replicas} warm-up`);
     for (let rep = 0; rep < RUNS; rep++) {
       for (const side of sides) {
         const meter = cpuMeter(serverPids);
         const t0 = performance.now();
-        await withTimeout(runPool(n, concurrency, async (i) => void (await one(side, `r${rep}-${i}`))), 600_000, `R${side.replicas} run`);
+        await withTimeout(runPool(n, concurrency, async (i) => void (await side.engine.one(`r${rep}-${i}`))), 600_000, `R${side.replicas} run`);
         side.reps.push({ seconds: (performance.now() - t0) / 1000, cpu: meter() });
       }
     }
     const samplesEach = Math.max(20, Math.round(latencyN / 2));
-    for (let i = 0; i < samplesEach; i++) for (const side of sides) side.samples.push(await one(side, `l-${i}`));
+    for (let i = 0; i < samplesEach; i++) for (const side of sides) side.samples.push(await side.engine.one(`l-${i}`));
 
     const processes = ["bench_process", ...Object.keys(serverPids)];
     const figureOf = (side: Side) => {
@@ -103,11 +76,7 @@ export async function cluster(ctx: BenchContext): Promise<Figure> {
       r3_cpu_ratio: round(r3.cpu_ms_per_workflow / r1.cpu_ms_per_workflow, 3),
     };
   } finally {
-    for (const side of sides) {
-      await side.waiter.close().catch(() => undefined);
-      await side.client.close().catch(() => undefined);
-      await side.runtime.stop("bench").catch(() => undefined);
-    }
+    for (const side of sides) await side.engine.close();
     await nodes.stop();
   }
 }

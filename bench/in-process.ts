@@ -9,107 +9,81 @@
  * same moment of a noisy shared machine. CPU per workflow is this process's (runtime, client and
  * floor are in it, taking turns) plus nats-server's, over the timed run.
  */
-import { join } from "node:path";
-import { createClient, createRuntime, loadConfig, silentLogger, type Runtime, type WorkflowClient } from "../runtime/index.js";
 import type { BenchContext, Figure } from "./lib/context.js";
-import { namespaceFor, ORDER_STEPS, orderInput } from "./lib/context.js";
+import { namespaceFor, ORDER_STEPS } from "./lib/context.js";
 import { cpuMeter } from "./lib/proc.js";
-import { REPO_ROOT } from "./lib/runtimes.js";
+import { startRepoEngine, type RepoEngine } from "./lib/repo-engine.js";
 import { medianBy, round, runPool, summarize, withTimeout } from "./lib/stats.js";
-import { createWaiter } from "./lib/waiter.js";
 import { cpuMsPerWorkflow, meteredFloorRun, startFloorLoop } from "./floor.js";
 import { THROUGHPUT_RUNS, THROUGHPUT_WARM_UP } from "./raw-bound.js";
 
 export async function inProcess(ctx: BenchContext): Promise<Figure> {
   const { n, concurrency, latencyN, waitMode, slots } = ctx.options;
-  const namespace = namespaceFor("inproc");
-  // As `wf run` in the repo reads it (wf.config.json, functions/), minus the process environment.
-  const config = loadConfig({
-    env: {},
-    cwd: REPO_ROOT,
-    overrides: { nats: { servers: [ctx.natsUrl] }, namespace, log: { level: "warn" }, functions: { dir: join(REPO_ROOT, "functions") }, ...(slots ? { worker: { slots } } : {}) },
-  });
-  let runtime: Runtime | undefined;
-  let client: WorkflowClient | undefined;
+  let engine: RepoEngine | undefined;
   const floor = await startFloorLoop(ctx.natsUrl);
   try {
-    runtime = await createRuntime({ config, code: "local", logger: silentLogger });
-    await runtime.start();
-    client = await createClient({ config, logger: silentLogger });
-    const waiter = await createWaiter(client, waitMode);
-    const started = client;
-    try {
-      const one = async (id: string): Promise<number> => {
-        const t0 = performance.now();
-        await started.start("order_processing", orderInput(0), { id });
-        const state = await waiter.wait(id);
-        if (state.status !== "completed") throw new Error(`workflow ${id} ended ${state.status}: ${state.error?.message ?? ""}`);
-        return performance.now() - t0;
-      };
-      const jetflowRun = async (tag: string): Promise<number> => {
-        const t0 = performance.now();
-        await withTimeout(runPool(n, concurrency, async (i) => void (await one(`${tag}-${i}`))), 600_000, "in-process run");
-        return (performance.now() - t0) / 1000;
-      };
-      await withTimeout(runPool(Math.min(THROUGHPUT_WARM_UP, n), concurrency, async (i) => void (await one(`warm-${i}`))), 120_000, "in-process warm-up");
-      await floor.timedRun("warm", Math.min(THROUGHPUT_WARM_UP, n), concurrency);
+    engine = await startRepoEngine({ servers: [ctx.natsUrl], namespace: namespaceFor("inproc"), waitMode, slots });
+    const { one } = engine;
+    const jetflowRun = async (tag: string): Promise<number> => {
+      const t0 = performance.now();
+      await withTimeout(runPool(n, concurrency, async (i) => void (await one(`${tag}-${i}`))), 600_000, "in-process run");
+      return (performance.now() - t0) / 1000;
+    };
+    await withTimeout(runPool(Math.min(THROUGHPUT_WARM_UP, n), concurrency, async (i) => void (await one(`warm-${i}`))), 120_000, "in-process warm-up");
+    await floor.timedRun("warm", Math.min(THROUGHPUT_WARM_UP, n), concurrency);
 
-      const reps: Array<{ seconds: number; cpu: Record<string, number> }> = [];
-      const floorReps: Array<{ seconds: number; cpu: Record<string, number> }> = [];
-      for (let rep = 0; rep < THROUGHPUT_RUNS; rep++) {
-        floorReps.push(await meteredFloorRun(floor, ctx, `f${rep}`));
-        const meter = cpuMeter({ nats_server: ctx.natsPid });
-        const seconds = await jetflowRun(`wf-${rep}`);
-        reps.push({ seconds, cpu: meter() });
-      }
-
-      const samples: number[] = [];
-      const floorSamples: number[] = [];
-      for (let i = 0; i < 20; i++) {
-        await floor.run(`lw-${i}`);
-        await one(`lw-${i}`);
-      }
-      for (let i = 0; i < latencyN; i++) {
-        floorSamples.push(await floor.run(`l-${i}`));
-        samples.push(await one(`l-${i}`));
-      }
-
-      const stepsPerS = (seconds: number) => round((n * ORDER_STEPS) / seconds, 1);
-      const medianCpu = (runs: typeof reps, processes?: string[]) => medianBy(runs.map((r) => cpuMsPerWorkflow(r.cpu, n, processes)), (x) => x);
-      const s = summarize(samples);
-      const f = summarize(floorSamples);
-      return {
-        figure: "in_process",
-        workflow: "order_processing",
-        steps_per_s: stepsPerS(medianBy(reps, (r) => r.seconds).seconds),
-        workflows_per_s: round(n / medianBy(reps, (r) => r.seconds).seconds, 1),
-        workflows: n,
-        steps_per_workflow: ORDER_STEPS,
-        concurrency,
-        repetitions_steps_per_s: reps.map((r) => stepsPerS(r.seconds)),
-        p50_ms: s.p50_ms,
-        p99_ms: s.p99_ms,
-        latency: s,
-        cpu_ms_per_workflow: medianCpu(reps),
-        process_cpu_ms_per_workflow: medianCpu(reps, ["bench_process"]),
-        nats_server_cpu_ms_per_workflow: medianCpu(reps, ["nats_server"]),
-        wait_mode: waiter.mode,
-        floor_interleaved: {
-          steps_per_s: stepsPerS(medianBy(floorReps, (r) => r.seconds).seconds),
-          repetitions_steps_per_s: floorReps.map((r) => stepsPerS(r.seconds)),
-          p50_ms: f.p50_ms,
-          p99_ms: f.p99_ms,
-          cpu_ms_per_workflow: medianCpu(floorReps),
-          process_cpu_ms_per_workflow: medianCpu(floorReps, ["bench_process"]),
-          nats_server_cpu_ms_per_workflow: medianCpu(floorReps, ["nats_server"]),
-        },
-      };
-    } finally {
-      await waiter.close();
+    const reps: Array<{ seconds: number; cpu: Record<string, number> }> = [];
+    const floorReps: Array<{ seconds: number; cpu: Record<string, number> }> = [];
+    for (let rep = 0; rep < THROUGHPUT_RUNS; rep++) {
+      floorReps.push(await meteredFloorRun(floor, ctx, `f${rep}`));
+      const meter = cpuMeter({ nats_server: ctx.natsPid });
+      const seconds = await jetflowRun(`wf-${rep}`);
+      reps.push({ seconds, cpu: meter() });
     }
+
+    const samples: number[] = [];
+    const floorSamples: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      await floor.run(`lw-${i}`);
+      await one(`lw-${i}`);
+    }
+    for (let i = 0; i < latencyN; i++) {
+      floorSamples.push(await floor.run(`l-${i}`));
+      samples.push(await one(`l-${i}`));
+    }
+
+    const stepsPerS = (seconds: number) => round((n * ORDER_STEPS) / seconds, 1);
+    const medianCpu = (runs: typeof reps, processes?: string[]) => medianBy(runs.map((r) => cpuMsPerWorkflow(r.cpu, n, processes)), (x) => x);
+    const s = summarize(samples);
+    const f = summarize(floorSamples);
+    return {
+      figure: "in_process",
+      workflow: "order_processing",
+      steps_per_s: stepsPerS(medianBy(reps, (r) => r.seconds).seconds),
+      workflows_per_s: round(n / medianBy(reps, (r) => r.seconds).seconds, 1),
+      workflows: n,
+      steps_per_workflow: ORDER_STEPS,
+      concurrency,
+      repetitions_steps_per_s: reps.map((r) => stepsPerS(r.seconds)),
+      p50_ms: s.p50_ms,
+      p99_ms: s.p99_ms,
+      latency: s,
+      cpu_ms_per_workflow: medianCpu(reps),
+      process_cpu_ms_per_workflow: medianCpu(reps, ["bench_process"]),
+      nats_server_cpu_ms_per_workflow: medianCpu(reps, ["nats_server"]),
+      wait_mode: waitMode,
+      floor_interleaved: {
+        steps_per_s: stepsPerS(medianBy(floorReps, (r) => r.seconds).seconds),
+        repetitions_steps_per_s: floorReps.map((r) => stepsPerS(r.seconds)),
+        p50_ms: f.p50_ms,
+        p99_ms: f.p99_ms,
+        cpu_ms_per_workflow: medianCpu(floorReps),
+        process_cpu_ms_per_workflow: medianCpu(floorReps, ["bench_process"]),
+        nats_server_cpu_ms_per_workflow: medianCpu(floorReps, ["nats_server"]),
+      },
+    };
   } finally {
-    await client?.close().catch(() => undefined);
-    await runtime?.stop("bench").catch(() => undefined);
+    await engine?.close();
     await floor.close();
   }
 }
