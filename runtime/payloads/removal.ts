@@ -11,7 +11,8 @@
  * then: the arguments of an update that reached a workflow that had ended, when the orchestrator
  * drops that update (removeOrphanedPayload), and those of a refused update whose outcome is
  * pushed out of the 64 most recent (`updates`), once the state without it is stored
- * (droppedUpdateArgs).
+ * (droppedUpdateArgs). Both removals are best effort: a runtime that dies first leaves the
+ * object, which costs storage only.
  */
 import type { Logger } from "../logger.js";
 import type { Topology } from "../nats/topology.js";
