@@ -58,6 +58,29 @@ describe("retention", () => {
     expect(await client.count({ where: { batch: "b-1" } })).toBe(0);
   });
 
+  it("removes entries, states and chunks by sequence: no purge filtered on a subject, whose cost grows with the bucket on nats-server 2.9 and 2.10", async () => {
+    const e = engine();
+    const config = { retention: "1500ms", orchestrator: { retentionSweepInterval: "1s" } };
+    await e.runtime({ workflows: { long, quick }, activities, config });
+    const topology = await e.topology();
+    const subjects = subjectsOf(topology);
+    // Every purge request the states bucket receives (the server's API subject, seen by any subscriber).
+    const purges: string[] = [];
+    const watch = topology.nc.subscribe(`$JS.API.STREAM.PURGE.${subjects.stream}`, { callback: (_error, msg) => purges.push(msg.string()) });
+    await topology.nc.flush();
+    const client = await e.client();
+    const ids = [...Array.from({ length: 8 }, (_, i) => `quick-${i}`), "long-1"];
+    await Promise.all(ids.map(async (id) => client.result((await client.start(id.startsWith("long") ? "long" : "quick", null, { id, searchAttributes: { batch: "b-2" } })).id, signal())));
+    // Each end removed its run entry; listing the running part finds none to repair.
+    await waitFor("run entries removed", async () => (await readMatching(topology, subjects.stream, subjects.runFilter())).length === 0, 5_000);
+    await waitFor("all removed by retention", async () => (await client.count()) === 0, 15_000);
+    const left = (await readMatching(topology, subjects.stream, `${subjects.prefix}>`)).map((m) => m.subject.slice(subjects.prefix.length));
+    expect(left.filter((key) => ids.some((id) => key.includes(id)))).toEqual([]);
+    expect(await client.count({ where: { batch: "b-2" } })).toBe(0);
+    watch.unsubscribe();
+    expect(purges).toEqual([]);
+  });
+
   it("one runtime of the fleet sweeps: the lease names one holder", async () => {
     const e = engine();
     const config = { retention: "1s", orchestrator: { retentionSweepInterval: "1s" } };

@@ -157,6 +157,8 @@ function orchestrator(names: Names): RolePermissions {
     // States, history chunks and the visibility index; pending signals; fleet leases.
     ...getMessages(states),
     ...readers(states),
+    // Keys are removed by sequence (nats/key-removal.ts); a workflow's archived runs by one purge.
+    `${API}.STREAM.MSG.DELETE.${states}`,
     `${API}.STREAM.PURGE.${states}`,
     ...kvSubjects(names.statesBucket),
     ...readKv(names.pendingSignalsBucket),

@@ -19,7 +19,8 @@
  * stale one (a crash between the two writes) is repaired then (visibility/query.ts).
  *
  * Each bucket holds one message per key (history 1), so an entry is replaced in place and removed
- * by a purge of its subject (no delete marker is left behind to accumulate).
+ * by deleting its message by sequence (nats/key-removal.ts; no delete marker is left behind to
+ * accumulate).
  */
 import type { Names } from "../nats/names.js";
 import { historyKey } from "../orchestrator/history.js";

@@ -14,15 +14,17 @@
  *   leaves an end entry whose state is gone, which the next sweep or listing removes; never a
  *   state no entry leads to.
  *
- * Purges with a subject filter are used on the states bucket only: it has no durable consumer.
- * On a work queue with a live consumer they lose that consumer's other pending messages
- * (parked-timers.ts).
+ * Entries, states and chunks are removed one key at a time by sequence (nats/key-removal.ts): a
+ * purge with a subject filter costs nats-server 2.9 and 2.10 a look through every block of the
+ * bucket, which holds every finished workflow kept for retention. The one purge left, of a
+ * workflow's archived runs, is a wildcard over that workflow's keys, made once per removal.
  *
  * Entries carry no Nats-Msg-Id: one message per subject makes a repeat replace the entry, and a
  * repair must not be dropped as a duplicate of the write it repairs.
  *
- * Cost per workflow: two messages and a purge, none with an acknowledgement of its own (plus one
- * message per search attribute). Repairs use acknowledged writes.
+ * Cost per workflow: four messages (its run entry, its end entry, and the run entry's removal: a
+ * read and a delete), none with an acknowledgement of its own, plus one message per search
+ * attribute. Repairs use acknowledged writes.
  */
 import type { Topology } from "../nats/topology.js";
 import { parkedTimersOf } from "../orchestrator/parked-timers.js";
@@ -30,6 +32,7 @@ import { runNumber, type WorkflowState } from "../state.js";
 import { archivedRunKey } from "../orchestrator/runs.js";
 import { storedJson } from "../nats/kv-entry.js";
 import { removeWorkflowPayloads } from "../payloads/removal.js";
+import { keyRemovalOf } from "../nats/key-removal.js";
 import { endSubjectOf, entryOf, indexSubjects, retentionOf, type IndexSubjects } from "./index-keys.js";
 import { sameAttribute, type TypedAttributes } from "./search-attributes.js";
 
@@ -80,7 +83,7 @@ export function indexAttributesBeforeState(topology: Topology, state: WorkflowSt
  */
 export async function indexAttributes(topology: Topology, state: WorkflowState, before: TypedAttributes | undefined): Promise<void> {
   await topology.js.publish(subjectsOf(topology).run(state.workflow, state.id), json(entryOf(state)));
-  purgeOldAttributeEntries(topology, state, before);
+  removeOldAttributeEntries(topology, state, before);
 }
 
 /** The entries of every value of `state`, acknowledged (a repair, which cannot tell which are missing). */
@@ -89,11 +92,11 @@ async function writeAttributeEntries(topology: Topology, state: WorkflowState, e
   await Promise.all(Object.entries(state.searchAttributes ?? {}).map(([name, value]) => topology.js.publish(subjects.attr(name, value, state.id), entry)));
 }
 
-/** The entries of `before`'s values that `state` no longer has, purged without waiting. */
-function purgeOldAttributeEntries(topology: Topology, state: WorkflowState, before: TypedAttributes | undefined): void {
+/** The entries of `before`'s values that `state` no longer has, removed without waiting. */
+function removeOldAttributeEntries(topology: Topology, state: WorkflowState, before: TypedAttributes | undefined): void {
   const subjects = subjectsOf(topology);
   const after = state.searchAttributes ?? {};
-  for (const [name, value] of Object.entries(before ?? {})) if (!sameAttribute(after[name], value)) purgeLater(topology, subjects.stream, subjects.attr(name, value, state.id));
+  for (const [name, value] of Object.entries(before ?? {})) if (!sameAttribute(after[name], value)) keyRemovalOf(topology).removeLater(subjects.attr(name, value, state.id));
 }
 
 /** Retention classes this process has recorded (`idx/class.<ms>`), so it writes each once. */
@@ -118,10 +121,10 @@ export async function indexEnd(topology: Topology, state: WorkflowState, attribu
   if (options.unacknowledged) topology.nc.publish(endSubjectOf(subjects, state), entry);
   else writes.push(topology.js.publish(endSubjectOf(subjects, state), entry));
   if (attributes === "rewrite") writes.push(writeAttributeEntries(topology, state, entry));
-  else if (attributes) purgeOldAttributeEntries(topology, state, attributes.before);
+  else if (attributes) removeOldAttributeEntries(topology, state, attributes.before);
   if (!classes.has(retentionMs)) writes.push(topology.js.publish(subjects.retentionClass(retentionMs), json({ retentionMs })).then(() => classes.add(retentionMs)));
   await Promise.all(writes);
-  purgeLater(topology, subjects.stream, subjects.run(state.workflow, state.id));
+  keyRemovalOf(topology).removeLater(subjects.run(state.workflow, state.id));
   parkedTimersOf(topology).ended(state.id);
 }
 
@@ -137,24 +140,24 @@ export async function repairIndex(topology: Topology, state: WorkflowState): Pro
 
 /**
  * Remove a finished workflow: its state and history chunks, then its index entries and timers.
- * Each step is a purge of one subject, so a repeat after a crash finds less to do.
+ * Each step removes one key, so a repeat after a crash finds less to do.
  */
 export async function removeWorkflow(topology: Topology, state: WorkflowState): Promise<void> {
   // Its claim-checked payloads first, while the state that references them is still there.
   await removeWorkflowPayloads(topology, state);
   const subjects = subjectsOf(topology);
-  const purge = (stream: string, subject: string) => topology.jsm.streams.purge(stream, { filter: subject });
+  const remove = (subject: string) => keyRemovalOf(topology).remove(subject);
   const run = runNumber(state);
   if (run > 1) {
     // Earlier runs first (orchestrator/runs.ts), while the state that leads here is still there:
     // run 1's chunks (`<id>/<n>`: its archived state tells how many, one read), then one purge
     // for every archived run and the later runs' chunks, however many runs there were.
     const firstChunks = storedJson<WorkflowState>(await topology.states.get(archivedRunKey(state.id, 1)))?.history?.chunks ?? 0;
-    await Promise.all(Array.from({ length: firstChunks }, (_, i) => purge(subjects.stream, subjects.chunk(state.id, i))));
-    await purge(subjects.stream, subjects.archivedRuns(state.id));
+    await Promise.all(Array.from({ length: firstChunks }, (_, i) => remove(subjects.chunk(state.id, i))));
+    await topology.jsm.streams.purge(subjects.stream, { filter: subjects.archivedRuns(state.id) });
   }
   const chunks = state.history?.chunks ?? 0;
-  await Promise.all([purge(subjects.stream, subjects.state(state.id)), ...Array.from({ length: chunks }, (_, i) => purge(subjects.stream, subjects.chunk(state.id, i, run)))]);
+  await Promise.all([remove(subjects.state(state.id)), ...Array.from({ length: chunks }, (_, i) => remove(subjects.chunk(state.id, i, run)))]);
   await removeEntries(topology, { id: state.id, workflow: state.workflow, attrs: state.searchAttributes }, state.status !== "running" ? endSubjectOf(subjects, state) : undefined);
 }
 
@@ -165,20 +168,7 @@ export async function removeWorkflow(topology: Topology, state: WorkflowState): 
  */
 export async function removeEntries(topology: Topology, workflow: { id: string; workflow: string; attrs?: TypedAttributes | undefined }, endSubject: string | undefined): Promise<void> {
   const subjects = subjectsOf(topology);
-  const purge = (subject: string) => topology.jsm.streams.purge(subjects.stream, { filter: subject });
-  await Promise.all([...Object.entries(workflow.attrs ?? {}).map(([name, value]) => purge(subjects.attr(name, value, workflow.id))), purge(subjects.run(workflow.workflow, workflow.id))]);
-  if (endSubject) await purge(endSubject);
-}
-
-/**
- * Purge one subject without waiting for the answer: a JetStream API request published with no
- * reply subject, which nats-server 2.9, 2.10 and 2.15 carry out all the same (it costs the
- * publishing runtime one message, not a request's round trip and bookkeeping).
- */
-export function purgeLater(topology: Topology, stream: string, subject: string): void {
-  try {
-    topology.nc.publish(`$JS.API.STREAM.PURGE.${stream}`, json({ filter: subject }));
-  } catch {
-    /* connection closing: a stale entry is repaired by its next reader */
-  }
+  const remove = (subject: string) => keyRemovalOf(topology).remove(subject);
+  await Promise.all([...Object.entries(workflow.attrs ?? {}).map(([name, value]) => remove(subjects.attr(name, value, workflow.id))), remove(subjects.run(workflow.workflow, workflow.id))]);
+  if (endSubject) await remove(endSubject);
 }

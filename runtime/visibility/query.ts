@@ -26,7 +26,8 @@ import { countMatching, readMatching, readNewestMatching } from "../nats/stream-
 import type { Topology } from "../nats/topology.js";
 import { isTerminal, runNumber, TERMINAL_STATUSES, type WorkflowState, type WorkflowStatus } from "../state.js";
 import { decodeEntry, endSubjectOf, type IndexEntry } from "./index-keys.js";
-import { purgeLater, removeEntries, repairIndex, subjectsOf } from "./index-writer.js";
+import { removeEntries, repairIndex, subjectsOf } from "./index-writer.js";
+import { keyRemovalOf } from "../nats/key-removal.js";
 import { plainAttributes, sameAttribute, typedAttribute, type SearchAttributes, type TypedAttribute } from "./search-attributes.js";
 
 export interface ListFilter {
@@ -281,7 +282,7 @@ async function scanPage(topology: Topology, plan: Plan, cursor: Cursor, limit: n
 async function runPartVerdict(topology: Topology, snapshotSeq: number, candidate: { entry: IndexEntry; fromRun: boolean }, state: WorkflowState | undefined): Promise<"list" | "skip"> {
   const subjects = subjectsOf(topology);
   if (!state) {
-    if (candidate.fromRun && Date.now() - Date.parse(candidate.entry.createdAt) > CREATING_GRACE_MS) purgeLater(topology, subjects.stream, subjects.run(candidate.entry.workflow, candidate.entry.id));
+    if (candidate.fromRun && Date.now() - Date.parse(candidate.entry.createdAt) > CREATING_GRACE_MS) keyRemovalOf(topology).removeLater(subjects.run(candidate.entry.workflow, candidate.entry.id));
     return "skip";
   }
   if (state.createdAt !== candidate.entry.createdAt) {
@@ -295,7 +296,7 @@ async function runPartVerdict(topology: Topology, snapshotSeq: number, candidate
   // finished part lists it; otherwise (missing: repaired now, or after the snapshot) it is listed here.
   const end = await topology.jsm.streams.getMessage(subjects.stream, { last_by_subj: endSubjectOf(subjects, state) }).catch(() => null);
   if (!end) await repairIndex(topology, state).catch(() => undefined);
-  else purgeLater(topology, subjects.stream, subjects.run(state.workflow, state.id));
+  else keyRemovalOf(topology).removeLater(subjects.run(state.workflow, state.id));
   return end && end.seq <= snapshotSeq ? "skip" : "list";
 }
 
@@ -346,7 +347,7 @@ async function attributeMatches(topology: Topology, plan: Plan): Promise<Array<{
     const id = subjects.idOf(msg.subject, "attr");
     const stored = states.get(id);
     if (!stored || !sameAttribute(stored.state.searchAttributes?.[name], value)) {
-      if (!stored || Date.now() - msg.time > CREATING_GRACE_MS) purgeLater(topology, subjects.stream, msg.subject);
+      if (!stored || Date.now() - msg.time > CREATING_GRACE_MS) keyRemovalOf(topology).deleteLater(msg.seq);
       continue;
     }
     if (matches(plan, stored.state)) out.push(stored);
@@ -401,7 +402,7 @@ export async function readRunningStates(topology: Topology, keep: (state: Workfl
     } else if (stored) {
       await repairIndex(topology, stored.state).catch(() => undefined);
     } else if (Date.now() - msg.time > CREATING_GRACE_MS) {
-      purgeLater(topology, subjects.stream, msg.subject);
+      keyRemovalOf(topology).deleteLater(msg.seq);
     }
   }
   return out;

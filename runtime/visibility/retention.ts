@@ -13,6 +13,7 @@
 import type { KV } from "@nats-io/kv";
 import type { Logger } from "../logger.js";
 import { acquireFleetLease, releaseFleetLease } from "../nats/fleet-lease.js";
+import { keyRemovalOf } from "../nats/key-removal.js";
 import { readMatching } from "../nats/stream-read.js";
 import type { Topology } from "../nats/topology.js";
 import { isTerminal, type WorkflowState } from "../state.js";
@@ -126,6 +127,6 @@ async function removeExpired(topology: Topology, subject: string, entry: IndexEn
   }
   // Gone (a removal that died half way): finish it. Another run's state: only this stale entry goes.
   if (!state && entry) await removeEntries(topology, entry, subject);
-  else await topology.jsm.streams.purge(subjects.stream, { filter: subject });
+  else await keyRemovalOf(topology).remove(subject);
   return false;
 }
