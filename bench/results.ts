@@ -134,6 +134,15 @@ export function markdownSection(info: RunInfo, figures: Figure[], summary: Recor
     const [small, large] = [label(rec.finished_small), label(rec.finished_large)];
     rows.push([`recovery pass CPU, ${fmt(rec.finished_large)} vs ${fmt(rec.finished_small)} finished (+ ${fmt(rec.running)} running)`, `${fmt(rec[`cpu_ms_${large}`], " ms")} vs ${fmt(rec[`cpu_ms_${small}`], " ms")} — **${fmt(rec.ratio, "×")}**`, "≤ 1.2×"]);
   }
+  const ret = find(figures, "retention_flat");
+  if (ret) {
+    const [small, large] = [label(ret.finished_small), label(ret.finished_large)];
+    rows.push([
+      `retention sweep, CPU per removed workflow, ${fmt(ret.finished_large)} vs ${fmt(ret.finished_small)} finished kept`,
+      `${fmt(ret[`cpu_ms_per_removal_${large}`], " ms")} vs ${fmt(ret[`cpu_ms_per_removal_${small}`], " ms")} — **${fmt(ret.ratio, "×")}** (nats-server ${fmt(ret[`nats_server_cpu_ms_per_removal_${large}`], " ms")} vs ${fmt(ret[`nats_server_cpu_ms_per_removal_${small}`], " ms")})`,
+      "≤ 1.2×",
+    ]);
+  }
   const timers = find(figures, "parked_timers");
   if (timers) rows.push([`timers parked after ${fmt(timers.workflows)} workflows (${timers.workflow_timeout} timeout) finished`, `**${fmt(timers.parked_timers)} timers** in ${fmt(timers.timer_messages)} messages (${fmt(timers.timers_ack_pending)} ack pending)`, "≤ 1 % (100 at 10,000)"]);
   const can = find(figures, "continue_as_new");

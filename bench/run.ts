@@ -26,7 +26,7 @@ import { rawBound } from "./raw-bound.js";
 import { replay } from "./replay.js";
 import { appendResults, markdownSection } from "./results.js";
 import { throughput } from "./throughput.js";
-import { listFlat, recoveryFlat, sizeLabel } from "./visibility.js";
+import { retentionFlat, listFlat, recoveryFlat, sizeLabel } from "./visibility.js";
 
 const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
 
@@ -90,6 +90,7 @@ async function main(): Promise<number> {
     if (wanted("dev_loop")) await figure("dev_loop", () => devLoop(ctx));
     if (wanted("list_flat")) await figure("list_flat", () => listFlat(ctx));
     if (wanted("recovery_flat")) await figure("recovery_flat", () => recoveryFlat(ctx));
+    if (wanted("retention_flat")) await figure("retention_flat", () => retentionFlat(ctx));
     if (wanted("parked_timers")) await figure("parked_timers", () => parkedTimers(ctx));
     if (wanted("scaleout")) await figure("scaleout", () => scaleout(ctx));
     if (wanted("continue_as_new")) await figure("continue_as_new", () => continueAsNew(ctx));
@@ -143,6 +144,7 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
   const dev = figures.find((f) => f.figure === "dev_loop");
   const list = ok("list_flat");
   const rec = ok("recovery_flat");
+  const ret = ok("retention_flat");
   const timers = ok("parked_timers");
   const metricsFig = ok("metrics_cost");
   const scale = ok("scaleout");
@@ -162,6 +164,7 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
   // The flatness targets hold at full size only (100,000 finished, 10,000 timers), as memory's at 10,000.
   const listFull = list?.finished_large === 100_000 && list.finished_small === 10_000;
   const recFull = rec?.finished_large === 100_000;
+  const retFull = ret?.finished_large === 100_000;
   const timersFull = timers?.workflows === 10_000;
   // Each throughput figure ran the raw loop between its own runs: compare with those.
   const rawSteps = (f: Figure | undefined) => (f?.raw_interleaved as { steps_per_s?: number } | undefined)?.steps_per_s ?? raw?.steps_per_s;
@@ -189,6 +192,8 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
       ? Object.fromEntries([list.finished_large, list.finished_small].map((n) => [`list_rss_mb_${sizeLabel(n as number)}`, num(list[`rss_mb_${sizeLabel(n as number)}`]) ?? null]))
       : { list_rss_mb_100k: null, list_rss_mb_10k: null }),
     recovery_flat_ratio: num(rec?.ratio) ?? null,
+    // CPU per workflow removed by the retention sweep, 100,000 finished kept ÷ 10,000: ≤ 1.2.
+    retention_flat_ratio: num(ret?.ratio) ?? null,
     parked_timers_after_finish: num(timers?.parked_timers) ?? null,
   });
   if (timers && !timersFull) summary.parked_timers_of = timers.workflows;
@@ -240,6 +245,7 @@ function summarize(figures: Figure[], run: { machine: ReturnType<typeof machineI
       reload: dev && !dev.skipped && !dev.error ? (dev.reload_ms as number) <= 300 : null,
       list_flat: listFull && num(list!.ratio) !== undefined ? (list!.ratio as number) <= 1.2 : null,
       recovery_flat: recFull && num(rec!.ratio) !== undefined ? (rec!.ratio as number) <= 1.2 : null,
+      retention_flat: retFull && num(ret!.ratio) !== undefined ? (ret!.ratio as number) <= 1.2 : null,
       // At most 1 % of the workflows' timers still parked once they all finished.
       metrics_cost: num(metricsFig?.ratio) === undefined ? null : (metricsFig!.ratio as number) >= 0.97,
       parked_timers: timersFull && num(timers!.parked_timers) !== undefined ? (timers!.parked_timers as number) <= 100 : null,

@@ -1,7 +1,8 @@
 /**
- * Does the cost of listing and of recovery follow what is running, not everything that ever ran?
- * Two figures, each comparing two namespaces of the same server that differ only in how many
- * finished workflows they hold (written by lib/dataset.ts in the engine's wire format):
+ * Does the cost of listing, of recovery and of retention follow what is running (or removed), not
+ * everything that ever ran? Three figures, each comparing two namespaces of the same server that
+ * differ only in how many finished workflows they hold (written by lib/dataset.ts in the
+ * engine's wire format):
  *
  * - list_flat: wall time of `wf list --limit 50` (the built CLI, a process per run, as a user
  *   runs it) with N finished + 1,000 running ÷ the same with N/10 finished + 1,000 running; and
@@ -13,8 +14,10 @@
  *   pass a runtime makes after reconnecting to a restarted nats-server) with N finished + 100
  *   running ÷ 0 finished + 100 running. The pass is called directly: the restart itself only
  *   decides when it runs, and what it costs depends only on what the streams hold.
+ * - retention_flat: CPU per workflow the retention sweep removes, with N finished kept ÷ N/10
+ *   (retentionFlat below).
  *
- * Both alternate the two namespaces run by run (medians: CLI_RUNS, IN_PROCESS_RUNS), so a noisy
+ * All alternate the two namespaces run by run (medians: CLI_RUNS, IN_PROCESS_RUNS), so a noisy
  * minute on the shared machine hits both sides; both namespaces are deleted after.
  */
 import { fleetLeases } from "../runtime/nats/fleet-lease.js";
@@ -25,9 +28,12 @@ import { createRecovery } from "../runtime/orchestrator/recovery.js";
 import { runCli } from "./lib/cli-run.js";
 import type { BenchContext, Figure } from "./lib/context.js";
 import { benchClient, namespaceFor } from "./lib/context.js";
-import { dropNamespace, writeDataset, type DatasetSize } from "./lib/dataset.js";
-import { cpuSeconds } from "./lib/proc.js";
+import { DATASET_SPACING_MS, dropNamespace, writeDataset, type DatasetSize } from "./lib/dataset.js";
+import { createRetentionSweeper } from "../runtime/visibility/retention.js";
+import { DEFAULT_RETENTION_MS } from "../runtime/visibility/index-keys.js";
+import { cpuMeter, cpuSeconds } from "./lib/proc.js";
 import { medianBy, round } from "./lib/stats.js";
+import { cpuMsPerWorkflow } from "./floor.js";
 
 /** CLI runs per namespace (each a process start, about 0.4 s). */
 const CLI_RUNS = 5;
@@ -52,6 +58,8 @@ interface Side {
   size: DatasetSize;
   client: WorkflowClient;
   writeSeconds: number;
+  /** When the dataset's oldest finished workflow ended. */
+  firstEndedMs: number;
 }
 
 /** Both namespaces, written one after the other; `measure` gets them small first; dropped after, whatever happens. */
@@ -60,9 +68,11 @@ async function withDatasets(ctx: BenchContext, figure: string, sizes: [DatasetSi
   try {
     for (const [i, size] of sizes.entries()) {
       const client = await benchClient(ctx, namespaceFor(`${figure}${i}`));
-      sides.push({ label: sizeLabel(size.finished), size, client, writeSeconds: NaN });
+      sides.push({ label: sizeLabel(size.finished), size, client, writeSeconds: NaN, firstEndedMs: NaN });
       process.stderr.write(`[bench] ${figure}: writing ${size.finished} finished + ${size.running} running workflows into namespace ${client.topology.names.namespace}…\n`);
-      sides[i]!.writeSeconds = (await writeDataset(client.topology, size)).seconds;
+      const written = await writeDataset(client.topology, size);
+      sides[i]!.writeSeconds = written.seconds;
+      sides[i]!.firstEndedMs = written.firstEndedMs;
     }
     return await measure(sides[0]!, sides[1]!);
   } finally {
@@ -203,6 +213,60 @@ export async function recoveryFlat(ctx: BenchContext): Promise<Figure> {
     }
     figure.notes =
       "CPU (user + system) of the bench process during createRecovery(...).recover(), the pass a runtime runs after reconnecting to a restarted nats-server, called directly (no restart: what the pass costs depends on what the streams hold, not on why it runs); 9 in 10 running workflows wait on a task still in the tasks stream, 1 in 10 on a signal; median of 15 alternating runs, each the mean of 4 passes in a row (one pass is 10–30 ms of CPU and varied from 8 to 40 ms from pass to pass on this machine)";
+    return figure;
+  });
+}
+
+/** Sweeps per namespace in retention_flat, after one warm-up each; each removes the next REMOVED_PER_SWEEP oldest. */
+const RETENTION_SWEEPS = 3;
+const REMOVED_PER_SWEEP = 500;
+
+/**
+ * retention_flat: does removing a finished workflow cost more when the bucket keeps more? The
+ * retention sweep (createRetentionSweeper's sweep(), what one runtime of the fleet runs every
+ * `orchestrator.retentionSweepInterval`) on a clock set so that the next REMOVED_PER_SWEEP oldest
+ * workflows are due, in a namespace of N finished and one of N/10, alternating: CPU per removed
+ * workflow of this process and nats-server together, N ÷ N/10 (target ≤ 1.2, as the other flat
+ * figures'). The oldest keys are the ones a removal takes, which is where a purge filtered on a
+ * subject costs nats-server 2.9 and 2.10 the most (nats/key-removal.ts).
+ */
+export async function retentionFlat(ctx: BenchContext): Promise<Figure> {
+  const large = ctx.options.finishedN;
+  const sizes: [DatasetSize, DatasetSize] = [
+    { finished: Math.round(large / 10), running: 0 },
+    { finished: large, running: 0 },
+  ];
+  return withDatasets(ctx, "retention", sizes, async (small, big) => {
+    const swept = new Map<Side, number>();
+    const sweeps = await alternate(small, big, { runs: RETENTION_SWEEPS, warmUp: 1 }, async (side) => {
+      const topology = side.client.topology;
+      const done = swept.get(side) ?? 0;
+      // Due: the oldest `done + REMOVED_PER_SWEEP` (the dataset's workflows ended DATASET_SPACING_MS apart, from its first).
+      const clock = side.firstEndedMs + DEFAULT_RETENTION_MS + (done + REMOVED_PER_SWEEP - 1) * DATASET_SPACING_MS + DATASET_SPACING_MS / 2;
+      const sweeper = createRetentionSweeper({ topology, logger: silentLogger, holder: "bench", intervalMs: 60_000, now: () => clock, leases: () => fleetLeases(topology, { replicas: 1, storage: "file" }) });
+      const meter = cpuMeter({ nats_server: ctx.natsPid });
+      const removed = await sweeper.sweep();
+      const cpu = meter();
+      await sweeper.stop();
+      if (removed !== REMOVED_PER_SWEEP) throw new Error(`a retention sweep in namespace ${topology.names.namespace} removed ${removed} workflows, expected ${REMOVED_PER_SWEEP}`);
+      swept.set(side, done + removed);
+      return { cpu, removed };
+    });
+    const cpuMs = (side: Side, processes?: string[]) => median(sweeps.get(side)!.map((r) => cpuMsPerWorkflow(r.cpu, r.removed, processes)));
+    const figure: Figure = {
+      figure: "retention_flat",
+      ratio: ratio(cpuMs(big), cpuMs(small)),
+      finished_small: small.size.finished,
+      finished_large: big.size.finished,
+      removed_per_sweep: REMOVED_PER_SWEEP,
+      sweeps: RETENTION_SWEEPS,
+    };
+    for (const side of [small, big]) {
+      figure[`cpu_ms_per_removal_${side.label}`] = cpuMs(side);
+      figure[`nats_server_cpu_ms_per_removal_${side.label}`] = cpuMs(side, ["nats_server"]);
+      figure[`cpu_ms_per_removal_all_${side.label}`] = sweeps.get(side)!.map((r) => cpuMsPerWorkflow(r.cpu, r.removed));
+    }
+    figure.notes = "retention sweeps (createRetentionSweeper().sweep() on a clock that makes the next 500 oldest due), medians of 3 per namespace alternating, after one warm-up each; CPU is this process's and nats-server's (/proc, 10 ms ticks)";
     return figure;
   });
 }

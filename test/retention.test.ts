@@ -66,7 +66,7 @@ describe("retention", () => {
     const subjects = subjectsOf(topology);
     // Every purge request the states bucket receives (the server's API subject, seen by any subscriber).
     const purges: string[] = [];
-    const watch = topology.nc.subscribe(`$JS.API.STREAM.PURGE.${subjects.stream}`, { callback: (_error, msg) => purges.push(msg.string()) });
+    const watch = topology.nc.subscribe(`$JS.API.STREAM.PURGE.${subjects.stream}`, { callback: (_error, msg) => void purges.push(msg.string()) });
     await topology.nc.flush();
     const client = await e.client();
     const ids = [...Array.from({ length: 8 }, (_, i) => `quick-${i}`), "long-1"];

@@ -1,6 +1,6 @@
 /**
  * Many workflows written straight into NATS in the engine's wire format, for the figures that
- * need 100,000 finished ones (list_flat, recovery_flat): through the engine that would take
+ * need 100,000 finished ones (list_flat, recovery_flat, retention_flat): through the engine that would take
  * minutes. The writes go through the engine's own encoders (serializeState, entryOf,
  * endSubjectOf, indexStart, publishEffects), so the format cannot drift from what a runtime writes.
  *
@@ -29,7 +29,9 @@ export const DATASET_WORKFLOW = "bench_order";
 /** Workflows written at once: each is several publishes in flight, each acked by JetStream. */
 const BATCH = 1_000;
 /** Finished workflows ended this far apart, the newest just before the running ones started. */
-const FINISHED_SPACING_MS = 500;
+export const DATASET_SPACING_MS = 500;
+/** How long after its start a finished workflow of the dataset ended. */
+const RUN_MS = 200;
 
 export interface DatasetSize {
   finished: number;
@@ -62,7 +64,7 @@ function finishedStates(i: number, createdAtMs: number): { running: WorkflowStat
   const running = baseState(`done-${i}`, createdAtMs, input);
   const scheduledAt = running.createdAt;
   running.steps.validate = { seq: 0, kind: "activity", activity: "validate_order", status: "scheduled", attempt: 1, maxAttempts: 4, input, timeoutMs: 60_000, scheduledAt };
-  const endedAt = new Date(createdAtMs + 200).toISOString();
+  const endedAt = new Date(createdAtMs + RUN_MS).toISOString();
   const status: WorkflowStatus = i % 10 === 9 ? (i % 20 === 19 ? "cancelled" : "failed") : "completed";
   const ended: WorkflowState = { ...running, status, updatedAt: endedAt, completedAt: endedAt, journal: ["validate"] };
   ended.steps = { validate: { ...running.steps.validate!, status: "completed", output: { valid: true }, startedAt: scheduledAt, finishedAt: endedAt, worker: "bench-dataset" } };
@@ -92,11 +94,11 @@ async function inBatches(total: number, write: (i: number) => Promise<unknown>):
  * Write `size.finished` finished and `size.running` running workflows into the (empty) namespace
  * of `topology`; resolves once every write is acked and the counts read back from the index match.
  */
-export async function writeDataset(topology: Topology, size: DatasetSize): Promise<{ seconds: number }> {
+export async function writeDataset(topology: Topology, size: DatasetSize): Promise<{ seconds: number; firstEndedMs: number }> {
   const t0 = performance.now();
   const subjects = subjectsOf(topology);
   const now = Date.now();
-  const firstCreated = now - 60_000 - size.finished * FINISHED_SPACING_MS;
+  const firstCreated = now - 60_000 - size.finished * DATASET_SPACING_MS;
 
   if (size.finished > 0) {
     const first = finishedStates(0, firstCreated);
@@ -105,7 +107,7 @@ export async function writeDataset(topology: Topology, size: DatasetSize): Promi
     await topology.states.put(first.ended.id, serializeState(first.ended));
     await indexEnd(topology, first.ended);
     await inBatches(size.finished - 1, (j) => {
-      const { running, ended } = finishedStates(j + 1, firstCreated + (j + 1) * FINISHED_SPACING_MS);
+      const { running, ended } = finishedStates(j + 1, firstCreated + (j + 1) * DATASET_SPACING_MS);
       // One connection, so the server stores them in this order, as the engine's awaited writes are.
       return Promise.all([
         indexStart(topology, running),
@@ -125,7 +127,7 @@ export async function writeDataset(topology: Topology, size: DatasetSize): Promi
   });
 
   await checkDataset(topology, size);
-  return { seconds: (performance.now() - t0) / 1000 };
+  return { seconds: (performance.now() - t0) / 1000, firstEndedMs: firstCreated + RUN_MS };
 }
 
 /** The index counts what was written (countWorkflows: the server counts the entries' subjects). */

@@ -7,19 +7,19 @@
  *   BENCH_LATENCY_N     sequential workflows in the latency figures (200; quick 30)
  *   BENCH_REPLAY_STEPS  activities of the replay workflow (200; quick 60)
  *   BENCH_MEMORY_N      sleeping workflows in the memory figure (10000; quick 500)
- *   BENCH_FINISHED_N    finished workflows of the large dataset of list_flat and recovery_flat (100000; quick 10000);
+ *   BENCH_FINISHED_N    finished workflows of the large dataset of list_flat, recovery_flat and retention_flat (100000; quick 10000);
  *                       list_flat's small dataset holds a tenth of it, recovery_flat's none
  *   BENCH_TIMERS_N      workflows with a 10-minute timeout in parked_timers (10000; quick 1000)
  *   BENCH_CAN_RUNS      runs of the loop that continues as new in continue_as_new (10000; quick 1000)
  *   BENCH_SKIP          figures to skip: raw_bound, floor, throughput, in_process, metrics_cost, latency, replay, memory,
- *                       dev_loop, list_flat, recovery_flat, parked_timers, scaleout, continue_as_new, cluster
+ *                       dev_loop, list_flat, recovery_flat, retention_flat, parked_timers, scaleout, continue_as_new, cluster
  *   BENCH_QUICK=1       small numbers for a smoke run (explicit values above still win)
  *   BENCH_WAIT          how the client learns results: result (default: the public client.waitForEnd), watch-all, per-id, poll
  *   BENCH_SLOTS         WF_WORKER_SLOTS for the runtimes (default: the repo's wf.config.json)
  *   BENCH_CPU_PROF=DIR  run the throughput runtimes under `node --cpu-prof` and print their top functions
  *   BENCH_RESULTS       markdown file to append to (default bench/RESULTS.md; "-" for none)
  */
-export const FIGURES = ["raw_bound", "floor", "throughput", "in_process", "metrics_cost", "latency", "replay", "memory", "dev_loop", "list_flat", "recovery_flat", "parked_timers", "scaleout", "continue_as_new", "cluster"] as const;
+export const FIGURES = ["raw_bound", "floor", "throughput", "in_process", "metrics_cost", "latency", "replay", "memory", "dev_loop", "list_flat", "recovery_flat", "retention_flat", "parked_timers", "scaleout", "continue_as_new", "cluster"] as const;
 export type FigureName = (typeof FIGURES)[number];
 
 export type WaitMode = "result" | "watch-all" | "per-id" | "poll";

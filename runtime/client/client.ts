@@ -600,7 +600,7 @@ export async function createClient(options: ClientOptions = {}): Promise<Workflo
           hint: `Cancel it first (wf cancel ${id}), then delete it once it has ended.`,
         });
       }
-      await removeWorkflow(topology, state);
+      await removeWorkflow(topology, state, { stateSeq: entry.revision });
       return true;
     },
     async close() {

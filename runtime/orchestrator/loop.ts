@@ -440,7 +440,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
     parkedTimersOf(topology).ended(id);
     if (isTerminal(base.state.status)) {
       // A finished run replaced by a start: its end entry and attribute entries go, the new run's come.
-      await removeEntries(topology, { id, workflow: base.state.workflow, attrs: base.state.searchAttributes }, endSubjectOf(subjectsOf(topology), base.state));
+      await removeEntries(topology, { id, workflow: base.state.workflow, attrs: base.state.searchAttributes }, { subject: endSubjectOf(subjectsOf(topology), base.state) });
     }
     const state = written.state;
     const index = isTerminal(state.status)

@@ -15,9 +15,10 @@
  *   state no entry leads to.
  *
  * Entries, states and chunks are removed one key at a time by sequence (nats/key-removal.ts): a
- * purge with a subject filter costs nats-server 2.9 and 2.10 a look through every block of the
- * bucket, which holds every finished workflow kept for retention. The one purge left, of a
- * workflow's archived runs, is a wildcard over that workflow's keys, made once per removal.
+ * purge with a subject filter costs nats-server 2.9 and 2.10 a look through the bucket's blocks
+ * from the key's onwards, which for an old key is every finished workflow kept since. The one
+ * purge left, of a workflow's archived runs, is a wildcard over that workflow's keys, made once
+ * per removal of a workflow that continued as new.
  *
  * Entries carry no Nats-Msg-Id: one message per subject makes a repeat replace the entry, and a
  * repair must not be dropped as a duplicate of the write it repairs.
@@ -140,35 +141,42 @@ export async function repairIndex(topology: Topology, state: WorkflowState): Pro
 
 /**
  * Remove a finished workflow: its state and history chunks, then its index entries and timers.
- * Each step removes one key, so a repeat after a crash finds less to do.
+ * Each step removes one key, so a repeat after a crash finds less to do. `at`: where the caller
+ * read its state (the revision) and its end entry, removed by those sequences without a read.
  */
-export async function removeWorkflow(topology: Topology, state: WorkflowState): Promise<void> {
+export async function removeWorkflow(topology: Topology, state: WorkflowState, at: { stateSeq?: number; endSeq?: number } = {}): Promise<void> {
   // Its claim-checked payloads first, while the state that references them is still there.
   await removeWorkflowPayloads(topology, state);
   const subjects = subjectsOf(topology);
-  const remove = (subject: string) => keyRemovalOf(topology).remove(subject);
+  const keys = keyRemovalOf(topology);
   const run = runNumber(state);
   if (run > 1) {
     // Earlier runs first (orchestrator/runs.ts), while the state that leads here is still there:
     // run 1's chunks (`<id>/<n>`: its archived state tells how many, one read), then one purge
     // for every archived run and the later runs' chunks, however many runs there were.
     const firstChunks = storedJson<WorkflowState>(await topology.states.get(archivedRunKey(state.id, 1)))?.history?.chunks ?? 0;
-    await Promise.all(Array.from({ length: firstChunks }, (_, i) => remove(subjects.chunk(state.id, i))));
+    await Promise.all(Array.from({ length: firstChunks }, (_, i) => keys.remove(subjects.chunk(state.id, i))));
     await topology.jsm.streams.purge(subjects.stream, { filter: subjects.archivedRuns(state.id) });
   }
   const chunks = state.history?.chunks ?? 0;
-  await Promise.all([remove(subjects.state(state.id)), ...Array.from({ length: chunks }, (_, i) => remove(subjects.chunk(state.id, i, run)))]);
-  await removeEntries(topology, { id: state.id, workflow: state.workflow, attrs: state.searchAttributes }, state.status !== "running" ? endSubjectOf(subjects, state) : undefined);
+  await Promise.all(Array.from({ length: chunks }, (_, i) => keys.remove(subjects.chunk(state.id, i, run))));
+  if (at.stateSeq === undefined) await keys.remove(subjects.state(state.id));
+  else if (!(await keys.delete(at.stateSeq)) && (await topology.states.get(state.id))?.operation === "PUT") {
+    // Written since it was read (a retry or a start that reuses the id made a new run): the entries are the new run's now.
+    return;
+  }
+  await removeEntries(topology, { id: state.id, workflow: state.workflow, attrs: state.searchAttributes }, state.status !== "running" ? { subject: endSubjectOf(subjects, state), seq: at.endSeq } : undefined);
 }
 
 /**
  * The index entries of a workflow whose state is gone: its attribute entries and run entry, then
- * its end entry (last: while it exists, a sweep finds this workflow again and finishes the job).
- * Also how a reader finishes a removal that died half way.
+ * its end entry (last: while it exists, a sweep finds this workflow again and finishes the job;
+ * by `end.seq` when the caller read it there). Also how a reader finishes a removal that died
+ * half way.
  */
-export async function removeEntries(topology: Topology, workflow: { id: string; workflow: string; attrs?: TypedAttributes | undefined }, endSubject: string | undefined): Promise<void> {
+export async function removeEntries(topology: Topology, workflow: { id: string; workflow: string; attrs?: TypedAttributes | undefined }, end: { subject: string; seq?: number | undefined } | undefined): Promise<void> {
   const subjects = subjectsOf(topology);
-  const remove = (subject: string) => keyRemovalOf(topology).remove(subject);
-  await Promise.all([...Object.entries(workflow.attrs ?? {}).map(([name, value]) => remove(subjects.attr(name, value, workflow.id))), remove(subjects.run(workflow.workflow, workflow.id))]);
-  if (endSubject) await remove(endSubject);
+  const keys = keyRemovalOf(topology);
+  await Promise.all([...Object.entries(workflow.attrs ?? {}).map(([name, value]) => keys.remove(subjects.attr(name, value, workflow.id))), keys.remove(subjects.run(workflow.workflow, workflow.id))]);
+  if (end) await (end.seq !== undefined ? keys.delete(end.seq) : keys.remove(end.subject));
 }

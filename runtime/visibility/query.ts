@@ -261,7 +261,7 @@ async function scanPage(topology: Topology, plan: Plan, cursor: Cursor, limit: n
         const stored = states.get(entry.id);
         if (!stored || !isTerminal(stored.state.status) || endSubjectOf(subjects, stored.state) !== msg.subject) {
           // The workflow is gone (a removal that died half way): finish the job. (An earlier run's entry: skip it.)
-          if (!stored) void removeEntries(topology, entry, msg.subject).catch(() => undefined);
+          if (!stored) void removeEntries(topology, entry, msg).catch(() => undefined);
           continue;
         }
         if (!matches(plan, stored.state)) continue;
