@@ -18,7 +18,7 @@ import { connect } from "@nats-io/transport-node";
 import * as orders from "../functions/activities/orders.js";
 import type { ActivityContext } from "../runtime/workflow-api.js";
 import type { BenchContext, Figure } from "./lib/context.js";
-import { ORDER_STEPS, orderInput } from "./lib/context.js";
+import { BOUND_CONNECTION, ORDER_STEPS, orderInput } from "./lib/context.js";
 import { measureBound, meteredRun, type MeteredRun } from "./lib/bound.js";
 import { medianBy, round, runPool, withTimeout } from "./lib/stats.js";
 
@@ -49,7 +49,7 @@ export interface FloorLoop {
 }
 
 export async function startFloorLoop(natsUrl: string): Promise<FloorLoop> {
-  const nc = await connect({ servers: natsUrl, name: "bench floor" });
+  const nc = await connect({ servers: natsUrl, name: "bench floor", ...BOUND_CONNECTION });
   try {
     const bucket = `floor${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
     // As the engine's WORKFLOW_STATES: one value per key, file storage, one replica.

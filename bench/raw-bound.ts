@@ -16,6 +16,7 @@ import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, jetstream, jets
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import type { BenchContext, Figure } from "./lib/context.js";
+import { BOUND_CONNECTION } from "./lib/context.js";
 import { measureBound } from "./lib/bound.js";
 import { runPool, withTimeout } from "./lib/stats.js";
 
@@ -45,7 +46,7 @@ export interface RawLoop {
 }
 
 export async function startRawLoop(natsUrl: string): Promise<RawLoop> {
-  const nc = await connect({ servers: natsUrl, name: "bench raw bound" });
+  const nc = await connect({ servers: natsUrl, name: "bench raw bound", ...BOUND_CONNECTION });
   const prefix = `raw${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
   const subjects = { task: `${prefix}.tasks`, done: `${prefix}.done` };
   const consumers: ConsumerMessages[] = [];

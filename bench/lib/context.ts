@@ -39,3 +39,10 @@ export function orderInput(i: number): Record<string, unknown> {
 
 export const ORDER_ACTIVITY_TYPES = ["validate_order", "charge_payment", "ship_order", "send_notification"];
 export const ORDER_STEPS = 4;
+
+/**
+ * How the bounds (floor.ts, raw-bound.ts) connect: as the engine does (runtime/nats/connect.ts),
+ * without the two Error objects nats.js otherwise builds per request for async stack traces. A
+ * bound that paid for them would be slower than what any engine must do, and flatter the ratios.
+ */
+export const BOUND_CONNECTION = { noAsyncTraces: true } as const;
