@@ -203,7 +203,11 @@ describe("continue-as-new", () => {
     // Constant state: the 1,000th run's document is about the 50th's (its numbers have more digits).
     expect(sizes[1]!).toBeLessThan(sizes[0]! * 1.2);
     // Retention removes the workflow with all 999 archived runs (one purge for them).
-    await waitFor("removed by retention", async () => (await keysOf(topology, "loop-1")).length === 0, 30_000);
+    let left: string[] = [];
+    await waitFor("removed by retention", async () => (left = await keysOf(topology, "loop-1")).length === 0, 30_000).catch(() => undefined);
+    const again = left.length ? await client.describe("loop-1").catch(() => undefined) : undefined;
+    const events = left.length ? await topology.jsm.consumers.info(topology.names.eventsStream, topology.names.orchestratorConsumer) : undefined;
+    expect(left.slice(0, 5), `${left.length} keys left; loop-1 now: ${JSON.stringify({ run: again?.run, runId: again?.runId, input: again?.input, createdAt: again?.createdAt, status: again?.status })}; events consumer: ${JSON.stringify({ redelivered: events?.num_redelivered, pending: events?.num_pending, ackPending: events?.num_ack_pending })}`).toEqual([]);
   }, 300_000);
 });
 

@@ -72,7 +72,7 @@ export function createRetentionSweeper(options: RetentionOptions): RetentionSwee
             more = false; // the rest of this retention ended later: not due either
             break;
           }
-          if (await removeExpired(topology, msg, entry)) removed += 1;
+          if (await removeExpired(topology, msg, entry, logger)) removed += 1;
         }
         if (!more) break;
       }
@@ -116,17 +116,21 @@ export function createRetentionSweeper(options: RetentionOptions): RetentionSwee
  * removal that died half way) leaves only entries to purge; one that is not this entry's (the id
  * was started again) keeps its state, and only this stale entry goes.
  */
-async function removeExpired(topology: Topology, msg: { subject: string; seq: number }, entry: IndexEntry | undefined): Promise<boolean> {
+async function removeExpired(topology: Topology, msg: { subject: string; seq: number }, entry: IndexEntry | undefined, logger: Logger): Promise<boolean> {
   const subjects = subjectsOf(topology);
   const id = entry?.id ?? subjects.idOf(msg.subject, "end");
   const stored = await topology.states.get(id);
   const state = stored && stored.operation === "PUT" && stored.length > 0 ? stored.json<WorkflowState>() : undefined;
   if (state && isTerminal(state.status) && endSubjectOf(subjects, state) === msg.subject && state.createdAt === (entry?.createdAt ?? state.createdAt)) {
-    await removeWorkflow(topology, state, { stateSeq: stored!.revision, endSeq: msg.seq });
-    return true;
+    const removed = await removeWorkflow(topology, state, { stateSeq: stored!.revision, endSeq: msg.seq });
+    if (removed === "written since") logger.info(`kept ${id}: its state was written again while it was being removed (the next sweep decides)`, { workflowId: id });
+    return removed === "removed";
   }
   // Gone (a removal that died half way): finish it. Another run's state: only this stale entry goes.
   if (!state && entry) await removeEntries(topology, entry, msg);
-  else await keyRemovalOf(topology).delete(msg.seq);
+  else {
+    logger.warn(`an end entry of ${id} does not match its state (${state?.status ?? "no state"}, started ${state?.createdAt ?? "?"}; the entry says started ${entry?.createdAt ?? "?"}): only the entry is removed`, { workflowId: id });
+    await keyRemovalOf(topology).delete(msg.seq);
+  }
   return false;
 }
