@@ -142,9 +142,9 @@ export async function repairIndex(topology: Topology, state: WorkflowState): Pro
 /**
  * Remove a finished workflow: its state and history chunks, then its index entries and timers.
  * Each step removes one key, so a repeat after a crash finds less to do. `at`: where the caller
- * read its state (the revision) and its end entry, removed by those sequences without a read.
+ * read its state (the revision) and, if it did, its end entry: removed by those sequences.
  */
-export async function removeWorkflow(topology: Topology, state: WorkflowState, at: { stateSeq?: number; endSeq?: number } = {}): Promise<"removed" | "written since"> {
+export async function removeWorkflow(topology: Topology, state: WorkflowState, at: { stateSeq: number; endSeq?: number }): Promise<"removed" | "written since"> {
   // Its claim-checked payloads first, while the state that references them is still there.
   await removeWorkflowPayloads(topology, state);
   const subjects = subjectsOf(topology);
@@ -160,8 +160,7 @@ export async function removeWorkflow(topology: Topology, state: WorkflowState, a
   }
   const chunks = state.history?.chunks ?? 0;
   await Promise.all(Array.from({ length: chunks }, (_, i) => keys.remove(subjects.chunk(state.id, i, run))));
-  if (at.stateSeq === undefined) await keys.remove(subjects.state(state.id));
-  else if (!(await keys.delete(at.stateSeq)) && (await topology.states.get(state.id))?.operation === "PUT") {
+  if (!(await keys.delete(at.stateSeq)) && (await topology.states.get(state.id))?.operation === "PUT") {
     // Written since it was read (a retry or a start that reuses the id made a new run): its
     // entries may be the new run's now; whoever removes it next reads it again.
     return "written since";

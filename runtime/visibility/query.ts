@@ -214,11 +214,11 @@ async function scanPage(topology: Topology, plan: Plan, cursor: Cursor, limit: n
       wantsRunning ? readMatching(topology, subjects.stream, subjects.runFilter(plan.workflow)) : [],
       wantsFinished ? readMatching(topology, subjects.stream, subjects.endFilter({ type: plan.workflow }), { fromSeq: cursor.s + 1 }) : [],
     ]);
-    const candidates = new Map<string, { entry: IndexEntry; fromRun: boolean }>();
+    const candidates = new Map<string, Candidate>();
     for (const [msgs, fromRun] of [[runs, true], [endedSince, false]] as const) {
       for (const msg of msgs) {
         const entry = decodeEntry(msg.data);
-        if (entry && entryMayMatch(plan, entry)) candidates.set(entry.id, { entry, fromRun }); // an end entry wins: it ended since
+        if (entry && entryMayMatch(plan, entry)) candidates.set(entry.id, { entry, fromRun, seq: msg.seq }); // an end entry wins: it ended since
       }
     }
     const last = Array.isArray(cursor.k) ? cursor.k : undefined;
@@ -279,10 +279,17 @@ async function scanPage(topology: Topology, plan: Plan, cursor: Cursor, limit: n
  * a run entry of a workflow that has ended (the purge after its end was lost) is purged, and if
  * its end entry is missing too (its runtime died right after the terminal write), written.
  */
-async function runPartVerdict(topology: Topology, snapshotSeq: number, candidate: { entry: IndexEntry; fromRun: boolean }, state: WorkflowState | undefined): Promise<"list" | "skip"> {
+/** An entry of the running part: a run entry, or an end entry written after the first page; `seq` where it was read. */
+interface Candidate {
+  entry: IndexEntry;
+  fromRun: boolean;
+  seq: number;
+}
+
+async function runPartVerdict(topology: Topology, snapshotSeq: number, candidate: Candidate, state: WorkflowState | undefined): Promise<"list" | "skip"> {
   const subjects = subjectsOf(topology);
   if (!state) {
-    if (candidate.fromRun && Date.now() - Date.parse(candidate.entry.createdAt) > CREATING_GRACE_MS) keyRemovalOf(topology).removeLater(subjects.run(candidate.entry.workflow, candidate.entry.id));
+    if (candidate.fromRun && Date.now() - Date.parse(candidate.entry.createdAt) > CREATING_GRACE_MS) keyRemovalOf(topology).deleteLater(candidate.seq);
     return "skip";
   }
   if (state.createdAt !== candidate.entry.createdAt) {
@@ -296,7 +303,7 @@ async function runPartVerdict(topology: Topology, snapshotSeq: number, candidate
   // finished part lists it; otherwise (missing: repaired now, or after the snapshot) it is listed here.
   const end = await topology.jsm.streams.getMessage(subjects.stream, { last_by_subj: endSubjectOf(subjects, state) }).catch(() => null);
   if (!end) await repairIndex(topology, state).catch(() => undefined);
-  else keyRemovalOf(topology).removeLater(subjects.run(state.workflow, state.id));
+  else keyRemovalOf(topology).deleteLater(candidate.seq); // the stale run entry, where it was read
   return end && end.seq <= snapshotSeq ? "skip" : "list";
 }
 
