@@ -88,8 +88,11 @@ export interface RuntimeOptions {
    * (payloads/codec.ts). Every runtime and client of the namespace needs the same one.
    */
   codec?: PayloadCodec;
-  /** Test-only: called at named crash points. */
-  crashPoint?: (name: string) => void;
+  /**
+   * Test-only: called at named crash points. At "after-state-write-before-dispatch" the
+   * orchestrator waits for a promise the hook returns (a pause, to act inside that window).
+   */
+  crashPoint?: (name: string) => void | Promise<void>;
 }
 
 export interface Runtime {

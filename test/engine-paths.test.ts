@@ -7,12 +7,12 @@
  * that completed its last dependency.
  */
 import { describe, expect, it } from "vitest";
-import type { Msg } from "@nats-io/nats-core";
+import { headers, type Msg } from "@nats-io/nats-core";
 import { DiscardPolicy } from "@nats-io/jetstream";
 import { createRuntime, defineDag, defineWorkflow, type ActivityContext, type DagDefinition, type WorkflowClient, type WorkflowContext, type WorkflowState } from "../runtime/index.js";
-import { Engine, resultSignal, sleep, useEngines, waitForState } from "./fixtures/engine/harness.js";
+import { Engine, resultSignal, sleep, useEngines, waitFor, waitForState } from "./fixtures/engine/harness.js";
 import { MAX_SPREAD_MS } from "../runtime/orchestrator/timer-batches.js";
-import type { CompletionMessage } from "../runtime/protocol.js";
+import { REPAIR_HEADER, type CompletionMessage } from "../runtime/protocol.js";
 import { pendingEffects } from "../runtime/orchestrator/outbox.js";
 
 const engine = useEngines();
@@ -456,6 +456,68 @@ describe("continuations when NATS loses writes", () => {
       expect(runs.filter((r) => r.startsWith("second"))).toEqual(["second#1"]);
     });
   }
+
+  it("a holder asked about its continued step while the write that continues it is in flight answers \"held\": the step runs once", async () => {
+    // Between the state write that marks `second` continued and the step's start, a repair
+    // elsewhere (the lease's task redelivered by a restarted nats-server, or a part-way event) can
+    // read that write and ask the holder. Told "free", it published `second`, and the step ran on
+    // two runtimes (chaos scenario 2: ship_order on two pids 7 ms apart after a NATS restart).
+    const e = engine();
+    const { runs, releaseSecond, activities: acts, workflows } = firstThenSecond();
+    const client = await e.client();
+    const { nc, names } = client.topology;
+    let writes = 0;
+    let continuedBy: string | undefined;
+    let answer: string | undefined;
+    await e.runtime({
+      workflows,
+      activities: acts,
+      crashPoint: (name) => {
+        // The start's write is the first; the one that records `first` and continues `second`, the second.
+        if (name !== "after-state-write-before-dispatch" || ++writes !== 2) return;
+        return (async () => {
+          continuedBy = (await client.describe("held-early")).steps.second?.continued;
+          const query = JSON.stringify({ workflowId: "held-early", step: "second" });
+          answer = new TextDecoder().decode((await nc.request(names.leaseSubject(continuedBy!), query, { timeout: 2_000 })).data);
+        })();
+      },
+    });
+    const handle = await client.start("two", null, { id: "held-early" });
+    await waitForState(client, "held-early", () => runs.includes("second#1"));
+    expect(continuedBy).toBeDefined(); // the write did continue `second` here
+    expect(answer).toBe("held");
+    releaseSecond();
+    expect(await handle.result(resultSignal())).toBe("done");
+    expect(runs).toEqual(["first#1", "second#1"]);
+  });
+
+  it("a part-way completion whose continued step's holder does not answer is asked about again, not acked: the step runs once the holder is gone", async () => {
+    // A part-way event (its worker's in-process recording failed) repairs a continued step whose
+    // lease is the completed task, acked already: acked while the holder's answer is unknown, the
+    // step was left to nobody when that holder had died.
+    const e = engine();
+    const { runs, releaseSecond, activities: acts, workflows } = firstThenSecond();
+    await e.runtime({ workflows, activities: acts, config: { defaults: { activityTimeout: "1m" } } });
+    const client = await e.client();
+    const { nc, js, states, names } = client.topology;
+    const handle = await client.start("two", null, { id: "ghost-holder" });
+    const running = await waitForState(client, "ghost-holder", (s) => s.steps.second?.continued !== undefined && runs.includes("second#1"));
+    // The state now says a runtime that never answers holds `second` (a holder too busy, or cut off).
+    await states.put("ghost-holder", JSON.stringify({ ...running, steps: { ...running.steps, second: { ...running.steps.second!, continued: "ghost-0000" } } }));
+    let asked = 0;
+    const ghost = nc.subscribe(names.leaseSubject("ghost-0000"), { callback: () => void (asked += 1) });
+    await nc.flush();
+    const first = running.steps.first!;
+    const completion: CompletionMessage = { workflowId: "ghost-holder", step: "first", attempt: 1, startedAt: first.startedAt!, finishedAt: first.finishedAt!, worker: "elsewhere", ok: true, output: first.output ?? null };
+    const h = headers();
+    h.set(REPAIR_HEADER, "1");
+    await js.publish(names.completedSubject("ghost-holder", "first"), new TextEncoder().encode(JSON.stringify(completion)), { headers: h });
+    await waitFor("the repair to ask the holder", () => (asked >= 1 ? true : undefined), 10_000, 20);
+    ghost.unsubscribe(); // the holder is gone: asked again, no one answers, and the step is published
+    await waitFor("`second` to run again from its task", () => (runs.filter((r) => r === "second#1").length === 2 ? true : undefined), 20_000, 50);
+    releaseSecond();
+    expect(await handle.result(resultSignal())).toBe("done");
+  });
 
   it("a continued step of a long workflow (with history chunks) whose scheduling write was lost releases its lease: the workflow completes", async () => {
     const e = engine();

@@ -5,6 +5,7 @@
  * closes) and after `maxLifetime`; an exit hook SIGKILLs whatever is left.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { appendFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { RuntimeProcessOptions } from "../../test/fixtures/runtime-process.js";
@@ -101,7 +102,9 @@ export class Fleet {
       functions: "chaos",
       exitWithParent: true,
       maxLifetime: "20m",
-      logLevel: "warn",
+      // CHAOS_LOG_LEVEL=info (with CHAOS_KEEP=1, which keeps each runtime's whole log in the
+      // scenario's directory) explains a failed run after the fact.
+      logLevel: process.env.CHAOS_LOG_LEVEL ?? "warn",
       ...this.base,
       ...overrides,
       natsUrl: overrides.natsUrl ?? this.base.natsUrl ?? overrides.natsUrls?.[0] ?? this.base.natsUrls?.[0] ?? "",
@@ -115,7 +118,9 @@ export class Fleet {
     if (proc.pid === undefined) throw new Error(`could not spawn runtime ${name}`);
     allChildren.add(proc);
     const output: string[] = [];
+    const logFile = process.env.CHAOS_KEEP === "1" ? join(options.markerDir, `${name}-${proc.pid}.log`) : undefined;
     const push = (line: string) => {
+      if (logFile) appendFileSync(logFile, `${Date.now()} ${line}\n`);
       output.push(line);
       if (output.length > OUTPUT_LINES) output.splice(0, output.length - OUTPUT_LINES);
     };

@@ -31,7 +31,20 @@ export interface Continuation {
   lease: LeaseRef;
   /** This runtime's worker runs that activity type, and is not stopping. */
   hosts(activityType: string): boolean;
+  /**
+   * Hold `step` of `workflowId` from now on, before the write that marks it continued: a repair
+   * that reads that write and asks the holder (worker/leases.ts) must be told "held" even while
+   * the step has not started yet (told "free", it published the step, and the step ran twice).
+   * The reservation then starts the step, or is cancelled when the write fails or does not
+   * continue it.
+   */
+  reserve(workflowId: string, step: string): ContinuationReservation;
+}
+
+/** A continued step held by its runtime from the decision on; start() or cancel() settles it (once). */
+export interface ContinuationReservation {
   start(task: TaskMessage): void;
+  cancel(): void;
 }
 
 /**

@@ -30,7 +30,7 @@ import { TimerBatcher } from "./timer-batches.js";
 import { fleetLeases } from "../nats/fleet-lease.js";
 import { createRecovery } from "./recovery.js";
 import { drainThenStop } from "../nats/drain.js";
-import { isJsMsg, LocalCompletion, type EventMessage, type LocalOutcome, type LocalSource } from "./local-completion.js";
+import { isJsMsg, LocalCompletion, type ContinuationReservation, type EventMessage, type LocalOutcome, type LocalSource } from "./local-completion.js";
 export type { Continuation, LocalOutcome, LocalSource } from "./local-completion.js";
 import { earlyByMs, reparkTimer } from "./early-timers.js";
 import { afterFailure, failForPoison, workflowIdOf } from "./poison.js";
@@ -68,8 +68,8 @@ export interface OrchestratorOptions {
   now?: () => number;
   /** Told of runs started and ended, replays and cache lookups (observability/observer.ts). */
   observer?: EngineObserver;
-  /** Test-only: called at named points so crash tests can kill the process there. */
-  crashPoint?: (name: string) => void;
+  /** Test-only: called at named points so crash tests can kill the process there (a promise it returns at "after-state-write-before-dispatch" in apply() is waited for). */
+  crashPoint?: (name: string) => void | Promise<void>;
 }
 
 const MAX_CAS_ATTEMPTS = 20;
@@ -522,8 +522,9 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         decision = { ...decision, state: { ...owed } };
         delete decision.state.closing;
       }
-      // A next task this runtime's worker runs itself (see Continuation): chosen before the
-      // write, which marks the step as continued, so that a recovery pass leaves it alone.
+      // A next task this runtime's worker runs itself (see Continuation): chosen and held before
+      // the write, which marks the step as continued, so that a recovery pass leaves it alone and
+      // a repair that reads the write before the step starts is told it is held.
       const here = continuedHere(msg, decision.state, decision.effects);
       try {
         // A long workflow's oldest delivered steps move to a history chunk, stored before the
@@ -533,7 +534,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         if (split) await storeChunk(topology.states, split.chunk);
         const write = split ? failIfTooLarge({ ...decision, state: split.head }, stored, maxStateBytes) : failIfTooLarge(decision, stored, maxStateBytes, serialized);
         // (A state too large fails the workflow instead: no effects, nothing continues.)
-        const continued = here && write.effects.includes(here) ? here : undefined;
+        const continued = here && write.effects.includes(here.effect) ? here : undefined;
+        if (here && !continued) here.reservation.cancel();
         options.crashPoint?.("before-state-write");
         // New search attribute values' entries go first, so the stored state says they are stored (index-writer.ts).
         if (write.state.searchAttributes !== stored.state.searchAttributes) indexAttributesBeforeState(topology, write.state, stored.state.searchAttributes);
@@ -542,12 +544,14 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         // Refused updates' claim-checked arguments that no stored state references any more (removal.ts).
         for (const dropped of droppedUpdateArgs(stored.state, next.state)) void removeOrphanedPayload(topology, dropped.ref, dropped.under, logger);
         if (waitsOnlyOnDistantTimers(next.state, write.effects, env.now(), config.orchestrator.cacheDistantWaitsMs)) store.forget(id);
-        options.crashPoint?.("after-state-write-before-dispatch");
+        // (A test's hook may pause here, to act inside the window between the write and its effects.)
+        const paused = options.crashPoint?.("after-state-write-before-dispatch");
+        if (paused) await paused;
         // Test-only: the write that recorded a cancel request is stored, its effects (aborts, cleanup tasks) not yet published.
         if (next.state.cancelRequested && !stored.state.cancelRequested) options.crashPoint?.("after-cancel-recorded-before-dispatch");
         // A workflow that just ended owes its parent its end and its children their close policy (children.ts).
         const ended = isTerminal(next.state.status) && !isTerminal(stored.state.status) ? endEffects(next.state) : [];
-        const effects = [...(continued ? write.effects.filter((effect) => effect !== continued) : write.effects), ...ended];
+        const effects = [...(continued ? write.effects.filter((effect) => effect !== continued.effect) : write.effects), ...ended];
         if (effects.some((effect) => effect.kind === "child")) options.crashPoint?.("after-child-step-before-child-start");
         if (ended.some((effect) => effect.kind === "parent")) options.crashPoint?.("after-child-end-before-parent-event");
         const attributesChanged = next.state.searchAttributes !== stored.state.searchAttributes;
@@ -565,7 +569,7 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         // (A terminate message reached the workers itself.)
         if (isTerminal(next.state.status) && next.state.status !== "terminated") abortRunningSteps(next.state);
         if (continued && msg instanceof LocalCompletion) {
-          msg.continuation!.start(taskMessage(next.state, continued.step));
+          continued.reservation.start(taskMessage(next.state, continued.effect.step));
           msg.continued();
         } else {
           msg.ack();
@@ -573,6 +577,8 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
         if (stored.state.blocked) releaseUnblocked(id);
         return;
       } catch (err) {
+        // Not started: a repair may publish the step now (the caller's retry path depends on it).
+        here?.reservation.cancel();
         store.forget(id);
         if (!(err instanceof RevisionConflictError)) throw err;
         logger.debug(`lost a CAS on ${id}; re-reading`, { workflowId: id, attempt });
@@ -584,14 +590,16 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
   /**
    * One next task of a completion from this runtime's own worker, for the worker to run here
    * instead of publishing it (see Continuation): the first task of an activity type it hosts.
-   * Its step in `state` (the decision's draft, not yet written) is marked `continued`.
+   * Its step in `state` (the decision's draft, not yet written) is marked `continued`, and it is
+   * held from now on (the reservation: started, or cancelled, by the caller).
    */
-  function continuedHere(msg: EventMessage, state: WorkflowState, effects: Effect[]): (Effect & { kind: "task" }) | undefined {
+  function continuedHere(msg: EventMessage, state: WorkflowState, effects: Effect[]): { effect: Effect & { kind: "task" }; reservation: ContinuationReservation } | undefined {
     if (!(msg instanceof LocalCompletion) || !msg.continuation || stopping) return undefined;
     const continuation = msg.continuation;
     const effect = effects.find((e): e is Effect & { kind: "task" } => e.kind === "task" && continuation.hosts(state.steps[e.step]!.activity!));
-    if (effect) state.steps[effect.step] = { ...state.steps[effect.step]!, continued: continuation.holder, lease: continuation.lease };
-    return effect;
+    if (!effect) return undefined;
+    state.steps[effect.step] = { ...state.steps[effect.step]!, continued: continuation.holder, lease: continuation.lease };
+    return { effect, reservation: continuation.reserve(state.id, effect.step) };
   }
 
   /**
@@ -612,6 +620,13 @@ export function createOrchestrator(options: OrchestratorOptions): Orchestrator {
       logger.debug(`${msg.redelivered ? "redelivered event" : "another execution's completion"} already applied (${reason}); re-publishing ${effects.length} pending effect(s)`, { workflowId: stored.state.id });
       await Promise.all([publishEffects(topology, stored.state, effects), repairIndex(topology, stored.state)]);
       if (held && msg instanceof LocalCompletion) return msg.held();
+      if (held && isJsMsg(msg)) {
+        // A part-way event whose continued step's holder did not answer in time (leases.ts
+        // "unknown"), or still runs it: acked, the step would be left to nobody if that holder is
+        // gone (its lease, the completed task, was acked). Asked again after a while instead.
+        logger.info(`a continued step of ${stored.state.id} may still run on its runtime (no clear answer); asking again in ${config.orchestrator.ackWaitMs}ms`, { workflowId: stored.state.id });
+        return msg.nak(config.orchestrator.ackWaitMs);
+      }
     } else {
       logger.debug(`duplicate event ignored: ${reason}`, { workflowId: stored.state.id });
     }

@@ -241,11 +241,24 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       holder: options.leases.instance,
       lease: leaseRef,
       hosts: (activityType) => !pulling.signal.aborted && loops.has(activityType),
-      start: (task) => {
-        // Held from now until its attempt ends (recorded or released): a repair that asks in
-        // between is told to leave the step alone (leases.ts).
-        options.leases.hold(task.workflowId, task.step);
-        startWhenSlotFree(new ContinuedTask(topology.names.taskSubject(task.activity), task, lease, leaseRef));
+      reserve: (workflowId, step) => {
+        // Held from the decision until its attempt ends (recorded or released), or until the
+        // decision gives it up: a repair that asks in between is told to leave the step alone
+        // (leases.ts), even before the write that marks it continued has returned.
+        options.leases.hold(workflowId, step);
+        let settled = false;
+        return {
+          start: (task) => {
+            if (settled) return;
+            settled = true;
+            startWhenSlotFree(new ContinuedTask(topology.names.taskSubject(task.activity), task, lease, leaseRef));
+          },
+          cancel: () => {
+            if (settled) return;
+            settled = true;
+            options.leases.release(workflowId, step);
+          },
+        };
       },
     };
   }
