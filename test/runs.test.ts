@@ -28,6 +28,12 @@ async function counter(ctx: WorkflowContext<typeof activities, { left: number; t
   return { total: value, runId: ctx.uuid() };
 }
 
+/** The lowest and highest archived run among `keys`, e.g. "3..632", or "none". */
+function archivedRange(keys: string[]): string {
+  const runs = keys.map((k) => /\/r\.(\d+)$/.exec(k)?.[1]).filter((r): r is string => r !== undefined).map(Number);
+  return runs.length ? `${Math.min(...runs)}..${Math.max(...runs)}` : "none";
+}
+
 /** Every key of the states bucket that belongs to `id` (its state, chunks, archived runs). */
 async function keysOf(topology: { states: { keys(filter?: string): Promise<AsyncIterable<string>> } }, id: string): Promise<string[]> {
   const out: string[] = [];
@@ -219,7 +225,7 @@ describe("continue-as-new", () => {
     starts.unsubscribe();
     expect(
       left.slice(0, 5),
-      `${left.length} keys left; result at ${endedAt}; loop-1 now: ${JSON.stringify({ run: again?.run, runId: again?.runId, previousRunId: again?.previousRunId, input: again?.input, createdAt: again?.createdAt, status: again?.status })}; first runs started: ${JSON.stringify(firstRuns)}; start messages published: ${startsPublished}; events consumer: ${JSON.stringify({ delivered: events?.delivered.stream_seq, ackFloor: events?.ack_floor.stream_seq, redelivered: events?.num_redelivered, pending: events?.num_pending, ackPending: events?.num_ack_pending })}`,
+      `${left.length} keys left (archived runs ${archivedRange(left)}); result at ${endedAt}; loop-1 now: ${JSON.stringify({ run: again?.run, runId: again?.runId, previousRunId: again?.previousRunId, input: again?.input, createdAt: again?.createdAt, status: again?.status })}; first runs started: ${JSON.stringify(firstRuns)}; start messages published: ${startsPublished}; events consumer: ${JSON.stringify({ delivered: events?.delivered.stream_seq, ackFloor: events?.ack_floor.stream_seq, redelivered: events?.num_redelivered, pending: events?.num_pending, ackPending: events?.num_ack_pending })}`,
     ).toEqual([]);
   }, 300_000);
 });
