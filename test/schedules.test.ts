@@ -20,6 +20,7 @@ import { createTestClock, type TestClock } from "../runtime/testing/index.js";
 import { validateWorkflowId } from "../runtime/ids.js";
 import { countTicks, dueAt, jitterOf, nextTick, nextTicks, tickWorkflowId } from "../runtime/schedules/fire-times.js";
 import { toScheduleSpec, type ScheduleOptions } from "../runtime/schedules/spec.js";
+import { newChain, publishTick, writeSchedule } from "../runtime/schedules/store.js";
 import { startNatsServer, type TestNats } from "./helpers/nats-server.js";
 import { onLines, sleep, waitFor } from "./helpers/wait.js";
 
@@ -290,6 +291,31 @@ describe("schedules on NATS", () => {
       for (const id of ids) expect((await client.runs(id)).runs).toEqual([]); // one run each
       expect(await client.count({ where: { scheduleId: "hourly" } })).toBe(6);
       await expect(client.schedules.backfill("hourly", { from: "2026-01-01T00:00:00Z", to: "2026-03-01T00:00:00Z" })).rejects.toMatchObject({ code: "WF_SCHEDULE_BACKFILL_TOO_LARGE" });
+    } finally {
+      await client.close();
+      await runtime.stop();
+    }
+  });
+
+  it("a first tick handled before the record that names its chain is written still runs (the publish-then-write window of a create)", async () => {
+    // A writer publishes a chain's first tick, then writes the record that names it. A tick due
+    // at once can reach a scheduler in between: dropped there, the chain had no message and the
+    // schedule never ticked (chaos scenario 1 saw "only 0 tick workflow(s)").
+    const { runtime, client } = await setup();
+    try {
+      const { jsm, names, schedules: kv } = client.topology;
+      const early = toScheduleSpec("early", { workflow: "scheduled", input: { n: 2 }, every: "1h", overlap: "allow-all" });
+      const chain = newChain();
+      const tick = Date.now();
+      const seq = await publishTick(client.topology, "early", early, chain, tick);
+      // The scheduler has seen it (no record yet) before the record is written.
+      await waitFor("the scheduler to take the tick", async () => ((await jsm.consumers.info(names.scheduleTicksStream, names.schedulerConsumer)).delivered.stream_seq >= seq ? true : undefined), 10_000, 20);
+      await sleep(100);
+      const now = iso(Date.now());
+      expect(await writeSchedule(kv, { id: "early", spec: early, source: "api", createdAt: now, updatedAt: now, state: { chain, nextTick: iso(tick), tickSeq: seq, runs: [], skipped: [], skippedCount: 0 } }, 0)).toBe(true);
+      await waitFor("the first tick's run", async () => ((await runsOf(client, "early")).length === 1 ? true : undefined), 10_000);
+      expect(await client.result(tickWorkflowId("early", tick), { signal: AbortSignal.timeout(10_000) })).toEqual({ n: 2 });
+      await client.schedules.delete("early");
     } finally {
       await client.close();
       await runtime.stop();

@@ -6,7 +6,8 @@
  *
  * When a tick is due, the runtime that holds its message:
  * 1. reads the schedule's record and drops the message unless the record names it (store.ts:
- *    the chain and next tick) and the schedule is not paused;
+ *    the chain and next tick) and the schedule is not paused (a young message whose chain no
+ *    record names yet is looked at again: its writer publishes it before writing the record);
  * 2. decides: run it (start its workflow), skip it (overlap policy, or missed by more than the
  *    catch-up window: then every tick too old is skipped at once and the chain resumes at the
  *    first tick within the window), or buffer it (overlap "buffer-one");
@@ -55,6 +56,10 @@ const LATE_MS = 5_000;
 const BUFFER_RECHECK_MIN_MS = 500;
 const BUFFER_RECHECK_MAX_MS = 10_000;
 const CAS_ATTEMPTS = 10;
+/** How long after its publish a tick message that no record names is waited for (its writer writes the record next). */
+const UNNAMED_TICK_GRACE_MS = 10_000;
+/** At most this many looks at such a message (500 ms doubling: about 8 s in all). */
+const UNNAMED_TICK_DELIVERIES = 5;
 export const SCHEDULES_RECOVERY_LEASE_KEY = "schedules-recovery";
 const RECOVERY_LEASE_MS = 5 * 60_000;
 
@@ -220,11 +225,17 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     }
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const stored = await readSchedule(kv, tick.scheduleId);
-      // Deleted, or replaced by a new chain (update, unpause): this message is nobody's.
-      if (!stored || stored.record.state.chain !== tick.chain) return msg.ack();
+      if (!stored || stored.record.state.chain !== tick.chain) {
+        // No record names this chain. Its writer may be between the publish and the record's
+        // write (a create, update or unpause whose first tick is due at once: acked here, the
+        // chain had no message, and the schedule never ticked): looked at again while the message
+        // is young. Else the schedule was deleted or moved to a new chain: the message is nobody's.
+        if (mayBeNamedSoon(msg)) return msg.nak(park(recheckDelay(msg)));
+        return msg.ack();
+      }
       const outcome = tick.kind === "tick" ? await onTick(stored.record, tick, now) : await onBuffered(stored.record, tick);
       if (outcome === "stale") return msg.ack();
-      if (outcome === "wait") return msg.nak(park(Math.min(BUFFER_RECHECK_MIN_MS * 2 ** Math.min(msg.info.deliveryCount - 1, 10), BUFFER_RECHECK_MAX_MS)));
+      if (outcome === "wait") return msg.nak(park(recheckDelay(msg)));
       if (await writeSchedule(kv, outcome, stored.revision)) return msg.ack();
       // Lost the CAS: someone else moved the schedule on (the same tick elsewhere, an update). Re-read.
     }
@@ -295,6 +306,21 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     },
     recover: () => recoverOnce(),
   };
+}
+
+/** The delay before a message that has to wait is looked at again: doubling with its deliveries. */
+function recheckDelay(msg: JsMsg): number {
+  return Math.min(BUFFER_RECHECK_MIN_MS * 2 ** Math.min(msg.info.deliveryCount - 1, 10), BUFFER_RECHECK_MAX_MS);
+}
+
+/**
+ * Whether a tick message that no record names may still be named: published less than
+ * UNNAMED_TICK_GRACE_MS ago (by the stream's clock, against ours) and seen only a few times, so a
+ * stale message is dropped within seconds whatever the clocks say.
+ */
+function mayBeNamedSoon(msg: JsMsg): boolean {
+  const publishedAt = msg.info.timestampNanos / 1e6;
+  return Date.now() - publishedAt < UNNAMED_TICK_GRACE_MS && msg.info.deliveryCount <= UNNAMED_TICK_DELIVERIES;
 }
 
 function isRefusal(err: unknown): boolean {
