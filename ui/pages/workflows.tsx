@@ -23,7 +23,7 @@ const localOf = (iso: string | null): string => {
 
 export function WorkflowsPage({ route }: { route: Route }) {
   const q = route.query;
-  const [page, setPage] = useState<{ workflows: Summary[]; cursor?: string } | undefined>(undefined);
+  const [loaded, setPage] = useState<{ key: string; workflows: Summary[]; cursor?: string } | undefined>(undefined);
   const [error, setError] = useState<unknown>(undefined);
   const cursors = q.get("cursors")?.split("~").filter(Boolean) ?? [];
   const cursor = cursors.at(-1);
@@ -33,6 +33,9 @@ export function WorkflowsPage({ route }: { route: Route }) {
   params.set("limit", String(PAGE_SIZE));
   if (cursor) params.set("cursor", cursor);
   const key = params.toString();
+  // Only the page read for these filters: while a new filter's first page loads, the rows of the
+  // previous one would be shown under it (a completed workflow in the "running" list).
+  const page = loaded?.key === key ? loaded : undefined;
 
   useEffect(() => {
     let stopped = false;
@@ -42,7 +45,7 @@ export function WorkflowsPage({ route }: { route: Route }) {
         try {
           const next = await get<{ workflows: Summary[]; cursor?: string }>("/api/workflows", new URLSearchParams(key));
           if (!stopped) {
-            setPage(next);
+            setPage({ ...next, key });
             setError(undefined);
           }
         } catch (err) {
@@ -125,7 +128,7 @@ export function WorkflowsPage({ route }: { route: Route }) {
       </form>
       <ErrorBox error={error} />
       <div class="card">
-        <table class="list" data-testid="workflows">
+        <table class="list" data-testid="workflows" data-loaded={page ? "true" : "false"}>
           <thead>
             <tr>
               <th>Id</th>
