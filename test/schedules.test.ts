@@ -308,7 +308,8 @@ describe("schedules on NATS", () => {
       const chain = newChain();
       const tick = Date.now();
       const seq = await publishTick(client.topology, "early", early, chain, tick);
-      // The scheduler has seen it (no record yet) before the record is written.
+      // The scheduler has it (no record yet), and a moment to handle it, before the record is
+      // written. (On the previous code it was acked by then: the run below never came.)
       await waitFor("the scheduler to take the tick", async () => ((await jsm.consumers.info(names.scheduleTicksStream, names.schedulerConsumer)).delivered.stream_seq >= seq ? true : undefined), 10_000, 20);
       await sleep(100);
       const now = iso(Date.now());
