@@ -42,6 +42,7 @@ const workflows = {
     return ctx.activity<string>("other", a);
   },
   waiter: async (ctx: WorkflowContext) => ctx.waitForSignal<string>("go"),
+  once: async (ctx: WorkflowContext, input: string) => ctx.activity<string>("allowed", input),
 };
 const activities = { allowed: async (s: string) => `${s}+a`, other: async (s: string) => `${s}+o` };
 
@@ -231,6 +232,42 @@ describe("namespace isolation", () => {
         await sub.closed;
       });
     }
+  });
+
+  it("a worker-only runtime drops a redelivered task of a workflow that has ended, without touching the index", async () => {
+    // The worker re-publishes an ended workflow's end effects for such a task, and used to repair
+    // its index entries too: refused by a worker's permissions, the task was released and came
+    // back for ever.
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+    await runtimeAs("orchestrator_pa", { role: "orchestrator" });
+    const client = await createClient({ config: configOf("client_pa") });
+    cleanups.push(() => client.close());
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    const hang = async (_: string, actx: { signal: AbortSignal }) => {
+      started();
+      await new Promise((resolve) => actx.signal.addEventListener("abort", resolve));
+      throw new Error("stopped");
+    };
+    const first = await createRuntime({ config: configOf("allowed_pa", { worker: { activities: ["allowed"], shutdownGrace: "100ms" } }), workflows, activities: { allowed: hang }, role: "worker" });
+    await first.start();
+    await client.start("once", "x", { id: "once-ended" });
+    await running;
+    await first.stop(); // the attempt is released: its task will be delivered again
+    await client.cancel("once-ended", "ended while its task waits");
+    expect((await client.waitForEnd("once-ended", { signal: AbortSignal.timeout(20_000) })).status).toBe("cancelled");
+
+    const before = logSize();
+    await runtimeAs("allowed_pa", { role: "worker" });
+    const jsm = await jetstreamManager(await raw("admin_pa")); // the client may not read consumers
+    const names = createNames("pa");
+    const settled = async () => {
+      const info = await jsm.consumers.info(names.tasksStream, names.activityConsumer("allowed"));
+      return info.num_ack_pending === 0 && info.num_pending === 0;
+    };
+    await until(settled);
+    expect(await settled(), "the redelivered task is still going round").toBe(true);
+    expect(violations(before)).toEqual([]);
   });
 
   it("each namespace runs its own workflows with its own users", async () => {

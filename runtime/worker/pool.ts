@@ -391,9 +391,12 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       logger.info(`dropped a redelivered task of ${task.activity}: the workflow is ${state.status}`, meta);
       // Its orchestrator may have died between the terminal write and the end entry (index-writer.ts),
       // or before the end's effects: its report to a parent, its close policy for its children
-      // (orchestrator/children.ts; pendingEffects of an ended state). Both are deduplicated.
+      // (orchestrator/children.ts; pendingEffects of an ended state). Both are deduplicated. The
+      // index only where this runtime is an orchestrator too: a worker's permissions do not cover
+      // it (refused, the task went round forever), and the orchestrators repair it anyway (the
+      // redelivered event that ended it, listings, recovery).
       try {
-        await Promise.all([repairIndex(topology, state), publishEffects(topology, state, pendingEffects(state))]);
+        await Promise.all([options.applyCompletion ? repairIndex(topology, state) : undefined, publishEffects(topology, state, pendingEffects(state))]);
       } catch (err) {
         logger.warn(`re-publishing the end of workflow ${task.workflowId} failed (${(err as Error)?.message ?? err}); releasing the task to try again`, meta);
         release(msg, RELEASE_DELAY_MS);
