@@ -93,6 +93,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   /** Completions being recorded at once (see runTask): as many as the orchestrator applies at once. */
   const recording = new Slots(Math.max(1, config.orchestrator.concurrency));
   const pulling = new AbortController(); // stops the pull loops
+  /** This runtime is an orchestrator too (it applies its own completions): it may write the index. */
+  const orchestratorHere = options.applyCompletion !== undefined;
   /** Releases are recorded before the NAK, so they are not counted as crashes (release.ts). */
   const releaser = createTaskReleaser({ topology, config });
   const tasks = new Set<Promise<void>>();
@@ -247,17 +249,11 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         // (leases.ts), even before the write that marks it continued has returned.
         options.leases.hold(workflowId, step);
         let settled = false;
+        const settle = (): boolean => !settled && (settled = true);
         return {
-          start: (task) => {
-            if (settled) return;
-            settled = true;
-            startWhenSlotFree(new ContinuedTask(topology.names.taskSubject(task.activity), task, lease, leaseRef));
-          },
-          cancel: () => {
-            if (settled) return;
-            settled = true;
-            options.leases.release(workflowId, step);
-          },
+          // From here the task owns the hold: its end (or a stop before its slot) releases it.
+          start: (task) => void (settle() && startWhenSlotFree(new ContinuedTask(topology.names.taskSubject(task.activity), task, lease, leaseRef))),
+          cancel: () => void (settle() && options.leases.release(workflowId, step)),
         };
       },
     };
@@ -396,7 +392,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       // it (refused, the task went round forever), and the orchestrators repair it anyway (the
       // redelivered event that ended it, listings, recovery).
       try {
-        await Promise.all([options.applyCompletion ? repairIndex(topology, state) : undefined, publishEffects(topology, state, pendingEffects(state))]);
+        await Promise.all([orchestratorHere ? repairIndex(topology, state) : undefined, publishEffects(topology, state, pendingEffects(state))]);
       } catch (err) {
         logger.warn(`re-publishing the end of workflow ${task.workflowId} failed (${(err as Error)?.message ?? err}); releasing the task to try again`, meta);
         release(msg, RELEASE_DELAY_MS);

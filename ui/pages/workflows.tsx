@@ -23,7 +23,7 @@ const localOf = (iso: string | null): string => {
 
 export function WorkflowsPage({ route }: { route: Route }) {
   const q = route.query;
-  const [loaded, setPage] = useState<{ key: string; workflows: Summary[]; cursor?: string } | undefined>(undefined);
+  const [loaded, setLoaded] = useState<{ key: string; workflows: Summary[]; cursor?: string } | undefined>(undefined);
   const [error, setError] = useState<unknown>(undefined);
   const cursors = q.get("cursors")?.split("~").filter(Boolean) ?? [];
   const cursor = cursors.at(-1);
@@ -45,7 +45,7 @@ export function WorkflowsPage({ route }: { route: Route }) {
         try {
           const next = await get<{ workflows: Summary[]; cursor?: string }>("/api/workflows", new URLSearchParams(key));
           if (!stopped) {
-            setPage({ ...next, key });
+            setLoaded({ ...next, key });
             setError(undefined);
           }
         } catch (err) {
