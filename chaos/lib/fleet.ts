@@ -121,7 +121,7 @@ export class Fleet {
     // (A stream, not a synchronous write per line: the harness times what the runtimes do.)
     const logFile = process.env.CHAOS_KEEP === "1" ? createWriteStream(join(options.markerDir, `${name}-${proc.pid}.log`), { flags: "a" }) : undefined;
     const push = (line: string) => {
-      logFile?.write(`${Date.now()} ${line}\n`);
+      if (logFile && !logFile.writableEnded) logFile.write(`${Date.now()} ${line}\n`); // (lines may still come after the exit)
       output.push(line);
       if (output.length > OUTPUT_LINES) output.splice(0, output.length - OUTPUT_LINES);
     };
